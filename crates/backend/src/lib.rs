@@ -1,1 +1,167 @@
-//! placeholder
+//! Storage backends for a restic-format repository.
+//!
+//! A [`Backend`] stores whole, immutable-by-convention objects addressed by a
+//! [`FileType`] and a name, using restic's repository layout:
+//!
+//! | file type              | key (path relative to the repository root) |
+//! |------------------------|--------------------------------------------|
+//! | [`FileType::Config`]   | `config` (the name is ignored)             |
+//! | [`FileType::Key`]      | `keys/<name>`                              |
+//! | [`FileType::Snapshot`] | `snapshots/<name>`                         |
+//! | [`FileType::Index`]    | `index/<name>`                             |
+//! | [`FileType::Lock`]     | `locks/<name>`                             |
+//! | [`FileType::Pack`]     | `data/<first two chars of name>/<name>`    |
+//! | [`FileType::Lifeboat`] | `lifeboat/<name>` (name may contain `/`)   |
+//!
+//! The trait is deliberately synchronous and small so that an object-store
+//! implementation (S3 through OpenDAL's blocking API) can be added later next to
+//! the default [`LocalBackend`]. Decorators wrap any backend:
+//! [`RetryBackend`] retries transient errors with exponential backoff and
+//! [`FaultyBackend`] injects faults for tests (including crash simulation).
+//!
+//! The [`conformance`] module holds a test suite every implementation must pass.
+
+pub mod conformance;
+mod error;
+mod faulty;
+mod file_type;
+mod local;
+mod retry;
+
+use std::sync::Arc;
+
+pub use error::{BackendError, ErrorContext, Op};
+pub use faulty::{Fault, FaultyBackend, FAULTS_ENV_VAR};
+pub use file_type::FileType;
+pub use local::LocalBackend;
+pub use retry::{RetryBackend, RetryPolicy};
+
+/// Result type of every backend operation.
+pub type Result<T> = std::result::Result<T, BackendError>;
+
+/// A place that stores the objects of one repository.
+///
+/// Contract shared by all implementations (checked by [`conformance::run_all`]):
+///
+/// * Objects are written whole by [`Backend::save`]; once `save` returns the object
+///   is durable and no reader can ever observe a partially written object under
+///   its final name.
+/// * Saving a name that already exists **replaces** it atomically: readers see
+///   either the old or the new content, and afterwards the new one. (The engine
+///   only re-saves content-addressed objects with identical content, so this is
+///   never a data-loss path.)
+/// * Missing objects are reported with an error for which
+///   [`BackendError::is_not_found`] is true.
+/// * Temporary or incomplete uploads are never returned by [`Backend::list`].
+/// * Implementations are `Send + Sync`; every method may be called concurrently
+///   from several threads.
+pub trait Backend: Send + Sync {
+    /// Human-readable description of where the repository lives (a path or URL),
+    /// never containing secrets.
+    fn location(&self) -> String;
+
+    /// Creates the repository layout (`keys/ snapshots/ index/ locks/ data/00..ff/`).
+    ///
+    /// Fails with [`BackendError::AlreadyExists`] if a `config` object is already
+    /// present. Creating over an existing layout without a config is allowed.
+    /// Does not write the config itself: save it with [`FileType::Config`].
+    fn create(&self) -> Result<()>;
+
+    /// Returns whether a repository (its `config` object) exists here.
+    fn has_config(&self) -> Result<bool>;
+
+    /// Stores `data` as object `name` of type `ft`, atomically and durably.
+    ///
+    /// Replaces an existing object of the same name (see the trait docs).
+    fn save(&self, ft: FileType, name: &str, data: &[u8]) -> Result<()>;
+
+    /// Reads a whole object.
+    fn load(&self, ft: FileType, name: &str) -> Result<Vec<u8>>;
+
+    /// Reads `length` bytes starting at `offset`.
+    ///
+    /// Fails with [`BackendError::ShortRead`] if the object holds fewer than
+    /// `offset + length` bytes; never returns fewer bytes than asked for.
+    fn load_range(&self, ft: FileType, name: &str, offset: u64, length: u32) -> Result<Vec<u8>>;
+
+    /// Returns the size of an object in bytes.
+    fn size(&self, ft: FileType, name: &str) -> Result<u64>;
+
+    /// Lists all objects of a type as `(name, size)` pairs.
+    ///
+    /// Names are the ones accepted by [`Backend::load`]: without directory
+    /// prefixes, except that [`FileType::Lifeboat`] names are relative paths that
+    /// may contain `/`. [`FileType::Pack`] lists across all `data/xx/`
+    /// directories; [`FileType::Config`] yields `("config", size)` if present.
+    /// An empty or not yet created repository yields an empty list. The order is
+    /// unspecified (the local backend sorts by name).
+    fn list(&self, ft: FileType) -> Result<Vec<(String, u64)>>;
+
+    /// Deletes an object. Deleting a missing object is a not-found error.
+    fn remove(&self, ft: FileType, name: &str) -> Result<()>;
+
+    /// Fault-injection hook: leaves behind exactly what a [`Backend::save`] of
+    /// `data` interrupted by a crash could leave (for the local backend, a
+    /// temporary file beside the final path holding `data`), without ever
+    /// making it visible under its final name.
+    ///
+    /// The default does nothing, which is correct for stores whose uploads are
+    /// atomic (an interrupted S3 PUT leaves nothing). Only used by
+    /// [`FaultyBackend`] and by tests.
+    fn simulate_interrupted_save(&self, ft: FileType, name: &str, data: &[u8]) -> Result<()> {
+        let _ = (ft, name, data);
+        Ok(())
+    }
+}
+
+macro_rules! delegate_backend {
+    ($ty:ty) => {
+        impl<T: Backend + ?Sized> Backend for $ty {
+            fn location(&self) -> String {
+                (**self).location()
+            }
+            fn create(&self) -> Result<()> {
+                (**self).create()
+            }
+            fn has_config(&self) -> Result<bool> {
+                (**self).has_config()
+            }
+            fn save(&self, ft: FileType, name: &str, data: &[u8]) -> Result<()> {
+                (**self).save(ft, name, data)
+            }
+            fn load(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {
+                (**self).load(ft, name)
+            }
+            fn load_range(
+                &self,
+                ft: FileType,
+                name: &str,
+                offset: u64,
+                length: u32,
+            ) -> Result<Vec<u8>> {
+                (**self).load_range(ft, name, offset, length)
+            }
+            fn size(&self, ft: FileType, name: &str) -> Result<u64> {
+                (**self).size(ft, name)
+            }
+            fn list(&self, ft: FileType) -> Result<Vec<(String, u64)>> {
+                (**self).list(ft)
+            }
+            fn remove(&self, ft: FileType, name: &str) -> Result<()> {
+                (**self).remove(ft, name)
+            }
+            fn simulate_interrupted_save(
+                &self,
+                ft: FileType,
+                name: &str,
+                data: &[u8],
+            ) -> Result<()> {
+                (**self).simulate_interrupted_save(ft, name, data)
+            }
+        }
+    };
+}
+
+delegate_backend!(Arc<T>);
+delegate_backend!(Box<T>);
+delegate_backend!(&T);
