@@ -65,18 +65,8 @@ pub struct ErrorContext {
 
 impl ErrorContext {
     /// Builds a context.
-    pub fn new(
-        location: impl Into<String>,
-        op: Op,
-        ft: Option<FileType>,
-        path: impl Into<String>,
-    ) -> Self {
-        Self {
-            location: location.into(),
-            op,
-            ft,
-            path: path.into(),
-        }
+    pub fn new(location: impl Into<String>, op: Op, ft: Option<FileType>, path: impl Into<String>) -> Self {
+        Self { location: location.into(), op, ft, path: path.into() }
     }
 }
 
@@ -94,9 +84,9 @@ impl fmt::Display for ErrorContext {
 /// Error of a backend operation.
 ///
 /// The `Display` text is one self-contained line (`<location>: <verb> <path>:
-/// <what happened>`); the underlying [`io::Error`], where there is one, is the
-/// [`std::error::Error::source`], so print the chain (e.g. anyhow's `{:#}`) for
-/// the OS detail.
+/// <what happened>`), suitable to print as is. The underlying [`io::Error`] is
+/// kept in a field (`error`) but not exposed as [`std::error::Error::source`],
+/// so printing the chain does not repeat it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BackendError {
@@ -117,32 +107,27 @@ pub enum BackendError {
     StorageFull {
         /// Where it happened.
         ctx: ErrorContext,
-        /// The OS error.
-        #[source]
-        source: io::Error,
+        /// The OS error (not in the message: the variant says it all).
+        error: io::Error,
     },
     /// Access was denied (EACCES, EPERM).
     #[error("{ctx}: permission denied")]
     PermissionDenied {
         /// Where it happened.
         ctx: ErrorContext,
-        /// The OS error.
-        #[source]
-        source: io::Error,
+        /// The OS error (not in the message: the variant says it all).
+        error: io::Error,
     },
     /// The storage is read-only (EROFS).
     #[error("{ctx}: the storage is read-only")]
     ReadOnly {
         /// Where it happened.
         ctx: ErrorContext,
-        /// The OS error.
-        #[source]
-        source: io::Error,
+        /// The OS error (not in the message: the variant says it all).
+        error: io::Error,
     },
     /// A ranged read asked for bytes past the end of the object.
-    #[error(
-        "{ctx}: short read: wanted {length} bytes at offset {offset}, but the object has {size} bytes"
-    )]
+    #[error("{ctx}: short read: wanted {length} bytes at offset {offset}, but the object has {size} bytes")]
     ShortRead {
         /// Where it happened.
         ctx: ErrorContext,
@@ -162,13 +147,12 @@ pub enum BackendError {
         reason: String,
     },
     /// Any other I/O error.
-    #[error("{ctx}: I/O error: {source}")]
+    #[error("{ctx}: {error}")]
     Io {
         /// Where it happened.
         ctx: ErrorContext,
-        /// The OS error.
-        #[source]
-        source: io::Error,
+        /// The OS error (part of the message).
+        error: io::Error,
         /// Whether retrying may help (EINTR, EAGAIN, timeouts, connection resets).
         retryable: bool,
     },
@@ -180,7 +164,8 @@ pub enum BackendError {
         /// Whether the fault pretends to be transient.
         retryable: bool,
     },
-    /// Any other failure, e.g. from a remote store's client library.
+    /// Any other failure, e.g. from a remote store's client library. Put the
+    /// useful detail in `message`: `source` is only for programmatic inspection.
     #[error("{ctx}: {message}")]
     Other {
         /// Where it happened.
@@ -203,7 +188,7 @@ impl BackendError {
     /// EACCES/EPERM → [`BackendError::PermissionDenied`]; everything else →
     /// [`BackendError::Io`], retryable for EINTR, EAGAIN, timeouts and
     /// connection errors.
-    pub fn from_io(ctx: ErrorContext, source: io::Error) -> Self {
+    pub fn from_io(ctx: ErrorContext, error: io::Error) -> Self {
         use io::ErrorKind as K;
         // Raw Linux/macOS errno values, for kinds std may not classify on every platform.
         const EPERM: i32 = 1;
@@ -215,19 +200,19 @@ impl BackendError {
         #[cfg(not(target_os = "linux"))]
         const EDQUOT: i32 = 69;
 
-        let raw = source.raw_os_error();
-        let kind = source.kind();
+        let raw = error.raw_os_error();
+        let kind = error.kind();
         if kind == K::NotFound {
             return BackendError::NotFound { ctx };
         }
         if kind == K::StorageFull || raw == Some(ENOSPC) || raw == Some(EDQUOT) {
-            return BackendError::StorageFull { ctx, source };
+            return BackendError::StorageFull { ctx, error };
         }
         if kind == K::ReadOnlyFilesystem || raw == Some(EROFS) {
-            return BackendError::ReadOnly { ctx, source };
+            return BackendError::ReadOnly { ctx, error };
         }
         if kind == K::PermissionDenied || raw == Some(EACCES) || raw == Some(EPERM) {
-            return BackendError::PermissionDenied { ctx, source };
+            return BackendError::PermissionDenied { ctx, error };
         }
         let retryable = matches!(
             kind,
@@ -240,21 +225,12 @@ impl BackendError {
                 | K::BrokenPipe
                 | K::NotConnected
         );
-        BackendError::Io {
-            ctx,
-            source,
-            retryable,
-        }
+        BackendError::Io { ctx, error, retryable }
     }
 
     /// Builds an [`BackendError::Other`] error (for backends not based on `std::io`).
     pub fn other(ctx: ErrorContext, message: impl Into<String>, retryable: bool) -> Self {
-        BackendError::Other {
-            ctx,
-            message: message.into(),
-            retryable,
-            source: None,
-        }
+        BackendError::Other { ctx, message: message.into(), retryable, source: None }
     }
 
     /// The context (location, operation, file type, path) of this error.
@@ -300,10 +276,7 @@ impl BackendError {
 
     /// Whether access was denied or the storage is read-only.
     pub fn is_permission_denied(&self) -> bool {
-        matches!(
-            self,
-            BackendError::PermissionDenied { .. } | BackendError::ReadOnly { .. }
-        )
+        matches!(self, BackendError::PermissionDenied { .. } | BackendError::ReadOnly { .. })
     }
 
     /// Whether the storage is mounted read-only.
@@ -341,13 +314,8 @@ mod tests {
     #[test]
     fn messages_are_one_clear_line() {
         let e = BackendError::from_io(ctx(), io::Error::from_raw_os_error(28));
-        assert_eq!(
-            e.to_string(),
-            "/repo: saving index/ab: no space left on the storage (disk full or quota exceeded)"
-        );
-        let e = BackendError::NotFound {
-            ctx: ErrorContext::new("/repo", Op::Load, Some(FileType::Key), "keys/k"),
-        };
+        assert_eq!(e.to_string(), "/repo: saving index/ab: no space left on the storage (disk full or quota exceeded)");
+        let e = BackendError::NotFound { ctx: ErrorContext::new("/repo", Op::Load, Some(FileType::Key), "keys/k") };
         assert_eq!(e.to_string(), "/repo: loading keys/k: not found");
         assert_eq!(e.context().ft, Some(FileType::Key));
         assert!(!e.to_string().contains('\n'));

@@ -173,10 +173,7 @@ mod tests {
         assert_eq!(FileType::Index.object_key("i").as_deref(), Ok("index/i"));
         assert_eq!(FileType::Lock.object_key("l").as_deref(), Ok("locks/l"));
         assert_eq!(FileType::Pack.object_key("abcd").as_deref(), Ok("data/ab/abcd"));
-        assert_eq!(
-            FileType::Lifeboat.object_key("verifications/abcd").as_deref(),
-            Ok("lifeboat/verifications/abcd")
-        );
+        assert_eq!(FileType::Lifeboat.object_key("verifications/abcd").as_deref(), Ok("lifeboat/verifications/abcd"));
     }
 
     #[test]

@@ -132,13 +132,7 @@ macro_rules! delegate_backend {
             fn load(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {
                 (**self).load(ft, name)
             }
-            fn load_range(
-                &self,
-                ft: FileType,
-                name: &str,
-                offset: u64,
-                length: u32,
-            ) -> Result<Vec<u8>> {
+            fn load_range(&self, ft: FileType, name: &str, offset: u64, length: u32) -> Result<Vec<u8>> {
                 (**self).load_range(ft, name, offset, length)
             }
             fn size(&self, ft: FileType, name: &str) -> Result<u64> {
@@ -150,12 +144,7 @@ macro_rules! delegate_backend {
             fn remove(&self, ft: FileType, name: &str) -> Result<()> {
                 (**self).remove(ft, name)
             }
-            fn simulate_interrupted_save(
-                &self,
-                ft: FileType,
-                name: &str,
-                data: &[u8],
-            ) -> Result<()> {
+            fn simulate_interrupted_save(&self, ft: FileType, name: &str, data: &[u8]) -> Result<()> {
                 (**self).simulate_interrupted_save(ft, name, data)
             }
         }

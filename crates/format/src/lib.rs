@@ -6,7 +6,7 @@
 //! it exactly so that restic and rustic can read what Lifeboat writes and vice versa.
 
 pub mod config;
-mod error;
+pub mod error;
 pub mod id;
 pub mod index;
 pub mod key;
@@ -17,7 +17,7 @@ pub mod snapshot;
 pub mod tree;
 
 pub use config::Config;
-pub use error::FormatError;
+pub use error::{from_json as parse_json, FormatError};
 pub use id::Id;
 pub use index::{IndexBlob, IndexFile, IndexPack};
 pub use key::{KeyFile, MasterKeyJson};

@@ -1,0 +1,353 @@
+//! The local-directory backend (the default), using restic's on-disk layout.
+
+use std::collections::hash_map::RandomState;
+use std::fs::{self, File, OpenOptions};
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{BackendError, ErrorContext, Op};
+use crate::file_type::LAYOUT_DIRS;
+use crate::{Backend, FileType, Result};
+
+/// Prefix of temporary files written by [`LocalBackend::save`]. Object names
+/// never start with `.`, so [`Backend::list`] can skip them safely.
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// Per-process counter making temporary names unique across threads.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A repository in a directory of the local file system.
+///
+/// Saves are atomic and durable: data goes to a uniquely named temporary file
+/// (`.tmp-…`) in the object's final directory, which is fsynced, renamed over
+/// the final name, and the directory fsynced. Missing directories below the
+/// repository root (e.g. `data/ab/`) are created on demand; the root itself
+/// must exist (it is created by [`Backend::create`]).
+#[derive(Clone, Debug)]
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+impl LocalBackend {
+    /// A backend for the repository at `path` (which need not exist yet).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { root: path.into() }
+    }
+
+    /// The repository's root directory.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    fn ctx(&self, op: Op, ft: Option<FileType>, path: impl Into<String>) -> ErrorContext {
+        ErrorContext::new(self.location(), op, ft, path)
+    }
+
+    /// Validates `name` and returns its key (relative path) and absolute path.
+    fn object(&self, op: Op, ft: FileType, name: &str) -> Result<(String, PathBuf)> {
+        match ft.object_key(name) {
+            Ok(key) => {
+                let path = key.split('/').fold(self.root.clone(), |p, c| p.join(c));
+                Ok((key, path))
+            }
+            Err(reason) => Err(BackendError::InvalidName { ctx: self.ctx(op, Some(ft), name), reason }),
+        }
+    }
+
+    /// Creates the missing directories from the root down to `dir` (which must be
+    /// inside the root), fsyncing each new directory's parent. The root itself
+    /// must exist.
+    fn create_dirs(&self, dir: &Path) -> io::Result<()> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        if !self.root.is_dir() {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "repository directory does not exist"));
+        }
+        let mut missing = Vec::new();
+        let mut cur = dir;
+        while cur != self.root && !cur.is_dir() {
+            missing.push(cur);
+            match cur.parent() {
+                Some(parent) => cur = parent,
+                None => break,
+            }
+        }
+        for d in missing.into_iter().rev() {
+            match fs::create_dir(d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+            if let Some(parent) = d.parent() {
+                sync_dir(parent)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a new, uniquely named temporary file in `dir`, creating `dir` if
+    /// needed.
+    fn create_temp(&self, dir: &Path) -> io::Result<(PathBuf, File)> {
+        let mut created_dirs = false;
+        loop {
+            let path = dir.join(temp_name());
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(file) => return Ok((path, file)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !created_dirs => {
+                    self.create_dirs(dir)?;
+                    created_dirs = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes `data` to a fresh temporary file in `dir` and fsyncs it; removes
+    /// the file again on failure.
+    fn write_temp(&self, dir: &Path, data: &[u8]) -> io::Result<PathBuf> {
+        let (tmp, mut file) = self.create_temp(dir)?;
+        let written = file.write_all(data).and_then(|()| sync_file(&file));
+        drop(file);
+        match written {
+            Ok(()) => Ok(tmp),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// Lists the regular files directly in `dir` (skipping dot files), sorted by
+    /// name. A missing directory is empty.
+    fn list_files(&self, dir: &Path, out: &mut Vec<(String, u64)>, prefix: &str) -> io::Result<()> {
+        for (name, meta) in read_dir_entries(dir)? {
+            if meta.is_file() {
+                out.push((format!("{prefix}{name}"), meta.len()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Recursively lists regular files below `dir`, with `/`-separated names.
+    fn list_tree(&self, dir: &Path, out: &mut Vec<(String, u64)>, prefix: &str) -> io::Result<()> {
+        for (name, meta) in read_dir_entries(dir)? {
+            if meta.is_file() {
+                out.push((format!("{prefix}{name}"), meta.len()));
+            } else if meta.is_dir() {
+                self.list_tree(&dir.join(&name), out, &format!("{prefix}{name}/"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the entries of `dir` (following symlinks), skipping dot files, names
+/// that are not UTF-8 and entries that vanish meanwhile. A missing directory
+/// reads as empty.
+fn read_dir_entries(dir: &Path) -> io::Result<Vec<(String, fs::Metadata)>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if name.starts_with('.') {
+            continue;
+        }
+        match fs::metadata(entry.path()) {
+            Ok(meta) => out.push((name, meta)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// A fresh temporary file name: `.tmp-<pid>-<counter>-<random>`.
+fn temp_name() -> String {
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let random = RandomState::new().build_hasher().finish() as u32;
+    format!("{TEMP_PREFIX}{}-{n}-{random:08x}", std::process::id())
+}
+
+/// Whether an fsync error only means the file system cannot fsync (some network
+/// and FUSE file systems), which, like restic, we tolerate.
+fn fsync_unsupported(e: &io::Error) -> bool {
+    const EINVAL: i32 = 22;
+    #[cfg(target_os = "linux")]
+    const ENOTSUP: i32 = 95;
+    #[cfg(not(target_os = "linux"))]
+    const ENOTSUP: i32 = 45;
+    matches!(e.kind(), io::ErrorKind::Unsupported | io::ErrorKind::InvalidInput)
+        || matches!(e.raw_os_error(), Some(EINVAL) | Some(ENOTSUP))
+}
+
+fn sync_file(file: &File) -> io::Result<()> {
+    match file.sync_all() {
+        Err(e) if fsync_unsupported(&e) => Ok(()),
+        other => other,
+    }
+}
+
+/// Fsyncs a directory so that entries created or renamed in it are durable.
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    match File::open(dir).and_then(|d| d.sync_all()) {
+        Err(e) if fsync_unsupported(&e) => Ok(()),
+        other => other,
+    }
+}
+
+/// Directory fsync is not available on this platform; renames are durable once
+/// the file system flushes its metadata.
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn create(&self) -> Result<()> {
+        let err = |path: &str, e| BackendError::from_io(self.ctx(Op::Create, None, path), e);
+        if self.has_config()? {
+            return Err(BackendError::AlreadyExists { ctx: self.ctx(Op::Create, Some(FileType::Config), "config") });
+        }
+        let root_existed = self.root.is_dir();
+        fs::create_dir_all(&self.root).map_err(|e| err("", e))?;
+        for dir in LAYOUT_DIRS {
+            fs::create_dir_all(self.root.join(dir)).map_err(|e| err(dir, e))?;
+        }
+        let data = self.root.join("data");
+        for i in 0..=255u8 {
+            let sub = format!("{i:02x}");
+            fs::create_dir_all(data.join(&sub)).map_err(|e| err(&format!("data/{sub}"), e))?;
+        }
+        sync_dir(&data).map_err(|e| err("data", e))?;
+        sync_dir(&self.root).map_err(|e| err("", e))?;
+        if !root_existed {
+            if let Some(parent) = self.root.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent).map_err(|e| err("", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn has_config(&self) -> Result<bool> {
+        match fs::metadata(self.root.join("config")) {
+            Ok(meta) => Ok(meta.is_file()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(BackendError::from_io(self.ctx(Op::HasConfig, Some(FileType::Config), "config"), e)),
+        }
+    }
+
+    fn save(&self, ft: FileType, name: &str, data: &[u8]) -> Result<()> {
+        let (key, path) = self.object(Op::Save, ft, name)?;
+        let err = |e| BackendError::from_io(self.ctx(Op::Save, Some(ft), key.as_str()), e);
+        let dir = path.parent().unwrap_or(&self.root);
+        let tmp = self.write_temp(dir, data).map_err(err)?;
+        if let Err(e) = fs::rename(&tmp, &path) {
+            let _ = fs::remove_file(&tmp);
+            return Err(err(e));
+        }
+        sync_dir(dir).map_err(err)
+    }
+
+    fn load(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {
+        let (key, path) = self.object(Op::Load, ft, name)?;
+        fs::read(&path).map_err(|e| BackendError::from_io(self.ctx(Op::Load, Some(ft), key), e))
+    }
+
+    fn load_range(&self, ft: FileType, name: &str, offset: u64, length: u32) -> Result<Vec<u8>> {
+        let (key, path) = self.object(Op::LoadRange, ft, name)?;
+        let ctx = || self.ctx(Op::LoadRange, Some(ft), key.as_str());
+        let err = |e| BackendError::from_io(ctx(), e);
+        let mut file = File::open(&path).map_err(err)?;
+        let size = file.metadata().map_err(err)?.len();
+        let short = |size| BackendError::ShortRead { ctx: ctx(), offset, length, size };
+        match offset.checked_add(u64::from(length)) {
+            Some(end) if end <= size => {}
+            _ => return Err(short(size)),
+        }
+        file.seek(SeekFrom::Start(offset)).map_err(err)?;
+        let mut buf = vec![0; length as usize];
+        match file.read_exact(&mut buf) {
+            Ok(()) => Ok(buf),
+            // The file shrank between the size check and the read.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(short(size)),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    fn size(&self, ft: FileType, name: &str) -> Result<u64> {
+        let (key, path) = self.object(Op::Size, ft, name)?;
+        let ctx = || self.ctx(Op::Size, Some(ft), key.as_str());
+        match fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => Ok(meta.len()),
+            Ok(_) => Err(BackendError::NotFound { ctx: ctx() }),
+            Err(e) => Err(BackendError::from_io(ctx(), e)),
+        }
+    }
+
+    fn list(&self, ft: FileType) -> Result<Vec<(String, u64)>> {
+        let dir_name = ft.dir().map_or_else(|| "config".to_owned(), |d| format!("{d}/"));
+        let err = |e| BackendError::from_io(self.ctx(Op::List, Some(ft), dir_name.as_str()), e);
+        let mut out = Vec::new();
+        match ft {
+            FileType::Config => match fs::metadata(self.root.join("config")) {
+                Ok(meta) if meta.is_file() => out.push(("config".to_owned(), meta.len())),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(err(e)),
+            },
+            FileType::Pack => {
+                let data = self.root.join("data");
+                for (sub, meta) in read_dir_entries(&data).map_err(err)? {
+                    if meta.is_dir() && sub.chars().count() == 2 {
+                        self.list_files(&data.join(&sub), &mut out, "").map_err(err)?;
+                    }
+                }
+                out.sort_by(|a, b| a.0.cmp(&b.0));
+            }
+            FileType::Lifeboat => {
+                self.list_tree(&self.root.join("lifeboat"), &mut out, "").map_err(err)?;
+                out.sort_by(|a, b| a.0.cmp(&b.0));
+            }
+            _ => {
+                let dir = ft.dir().unwrap_or_default();
+                self.list_files(&self.root.join(dir), &mut out, "").map_err(err)?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn remove(&self, ft: FileType, name: &str) -> Result<()> {
+        let (key, path) = self.object(Op::Remove, ft, name)?;
+        let err = |e| BackendError::from_io(self.ctx(Op::Remove, Some(ft), key.as_str()), e);
+        fs::remove_file(&path).map_err(err)?;
+        if let Some(dir) = path.parent() {
+            sync_dir(dir).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` to a temporary file beside the object's final path (as an
+    /// interrupted [`Backend::save`] would leave it) and does not rename it.
+    fn simulate_interrupted_save(&self, ft: FileType, name: &str, data: &[u8]) -> Result<()> {
+        let (key, path) = self.object(Op::Save, ft, name)?;
+        let dir = path.parent().unwrap_or(&self.root);
+        self.write_temp(dir, data).map(|_| ()).map_err(|e| BackendError::from_io(self.ctx(Op::Save, Some(ft), key), e))
+    }
+}

@@ -1,0 +1,150 @@
+//! The local backend: conformance suite plus layout details.
+
+use std::fs;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use lifeboat_backend::{conformance, Backend, BackendError, FileType, LocalBackend};
+
+fn fresh_dirs() -> (tempfile::TempDir, impl Fn() -> Box<dyn Backend>) {
+    let root = tempfile::tempdir().expect("tempdir");
+    let base = root.path().to_path_buf();
+    let n = AtomicUsize::new(0);
+    let make = move || {
+        let dir = base.join(format!("repo{}", n.fetch_add(1, Ordering::SeqCst)));
+        Box::new(LocalBackend::new(dir)) as Box<dyn Backend>
+    };
+    (root, make)
+}
+
+#[test]
+fn local_backend_conforms() {
+    let (_root, make) = fresh_dirs();
+    conformance::run_all(&make);
+}
+
+#[test]
+fn create_makes_restic_layout() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let repo = root.path().join("nested/repo");
+    let b = LocalBackend::new(&repo);
+    assert_eq!(b.path(), repo);
+    assert_eq!(b.location(), repo.display().to_string());
+    b.create().expect("create");
+    for dir in ["keys", "snapshots", "index", "locks", "data"] {
+        assert!(repo.join(dir).is_dir(), "{dir}");
+    }
+    for i in 0..=255u8 {
+        assert!(repo.join(format!("data/{i:02x}")).is_dir());
+    }
+    assert!(!repo.join("config").exists());
+}
+
+#[test]
+fn objects_land_at_restic_paths() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = LocalBackend::new(root.path());
+    b.create().expect("create");
+    let id = "ab".repeat(32);
+    for ft in FileType::ALL {
+        let name = if ft == FileType::Lifeboat { format!("verifications/{id}") } else { id.clone() };
+        b.save(ft, &name, ft.as_str().as_bytes()).expect("save");
+    }
+    let read = |p: &str| fs::read(root.path().join(p)).expect(p);
+    assert_eq!(read("config"), b"config");
+    assert_eq!(read(&format!("keys/{id}")), b"key");
+    assert_eq!(read(&format!("snapshots/{id}")), b"snapshot");
+    assert_eq!(read(&format!("index/{id}")), b"index");
+    assert_eq!(read(&format!("locks/{id}")), b"lock");
+    assert_eq!(read(&format!("data/ab/{id}")), b"pack");
+    assert_eq!(read(&format!("lifeboat/verifications/{id}")), b"lifeboat");
+}
+
+#[test]
+fn save_creates_missing_dirs_lazily() {
+    let root = tempfile::tempdir().expect("tempdir");
+    // A repository created by another tool might lack data/xx or lifeboat/.
+    let b = LocalBackend::new(root.path());
+    b.save(FileType::Pack, "cdef", b"p").expect("save pack");
+    b.save(FileType::Lifeboat, "x/y/z", b"l").expect("save nested");
+    assert_eq!(fs::read(root.path().join("data/cd/cdef")).expect("read"), b"p");
+    assert_eq!(b.list(FileType::Lifeboat).expect("list"), vec![("x/y/z".to_owned(), 1)]);
+}
+
+#[test]
+fn save_without_repository_dir_is_not_found() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = LocalBackend::new(root.path().join("missing"));
+    let e = b.save(FileType::Index, "abcd", b"x").expect_err("no repo dir");
+    assert!(e.is_not_found(), "{e}");
+    assert!(!root.path().join("missing").exists());
+    assert!(!b.has_config().expect("has_config"));
+    assert_eq!(b.list(FileType::Pack).expect("list"), vec![]);
+}
+
+#[test]
+fn interrupted_save_leaves_only_a_temp_file() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = LocalBackend::new(root.path());
+    b.create().expect("create");
+    b.simulate_interrupted_save(FileType::Pack, "abcd", b"half").expect("simulate");
+    let entries: Vec<String> = fs::read_dir(root.path().join("data/ab"))
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().into_string().expect("utf8"))
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(entries[0].starts_with(".tmp-"), "{entries:?}");
+    assert_eq!(b.list(FileType::Pack).expect("list"), vec![]);
+    // A later complete save of the same object works and is the only one listed.
+    b.save(FileType::Pack, "abcd", b"whole").expect("save");
+    assert_eq!(b.list(FileType::Pack).expect("list"), vec![("abcd".to_owned(), 5)]);
+}
+
+#[test]
+fn stray_files_are_not_listed() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = LocalBackend::new(root.path());
+    b.create().expect("create");
+    fs::write(root.path().join("data/.DS_Store"), b"x").expect("write");
+    fs::write(root.path().join("data/loose"), b"x").expect("write");
+    fs::create_dir(root.path().join("index/subdir")).expect("mkdir");
+    fs::write(root.path().join("index/.tmp-123"), b"x").expect("write");
+    assert_eq!(b.list(FileType::Pack).expect("list"), vec![]);
+    assert_eq!(b.list(FileType::Index).expect("list"), vec![]);
+}
+
+#[test]
+fn errors_carry_context() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = LocalBackend::new(root.path());
+    b.create().expect("create");
+    let e = b.load(FileType::Pack, "abcdef").expect_err("missing");
+    let ctx = e.context();
+    assert_eq!(ctx.location, root.path().display().to_string());
+    assert_eq!(ctx.ft, Some(FileType::Pack));
+    assert_eq!(ctx.path, "data/ab/abcdef");
+    assert_eq!(e.to_string(), format!("{}: loading data/ab/abcdef: not found", root.path().display()));
+    let e = b.save(FileType::Index, "../x", b"").expect_err("invalid");
+    assert!(matches!(e, BackendError::InvalidName { .. }));
+}
+
+#[cfg(unix)]
+#[test]
+fn permission_errors_are_classified() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = LocalBackend::new(root.path());
+    b.create().expect("create");
+    let index = root.path().join("index");
+    fs::set_permissions(&index, fs::Permissions::from_mode(0o500)).expect("chmod");
+    let result = b.save(FileType::Index, "abcd", b"x");
+    fs::set_permissions(&index, fs::Permissions::from_mode(0o755)).expect("chmod back");
+    match result {
+        // root ignores directory permissions
+        Ok(()) => eprintln!("running as root: permission check skipped"),
+        Err(e) => {
+            assert!(e.is_permission_denied(), "{e}");
+            assert!(!e.is_retryable());
+            assert!(e.to_string().ends_with("permission denied"), "{e}");
+        }
+    }
+}

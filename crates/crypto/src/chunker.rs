@@ -1,0 +1,441 @@
+//! Content-defined chunking for the backup pipeline.
+//!
+//! Lifeboat splits file contents with FastCDC (the 2020 variant from the
+//! `fastcdc` crate, normalisation level 1) using a gear table seeded per
+//! repository, instead of restic's Rabin fingerprints. Boundaries therefore
+//! depend only on the content, the sizes and the seed: inserting bytes into a
+//! file only changes the chunks around the insertion.
+//!
+//! The seed is derived from the repository's `chunker_polynomial` (see
+//! [`ChunkerParams::restic_sizes`]). That derivation and the chunking algorithm
+//! are part of Lifeboat's on-disk behaviour: changing either does not break
+//! repositories, but it stops new backups from deduplicating against old ones.
+
+mod polynomial;
+
+pub use polynomial::{is_irreducible, random_polynomial};
+
+use fastcdc::v2020::{self, Normalization};
+use std::borrow::Cow;
+use std::io::{self, Read};
+use std::iter::FusedIterator;
+
+/// Chunk sizes (in bytes) and gear-table seed for a [`Chunker`].
+///
+/// Sizes outside what FastCDC supports are clamped when the chunker is created:
+/// `min` to 64 B ..= 1 MiB, `avg` to 256 B ..= 4 MiB, `max` to 1 KiB ..= 16 MiB,
+/// odd values are rounded down to even, and `min ≤ avg ≤ max` is enforced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkerParams {
+    /// Minimum chunk size; only the last chunk of a stream may be smaller.
+    pub min: u32,
+    /// Target average chunk size (FastCDC's normalisation point).
+    pub avg: u32,
+    /// Maximum chunk size.
+    pub max: u32,
+    /// Gear table seed; different seeds give unrelated boundaries.
+    pub seed: u64,
+}
+
+/// Domain separator for deriving the gear seed from a chunker polynomial.
+const SEED_DOMAIN: &[u8] = b"lifeboat/chunker/fastcdc2020-gear-seed/v1\0";
+
+impl ChunkerParams {
+    /// restic-like sizes (min 512 KiB, avg 1 MiB, max 8 MiB) with the seed
+    /// derived from the repository's `chunker_polynomial`.
+    ///
+    /// The seed is the first 8 bytes (little endian) of
+    /// `SHA-256("lifeboat/chunker/fastcdc2020-gear-seed/v1\0" || polynomial as 8 LE bytes)`,
+    /// so each repository chunks differently (as with restic's per-repository
+    /// polynomial) and boundaries are stable for the repository's lifetime.
+    #[must_use]
+    pub fn restic_sizes(polynomial: u64) -> Self {
+        let mut input = Vec::with_capacity(SEED_DOMAIN.len() + 8);
+        input.extend_from_slice(SEED_DOMAIN);
+        input.extend_from_slice(&polynomial.to_le_bytes());
+        let digest = crate::sha256(&input);
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&digest[..8]);
+        ChunkerParams { min: 512 * 1024, avg: 1024 * 1024, max: 8 * 1024 * 1024, seed: u64::from_le_bytes(seed) }
+    }
+}
+
+/// Size of the first read buffer; it doubles up to twice the maximum chunk size.
+const INITIAL_BUFFER: usize = 64 * 1024;
+
+/// Splits a reader into content-defined chunks.
+///
+/// An iterator of `io::Result<Vec<u8>>`: empty input yields nothing, input no
+/// longer than `min` yields one chunk, and the concatenation of all chunks is
+/// the input. Boundaries depend only on the data and the [`ChunkerParams`],
+/// never on how the reader splits its reads. After an I/O error (other than
+/// [`io::ErrorKind::Interrupted`], which is retried) the iterator ends.
+///
+/// The reader is read in large blocks into an internal buffer of up to twice
+/// the maximum chunk size; wrap it in a `BufReader` only if its reads are
+/// expensive for other reasons.
+pub struct Chunker<R: Read> {
+    reader: R,
+    min: usize,
+    avg: usize,
+    max: usize,
+    mask_s: u64,
+    mask_l: u64,
+    gear: Cow<'static, [u64]>,
+    gear_ls: Cow<'static, [u64]>,
+    /// Read buffer; `buf[start..end]` is data not yet returned as chunks.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Largest size `buf` grows to.
+    capacity: usize,
+    eof: bool,
+    done: bool,
+}
+
+impl<R: Read> std::fmt::Debug for Chunker<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chunker")
+            .field("min", &self.min)
+            .field("avg", &self.avg)
+            .field("max", &self.max)
+            .field("buffered", &(self.end - self.start))
+            .field("eof", &self.eof)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Rounds down to an even number (FastCDC scans byte pairs).
+fn even(n: usize) -> usize {
+    n & !1
+}
+
+impl<R: Read> Chunker<R> {
+    /// A chunker over `reader` with the given sizes and seed.
+    pub fn new(reader: R, params: ChunkerParams) -> Self {
+        let to_usize = |v: u32| usize::try_from(v).unwrap_or(usize::MAX);
+        let max = even(to_usize(params.max).clamp(v2020::MAXIMUM_MIN, v2020::MAXIMUM_MAX));
+        let min = even(to_usize(params.min).clamp(v2020::MINIMUM_MIN, v2020::MINIMUM_MAX).min(max));
+        let avg = even(to_usize(params.avg).clamp(v2020::AVERAGE_MIN, v2020::AVERAGE_MAX).clamp(min, max));
+        let (mask_s, mask_l) = v2020::select_masks(avg, Normalization::Level1);
+        let (gear, gear_ls) = v2020::get_gear_with_seed(params.seed);
+        Chunker {
+            reader,
+            min,
+            avg,
+            max,
+            mask_s,
+            mask_l,
+            gear,
+            gear_ls,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            capacity: 2 * max,
+            eof: false,
+            done: false,
+        }
+    }
+
+    /// Reads until at least `max` bytes are buffered or the reader is exhausted,
+    /// so that cut points never depend on read sizes.
+    fn fill(&mut self) -> io::Result<()> {
+        while !self.eof && self.end - self.start < self.max {
+            if self.end == self.buf.len() {
+                if self.buf.len() < self.capacity {
+                    let grown = (self.buf.len() * 2).max(INITIAL_BUFFER).min(self.capacity);
+                    self.buf.resize(grown, 0);
+                } else {
+                    // Full at capacity with < max pending means start > max:
+                    // move the pending tail (< max bytes) to the front.
+                    self.buf.copy_within(self.start..self.end, 0);
+                    self.end -= self.start;
+                    self.start = 0;
+                }
+            }
+            match self.reader.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Iterator for Chunker<R> {
+    type Item = io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if let Err(e) = self.fill() {
+            self.done = true;
+            return Some(Err(e));
+        }
+        let pending = &self.buf[self.start..self.end];
+        if pending.is_empty() {
+            self.done = true;
+            // Release the buffer early; the iterator is finished.
+            self.buf = Vec::new();
+            return None;
+        }
+        let (_hash, len) = v2020::cut_gear(
+            pending,
+            self.min,
+            self.avg,
+            self.max,
+            self.mask_s,
+            self.mask_l,
+            self.mask_s << 1,
+            self.mask_l << 1,
+            &self.gear,
+            &self.gear_ls,
+        );
+        // cut_gear returns 1..=max for non-empty input; guard anyway.
+        let len = len.clamp(1, pending.len());
+        let chunk = pending[..len].to_vec();
+        self.start += len;
+        Some(Ok(chunk))
+    }
+}
+
+impl<R: Read> FusedIterator for Chunker<R> {}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::sha256;
+    use std::collections::HashSet;
+
+    const RESTIC_TEST_POL: u64 = 0x3DA3358B4DC173;
+
+    /// Deterministic pseudo-random bytes (SplitMix64).
+    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed;
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            out.extend_from_slice(&z.to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    fn chunk_all(data: &[u8], params: ChunkerParams) -> Vec<Vec<u8>> {
+        Chunker::new(data, params).collect::<io::Result<Vec<_>>>().unwrap()
+    }
+
+    fn lengths(chunks: &[Vec<u8>]) -> Vec<usize> {
+        chunks.iter().map(Vec::len).collect()
+    }
+
+    fn small_params(seed: u64) -> ChunkerParams {
+        ChunkerParams { min: 2 * 1024, avg: 8 * 1024, max: 32 * 1024, seed }
+    }
+
+    /// A reader that returns at most a varying, small number of bytes per read
+    /// and sometimes fails with `Interrupted`.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.step = self.step.wrapping_mul(31).wrapping_add(17) % 5003;
+            if self.step % 7 == 0 {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "again"));
+            }
+            let n = (self.step + 1).min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn restic_sizes_and_seed() {
+        let p = ChunkerParams::restic_sizes(RESTIC_TEST_POL);
+        assert_eq!((p.min, p.avg, p.max), (512 << 10, 1 << 20, 8 << 20));
+        assert_eq!(p, ChunkerParams::restic_sizes(RESTIC_TEST_POL));
+        assert_ne!(p.seed, ChunkerParams::restic_sizes(0x2482734cacca49).seed);
+        // Pinned: changing the derivation would break deduplication with
+        // existing repositories.
+        assert_eq!(p.seed, 0xa797_a4ea_598b_1572, "seed is {:#x}", p.seed);
+    }
+
+    #[test]
+    fn empty_input_yields_nothing() {
+        let params = ChunkerParams::restic_sizes(RESTIC_TEST_POL);
+        assert_eq!(Chunker::new(&[][..], params).count(), 0);
+        let mut chunker = Chunker::new(&[][..], params);
+        assert!(chunker.next().is_none());
+        assert!(chunker.next().is_none());
+    }
+
+    #[test]
+    fn small_inputs_are_one_chunk() {
+        let params = ChunkerParams::restic_sizes(RESTIC_TEST_POL);
+        for len in [1, 2, 1000, 512 * 1024 - 1, 512 * 1024] {
+            let data = pseudo_random(len, len as u64);
+            let chunks = chunk_all(&data, params);
+            assert_eq!(chunks.len(), 1, "len {len}");
+            assert_eq!(chunks[0], data);
+        }
+    }
+
+    #[test]
+    fn zeros_are_cut_at_max() {
+        let params = small_params(1);
+        let data = vec![0u8; 100 * 1024];
+        let chunks = chunk_all(&data, params);
+        assert_eq!(lengths(&chunks), [32768, 32768, 32768, 4096]);
+    }
+
+    #[test]
+    fn restic_sizes_on_20_mb() {
+        let data = pseudo_random(20 << 20, 42);
+        let params = ChunkerParams::restic_sizes(RESTIC_TEST_POL);
+        let chunks = chunk_all(&data, params);
+        assert_eq!(chunks.concat(), data);
+        let (last, rest) = chunks.split_last().unwrap();
+        for c in rest {
+            assert!((params.min as usize..=params.max as usize).contains(&c.len()), "{}", c.len());
+        }
+        assert!(!last.is_empty() && last.len() <= params.max as usize);
+
+        // Deterministic, also when the reader trickles.
+        assert_eq!(chunk_all(&data, params), chunks);
+        let trickled: Vec<Vec<u8>> =
+            Chunker::new(Trickle { data: &data, step: 1 }, params).collect::<io::Result<_>>().unwrap();
+        assert_eq!(lengths(&trickled), lengths(&chunks));
+
+        // Pinned boundaries: the chunker is part of Lifeboat's on-disk behaviour.
+        assert_eq!(lengths(&chunks), PINNED_20MB_LENGTHS, "boundaries changed: {:?}", lengths(&chunks));
+
+        // A different seed gives different boundaries.
+        let other = ChunkerParams::restic_sizes(0x2482734cacca49);
+        let other_chunks = chunk_all(&data, other);
+        assert_eq!(other_chunks.concat(), data);
+        let cuts = |c: &[Vec<u8>]| -> HashSet<usize> {
+            c.iter()
+                .scan(0, |off, c| {
+                    *off += c.len();
+                    Some(*off)
+                })
+                .collect()
+        };
+        let common = cuts(&chunks).intersection(&cuts(&other_chunks)).count();
+        assert!(common <= 1, "{common} common boundaries"); // only the end
+    }
+
+    const PINNED_20MB_LENGTHS: [usize; 15] = [
+        1059507, 1084235, 1796055, 1304935, 1400699, 1058852, 3052381, 1548005, 1723154, 1946173, 1225387, 1177925,
+        797317, 830754, 966141,
+    ];
+
+    #[test]
+    fn reads_do_not_affect_boundaries() {
+        let data = pseudo_random(1 << 20, 7);
+        for seed in [0, 1, u64::MAX] {
+            let params = small_params(seed);
+            let direct = chunk_all(&data, params);
+            let trickled: Vec<Vec<u8>> =
+                Chunker::new(Trickle { data: &data, step: seed as usize }, params).collect::<io::Result<_>>().unwrap();
+            assert_eq!(direct, trickled);
+            assert_eq!(direct.concat(), data);
+            let (_, rest) = direct.split_last().unwrap();
+            assert!(rest.iter().all(|c| (2048..=32768).contains(&c.len())));
+        }
+    }
+
+    #[test]
+    fn insertion_only_changes_nearby_chunks() {
+        let data = pseudo_random(20 << 20, 99);
+        let params = ChunkerParams::restic_sizes(RESTIC_TEST_POL);
+        let before: HashSet<[u8; 32]> = chunk_all(&data, params).iter().map(|c| sha256(c)).collect();
+        let mut shifted = b"a few new bytes".to_vec();
+        shifted.extend_from_slice(&data);
+        let after_chunks = chunk_all(&shifted, params);
+        let changed = after_chunks.iter().filter(|c| !before.contains(&sha256(c))).count();
+        assert!(after_chunks.len() > 8);
+        assert!((1..=2).contains(&changed), "{changed} chunks changed");
+    }
+
+    #[test]
+    fn small_chunks_insertion_in_the_middle() {
+        let data = pseudo_random(2 << 20, 5);
+        let params = small_params(77);
+        let before: HashSet<[u8; 32]> = chunk_all(&data, params).iter().map(|c| sha256(c)).collect();
+        let mut edited = data[..1 << 20].to_vec();
+        edited.extend_from_slice(b"inserted");
+        edited.extend_from_slice(&data[1 << 20..]);
+        let after = chunk_all(&edited, params);
+        let changed = after.iter().filter(|c| !before.contains(&sha256(c))).count();
+        assert!(after.len() > 100);
+        assert!((1..=3).contains(&changed), "{changed} chunks changed");
+    }
+
+    #[test]
+    fn io_errors_end_the_iteration() {
+        struct Failing(usize);
+        impl Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(io::Error::other("disk on fire"));
+                }
+                let n = self.0.min(buf.len());
+                buf[..n].fill(1);
+                self.0 -= n;
+                Ok(n)
+            }
+        }
+        let mut chunker = Chunker::new(Failing(1000), small_params(0));
+        let err = chunker.next().unwrap().unwrap_err();
+        assert_eq!(err.to_string(), "disk on fire");
+        assert!(chunker.next().is_none());
+    }
+
+    #[test]
+    fn out_of_range_params_are_clamped() {
+        let data = pseudo_random(300_000, 3);
+        let params = ChunkerParams { min: 1, avg: 3, max: 5, seed: 9 };
+        let chunks = chunk_all(&data, params);
+        assert_eq!(chunks.concat(), data);
+        assert!(chunks.iter().all(|c| c.len() <= 1024));
+        let inverted = ChunkerParams { min: 1 << 20, avg: 1000, max: 4096, seed: 9 };
+        let chunks = chunk_all(&data, inverted);
+        assert_eq!(chunks.concat(), data);
+        assert!(chunks.iter().all(|c| c.len() <= 4096));
+    }
+
+    /// Throughput check: `cargo test -p lifeboat-crypto --release -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "benchmark"]
+    fn throughput() {
+        let data = pseudo_random(512 << 20, 1);
+        let params = ChunkerParams::restic_sizes(RESTIC_TEST_POL);
+        let started = std::time::Instant::now();
+        let mut total = 0;
+        let mut count = 0;
+        for chunk in Chunker::new(&data[..], params) {
+            total += chunk.unwrap().len();
+            count += 1;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(total, data.len());
+        println!(
+            "chunked {} MiB into {count} chunks in {secs:.3} s: {:.0} MB/s",
+            total >> 20,
+            total as f64 / secs / 1e6
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! Checking a repository: index files, packs, snapshots and trees, and with `read_data` every
+//! byte of every pack. Each finding names the damaged object.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use lifeboat_backend::FileType;
+use lifeboat_crypto::sha256;
+use lifeboat_format::pack::{decode_header, ENTRY_SIZE_COMPRESSED, ENTRY_SIZE_PLAIN};
+use lifeboat_format::{BlobType, Id, IndexBlob, IndexFile, NodeType, Snapshot};
+
+use crate::index::{IdMap, IdSet, Index};
+use crate::{util, RepoError, Repository, Result};
+
+/// Options of a check.
+#[derive(Clone, Default)]
+pub struct CheckOptions {
+    /// Read and verify every pack's content.
+    pub read_data: bool,
+    /// Worker threads.
+    pub threads: Option<usize>,
+    /// Set to stop early.
+    pub interrupt: Option<Arc<AtomicBool>>,
+    /// Packs read so far (for progress).
+    pub packs_done: Option<Arc<AtomicU64>>,
+}
+
+/// One problem found.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    /// Kind of object: `index`, `pack`, `blob`, `snapshot`, `tree`.
+    pub kind: &'static str,
+    /// Its id.
+    pub id: String,
+    /// What is wrong, with context (which snapshot/path refers to it).
+    pub message: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.kind, self.id, self.message)
+    }
+}
+
+/// What a check found.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct CheckResults {
+    /// Damage: the repository is not healthy.
+    pub errors: Vec<Finding>,
+    /// Not damage (e.g. packs no index references, left by an interrupted backup).
+    pub notices: Vec<Finding>,
+    /// Snapshots checked.
+    pub snapshots: usize,
+    /// Packs in the repository.
+    pub packs: usize,
+    /// Trees checked.
+    pub trees: usize,
+    /// Packs whose data was read.
+    pub packs_read: u64,
+    /// Bytes read.
+    pub bytes_read: u64,
+}
+
+impl CheckResults {
+    /// Whether no damage was found.
+    pub fn is_ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+fn finding(kind: &'static str, id: impl std::fmt::Display, message: impl Into<String>) -> Finding {
+    Finding { kind, id: id.to_string(), message: message.into() }
+}
+
+/// Check `repo`.
+pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
+    let mut res = CheckResults::default();
+    let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+
+    // 1. Index files: a damaged one is reported, the rest still checked.
+    let mut index = Index::new();
+    let names: Vec<String> = repo.backend().list(FileType::Index)?.into_iter().map(|(n, _)| n).collect();
+    let loaded = util::parallel_map(names, threads * 2, |n| Ok((repo.load_json::<IndexFile>(FileType::Index, &n), n)))?;
+    for (r, name) in loaded {
+        match r {
+            Ok(f) => {
+                index.add_file(&f);
+                if let Ok(id) = name.parse() {
+                    index.files.push(id);
+                }
+            }
+            Err(e) => res.errors.push(finding("index", short(&name), format!("cannot be read: {}", reason(&e)))),
+        }
+    }
+    let by_pack = index.blobs_by_pack();
+    let index = repo.set_index(index);
+
+    // 2. Packs: every indexed pack must exist with the size its index implies.
+    let stored: IdMap<u64> =
+        repo.backend().list(FileType::Pack)?.into_iter().filter_map(|(n, s)| Some((n.parse().ok()?, s))).collect();
+    res.packs = stored.len();
+    for (pack, blobs) in &by_pack {
+        match stored.get(pack) {
+            None => res.errors.push(finding(
+                "pack",
+                pack.short(),
+                format!("missing (the index lists {} blobs in it)", blobs.len()),
+            )),
+            Some(&size) => {
+                let expected = expected_size(blobs);
+                if size != expected {
+                    res.errors.push(finding(
+                        "pack",
+                        pack.short(),
+                        format!("size {size} does not match the index ({expected} bytes expected)"),
+                    ));
+                }
+            }
+        }
+    }
+    for pack in stored.keys().filter(|p| !by_pack.contains_key(*p)) {
+        res.notices.push(finding(
+            "pack",
+            pack.short(),
+            "not referenced by any index (left by an interrupted backup; prune removes it)",
+        ));
+    }
+
+    // 3. Snapshots and every tree they reach.
+    let (snaps, bad) = crate::snapshots::list(repo)?;
+    for (name, e) in bad {
+        res.errors.push(finding("snapshot", short(&name), format!("cannot be read: {}", reason(&e))));
+    }
+    res.snapshots = snaps.len();
+    let mut seen = IdSet::default();
+    for s in &snaps {
+        check_tree(repo, &index, s.id, &s.snapshot, &mut seen, &mut res);
+    }
+    res.trees = seen.len();
+
+    // 4. Pack contents.
+    if opts.read_data {
+        let interrupt = opts.interrupt.clone().unwrap_or_default();
+        let done = opts.packs_done.clone().unwrap_or_default();
+        let work: Vec<(Id, Vec<IndexBlob>)> = by_pack.into_iter().filter(|(p, _)| stored.contains_key(p)).collect();
+        let found = Mutex::new(Vec::new());
+        let bytes = AtomicU64::new(0);
+        util::parallel_map(work, threads, |(pack, blobs)| {
+            if interrupt.load(Ordering::Relaxed) {
+                return Err(RepoError::Interrupted);
+            }
+            let f = read_pack(repo, &pack, &blobs, &bytes);
+            if let Ok(mut all) = found.lock() {
+                all.extend(f);
+            }
+            done.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })?;
+        res.errors.extend(found.into_inner().unwrap_or_default());
+        res.packs_read = done.load(Ordering::Relaxed);
+        res.bytes_read = bytes.load(Ordering::Relaxed);
+    }
+    Ok(res)
+}
+
+fn short(name: &str) -> &str {
+    name.get(..8).unwrap_or(name)
+}
+
+fn reason(e: &RepoError) -> String {
+    match e {
+        RepoError::Corrupt { reason, .. } => reason.clone(),
+        e => e.to_string(),
+    }
+}
+
+/// Size of a pack implied by its index entries.
+fn expected_size(blobs: &[IndexBlob]) -> u64 {
+    let data: u64 = blobs.iter().map(|b| b.length as u64).sum();
+    let header: u64 = blobs
+        .iter()
+        .map(|b| if b.uncompressed_length.is_some() { ENTRY_SIZE_COMPRESSED } else { ENTRY_SIZE_PLAIN } as u64)
+        .sum();
+    data + header + 32 + 4
+}
+
+fn check_tree(
+    repo: &Repository,
+    index: &Index,
+    snap_id: Id,
+    snap: &Snapshot,
+    seen: &mut IdSet,
+    res: &mut CheckResults,
+) {
+    let mut stack = vec![(snap.tree, String::from("/"))];
+    while let Some((tree_id, path)) = stack.pop() {
+        if !seen.insert(tree_id) {
+            continue;
+        }
+        if !index.contains(BlobType::Tree, &tree_id) {
+            res.errors.push(finding(
+                "tree",
+                tree_id.short(),
+                format!("missing from the index (snapshot {}, path {path})", snap_id.short()),
+            ));
+            continue;
+        }
+        let tree = match repo.load_tree(&tree_id) {
+            Ok(t) => t,
+            Err(e) => {
+                res.errors.push(finding(
+                    "tree",
+                    tree_id.short(),
+                    format!("cannot be read (snapshot {}, path {path}): {}", snap_id.short(), reason(&e)),
+                ));
+                continue;
+            }
+        };
+        for node in &tree.nodes {
+            let p = format!("{}/{}", path.trim_end_matches('/'), node.name);
+            match node.node_type {
+                NodeType::File => match &node.content {
+                    None => res.errors.push(finding("tree", tree_id.short(), format!("file {p} has no content list"))),
+                    Some(content) => {
+                        for id in content {
+                            if !index.contains(BlobType::Data, id) {
+                                res.errors.push(finding(
+                                    "blob",
+                                    id.short(),
+                                    format!("missing: data of {p} in snapshot {}", snap_id.short()),
+                                ));
+                            }
+                        }
+                    }
+                },
+                NodeType::Dir => match node.subtree {
+                    Some(sub) => stack.push((sub, p)),
+                    None => res.errors.push(finding("tree", tree_id.short(), format!("directory {p} has no subtree"))),
+                },
+                _ => {}
+            }
+        }
+    }
+}
+
+fn read_pack(repo: &Repository, pack: &Id, blobs: &[IndexBlob], bytes: &AtomicU64) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let data = match repo.backend().load(FileType::Pack, &pack.to_hex()) {
+        Ok(d) => d,
+        Err(e) => return vec![finding("pack", pack.short(), format!("cannot be read: {e}"))],
+    };
+    bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+    if Id(sha256(&data)) != *pack {
+        out.push(finding("pack", pack.short(), "content does not match its id (the file is damaged)"));
+    }
+    match parse_header(repo, &data) {
+        Ok(entries) => {
+            let listed: Vec<(Id, BlobType)> = entries.iter().map(|e| (e.id, e.blob_type)).collect();
+            let indexed: Vec<(Id, BlobType)> = blobs.iter().map(|b| (b.id, b.blob_type)).collect();
+            if listed != indexed {
+                out.push(finding("pack", pack.short(), "header does not match the index"));
+            }
+        }
+        Err(e) => out.push(finding("pack", pack.short(), format!("header cannot be read: {e}"))),
+    }
+    for b in blobs {
+        let loc = crate::index::BlobLocation {
+            pack: *pack,
+            offset: b.offset,
+            length: b.length,
+            uncompressed_length: b.uncompressed_length,
+        };
+        let (start, end) = (b.offset as usize, b.offset as usize + b.length as usize);
+        let Some(stored) = data.get(start..end) else {
+            out.push(finding("blob", b.id.short(), format!("in pack {}: beyond the end of the pack", pack.short())));
+            continue;
+        };
+        if let Err(e) = repo.decode_blob(&b.id, &loc, stored) {
+            out.push(finding("blob", b.id.short(), format!("in pack {}: {}", pack.short(), reason(&e))));
+        }
+    }
+    out
+}
+
+/// Decrypt and decode the header at the end of a pack.
+pub fn parse_header(
+    repo: &Repository,
+    data: &[u8],
+) -> std::result::Result<Vec<lifeboat_format::PackHeaderEntry>, String> {
+    if data.len() < 4 {
+        return Err("pack shorter than 4 bytes".into());
+    }
+    let n = data.len();
+    let hlen = u32::from_le_bytes([data[n - 4], data[n - 3], data[n - 2], data[n - 1]]) as usize;
+    if hlen + 4 > n {
+        return Err(format!("header length {hlen} exceeds the pack size {n}"));
+    }
+    let plain = repo.key().decrypt(&data[n - 4 - hlen..n - 4]).map_err(|e| e.to_string())?;
+    decode_header(&plain).map_err(|e| e.to_string())
+}

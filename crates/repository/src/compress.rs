@@ -1,0 +1,106 @@
+//! Compression settings and the zstd calls of the engine.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// How blobs and unpacked files are compressed (repository version 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// Store uncompressed.
+    Off,
+    /// zstd at a fast default level (restic's "auto").
+    #[default]
+    Auto,
+    /// zstd at a high level (restic's "max").
+    Max,
+    /// zstd at an explicit level (1–22).
+    Level(i32),
+}
+
+impl Compression {
+    /// The zstd level, or `None` when compression is off.
+    pub fn level(self) -> Option<i32> {
+        match self {
+            Compression::Off => None,
+            Compression::Auto => Some(3),
+            Compression::Max => Some(15),
+            Compression::Level(n) => Some(n),
+        }
+    }
+}
+
+impl FromStr for Compression {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim().to_ascii_lowercase();
+        let level = s.strip_prefix("zstd:").unwrap_or(&s);
+        match level {
+            "off" | "none" => Ok(Compression::Off),
+            "auto" | "zstd" => Ok(Compression::Auto),
+            "max" => Ok(Compression::Max),
+            n => match n.parse::<i32>() {
+                Ok(n) if (1..=22).contains(&n) => Ok(Compression::Level(n)),
+                _ => Err(format!("invalid compression {s:?}: expected off, auto, max or a zstd level 1-22")),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Compression::Off => f.write_str("off"),
+            Compression::Auto => f.write_str("auto"),
+            Compression::Max => f.write_str("max"),
+            Compression::Level(n) => write!(f, "zstd:{n}"),
+        }
+    }
+}
+
+/// Compress `data` at `level`; `None` when the result would not be smaller.
+pub(crate) fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
+    let out = zstd::bulk::compress(data, level).ok()?;
+    (out.len() < data.len()).then_some(out)
+}
+
+/// Decompress a zstd frame whose plaintext is `expected` bytes (when known).
+pub(crate) fn decompress(data: &[u8], expected: Option<usize>) -> std::io::Result<Vec<u8>> {
+    match expected {
+        Some(n) => {
+            let out = zstd::bulk::decompress(data, n)?;
+            if out.len() != n {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("decompressed {} bytes, expected {n}", out.len()),
+                ));
+            }
+            Ok(out)
+        }
+        None => zstd::stream::decode_all(data),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_settings() {
+        assert_eq!("auto".parse::<Compression>(), Ok(Compression::Auto));
+        assert_eq!("zstd:7".parse::<Compression>(), Ok(Compression::Level(7)));
+        assert_eq!("OFF".parse::<Compression>(), Ok(Compression::Off));
+        assert!("zstd:99".parse::<Compression>().is_err());
+        assert!("fast".parse::<Compression>().is_err());
+    }
+
+    #[test]
+    fn round_trip_and_incompressible() {
+        let data = vec![7u8; 100_000];
+        let c = compress(&data, 3).expect("compressible");
+        assert_eq!(decompress(&c, Some(data.len())).expect("decompress"), data);
+        assert_eq!(decompress(&c, None).expect("decompress"), data);
+        assert!(decompress(&c, Some(5)).is_err());
+        let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        assert!(compress(&noise, 3).is_none() || compress(&noise, 3).map(|c| c.len()) < Some(noise.len()));
+    }
+}

@@ -1,0 +1,311 @@
+//! Packs: assembling encrypted blobs into pack files, and the concurrent [`BlobSaver`] that
+//! compresses, encrypts, packs and uploads blobs for the backup pipeline.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, Sender};
+use lifeboat_backend::{Backend, FileType};
+use lifeboat_crypto::{sha256, Key};
+use lifeboat_format::pack::encode_header;
+use lifeboat_format::{BlobType, Id, IndexBlob, IndexPack, PackHeaderEntry};
+
+use crate::compress::compress;
+use crate::index::{IdSet, Index};
+use crate::{RepoError, Repository, Result};
+
+/// Packs are cut once they reach this size (restic ≥ 0.17 uses 16 MiB as well).
+pub const TARGET_PACK_SIZE: usize = 16 * 1024 * 1024;
+
+/// A pack being assembled.
+#[derive(Default)]
+pub struct Packer {
+    buf: Vec<u8>,
+    entries: Vec<PackHeaderEntry>,
+}
+
+/// A finished pack, ready to store.
+pub struct FinishedPack {
+    /// SHA-256 of `data`.
+    pub id: Id,
+    /// The pack file.
+    pub data: Vec<u8>,
+    /// Its index entry.
+    pub index: IndexPack,
+}
+
+impl Packer {
+    /// An empty packer.
+    pub fn new() -> Self {
+        Packer { buf: Vec::with_capacity(TARGET_PACK_SIZE + 1024 * 1024), entries: Vec::new() }
+    }
+
+    /// Append an already encrypted blob.
+    pub fn add(&mut self, blob_type: BlobType, id: Id, encrypted: &[u8], uncompressed_length: Option<u32>) {
+        self.entries.push(PackHeaderEntry { blob_type, length: encrypted.len() as u32, uncompressed_length, id });
+        self.buf.extend_from_slice(encrypted);
+    }
+
+    /// Bytes so far.
+    pub fn size(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether no blob was added.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Encrypt the header, append it and its length, and compute the pack id.
+    pub fn finish(self, key: &Key) -> FinishedPack {
+        let mut data = self.buf;
+        let header = key.encrypt(&encode_header(&self.entries));
+        data.extend_from_slice(&header);
+        data.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        let id = Id(sha256(&data));
+        let mut offset = 0u32;
+        let blobs = self
+            .entries
+            .iter()
+            .map(|e| {
+                let b = IndexBlob {
+                    id: e.id,
+                    blob_type: e.blob_type,
+                    offset,
+                    length: e.length,
+                    uncompressed_length: e.uncompressed_length,
+                };
+                offset += e.length;
+                b
+            })
+            .collect();
+        FinishedPack { id, data, index: IndexPack { id, blobs } }
+    }
+}
+
+/// Counters of what a [`BlobSaver`] stored.
+#[derive(Default, Debug)]
+pub struct SaverStats {
+    /// New data blobs.
+    pub data_blobs: AtomicU64,
+    /// New tree blobs.
+    pub tree_blobs: AtomicU64,
+    /// Plaintext bytes of new blobs.
+    pub bytes_added: AtomicU64,
+    /// Stored bytes of new blobs.
+    pub bytes_stored: AtomicU64,
+    /// Packs written.
+    pub packs: AtomicU64,
+}
+
+struct Shared {
+    key: Key,
+    level: Option<i32>,
+    index: Arc<Index>,
+    claimed: [Mutex<IdSet>; 2],
+    packers: [Mutex<Packer>; 2],
+    written: Mutex<Vec<IndexPack>>,
+    error: Mutex<Option<RepoError>>,
+    stats: SaverStats,
+}
+
+/// Deduplicates, compresses, encrypts and packs blobs from many threads, and stores full packs
+/// on background writer threads. `finish` flushes and returns the index entries of every pack
+/// written; only then are the blobs durable.
+pub struct BlobSaver {
+    shared: Arc<Shared>,
+    tx: Option<Sender<FinishedPack>>,
+    writers: Vec<JoinHandle<()>>,
+}
+
+fn slot(t: BlobType) -> usize {
+    match t {
+        BlobType::Data => 0,
+        BlobType::Tree => 1,
+    }
+}
+
+impl BlobSaver {
+    /// A saver for `repo` that dedups against `index`, with `writers` upload threads.
+    pub fn new(repo: &Repository, index: Arc<Index>, writers: usize) -> Self {
+        let shared = Arc::new(Shared {
+            key: repo.key().clone(),
+            level: repo.compression().level(),
+            index,
+            claimed: Default::default(),
+            packers: Default::default(),
+            written: Mutex::new(Vec::new()),
+            error: Mutex::new(None),
+            stats: SaverStats::default(),
+        });
+        let (tx, rx) = bounded::<FinishedPack>(writers.max(1));
+        let handles = (0..writers.max(1))
+            .map(|_| {
+                let rx = rx.clone();
+                let shared = shared.clone();
+                let backend: Arc<dyn Backend> = repo.backend().clone();
+                std::thread::spawn(move || {
+                    for pack in rx {
+                        if shared.failed() {
+                            continue;
+                        }
+                        match backend.save(FileType::Pack, &pack.id.to_hex(), &pack.data) {
+                            Ok(()) => {
+                                shared.stats.packs.fetch_add(1, Ordering::Relaxed);
+                                if let Ok(mut w) = shared.written.lock() {
+                                    w.push(pack.index);
+                                }
+                            }
+                            Err(e) => shared.fail(e.into()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        BlobSaver { shared, tx: Some(tx), writers: handles }
+    }
+
+    /// Whether a blob is already stored or claimed by another thread.
+    pub fn known(&self, t: BlobType, id: &Id) -> bool {
+        self.shared.index.contains(t, id)
+            || self.shared.claimed[slot(t)].lock().map(|c| c.contains(id)).unwrap_or(false)
+    }
+
+    /// Claim a blob for storing: `true` if the caller must store it (not known, not claimed).
+    pub fn claim(&self, t: BlobType, id: &Id) -> bool {
+        if self.shared.index.contains(t, id) {
+            return false;
+        }
+        self.shared.claimed[slot(t)].lock().map(|mut c| c.insert(*id)).unwrap_or(false)
+    }
+
+    /// Compress, encrypt and pack a claimed blob.
+    pub fn store(&self, t: BlobType, id: Id, data: &[u8]) -> Result<()> {
+        self.check()?;
+        let compressed = self.shared.level.and_then(|l| compress(data, l));
+        let (plain, ul) = match &compressed {
+            Some(c) => (c.as_slice(), Some(data.len() as u32)),
+            None => (data, None),
+        };
+        let encrypted = self.shared.key.encrypt(plain);
+        let st = &self.shared.stats;
+        match t {
+            BlobType::Data => st.data_blobs.fetch_add(1, Ordering::Relaxed),
+            BlobType::Tree => st.tree_blobs.fetch_add(1, Ordering::Relaxed),
+        };
+        st.bytes_added.fetch_add(data.len() as u64, Ordering::Relaxed);
+        st.bytes_stored.fetch_add(encrypted.len() as u64, Ordering::Relaxed);
+        let full = {
+            let mut p =
+                self.shared.packers[slot(t)].lock().map_err(|_| RepoError::Invalid("packer poisoned".into()))?;
+            p.add(t, id, &encrypted, ul);
+            (p.size() >= TARGET_PACK_SIZE).then(|| std::mem::take(&mut *p))
+        };
+        if let Some(p) = full {
+            self.send(p)?;
+        }
+        Ok(())
+    }
+
+    /// Claim and store in one step; returns whether the blob was new.
+    pub fn save(&self, t: BlobType, data: &[u8]) -> Result<(Id, bool)> {
+        let id = Id(sha256(data));
+        if !self.claim(t, &id) {
+            return Ok((id, false));
+        }
+        self.store(t, id, data)?;
+        Ok((id, true))
+    }
+
+    fn send(&self, p: Packer) -> Result<()> {
+        let finished = p.finish(&self.shared.key);
+        let tx = self.tx.as_ref().ok_or_else(|| RepoError::Invalid("saver finished".into()))?;
+        tx.send(finished).map_err(|_| RepoError::Invalid("pack writer stopped".into()))?;
+        self.check()
+    }
+
+    /// Fail fast once a writer hit an error; the error itself is returned by [`Self::finish`].
+    pub fn check(&self) -> Result<()> {
+        if self.shared.failed() {
+            return Err(RepoError::Invalid("storing a pack failed".into()));
+        }
+        Ok(())
+    }
+
+    /// The first error a writer hit, if any (taken out of the saver).
+    pub fn take_error(&self) -> Option<RepoError> {
+        self.shared.error.lock().ok().and_then(|mut e| e.take())
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &SaverStats {
+        &self.shared.stats
+    }
+
+    /// Flush partial packs, wait for all uploads, and return the index entries of the packs.
+    pub fn finish(mut self) -> Result<Vec<IndexPack>> {
+        for t in [BlobType::Data, BlobType::Tree] {
+            let p = self.shared.packers[slot(t)].lock().map(|mut p| std::mem::take(&mut *p)).ok();
+            if let Some(p) = p.filter(|p| !p.is_empty()) {
+                if let Err(e) = self.send(p) {
+                    return Err(self.take_error().unwrap_or(e));
+                }
+            }
+        }
+        self.tx = None;
+        for h in self.writers.drain(..) {
+            h.join().map_err(|_| RepoError::Invalid("pack writer panicked".into()))?;
+        }
+        if let Some(e) = self.shared.error.lock().ok().and_then(|mut e| e.take()) {
+            return Err(e);
+        }
+        let written = self.shared.written.lock().map(|mut w| std::mem::take(&mut *w)).unwrap_or_default();
+        Ok(written)
+    }
+}
+
+impl Shared {
+    fn failed(&self) -> bool {
+        self.error.lock().map(|e| e.is_some()).unwrap_or(true)
+    }
+    fn fail(&self, e: RepoError) {
+        if let Ok(mut slot) = self.error.lock() {
+            slot.get_or_insert(e);
+        }
+    }
+}
+
+impl Drop for BlobSaver {
+    fn drop(&mut self) {
+        self.tx = None;
+        for h in self.writers.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Write index entries as index files (at most `per_file` blobs each); returns their ids.
+pub fn write_index(repo: &Repository, packs: Vec<IndexPack>, per_file: usize) -> Result<Vec<Id>> {
+    let mut ids = Vec::new();
+    let mut current = lifeboat_format::IndexFile::default();
+    let mut count = 0;
+    for p in packs {
+        count += p.blobs.len();
+        current.packs.push(p);
+        if count >= per_file {
+            ids.push(save_index_file(repo, &current)?);
+            current.packs.clear();
+            count = 0;
+        }
+    }
+    if !current.packs.is_empty() {
+        ids.push(save_index_file(repo, &current)?);
+    }
+    Ok(ids)
+}
+
+fn save_index_file(repo: &Repository, f: &lifeboat_format::IndexFile) -> Result<Id> {
+    let json = serde_json::to_vec(f).map_err(|e| RepoError::Invalid(e.to_string()))?;
+    repo.save_unpacked(FileType::Index, &json)
+}

@@ -1,0 +1,303 @@
+//! Opening and creating repositories, and reading/writing their encrypted objects.
+
+use std::sync::{Arc, OnceLock};
+
+use chrono::Utc;
+use lifeboat_backend::{Backend, FileType};
+use lifeboat_crypto::{derive_key, random_bytes, random_polynomial, sha256, KdfParams, Key};
+use lifeboat_format::key::MacKeyJson;
+use lifeboat_format::{BlobType, Config, Id, IndexFile, KeyFile, MasterKeyJson, Tree, UNPACKED_ZSTD_PREFIX};
+
+use crate::compress::{compress, decompress};
+use crate::index::{BlobLocation, Index};
+use crate::{util, Compression, RepoError, Result};
+
+/// Options for [`Repository::init`].
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// scrypt parameters of the first key.
+    pub kdf: KdfParams,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions { kdf: KdfParams::default_restic() }
+    }
+}
+
+/// An open repository: backend, master key and config.
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    key: Key,
+    key_name: String,
+    config: Config,
+    compression: Compression,
+    index: OnceLock<Arc<Index>>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository").field("location", &self.backend.location()).field("id", &self.config.id).finish()
+    }
+}
+
+/// Encrypt the master key with a password into a new key file.
+pub(crate) fn make_key_file(master: &Key, password: &[u8], kdf: KdfParams) -> Result<(String, Vec<u8>)> {
+    let salt: [u8; 64] = random_bytes();
+    let user_key = derive_key(password, &salt, kdf).map_err(|e| RepoError::Invalid(e.to_string()))?;
+    let mk = MasterKeyJson {
+        mac: MacKeyJson { k: master.mac_k().to_vec(), r: master.mac_r().to_vec() },
+        encrypt: master.encrypt_part().to_vec(),
+    };
+    let plain = serde_json::to_vec(&mk).map_err(|e| RepoError::Invalid(e.to_string()))?;
+    let file = KeyFile {
+        created: Utc::now(),
+        username: util::username(),
+        hostname: util::hostname(),
+        kdf: "scrypt".into(),
+        n: kdf.n,
+        r: kdf.r,
+        p: kdf.p,
+        salt: salt.to_vec(),
+        data: user_key.encrypt(&plain),
+    };
+    let json = serde_json::to_vec(&file).map_err(|e| RepoError::Invalid(e.to_string()))?;
+    Ok((Id(sha256(&json)).to_hex(), json))
+}
+
+/// Try to open a key file with a password; `Ok(None)` when the password does not fit.
+pub(crate) fn open_key_file(data: &[u8], name: &str, password: &[u8]) -> Result<Option<Key>> {
+    let file: KeyFile = lifeboat_format::parse_json("key file", data)
+        .map_err(|e| RepoError::corrupt(format!("key {}", short(name)), e))?;
+    if file.kdf != "scrypt" {
+        return Err(RepoError::corrupt(format!("key {}", short(name)), format!("unknown kdf {:?}", file.kdf)));
+    }
+    let params = KdfParams { n: file.n, r: file.r, p: file.p };
+    let user_key =
+        derive_key(password, &file.salt, params).map_err(|e| RepoError::corrupt(format!("key {}", short(name)), e))?;
+    let Ok(plain) = user_key.decrypt(&file.data) else { return Ok(None) };
+    let mk: MasterKeyJson = lifeboat_format::parse_json("master key", &plain)
+        .map_err(|e| RepoError::corrupt(format!("key {}", short(name)), e))?;
+    let (Ok(e), Ok(k), Ok(r)) = (
+        <[u8; 32]>::try_from(mk.encrypt.as_slice()),
+        <[u8; 16]>::try_from(mk.mac.k.as_slice()),
+        <[u8; 16]>::try_from(mk.mac.r.as_slice()),
+    ) else {
+        return Err(RepoError::corrupt(format!("key {}", short(name)), "master key has wrong lengths"));
+    };
+    Ok(Some(Key::from_parts(e, k, r)))
+}
+
+fn short(name: &str) -> &str {
+    name.get(..8).unwrap_or(name)
+}
+
+impl Repository {
+    /// Create a new repository (format version 2) protected by `password`.
+    pub fn init(backend: Arc<dyn Backend>, password: &[u8], opts: &InitOptions) -> Result<Repository> {
+        if backend.has_config()? {
+            return Err(RepoError::AlreadyExists { location: backend.location() });
+        }
+        backend.create()?;
+        let key = Key::random();
+        let id: [u8; 32] = random_bytes();
+        let config = Config {
+            version: lifeboat_format::REPO_VERSION,
+            id: hex::encode(id),
+            chunker_polynomial: format!("{:x}", random_polynomial()),
+        };
+        let (key_name, key_json) = make_key_file(&key, password, opts.kdf)?;
+        backend.save(FileType::Key, &key_name, &key_json)?;
+        let plain = serde_json::to_vec(&config).map_err(|e| RepoError::Invalid(e.to_string()))?;
+        // The config is written last: a repository "exists" only once it is complete.
+        backend.save(FileType::Config, "config", &key.encrypt(&plain))?;
+        Ok(Repository { backend, key, key_name, config, compression: Compression::Auto, index: OnceLock::new() })
+    }
+
+    /// Open an existing repository with `password`.
+    pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository> {
+        if !backend.has_config()? {
+            return Err(RepoError::NotARepository { location: backend.location() });
+        }
+        let mut found = None;
+        for (name, _) in backend.list(FileType::Key)? {
+            let data = backend.load(FileType::Key, &name)?;
+            if let Some(key) = open_key_file(&data, &name, password)? {
+                found = Some((name, key));
+                break;
+            }
+        }
+        let Some((key_name, key)) = found else {
+            return Err(RepoError::WrongPassword { location: backend.location() });
+        };
+        let raw = backend.load(FileType::Config, "config")?;
+        let plain = key.decrypt(&raw).map_err(|e| RepoError::corrupt("config", e))?;
+        let config: Config =
+            lifeboat_format::parse_json("config", &plain).map_err(|e| RepoError::corrupt("config", e))?;
+        if !(1..=2).contains(&config.version) {
+            return Err(RepoError::UnsupportedVersion { version: config.version });
+        }
+        Ok(Repository { backend, key, key_name, config, compression: Compression::Auto, index: OnceLock::new() })
+    }
+
+    /// Set the compression used for new data.
+    pub fn set_compression(&mut self, c: Compression) {
+        self.compression = if self.config.version < 2 { Compression::Off } else { c };
+    }
+
+    /// Compression used for new data.
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// The storage backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The master key.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// Name of the key file that opened the repository.
+    pub fn key_name(&self) -> &str {
+        &self.key_name
+    }
+
+    /// The repository config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Encrypt, optionally compress, and store an unpacked file (index, snapshot, lock, lifeboat
+    /// object); returns its id (SHA-256 of the stored bytes).
+    pub fn save_unpacked(&self, ft: FileType, plaintext: &[u8]) -> Result<Id> {
+        let data = self.encode_unpacked(plaintext);
+        let id = Id(sha256(&data));
+        self.backend.save(ft, &id.to_hex(), &data)?;
+        Ok(id)
+    }
+
+    /// Encode an unpacked file: compression prefix (v2) and encryption.
+    pub fn encode_unpacked(&self, plaintext: &[u8]) -> Vec<u8> {
+        let body = match (self.config.version >= 2, self.compression.level()) {
+            (true, Some(level)) => match compress(plaintext, level) {
+                Some(c) => {
+                    let mut b = Vec::with_capacity(c.len() + 1);
+                    b.push(UNPACKED_ZSTD_PREFIX);
+                    b.extend_from_slice(&c);
+                    b
+                }
+                None => plaintext.to_vec(),
+            },
+            _ => plaintext.to_vec(),
+        };
+        self.key.encrypt(&body)
+    }
+
+    /// Load, authenticate and decode an unpacked file stored under its id.
+    pub fn load_unpacked(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {
+        let data = self.backend.load(ft, name)?;
+        let what = || format!("{} {}", file_type_name(ft), short(name));
+        if ft != FileType::Lifeboat && Id(sha256(&data)).to_hex() != name {
+            return Err(RepoError::corrupt(what(), "content does not match its id (file damaged)"));
+        }
+        self.decode_unpacked(&data).map_err(|reason| RepoError::corrupt(what(), reason))
+    }
+
+    /// Decrypt and decompress an unpacked file's bytes.
+    pub fn decode_unpacked(&self, data: &[u8]) -> std::result::Result<Vec<u8>, String> {
+        let plain = self.key.decrypt(data).map_err(|e| e.to_string())?;
+        match plain.first() {
+            Some(&UNPACKED_ZSTD_PREFIX) => {
+                decompress(&plain[1..], None).map_err(|e| format!("decompression failed: {e}"))
+            }
+            _ => Ok(plain),
+        }
+    }
+
+    /// Load and parse a JSON unpacked file.
+    pub fn load_json<T: serde::de::DeserializeOwned>(&self, ft: FileType, name: &str) -> Result<T> {
+        let plain = self.load_unpacked(ft, name)?;
+        lifeboat_format::parse_json(file_type_name(ft), &plain)
+            .map_err(|e| RepoError::corrupt(format!("{} {}", file_type_name(ft), short(name)), e))
+    }
+
+    /// The master index, loaded from all index files on first use.
+    pub fn index(&self) -> Result<Arc<Index>> {
+        if let Some(i) = self.index.get() {
+            return Ok(i.clone());
+        }
+        let idx = Arc::new(self.load_index()?);
+        Ok(self.index.get_or_init(|| idx).clone())
+    }
+
+    /// Install an index built elsewhere (the checker builds one that skips damaged files).
+    pub fn set_index(&self, index: Index) -> Arc<Index> {
+        let idx = Arc::new(index);
+        let _ = self.index.set(idx.clone());
+        self.index.get().cloned().unwrap_or(idx)
+    }
+
+    /// Drop the cached index (after writing new index files).
+    pub fn reset_index(&mut self) {
+        self.index = OnceLock::new();
+    }
+
+    fn load_index(&self) -> Result<Index> {
+        let names: Vec<String> = self.backend.list(FileType::Index)?.into_iter().map(|(n, _)| n).collect();
+        let files = crate::util::parallel_map(names, 4, |name| {
+            let file: IndexFile = self.load_json(FileType::Index, &name)?;
+            Ok((name, file))
+        })?;
+        let mut idx = Index::new();
+        for (name, f) in &files {
+            idx.add_file(f);
+            if let Ok(id) = name.parse() {
+                idx.files.push(id);
+            }
+        }
+        Ok(idx)
+    }
+
+    /// Decrypt, decompress and hash-check one blob given its stored bytes.
+    pub fn decode_blob(&self, id: &Id, loc: &BlobLocation, stored: &[u8]) -> Result<Vec<u8>> {
+        let what = || format!("blob {} in pack {}", id.short(), loc.pack.short());
+        let plain = self.key.decrypt(stored).map_err(|e| RepoError::corrupt(what(), e))?;
+        let data = match loc.uncompressed_length {
+            Some(n) => decompress(&plain, Some(n as usize)).map_err(|e| RepoError::corrupt(what(), e))?,
+            None => plain,
+        };
+        if Id(sha256(&data)) != *id {
+            return Err(RepoError::corrupt(what(), "content does not match its id"));
+        }
+        Ok(data)
+    }
+
+    /// Load one blob by id.
+    pub fn load_blob(&self, t: BlobType, id: &Id) -> Result<Vec<u8>> {
+        let loc = self.index()?.get(t, id).ok_or(RepoError::BlobNotFound { id: *id, blob_type: t })?;
+        let stored = self.backend.load_range(FileType::Pack, &loc.pack.to_hex(), loc.offset as u64, loc.length)?;
+        self.decode_blob(id, &loc, &stored)
+    }
+
+    /// Load and parse a tree blob.
+    pub fn load_tree(&self, id: &Id) -> Result<Tree> {
+        let data = self.load_blob(BlobType::Tree, id)?;
+        lifeboat_format::parse_json("tree", &data).map_err(|e| RepoError::corrupt(format!("tree {}", id.short()), e))
+    }
+}
+
+/// Human name of a file type, for messages.
+pub fn file_type_name(ft: FileType) -> &'static str {
+    match ft {
+        FileType::Config => "config",
+        FileType::Key => "key",
+        FileType::Snapshot => "snapshot",
+        FileType::Index => "index",
+        FileType::Pack => "pack",
+        FileType::Lock => "lock",
+        _ => "lifeboat object",
+    }
+}

@@ -1,0 +1,112 @@
+//! Listing snapshots and resolving a user's snapshot reference (`latest`, an id or a prefix).
+
+use lifeboat_backend::FileType;
+use lifeboat_format::{Id, Snapshot};
+
+use crate::{util, RepoError, Repository, Result};
+
+/// A snapshot and its id.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SnapshotEntry {
+    /// Snapshot id.
+    pub id: Id,
+    /// Its content.
+    #[serde(flatten)]
+    pub snapshot: Snapshot,
+}
+
+/// Load every snapshot, oldest first. Unreadable snapshots are returned as errors in the second
+/// list so listings can go on and `check` can name them.
+pub fn list(repo: &Repository) -> Result<(Vec<SnapshotEntry>, Vec<(String, RepoError)>)> {
+    let names: Vec<String> = repo.backend().list(FileType::Snapshot)?.into_iter().map(|(n, _)| n).collect();
+    let loaded = util::parallel_map(names, 8, |name| {
+        let r = repo.load_json::<Snapshot>(FileType::Snapshot, &name);
+        Ok((name, r))
+    })?;
+    let mut ok = Vec::new();
+    let mut bad = Vec::new();
+    for (name, r) in loaded {
+        match (r, name.parse::<Id>()) {
+            (Ok(snapshot), Ok(id)) => ok.push(SnapshotEntry { id, snapshot }),
+            (Err(e), _) => bad.push((name, e)),
+            (Ok(_), Err(e)) => bad.push((name.clone(), RepoError::corrupt(format!("snapshot {name}"), e))),
+        }
+    }
+    ok.sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time).then(a.id.cmp(&b.id)));
+    Ok((ok, bad))
+}
+
+/// Filters for picking snapshots.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Every tag must be present.
+    pub tags: Vec<String>,
+    /// Host must match.
+    pub host: Option<String>,
+    /// Source name must match.
+    pub source: Option<String>,
+    /// Every path must be among the snapshot's paths.
+    pub paths: Vec<String>,
+}
+
+impl Filter {
+    /// Whether a snapshot passes the filter.
+    pub fn matches(&self, s: &Snapshot) -> bool {
+        self.tags.iter().all(|t| s.tags.contains(t))
+            && self.host.as_ref().is_none_or(|h| &s.hostname == h)
+            && self.source.as_ref().is_none_or(|n| s.source.as_ref().is_some_and(|src| &src.name == n))
+            && self.paths.iter().all(|p| s.paths.contains(p))
+    }
+}
+
+/// Resolve `latest`, a full id or a unique prefix to one snapshot.
+pub fn find(repo: &Repository, reference: &str, filter: &Filter) -> Result<SnapshotEntry> {
+    if reference == "latest" {
+        let (all, _) = list(repo)?;
+        return all
+            .into_iter()
+            .filter(|e| filter.matches(&e.snapshot))
+            .next_back()
+            .ok_or_else(|| RepoError::SnapshotNotFound(reference.into()));
+    }
+    if let Ok(id) = reference.parse::<Id>() {
+        let snapshot = repo.load_json(FileType::Snapshot, &id.to_hex()).map_err(|e| match e {
+            RepoError::Backend(b) if b.is_not_found() => RepoError::SnapshotNotFound(reference.into()),
+            e => e,
+        })?;
+        return Ok(SnapshotEntry { id, snapshot });
+    }
+    if reference.len() < 4 || !reference.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(RepoError::SnapshotNotFound(reference.into()));
+    }
+    let names: Vec<String> = repo
+        .backend()
+        .list(FileType::Snapshot)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| n.starts_with(&reference.to_ascii_lowercase()))
+        .collect();
+    match names.as_slice() {
+        [one] => find(repo, one, filter),
+        [] => Err(RepoError::SnapshotNotFound(reference.into())),
+        _ => Err(RepoError::AmbiguousSnapshot(reference.into())),
+    }
+}
+
+/// The newest snapshot with the same host and paths (the parent for change detection).
+pub fn find_parent(repo: &Repository, host: &str, paths: &[String], source: Option<&str>) -> Result<Option<Id>> {
+    let (all, _) = list(repo)?;
+    let mut sorted_paths = paths.to_vec();
+    sorted_paths.sort();
+    Ok(all
+        .into_iter()
+        .filter(|e| {
+            let mut p = e.snapshot.paths.clone();
+            p.sort();
+            e.snapshot.hostname == host
+                && p == sorted_paths
+                && e.snapshot.source.as_ref().map(|s| s.name.as_str()) == source
+        })
+        .next_back()
+        .map(|e| e.id))
+}

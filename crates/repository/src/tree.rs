@@ -1,0 +1,51 @@
+//! Walking the trees of a snapshot.
+
+use lifeboat_format::{Id, Node, NodeType};
+
+use crate::{RepoError, Repository, Result};
+
+/// A node with its path inside the snapshot (`/home/user/file`).
+#[derive(Clone, Debug)]
+pub struct WalkEntry {
+    /// Absolute path inside the snapshot.
+    pub path: String,
+    /// The node.
+    pub node: Node,
+}
+
+/// Visit every node below `tree` depth-first, in name order. `visit` returns `false` to skip
+/// descending into a directory.
+pub fn walk(
+    repo: &Repository,
+    tree: &Id,
+    prefix: &str,
+    visit: &mut dyn FnMut(&WalkEntry) -> Result<bool>,
+) -> Result<()> {
+    let t = repo.load_tree(tree)?;
+    for node in t.nodes {
+        let path = format!("{}/{}", prefix.trim_end_matches('/'), node.name);
+        let subtree = node.subtree.filter(|_| node.node_type == NodeType::Dir);
+        let entry = WalkEntry { path, node };
+        let descend = visit(&entry)?;
+        if let (true, Some(sub)) = (descend, subtree) {
+            walk(repo, &sub, &entry.path, visit)?;
+        }
+    }
+    Ok(())
+}
+
+/// Find the node at `path` (e.g. `/home/user`) below `root`; `None` for the root itself.
+pub fn find_node(repo: &Repository, root: &Id, path: &str) -> Result<Option<Node>> {
+    let mut current = *root;
+    let mut found = None;
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    for (i, part) in parts.iter().enumerate() {
+        let tree = repo.load_tree(&current)?;
+        let node = tree.find(part).cloned().ok_or_else(|| RepoError::PathNotFound(path.into()))?;
+        if i + 1 < parts.len() {
+            current = node.subtree.ok_or_else(|| RepoError::PathNotFound(path.into()))?;
+        }
+        found = Some(node);
+    }
+    Ok(found)
+}

@@ -1,0 +1,120 @@
+//! Small host facts the engine records: host name, user name, uid/gid, and name lookups for
+//! file owners. Read from `/proc` and `/etc` so the crate needs no `unsafe` libc calls.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+fn proc_status_id(field: &str) -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Effective uid of this process (0 when unknown).
+pub fn current_uid() -> u32 {
+    proc_status_id("Uid:").unwrap_or(0)
+}
+
+/// Effective gid of this process (0 when unknown).
+pub fn current_gid() -> u32 {
+    proc_status_id("Gid:").unwrap_or(0)
+}
+
+/// Name of the user running this process.
+pub fn username() -> String {
+    user_name(current_uid()).or_else(|| std::env::var("USER").ok()).unwrap_or_default()
+}
+
+fn lookup(file: &str, cache: &'static OnceLock<Mutex<HashMap<u32, Option<String>>>>, id: u32) -> Option<String> {
+    let cache = cache.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut guard = cache.lock().ok()?;
+    guard
+        .entry(id)
+        .or_insert_with(|| {
+            let text = std::fs::read_to_string(file).ok()?;
+            text.lines().find_map(|l| {
+                let mut it = l.split(':');
+                let name = it.next()?;
+                let _pw = it.next()?;
+                (it.next()?.parse::<u32>().ok()? == id).then(|| name.to_string())
+            })
+        })
+        .clone()
+}
+
+/// Name of uid from /etc/passwd.
+pub fn user_name(uid: u32) -> Option<String> {
+    static CACHE: OnceLock<Mutex<HashMap<u32, Option<String>>>> = OnceLock::new();
+    lookup("/etc/passwd", &CACHE, uid)
+}
+
+/// Name of gid from /etc/group.
+pub fn group_name(gid: u32) -> Option<String> {
+    static CACHE: OnceLock<Mutex<HashMap<u32, Option<String>>>> = OnceLock::new();
+    lookup("/etc/group", &CACHE, gid)
+}
+
+/// Whether a process with this pid is alive on this host.
+pub fn process_alive(pid: i64) -> bool {
+    pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_facts() {
+        assert!(!hostname().is_empty());
+        assert_eq!(user_name(0).as_deref(), Some("root"));
+        assert!(process_alive(std::process::id() as i64));
+        assert!(!process_alive(-1));
+    }
+}
+
+/// Apply `f` to every item on up to `threads` threads, keeping input order; stops at the first
+/// error.
+pub fn parallel_map<T, R, F>(items: Vec<T>, threads: usize, f: F) -> crate::Result<Vec<R>>
+where
+    T: Send,
+    R: Send,
+    F: Fn(T) -> crate::Result<R> + Sync,
+{
+    let n = items.len();
+    let queue = Mutex::new(items.into_iter().enumerate());
+    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..n).map(|_| None).collect());
+    let error: Mutex<Option<crate::RepoError>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..threads.clamp(1, n.max(1)) {
+            s.spawn(|| loop {
+                if error.lock().map(|e| e.is_some()).unwrap_or(true) {
+                    return;
+                }
+                let next = queue.lock().ok().and_then(|mut q| q.next());
+                let Some((i, item)) = next else { return };
+                match f(item) {
+                    Ok(r) => {
+                        if let Ok(mut res) = results.lock() {
+                            res[i] = Some(r);
+                        }
+                    }
+                    Err(e) => {
+                        if let Ok(mut slot) = error.lock() {
+                            slot.get_or_insert(e);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = error.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    let results = results.into_inner().map_err(|_| crate::RepoError::Invalid("worker panicked".into()))?;
+    results.into_iter().map(|r| r.ok_or_else(|| crate::RepoError::Invalid("worker panicked".into()))).collect()
+}
