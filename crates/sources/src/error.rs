@@ -1,0 +1,32 @@
+//! The error type of the sources crate.
+
+use std::path::PathBuf;
+
+/// Errors that stop a source before it produces anything.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// A path to back up does not exist or cannot be read.
+    #[error("{path}: {source}")]
+    Path {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// An exclude pattern is not a valid glob.
+    #[error("invalid exclude pattern {pattern:?}: {reason}")]
+    Pattern {
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl SourceError {
+    /// Whether retrying could help (a path may appear later; a bad pattern never becomes good).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SourceError::Path { .. })
+    }
+}

@@ -1,0 +1,340 @@
+//! The `files` source: walks paths on the local file system in sorted, depth-first order and
+//! produces entries with full metadata (mode, owner, times, inode, xattrs, symlink targets).
+//!
+//! Like restic, a snapshot of `/srv/app/data` contains the directories `srv` and `srv/app` with
+//! their real metadata, so restoring reproduces absolute paths below the target.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsStr;
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use lifeboat_format::mode::go_mode_from_unix;
+use lifeboat_format::{ExtendedAttribute, Node, NodeType};
+use lifeboat_repository::archiver::{Content, Entry};
+use lifeboat_repository::util::{group_name, user_name};
+
+use crate::SourceError;
+
+/// What to back up.
+#[derive(Clone, Debug, Default)]
+pub struct FilesOptions {
+    /// Paths (files or directories).
+    pub paths: Vec<PathBuf>,
+    /// Glob patterns: without `/` they match a file name anywhere, with `/` the absolute path.
+    pub excludes: Vec<String>,
+    /// Do not cross into other file systems (mount points are kept as empty directories).
+    pub one_file_system: bool,
+}
+
+/// Excludes compiled from glob patterns.
+#[derive(Clone, Debug)]
+pub struct Excludes {
+    names: GlobSet,
+    paths: GlobSet,
+}
+
+impl Excludes {
+    /// Compile patterns.
+    pub fn new(patterns: &[String]) -> Result<Self, SourceError> {
+        let mut names = GlobSetBuilder::new();
+        let mut paths = GlobSetBuilder::new();
+        for p in patterns {
+            let bad = |e: globset::Error| SourceError::Pattern { pattern: p.clone(), reason: e.kind().to_string() };
+            if p.contains('/') {
+                let g = globset::GlobBuilder::new(p.trim_end_matches('/')).literal_separator(true).build().map_err(bad)?;
+                paths.add(g);
+            } else {
+                names.add(Glob::new(p).map_err(bad)?);
+            }
+        }
+        let build = |b: GlobSetBuilder| b.build().map_err(|e| SourceError::Pattern { pattern: patterns.join(","), reason: e.to_string() });
+        Ok(Excludes { names: build(names)?, paths: build(paths)? })
+    }
+
+    /// Whether a path is excluded.
+    pub fn is_excluded(&self, path: &Path) -> bool {
+        path.file_name().is_some_and(|n| self.names.is_match(n)) || self.paths.is_match(path)
+    }
+}
+
+/// Absolute, normalised paths (no symlink resolution), with paths inside other paths dropped.
+pub fn normalize_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, SourceError> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for p in paths {
+        let abs = std::path::absolute(p).map_err(|e| SourceError::Path { path: p.clone(), source: e })?;
+        let clean: PathBuf = abs.components().collect();
+        std::fs::symlink_metadata(&clean).map_err(|e| SourceError::Path { path: p.clone(), source: e })?;
+        out.push(clean);
+    }
+    out.sort();
+    out.dedup();
+    let keep: Vec<PathBuf> = out.iter().filter(|p| !out.iter().any(|q| q != *p && p.starts_with(q))).cloned().collect();
+    Ok(keep)
+}
+
+#[derive(Default)]
+struct Trie {
+    children: BTreeMap<String, Trie>,
+    target: bool,
+}
+
+enum Item {
+    /// An intermediate directory on the way to a backup path.
+    Prefix(PathBuf, Trie),
+    /// A path whose whole subtree is backed up.
+    Path(PathBuf),
+}
+
+/// The walker: an iterator of entries.
+pub struct Walker {
+    stack: Vec<std::vec::IntoIter<Item>>,
+    excludes: Excludes,
+    devices: HashSet<u64>,
+    one_file_system: bool,
+    pending: Option<Entry>,
+}
+
+/// Start walking; returns the normalised paths (for the snapshot) and the entry iterator.
+pub fn walk(opts: &FilesOptions) -> Result<(Vec<String>, Walker), SourceError> {
+    let paths = normalize_paths(&opts.paths)?;
+    let excludes = Excludes::new(&opts.excludes)?;
+    let mut root = Trie::default();
+    let mut devices = HashSet::new();
+    for p in &paths {
+        if let Ok(m) = std::fs::metadata(p) {
+            devices.insert(m.dev());
+        }
+        let mut t = &mut root;
+        for c in p.components().skip(1) {
+            t = t.children.entry(c.as_os_str().to_string_lossy().into_owned()).or_default();
+        }
+        t.target = true;
+    }
+    let items = trie_items(Path::new("/"), root);
+    let walker = Walker { stack: vec![items.into_iter()], excludes, devices, one_file_system: opts.one_file_system, pending: None };
+    Ok((paths.iter().map(|p| p.to_string_lossy().into_owned()).collect(), walker))
+}
+
+fn trie_items(base: &Path, t: Trie) -> Vec<Item> {
+    t.children
+        .into_iter()
+        .map(|(name, child)| {
+            let p = base.join(&name);
+            if child.target {
+                Item::Path(p)
+            } else {
+                Item::Prefix(p, child)
+            }
+        })
+        .collect()
+}
+
+fn time(secs: i64, nanos: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(secs, nanos.clamp(0, 999_999_999) as u32)
+}
+
+/// Build a tree node from file metadata.
+pub fn node_from_metadata(name: &str, path: &Path, m: &Metadata) -> Node {
+    let ft = m.file_type();
+    let node_type = if ft.is_dir() {
+        NodeType::Dir
+    } else if ft.is_symlink() {
+        NodeType::Symlink
+    } else if ft.is_file() {
+        NodeType::File
+    } else {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_block_device() {
+            NodeType::Dev
+        } else if ft.is_char_device() {
+            NodeType::Chardev
+        } else if ft.is_fifo() {
+            NodeType::Fifo
+        } else {
+            NodeType::Socket
+        }
+    };
+    let mut n = Node::new(name, node_type);
+    n.mode = go_mode_from_unix(m.mode());
+    n.mtime = time(m.mtime(), m.mtime_nsec());
+    n.atime = time(m.atime(), m.atime_nsec());
+    n.ctime = time(m.ctime(), m.ctime_nsec());
+    n.uid = m.uid();
+    n.gid = m.gid();
+    n.user = user_name(m.uid()).unwrap_or_default();
+    n.group = group_name(m.gid()).unwrap_or_default();
+    n.inode = m.ino();
+    n.device_id = m.dev();
+    n.links = m.nlink();
+    match node_type {
+        NodeType::File => n.size = m.len(),
+        NodeType::Symlink => {
+            n.linktarget = std::fs::read_link(path).map(|t| t.to_string_lossy().into_owned()).unwrap_or_default()
+        }
+        NodeType::Dev | NodeType::Chardev => n.device = m.rdev(),
+        _ => {}
+    }
+    n.extended_attributes = read_xattrs(path);
+    n
+}
+
+fn read_xattrs(path: &Path) -> Option<Vec<ExtendedAttribute>> {
+    let names = xattr::list(path).ok()?;
+    let mut out: Vec<ExtendedAttribute> = names
+        .filter_map(|name| {
+            let value = xattr::get(path, &name).ok()??;
+            Some(ExtendedAttribute { name: name.to_string_lossy().into_owned(), value })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    (!out.is_empty()).then_some(out)
+}
+
+fn name_of(p: &Path) -> String {
+    p.file_name().unwrap_or(OsStr::new("/")).to_string_lossy().into_owned()
+}
+
+fn error(p: &Path, e: std::io::Error) -> Entry {
+    Entry::Error { path: p.to_string_lossy().into_owned(), message: e.to_string() }
+}
+
+impl Walker {
+    fn visit(&mut self, item: Item) -> Option<Entry> {
+        match item {
+            Item::Prefix(p, trie) => {
+                // Intermediate directories are followed if they are symlinks, so the tree always
+                // reaches the backed-up path.
+                let m = match std::fs::metadata(&p) {
+                    Ok(m) => m,
+                    Err(e) => return Some(error(&p, e)),
+                };
+                let node = node_from_metadata(&name_of(&p), &p, &m);
+                let items = trie_items(&p, trie);
+                self.stack.push(items.into_iter());
+                Some(Entry::DirStart(node))
+            }
+            Item::Path(p) => {
+                if self.excludes.is_excluded(&p) {
+                    return None;
+                }
+                let m = match std::fs::symlink_metadata(&p) {
+                    Ok(m) => m,
+                    Err(e) => return Some(error(&p, e)),
+                };
+                let node = node_from_metadata(&name_of(&p), &p, &m);
+                match node.node_type {
+                    NodeType::File => Some(Entry::File { node, content: Content::Path(p) }),
+                    NodeType::Dir => {
+                        let cross = self.one_file_system && !self.devices.contains(&m.dev());
+                        let mut children = Vec::new();
+                        if !cross {
+                            match std::fs::read_dir(&p) {
+                                Ok(rd) => {
+                                    let mut names: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                                    names.sort();
+                                    children = names.into_iter().map(Item::Path).collect();
+                                }
+                                Err(e) => {
+                                    // Keep the directory (empty) and report why its content is missing.
+                                    self.pending = Some(error(&p, e));
+                                }
+                            }
+                        }
+                        self.stack.push(children.into_iter());
+                        Some(Entry::DirStart(node))
+                    }
+                    _ => Some(Entry::Special(node)),
+                }
+            }
+        }
+    }
+}
+
+impl Iterator for Walker {
+    type Item = Entry;
+
+    fn next(&mut self) -> Option<Entry> {
+        if let Some(e) = self.pending.take() {
+            return Some(e);
+        }
+        loop {
+            let depth = self.stack.len();
+            let top = self.stack.last_mut()?;
+            match top.next() {
+                Some(item) => {
+                    if let Some(e) = self.visit(item) {
+                        return Some(e);
+                    }
+                }
+                None => {
+                    self.stack.pop();
+                    // The root frame has no directory of its own to close.
+                    if depth > 1 {
+                        return Some(Entry::DirEnd);
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(w: Walker) -> Vec<String> {
+        w.map(|e| match e {
+            Entry::DirStart(n) => format!("+{}", n.name),
+            Entry::DirEnd => "-".into(),
+            Entry::File { node, .. } => node.name,
+            Entry::Special(n) => format!("@{}", n.name),
+            Entry::Error { path, .. } => format!("!{path}"),
+        })
+        .collect()
+    }
+
+    #[test]
+    fn walks_sorted_with_prefix_dirs_and_excludes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("data");
+        std::fs::create_dir_all(root.join("sub")).expect("mkdir");
+        std::fs::write(root.join("b.txt"), b"b").expect("write");
+        std::fs::write(root.join("a.log"), b"a").expect("write");
+        std::fs::write(root.join("sub/c.txt"), b"c").expect("write");
+        std::os::unix::fs::symlink("b.txt", root.join("link")).expect("symlink");
+        let opts = FilesOptions { paths: vec![root.clone()], excludes: vec!["*.log".into()], one_file_system: false };
+        let (paths, w) = walk(&opts).expect("walk");
+        assert_eq!(paths, vec![root.to_string_lossy().into_owned()]);
+        let got = kinds(w);
+        let prefix = root.components().count() - 2; // directories between `/` and `data`
+        assert_eq!(got.iter().filter(|s| s.starts_with('+')).count(), prefix + 2);
+        let tail: Vec<&str> = got.iter().skip(prefix).map(String::as_str).collect();
+        assert_eq!(&tail[..7], &["+data", "b.txt", "@link", "+sub", "c.txt", "-", "-"]);
+        assert_eq!(got.iter().filter(|s| *s == "-").count(), prefix + 2);
+    }
+
+    #[test]
+    fn nested_paths_are_merged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = dir.path().join("a");
+        std::fs::create_dir_all(a.join("b")).expect("mkdir");
+        let p = normalize_paths(&[a.join("b"), a.clone(), a.join("./b/../b")]).expect("normalize");
+        assert_eq!(p, vec![a]);
+        assert!(normalize_paths(&[dir.path().join("missing")]).is_err());
+    }
+
+    #[test]
+    fn exclude_patterns() {
+        let ex = Excludes::new(&["*.tmp".into(), "/srv/cache/*".into()]).expect("patterns");
+        assert!(ex.is_excluded(Path::new("/x/y/z.tmp")));
+        assert!(ex.is_excluded(Path::new("/srv/cache/a")));
+        assert!(!ex.is_excluded(Path::new("/srv/cache/a/b")));
+        assert!(!ex.is_excluded(Path::new("/srv/data")));
+        assert!(Excludes::new(&["[".into()]).is_err());
+    }
+}
