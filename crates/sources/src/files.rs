@@ -45,13 +45,16 @@ impl Excludes {
         for p in patterns {
             let bad = |e: globset::Error| SourceError::Pattern { pattern: p.clone(), reason: e.kind().to_string() };
             if p.contains('/') {
-                let g = globset::GlobBuilder::new(p.trim_end_matches('/')).literal_separator(true).build().map_err(bad)?;
+                let g =
+                    globset::GlobBuilder::new(p.trim_end_matches('/')).literal_separator(true).build().map_err(bad)?;
                 paths.add(g);
             } else {
                 names.add(Glob::new(p).map_err(bad)?);
             }
         }
-        let build = |b: GlobSetBuilder| b.build().map_err(|e| SourceError::Pattern { pattern: patterns.join(","), reason: e.to_string() });
+        let build = |b: GlobSetBuilder| {
+            b.build().map_err(|e| SourceError::Pattern { pattern: patterns.join(","), reason: e.to_string() })
+        };
         Ok(Excludes { names: build(names)?, paths: build(paths)? })
     }
 
@@ -115,7 +118,13 @@ pub fn walk(opts: &FilesOptions) -> Result<(Vec<String>, Walker), SourceError> {
         t.target = true;
     }
     let items = trie_items(Path::new("/"), root);
-    let walker = Walker { stack: vec![items.into_iter()], excludes, devices, one_file_system: opts.one_file_system, pending: None };
+    let walker = Walker {
+        stack: vec![items.into_iter()],
+        excludes,
+        devices,
+        one_file_system: opts.one_file_system,
+        pending: None,
+    };
     Ok((paths.iter().map(|p| p.to_string_lossy().into_owned()).collect(), walker))
 }
 

@@ -1,0 +1,87 @@
+//! `lifeboat restore SNAPSHOT --target DIR`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+use lifeboat_repository::archiver::Progress;
+use lifeboat_repository::restorer::{restore, RestoreOptions};
+use lifeboat_repository::{lock, snapshots};
+
+use crate::args::{Global, RestoreArgs};
+use crate::{context, exit, output};
+
+pub fn run(g: &Global, a: &RestoreArgs, interrupt: Arc<AtomicBool>) -> Result<i32> {
+    let repo = context::open(g)?;
+    let _lock = lock::acquire(&repo, false)?;
+    let snap = snapshots::find(&repo, &a.snapshot, &crate::cmd::filter(&a.filter))?;
+    let include: Vec<String> = a.include.iter().map(|p| format!("/{}", p.trim_matches('/'))).collect();
+    let mut opts =
+        RestoreOptions { include, overwrite: a.overwrite, dry_run: true, verify: a.verify, ..Default::default() };
+    // Plan first: it gives the totals for the progress bar and the dry-run output.
+    let plan = restore(&repo, &snap.snapshot.tree, &a.target, &opts)?;
+    if a.dry_run {
+        if g.json {
+            output::json(&serde_json::json!({"snapshot": snap.id, "target": a.target, "dry_run": true, "plan": plan}))?;
+        } else {
+            println!(
+                "would restore snapshot {} to {}: {} files ({}), {} directories, {} other entries",
+                snap.id.short(),
+                a.target.display(),
+                plan.files,
+                output::size(plan.bytes),
+                plan.dirs,
+                plan.others
+            );
+        }
+        return Ok(exit::OK);
+    }
+    let progress = Arc::new(Progress::default());
+    let pb = output::bar(
+        output::interactive(g.json, g.quiet),
+        plan.bytes.max(1),
+        "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+    );
+    let done = Arc::new(AtomicBool::new(false));
+    let ticker = {
+        let (p, pb, d) = (progress.clone(), pb.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !d.load(Ordering::Relaxed) {
+                pb.set_position(p.bytes.load(Ordering::Relaxed));
+                pb.set_message(format!("{} files", p.files.load(Ordering::Relaxed)));
+                std::thread::sleep(std::time::Duration::from_millis(150));
+            }
+        })
+    };
+    opts.dry_run = false;
+    opts.interrupt = Some(interrupt);
+    opts.progress = Some(progress);
+    let start = Instant::now();
+    let r = restore(&repo, &snap.snapshot.tree, &a.target, &opts);
+    done.store(true, Ordering::Relaxed);
+    let _ = ticker.join();
+    pb.finish_and_clear();
+    let stats = r?;
+    for w in &stats.warnings {
+        eprintln!("lifeboat: warning: {w}");
+    }
+    if g.json {
+        output::json(&serde_json::json!({
+            "snapshot": snap.id, "target": a.target, "stats": stats,
+            "duration_seconds": start.elapsed().as_secs_f64(),
+        }))?;
+    } else if !g.quiet {
+        println!(
+            "restored snapshot {} to {}: {} files ({}), {} directories in {}{}",
+            snap.id.short(),
+            a.target.display(),
+            stats.files,
+            output::size(stats.bytes),
+            stats.dirs,
+            output::duration(start.elapsed()),
+            if a.verify { format!("; {} files verified", stats.verified) } else { String::new() }
+        );
+    }
+    Ok(exit::OK)
+}
