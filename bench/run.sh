@@ -204,14 +204,13 @@ printf 'tool\tstep\twall_s\tuser_s\tsys_s\tmaxrss_kib\n' >"$RAW"
 run_step() {
     local tool=$1 step=$2
     shift 2
-    local out=$WORK/logs/$tool-$step.log tf=$WORK/logs/$tool-$step.time rc=0
+    local out=$WORK/logs/$tool-$step.out tf=$WORK/logs/$tool-$step.time rc=0
     prepare_step
     log "$tool: ${STEP_TITLE[$step]:-$step}"
-    /usr/bin/time -f '%e %U %S %M' -o "$tf" "$@" >"$out" 2>&1 || rc=$?
+    /usr/bin/time -f '%e %U %S %M' -o "$tf" "$@" >"$out" 2>"${out%.out}.err" || rc=$?
     if ((rc != 0)); then
         printf 'bench: ERROR: %s: step "%s" failed (exit %d): %s\n' "$tool" "${STEP_TITLE[$step]:-$step}" "$rc" "$*" >&2
-        printf 'bench: last lines of %s:\n' "$out" >&2
-        tail -n 20 "$out" | sed 's/^/    /' >&2
+        show_output "$out"
         exit 1
     fi
     local wall user sys rss
@@ -224,14 +223,24 @@ run_step() {
     note "wall ${wall}s  cpu ${RES[$tool:$step:cpu]}s  peak RSS $((rss / 1024)) MiB"
 }
 
+# show_output FILE.out : the last lines of a command's stdout and stderr logs.
+show_output() {
+    local f
+    for f in "$1" "${1%.out}.err"; do
+        [[ -s $f ]] || continue
+        printf 'bench: last lines of %s:\n' "$f" >&2
+        tail -n 20 "$f" | sed 's/^/    /' >&2
+    done
+}
+
 # Untimed helper run; aborts naming TOOL and what failed.
 run_untimed() {
     local tool=$1 what=$2
     shift 2
-    local out=$WORK/logs/$tool-$what.log
-    "$@" >"$out" 2>&1 || {
+    local out=$WORK/logs/$tool-$what.out
+    "$@" >"$out" 2>"${out%.out}.err" || {
         printf 'bench: ERROR: %s: %s failed: %s\n' "$tool" "$what" "$*" >&2
-        tail -n 20 "$out" | sed 's/^/    /' >&2
+        show_output "$out"
         exit 1
     }
 }
@@ -267,12 +276,15 @@ verify_restore() {
     rm -rf "$target"
 }
 
-# Backup summary of restic-style --json output (best effort; for the report's sanity notes).
+# Backup summary from `backup --json` stdout (restic: JSON lines ending in a
+# summary message; lifeboat: one JSON object). Best effort, for the sanity notes.
 json_summary() {
     command -v jq >/dev/null || return 0
-    jq -rR 'fromjson? | select(type == "object" and .message_type == "summary")
-        | "files new \(.files_new // "?"), changed \(.files_changed // "?"), unmodified \(.files_unmodified // "?"); data added \(.data_added // "?") B"' \
-        "$1" 2>/dev/null | tail -n 1
+    jq -r 'select(type == "object" and has("files_unmodified"))
+        | "files new \(.files_new), changed \(.files_changed), unmodified \(.files_unmodified); "
+          + "data added \(.data_added / 1048576 * 10 | round / 10) MiB"
+          + (if .data_added_packed then " (\(.data_added_packed / 1048576 * 10 | round / 10) MiB packed)" else "" end)' \
+        "$1" 2>/dev/null | tail -n 1 || true
 }
 
 declare -A SANITY=()
@@ -297,8 +309,8 @@ bench_restic_like() { # TOOL: lifeboat | restic | rustic
     else
         run_step "$tool" backup1 "${cmd[@]}" backup --json "$CORPUS"
         run_step "$tool" backup2 "${cmd[@]}" backup --json "$CORPUS"
-        SANITY[$tool:backup1]=$(json_summary "$WORK/logs/$tool-backup1.log")
-        SANITY[$tool:backup2]=$(json_summary "$WORK/logs/$tool-backup2.log")
+        SANITY[$tool:backup1]=$(json_summary "$WORK/logs/$tool-backup1.out")
+        SANITY[$tool:backup2]=$(json_summary "$WORK/logs/$tool-backup2.out")
     fi
     mkdir -p "$target"
     case $tool in
@@ -310,8 +322,8 @@ bench_restic_like() { # TOOL: lifeboat | restic | rustic
     if command -v jq >/dev/null; then
         run_untimed "$tool" snapshots "${cmd[@]}" snapshots --json
         local n
-        n=$(jq -R 'fromjson? | if type == "array" then length else empty end' \
-            "$WORK/logs/$tool-snapshots.log" 2>/dev/null | tail -n 1 || true)
+        n=$(jq 'if type == "array" then length else empty end' \
+            "$WORK/logs/$tool-snapshots.out" 2>/dev/null | tail -n 1 || true)
         SANITY[$tool:snapshots]=${n:-?}
         [[ ${n:-2} == 2 ]] || die "$tool: expected 2 snapshots after two backups, 'snapshots --json' lists ${n}"
     fi
