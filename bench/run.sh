@@ -361,6 +361,10 @@ FS=$(df -T "$WORK" 2>/dev/null | awk 'NR == 2 {print $2}')
 GIT_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 git -C "$ROOT" diff --quiet HEAD 2>/dev/null || GIT_REV="$GIT_REV (+ uncommitted changes)"
 DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
+LOAD_START=$(cut -d ' ' -f 1-3 /proc/loadavg 2>/dev/null || echo '?')
+if awk -v l="${LOAD_START%% *}" 'BEGIN {exit !(l > 0.5)}'; then
+    note "WARNING: load average $LOAD_START: other work is running, numbers will be noisy"
+fi
 declare -A VERSION=()
 for t in "${ACTIVE[@]}"; do VERSION[$t]=$(version_of "$t"); done
 
@@ -394,6 +398,7 @@ report() {
     echo "- command: \`${BENCH_CMDLINE}\`"
     echo "- machine: $(nproc) CPUs ($CPU_MODEL), $MEM RAM, kernel $(uname -r), scratch filesystem ${FS:-?}"
     echo "- page cache: $CACHE_MODE"
+    echo "- load average (1/5/15 min) before the run: $LOAD_START (well above 0 means other work competed for the CPUs)"
     echo "- corpus: $CORPUS_NOTE: $(awk -v b="$CORPUS_APPARENT" 'BEGIN {printf "%.1f MiB", b / 1048576}') in $CORPUS_FILES files, $CORPUS_DIRS directories"
     echo "- lifeboat source: $GIT_REV"
     for t in "${ACTIVE[@]}"; do

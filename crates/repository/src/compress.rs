@@ -57,17 +57,39 @@ impl fmt::Display for Compression {
     }
 }
 
+thread_local! {
+    // zstd contexts are expensive to create (hundreds of KiB of tables); reuse one per thread.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Compress `data` at `level`; `None` when the result would not be smaller.
 pub(crate) fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
-    let out = zstd::bulk::compress(data, level).ok()?;
-    (out.len() < data.len()).then_some(out)
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level).ok()?));
+        }
+        let (_, c) = slot.as_mut()?;
+        let out = c.compress(data).ok()?;
+        (out.len() < data.len()).then_some(out)
+    })
 }
 
 /// Decompress a zstd frame whose plaintext is `expected` bytes (when known).
 pub(crate) fn decompress(data: &[u8], expected: Option<usize>) -> std::io::Result<Vec<u8>> {
     match expected {
         Some(n) => {
-            let out = zstd::bulk::decompress(data, n)?;
+            let out = DECOMPRESSOR.with(|cell| -> std::io::Result<Vec<u8>> {
+                let mut slot = cell.borrow_mut();
+                if slot.is_none() {
+                    *slot = Some(zstd::bulk::Decompressor::new()?);
+                }
+                match slot.as_mut() {
+                    Some(d) => d.decompress(data, n),
+                    None => zstd::bulk::decompress(data, n),
+                }
+            })?;
             if out.len() != n {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,

@@ -139,7 +139,7 @@ pub fn restore(repo: &Repository, tree: &Id, target: &Path, opts: &RestoreOption
         files.push((p, &e.node));
     }
     // Big files first keeps both cores busy until the end.
-    files.sort_by(|a, b| b.1.size.cmp(&a.1.size));
+    files.sort_by_key(|f| std::cmp::Reverse(f.1.size));
     let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
     let verified = AtomicU64::new(0);
     util::parallel_map(files, threads + 1, |(path, node)| {

@@ -15,9 +15,12 @@ pub struct SnapshotEntry {
     pub snapshot: Snapshot,
 }
 
+/// Snapshots that could not be loaded, with why.
+pub type Unreadable = Vec<(String, RepoError)>;
+
 /// Load every snapshot, oldest first. Unreadable snapshots are returned as errors in the second
 /// list so listings can go on and `check` can name them.
-pub fn list(repo: &Repository) -> Result<(Vec<SnapshotEntry>, Vec<(String, RepoError)>)> {
+pub fn list(repo: &Repository) -> Result<(Vec<SnapshotEntry>, Unreadable)> {
     let names: Vec<String> = repo.backend().list(FileType::Snapshot)?.into_iter().map(|(n, _)| n).collect();
     let loaded = util::parallel_map(names, 8, |name| {
         let r = repo.load_json::<Snapshot>(FileType::Snapshot, &name);
@@ -65,8 +68,7 @@ pub fn find(repo: &Repository, reference: &str, filter: &Filter) -> Result<Snaps
         let (all, _) = list(repo)?;
         return all
             .into_iter()
-            .filter(|e| filter.matches(&e.snapshot))
-            .next_back()
+            .rfind(|e| filter.matches(&e.snapshot))
             .ok_or_else(|| RepoError::SnapshotNotFound(reference.into()));
     }
     if let Ok(id) = reference.parse::<Id>() {
@@ -100,13 +102,12 @@ pub fn find_parent(repo: &Repository, host: &str, paths: &[String], source: Opti
     sorted_paths.sort();
     Ok(all
         .into_iter()
-        .filter(|e| {
+        .rfind(|e| {
             let mut p = e.snapshot.paths.clone();
             p.sort();
             e.snapshot.hostname == host
                 && p == sorted_paths
                 && e.snapshot.source.as_ref().map(|s| s.name.as_str()) == source
         })
-        .next_back()
         .map(|e| e.id))
 }

@@ -64,19 +64,6 @@ pub fn process_alive(pid: i64) -> bool {
     pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_facts() {
-        assert!(!hostname().is_empty());
-        assert_eq!(user_name(0).as_deref(), Some("root"));
-        assert!(process_alive(std::process::id() as i64));
-        assert!(!process_alive(-1));
-    }
-}
-
 /// Apply `f` to every item on up to `threads` threads, keeping input order; stops at the first
 /// error.
 pub fn parallel_map<T, R, F>(items: Vec<T>, threads: usize, f: F) -> crate::Result<Vec<R>>
@@ -117,4 +104,17 @@ where
     }
     let results = results.into_inner().map_err(|_| crate::RepoError::Invalid("worker panicked".into()))?;
     results.into_iter().map(|r| r.ok_or_else(|| crate::RepoError::Invalid("worker panicked".into()))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_facts() {
+        assert!(!hostname().is_empty());
+        assert_eq!(user_name(0).as_deref(), Some("root"));
+        assert!(process_alive(std::process::id() as i64));
+        assert!(!process_alive(-1));
+    }
 }
