@@ -2,12 +2,13 @@
 //! files and finally a snapshot.
 //!
 //! Stages, each on its own threads so both cores stay busy with bounded memory:
-//! 1. the source's walker produces [`Entry`] values in tree order (bounded channel);
-//! 2. the assembler (calling thread) keeps the directory stack, reuses unchanged files from the
-//!    parent snapshot, and hands changed files to file workers;
-//! 3. file workers read, chunk, hash and deduplicate, and pass new chunks on;
-//! 4. blob workers compress, encrypt and pack them; writer threads store full packs;
-//! 5. when the last directory is finished, the index is written, and only then the snapshot.
+//! 1. the assembler (calling thread) pulls [`Entry`] values from the source in tree order, keeps
+//!    the directory stack, reuses unchanged files from the parent snapshot, and hands changed
+//!    files to file workers in batches;
+//! 2. file workers read, chunk, hash and deduplicate; small files are compressed, encrypted and
+//!    packed right there, new chunks of big files go on to the blob workers;
+//! 3. blob workers compress, encrypt and pack; writer threads store full packs;
+//! 4. when the last directory is finished, the index is written, and only then the snapshot.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use lifeboat_backend::FileType;
 use lifeboat_crypto::{sha256, Chunker, ChunkerParams};
 use lifeboat_format::{BlobType, Id, Node, NodeType, Snapshot, SnapshotSummary, SourceInfo, Tree};
@@ -143,10 +144,24 @@ struct PendingDir {
 /// one chunk anyway, and the chunker's buffer would cost more than the file).
 const SMALL_FILE: u64 = 512 * 1024;
 
-/// Run a backup of `entries` into `repo`.
+/// Files at least this big (and streams) have their new chunks compressed by the blob workers,
+/// so a single large file keeps every core busy.
+const BIG_FILE: u64 = 8 * 1024 * 1024;
+
+/// Small files are handed to the workers in batches of this many, to keep channel traffic low.
+const BATCH_FILES: usize = 64;
+
+#[derive(Default)]
+struct Batch {
+    jobs: Vec<FileJob>,
+    bytes: u64,
+}
+
+/// Run a backup of `entries` into `repo`. The entries are pulled on the calling thread, in
+/// order; reading file content happens on worker threads.
 pub fn backup<I>(repo: &Repository, entries: I, opts: &BackupOptions) -> Result<BackupStats>
 where
-    I: Iterator<Item = Entry> + Send,
+    I: Iterator<Item = Entry>,
 {
     let start = Instant::now();
     let started_at = Utc::now();
@@ -167,21 +182,13 @@ where
 
     let stop = AtomicBool::new(false);
     let outcome = std::thread::scope(|s| {
-        let (entry_tx, entry_rx) = bounded::<Entry>(1024);
-        let (job_tx, job_rx) = bounded::<FileJob>(threads * 8);
+        let (job_tx, job_rx) = bounded::<Vec<FileJob>>(threads * 2);
         let (chunk_tx, chunk_rx) = bounded::<(Id, Vec<u8>)>(threads * 2);
-        let (res_tx, res_rx) = unbounded::<FileResult>();
-        s.spawn(move || {
-            for e in entries {
-                if entry_tx.send(e).is_err() {
-                    break;
-                }
-            }
-        });
+        let (res_tx, res_rx) = unbounded::<Vec<FileResult>>();
         for _ in 0..threads {
             let (job_rx, chunk_tx, res_tx) = (job_rx.clone(), chunk_tx.clone(), res_tx.clone());
-            let (saver, stop, interrupt, progress) = (&saver, &stop, &interrupt, &progress);
-            s.spawn(move || file_worker(job_rx, chunk_tx, res_tx, saver, params, stop, interrupt, progress));
+            let ctx = WorkerCtx { saver: &saver, params, stop: &stop, interrupt: &interrupt, progress: &progress };
+            s.spawn(move || file_worker(job_rx, chunk_tx, res_tx, ctx));
         }
         drop((job_rx, res_tx));
         for _ in 0..threads {
@@ -200,7 +207,7 @@ where
         }
         drop((chunk_rx, chunk_tx));
         let mut asm = Assembler::new(repo, &index, &saver, parent_tree, &interrupt, &progress);
-        let r = asm.run(entry_rx, job_tx, res_rx);
+        let r = asm.run(entries, job_tx, res_rx);
         if r.is_err() {
             stop.store(true, Ordering::Relaxed);
         }
@@ -248,38 +255,44 @@ where
     Ok(BackupStats { snapshot_id, snapshot, summary, errors, duration: start.elapsed() })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn file_worker(
-    jobs: Receiver<FileJob>,
-    chunks: Sender<(Id, Vec<u8>)>,
-    results: Sender<FileResult>,
-    saver: &BlobSaver,
+/// What a file worker needs besides its channels.
+#[derive(Clone, Copy)]
+struct WorkerCtx<'a> {
+    saver: &'a BlobSaver,
     params: ChunkerParams,
-    stop: &AtomicBool,
-    interrupt: &AtomicBool,
-    progress: &Progress,
-) {
-    for job in jobs {
-        if stop.load(Ordering::Relaxed) || interrupt.load(Ordering::Relaxed) {
-            continue;
+    stop: &'a AtomicBool,
+    interrupt: &'a AtomicBool,
+    progress: &'a Progress,
+}
+
+fn file_worker(jobs: Receiver<Vec<FileJob>>, chunks: Sender<(Id, Vec<u8>)>, results: Sender<Vec<FileResult>>, ctx: WorkerCtx<'_>) {
+    for batch in jobs {
+        let mut out = Vec::with_capacity(batch.len());
+        for job in batch {
+            if ctx.stop.load(Ordering::Relaxed) || ctx.interrupt.load(Ordering::Relaxed) {
+                out.push(FileResult { dir: job.dir, slot: job.slot, outcome: Err("backup stopped".into()) });
+                continue;
+            }
+            let outcome = read_file(job.content, job.expected_size, &chunks, ctx);
+            ctx.progress.files.fetch_add(1, Ordering::Relaxed);
+            out.push(FileResult { dir: job.dir, slot: job.slot, outcome });
         }
-        let outcome = read_file(job.content, job.expected_size, &chunks, saver, params, progress, interrupt);
-        progress.files.fetch_add(1, Ordering::Relaxed);
-        if results.send(FileResult { dir: job.dir, slot: job.slot, outcome }).is_err() {
+        if results.send(out).is_err() {
             return;
         }
     }
 }
 
+/// Read, chunk, hash and deduplicate one file. New chunks of big files (and streams) go to the
+/// blob workers so one large file still uses every core; small files are stored right here,
+/// which saves a channel hop per file.
 fn read_file(
     content: Content,
     expected: u64,
     chunks: &Sender<(Id, Vec<u8>)>,
-    saver: &BlobSaver,
-    params: ChunkerParams,
-    progress: &Progress,
-    interrupt: &AtomicBool,
+    ctx: WorkerCtx<'_>,
 ) -> std::result::Result<(Vec<Id>, u64), String> {
+    let fan_out = matches!(content, Content::Reader(_)) || expected >= BIG_FILE;
     let mut reader: Box<dyn Read + Send> = match content {
         Content::Path(p) => Box::new(std::fs::File::open(&p).map_err(|e| e.to_string())?),
         Content::Reader(r) => r,
@@ -289,15 +302,19 @@ fn read_file(
     let mut emit = |chunk: Vec<u8>| -> std::result::Result<(), String> {
         let id = Id(sha256(&chunk));
         size += chunk.len() as u64;
-        progress.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        if saver.claim(BlobType::Data, &id) {
-            progress.bytes_new.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            chunks.send((id, chunk)).map_err(|_| "backup stopped".to_string())?;
+        ctx.progress.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        if ctx.saver.claim(BlobType::Data, &id) {
+            ctx.progress.bytes_new.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            if fan_out {
+                chunks.send((id, chunk)).map_err(|_| "backup stopped".to_string())?;
+            } else {
+                ctx.saver.store(BlobType::Data, id, &chunk).map_err(|e| e.to_string())?;
+            }
         }
         ids.push(id);
         Ok(())
     };
-    if expected < SMALL_FILE {
+    if expected < SMALL_FILE && !fan_out {
         let mut buf = Vec::with_capacity(expected as usize + 1);
         (&mut reader).take(SMALL_FILE).read_to_end(&mut buf).map_err(|e| e.to_string())?;
         if (buf.len() as u64) < SMALL_FILE {
@@ -309,8 +326,8 @@ fn read_file(
         // The file grew past the small-file limit while we read it: chunk it normally.
         reader = Box::new(std::io::Cursor::new(buf).chain(reader));
     }
-    for chunk in Chunker::new(reader, params) {
-        if interrupt.load(Ordering::Relaxed) {
+    for chunk in Chunker::new(reader, ctx.params) {
+        if ctx.interrupt.load(Ordering::Relaxed) {
             return Err("interrupted".into());
         }
         emit(chunk.map_err(|e| e.to_string())?)?;
@@ -357,35 +374,58 @@ impl<'a> Assembler<'a> {
         }
     }
 
-    fn run(&mut self, entries: Receiver<Entry>, jobs: Sender<FileJob>, results: Receiver<FileResult>) -> Result<Id> {
-        let mut entries_open = true;
+    fn run<I: Iterator<Item = Entry>>(
+        &mut self,
+        entries: I,
+        jobs: Sender<Vec<FileJob>>,
+        results: Receiver<Vec<FileResult>>,
+    ) -> Result<Id> {
+        let mut batch = Batch::default();
+        for e in entries {
+            if self.interrupt.load(Ordering::Relaxed) {
+                return Err(RepoError::Interrupted);
+            }
+            self.entry(e, &mut batch)?;
+            if batch.jobs.len() >= BATCH_FILES || batch.bytes >= BIG_FILE {
+                self.send(&mut batch, &jobs)?;
+            }
+            while let Ok(r) = results.try_recv() {
+                self.results(r)?;
+            }
+        }
+        self.send(&mut batch, &jobs)?;
+        drop(jobs);
+        if self.stack.len() != 1 {
+            return Err(RepoError::Invalid("source ended inside a directory".into()));
+        }
+        self.close(0)?;
         while self.root.is_none() {
             if self.interrupt.load(Ordering::Relaxed) {
                 return Err(RepoError::Interrupted);
             }
-            if entries_open {
-                select! {
-                    recv(entries) -> e => match e {
-                        Ok(e) => self.entry(e, &jobs)?,
-                        Err(_) => {
-                            entries_open = false;
-                            if self.stack.len() != 1 {
-                                return Err(RepoError::Invalid("source ended inside a directory".into()));
-                            }
-                            self.close(0)?;
-                        }
-                    },
-                    recv(results) -> r => if let Ok(r) = r { self.result(r)? },
-                }
-            } else {
-                match results.recv_timeout(Duration::from_millis(200)) {
-                    Ok(r) => self.result(r)?,
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => self.saver.check()?,
-                    Err(_) => return Err(RepoError::Invalid("file workers stopped".into())),
-                }
+            match results.recv_timeout(Duration::from_millis(200)) {
+                Ok(r) => self.results(r)?,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => self.saver.check()?,
+                Err(_) => return Err(RepoError::Invalid("file workers stopped".into())),
             }
         }
         self.root.ok_or_else(|| RepoError::Invalid("no root tree".into()))
+    }
+
+    fn send(&mut self, batch: &mut Batch, jobs: &Sender<Vec<FileJob>>) -> Result<()> {
+        if batch.jobs.is_empty() {
+            return Ok(());
+        }
+        let b = std::mem::take(batch);
+        jobs.send(b.jobs).map_err(|_| RepoError::Invalid("file workers stopped".into()))?;
+        self.saver.check()
+    }
+
+    fn results(&mut self, batch: Vec<FileResult>) -> Result<()> {
+        for r in batch {
+            self.result(r)?;
+        }
+        Ok(())
     }
 
     fn dir(&mut self, i: usize) -> Result<&mut PendingDir> {
@@ -409,7 +449,7 @@ impl<'a> Assembler<'a> {
         self.stack.last().and_then(|(_, t)| t.as_ref()).and_then(|t| t.find(name)).cloned()
     }
 
-    fn entry(&mut self, e: Entry, jobs: &Sender<FileJob>) -> Result<()> {
+    fn entry(&mut self, e: Entry, batch: &mut Batch) -> Result<()> {
         match e {
             Entry::DirStart(node) => {
                 let old = self.old_node(&node.name);
@@ -455,8 +495,8 @@ impl<'a> Assembler<'a> {
                 }
                 let expected_size = node.size;
                 let (dir, slot) = self.push_child(Some(node), true)?;
-                jobs.send(FileJob { dir, slot, content, expected_size })
-                    .map_err(|_| RepoError::Invalid("file workers stopped".into()))?;
+                batch.bytes += expected_size;
+                batch.jobs.push(FileJob { dir, slot, content, expected_size });
             }
             Entry::Special(node) => {
                 self.push_child(Some(node), false)?;

@@ -8,7 +8,7 @@ use std::str::FromStr;
 pub enum Compression {
     /// Store uncompressed.
     Off,
-    /// zstd at a fast default level (restic's "auto").
+    /// zstd at a fast default level (level 2; restic calls its default "auto").
     #[default]
     Auto,
     /// zstd at a high level (restic's "max").
@@ -22,7 +22,7 @@ impl Compression {
     pub fn level(self) -> Option<i32> {
         match self {
             Compression::Off => None,
-            Compression::Auto => Some(3),
+            Compression::Auto => Some(2),
             Compression::Max => Some(15),
             Compression::Level(n) => Some(n),
         }
