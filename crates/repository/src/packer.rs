@@ -18,6 +18,9 @@ use crate::{RepoError, Repository, Result};
 /// Packs are cut once they reach this size (restic ≥ 0.17 uses 16 MiB as well).
 pub const TARGET_PACK_SIZE: usize = 16 * 1024 * 1024;
 
+/// The largest encrypted blob: a maximal chunk (8 MiB) plus IV and MAC, with some slack.
+const MAX_BLOB_OVERSHOOT: usize = 8 * 1024 * 1024 + 4096;
+
 /// A pack being assembled.
 #[derive(Default)]
 pub struct Packer {
@@ -38,11 +41,15 @@ pub struct FinishedPack {
 impl Packer {
     /// An empty packer.
     pub fn new() -> Self {
-        Packer { buf: Vec::with_capacity(TARGET_PACK_SIZE + 1024 * 1024), entries: Vec::new() }
+        Packer::default()
     }
 
     /// Append an already encrypted blob.
     pub fn add(&mut self, blob_type: BlobType, id: Id, encrypted: &[u8], uncompressed_length: Option<u32>) {
+        if self.buf.capacity() == 0 {
+            // Room for a full pack plus the largest blob, so the buffer is never reallocated.
+            self.buf.reserve_exact(TARGET_PACK_SIZE + MAX_BLOB_OVERSHOOT);
+        }
         self.entries.push(PackHeaderEntry { blob_type, length: encrypted.len() as u32, uncompressed_length, id });
         self.buf.extend_from_slice(encrypted);
     }
@@ -139,7 +146,8 @@ impl BlobSaver {
             error: Mutex::new(None),
             stats: SaverStats::default(),
         });
-        let (tx, rx) = bounded::<FinishedPack>(writers.max(1));
+        // One finished pack may wait while `writers` are being stored: bounds memory to a few packs.
+        let (tx, rx) = bounded::<FinishedPack>(1);
         let handles = (0..writers.max(1))
             .map(|_| {
                 let rx = rx.clone();
