@@ -29,8 +29,14 @@ fn main() {
             }
             // One line: the first line of clap's message, without the usage block.
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
-            eprintln!("lifeboat: {first} (see 'lifeboat --help')");
+            let mut lines = text.lines();
+            let mut first = lines.next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_string();
+            // "the following required arguments were not provided:" lists them on the next lines.
+            if first.ends_with(':') {
+                let more: Vec<&str> = lines.take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+                first = format!("{} {}", first, more.join(", "));
+            }
+            eprintln!("lifeboat: {} (see 'lifeboat --help')", first.trim_end());
             std::process::exit(exit::USAGE);
         }
     };
