@@ -12,6 +12,7 @@ pub mod index;
 pub mod key;
 pub mod lock;
 pub mod mode;
+pub mod name;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;

@@ -63,7 +63,9 @@ pub struct ExtendedAttribute {
 /// One entry of a tree: restic's `Node`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
-    /// File name (one path component).
+    /// File name (one path component), escaped as restic stores it (see [`crate::name`]); use
+    /// [`Node::name_bytes`] for the real bytes.
+    #[serde(deserialize_with = "canonical_name")]
     pub name: String,
     /// Kind.
     #[serde(rename = "type")]
@@ -121,8 +123,23 @@ pub struct Node {
     pub subtree: Option<Id>,
 }
 
+fn canonical_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s: std::borrow::Cow<'de, str> = Deserialize::deserialize(d)?;
+    Ok(crate::name::canonical(&s))
+}
+
 impl Node {
-    /// A node of the given type and name with every other field empty.
+    /// The raw bytes of the file name.
+    pub fn name_bytes(&self) -> Vec<u8> {
+        crate::name::unquote(&self.name).unwrap_or_else(|| self.name.as_bytes().to_vec())
+    }
+
+    /// A node named by raw file-name bytes.
+    pub fn from_raw_name(raw: &[u8], node_type: NodeType) -> Self {
+        Node::new(crate::name::quote(raw), node_type)
+    }
+
+    /// A node of the given type and name (already escaped) with every other field empty.
     pub fn new(name: impl Into<String>, node_type: NodeType) -> Self {
         Node {
             name: name.into(),

@@ -121,6 +121,8 @@ pub struct BackupStats {
 struct FileJob {
     dir: usize,
     slot: usize,
+    /// Whether the file was in the parent snapshot (changed) or not (new).
+    existed: bool,
     content: Content,
     expected_size: u64,
 }
@@ -128,6 +130,7 @@ struct FileJob {
 struct FileResult {
     dir: usize,
     slot: usize,
+    existed: bool,
     outcome: std::result::Result<(Vec<Id>, u64), String>,
 }
 
@@ -265,17 +268,27 @@ struct WorkerCtx<'a> {
     progress: &'a Progress,
 }
 
-fn file_worker(jobs: Receiver<Vec<FileJob>>, chunks: Sender<(Id, Vec<u8>)>, results: Sender<Vec<FileResult>>, ctx: WorkerCtx<'_>) {
+fn file_worker(
+    jobs: Receiver<Vec<FileJob>>,
+    chunks: Sender<(Id, Vec<u8>)>,
+    results: Sender<Vec<FileResult>>,
+    ctx: WorkerCtx<'_>,
+) {
     for batch in jobs {
         let mut out = Vec::with_capacity(batch.len());
         for job in batch {
             if ctx.stop.load(Ordering::Relaxed) || ctx.interrupt.load(Ordering::Relaxed) {
-                out.push(FileResult { dir: job.dir, slot: job.slot, outcome: Err("backup stopped".into()) });
+                out.push(FileResult {
+                    dir: job.dir,
+                    slot: job.slot,
+                    existed: job.existed,
+                    outcome: Err("backup stopped".into()),
+                });
                 continue;
             }
             let outcome = read_file(job.content, job.expected_size, &chunks, ctx);
             ctx.progress.files.fetch_add(1, Ordering::Relaxed);
-            out.push(FileResult { dir: job.dir, slot: job.slot, outcome });
+            out.push(FileResult { dir: job.dir, slot: job.slot, existed: job.existed, outcome });
         }
         if results.send(out).is_err() {
             return;
@@ -496,7 +509,7 @@ impl<'a> Assembler<'a> {
                 let expected_size = node.size;
                 let (dir, slot) = self.push_child(Some(node), true)?;
                 batch.bytes += expected_size;
-                batch.jobs.push(FileJob { dir, slot, content, expected_size });
+                batch.jobs.push(FileJob { dir, slot, existed: old.is_some(), content, expected_size });
             }
             Entry::Special(node) => {
                 self.push_child(Some(node), false)?;
@@ -537,6 +550,13 @@ impl<'a> Assembler<'a> {
                     return Err(RepoError::Interrupted);
                 }
                 self.saver.check()?;
+                // Not in the snapshot, so not counted as backed up.
+                self.summary.total_files_processed -= 1;
+                if r.existed {
+                    self.summary.files_changed -= 1;
+                } else {
+                    self.summary.files_new -= 1;
+                }
                 self.errors.push(EntryError { path, message });
             }
         }
@@ -544,10 +564,12 @@ impl<'a> Assembler<'a> {
     }
 
     fn dir_path(&self, mut i: usize, name: &str) -> String {
-        let mut parts = vec![name.to_string()];
+        let lossy =
+            |n: &str| String::from_utf8_lossy(&lifeboat_format::name::unquote(n).unwrap_or_default()).into_owned();
+        let mut parts = vec![lossy(name)];
         while let Some(Some(d)) = self.dirs.get(i) {
             if let Some(n) = &d.node {
-                parts.push(n.name.clone());
+                parts.push(lossy(&n.name));
             }
             match d.parent {
                 Some((p, _)) => i = p,

@@ -87,8 +87,12 @@ pub fn restore(repo: &Repository, tree: &Id, target: &Path, opts: &RestoreOption
         }
         Ok(descend)
     })?;
-    if !opts.include.is_empty() && entries.is_empty() {
-        return Err(RepoError::PathNotFound(opts.include.join(", ")));
+    // Every include must name something in the snapshot: a typo must not "succeed" quietly.
+    for inc in &opts.include {
+        let inc = inc.trim_end_matches('/');
+        if !entries.iter().any(|e| e.path == inc || e.path.starts_with(&format!("{inc}/"))) {
+            return Err(RepoError::PathNotFound(inc.to_string()));
+        }
     }
     let mut stats = RestoreStats::default();
     for e in &entries {
@@ -106,15 +110,20 @@ pub fn restore(repo: &Repository, tree: &Id, target: &Path, opts: &RestoreOption
     }
     check_target(target, opts.overwrite)?;
     std::fs::create_dir_all(target).map_err(|e| RepoError::io(target, e))?;
-    let dest = |p: &str| target.join(p.trim_start_matches('/'));
+    let dest = |e: &WalkEntry| target.join(&e.raw);
 
     // Directories first, so files have a place to go.
     for e in entries.iter().filter(|e| e.node.node_type == NodeType::Dir) {
-        let p = dest(&e.path);
-        match std::fs::create_dir(&p) {
-            Ok(()) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && p.is_dir() => {}
-            Err(err) => return Err(RepoError::io(&p, err)),
+        let p = dest(e);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                // A file or symlink where the snapshot has a directory (only with --overwrite):
+                // replace it, and never follow a symlink out of the target.
+                std::fs::remove_file(&p).map_err(|err| RepoError::io(&p, err))?;
+                std::fs::create_dir(&p).map_err(|err| RepoError::io(&p, err))?;
+            }
+            Err(_) => std::fs::create_dir(&p).map_err(|err| RepoError::io(&p, err))?,
         }
         // Writable while we fill it; the final mode is applied at the end.
         let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700));
@@ -128,7 +137,7 @@ pub fn restore(repo: &Repository, tree: &Id, target: &Path, opts: &RestoreOption
     let mut files = Vec::new();
     let mut links = Vec::new();
     for e in entries.iter().filter(|e| e.node.node_type == NodeType::File) {
-        let p = dest(&e.path);
+        let p = dest(e);
         if e.node.links > 1 && e.node.inode != 0 {
             if let Some(first) = first_of_inode.get(&(e.node.device_id, e.node.inode)) {
                 links.push((first.clone(), p));
@@ -160,11 +169,11 @@ pub fn restore(repo: &Repository, tree: &Id, target: &Path, opts: &RestoreOption
         replace_with(&p, |tmp| std::fs::hard_link(&first, tmp))?;
     }
     for e in entries.iter().filter(|e| !matches!(e.node.node_type, NodeType::File | NodeType::Dir)) {
-        restore_special(&dest(&e.path), &e.node, &warnings)?;
+        restore_special(&dest(e), &e.node, &warnings)?;
     }
     // Directory metadata last, deepest first, so writing children does not change mtimes.
     for e in entries.iter().rev().filter(|e| e.node.node_type == NodeType::Dir) {
-        apply_metadata(&dest(&e.path), &e.node, &warnings)?;
+        apply_metadata(&dest(e), &e.node, &warnings)?;
     }
     stats.warnings = warnings.into_inner().unwrap_or_default();
     Ok(stats)
@@ -184,8 +193,11 @@ fn check_target(target: &Path, overwrite: bool) -> Result<()> {
 }
 
 fn tmp_path(p: &Path) -> PathBuf {
-    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    p.with_file_name(format!(".{name}.lifeboat-tmp"))
+    // Built from the raw bytes: two names that differ only in invalid UTF-8 must not share one.
+    let mut name = std::ffi::OsString::from(".");
+    name.push(p.file_name().unwrap_or_default());
+    name.push(".lifeboat-tmp");
+    p.with_file_name(name)
 }
 
 /// Create the entry at a temporary name with `make`, then rename it over `p`.

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -81,7 +82,7 @@ pub fn normalize_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, SourceError> {
 
 #[derive(Default)]
 struct Trie {
-    children: BTreeMap<String, Trie>,
+    children: BTreeMap<std::ffi::OsString, Trie>,
     target: bool,
 }
 
@@ -113,7 +114,7 @@ pub fn walk(opts: &FilesOptions) -> Result<(Vec<String>, Walker), SourceError> {
         }
         let mut t = &mut root;
         for c in p.components().skip(1) {
-            t = t.children.entry(c.as_os_str().to_string_lossy().into_owned()).or_default();
+            t = t.children.entry(c.as_os_str().to_os_string()).or_default();
         }
         t.target = true;
     }
@@ -147,7 +148,7 @@ fn time(secs: i64, nanos: i64) -> Option<DateTime<Utc>> {
 }
 
 /// Build a tree node from file metadata.
-pub fn node_from_metadata(name: &str, path: &Path, m: &Metadata) -> Node {
+pub fn node_from_metadata(name: &[u8], path: &Path, m: &Metadata) -> Node {
     let ft = m.file_type();
     let node_type = if ft.is_dir() {
         NodeType::Dir
@@ -167,7 +168,7 @@ pub fn node_from_metadata(name: &str, path: &Path, m: &Metadata) -> Node {
             NodeType::Socket
         }
     };
-    let mut n = Node::new(name, node_type);
+    let mut n = Node::from_raw_name(name, node_type);
     n.mode = go_mode_from_unix(m.mode());
     n.mtime = time(m.mtime(), m.mtime_nsec());
     n.atime = time(m.atime(), m.atime_nsec());
@@ -203,8 +204,8 @@ fn read_xattrs(path: &Path) -> Option<Vec<ExtendedAttribute>> {
     (!out.is_empty()).then_some(out)
 }
 
-fn name_of(p: &Path) -> String {
-    p.file_name().unwrap_or(OsStr::new("/")).to_string_lossy().into_owned()
+fn name_of(p: &Path) -> &[u8] {
+    p.file_name().unwrap_or(OsStr::new("/")).as_bytes()
 }
 
 fn error(p: &Path, e: std::io::Error) -> Entry {
@@ -221,7 +222,7 @@ impl Walker {
                     Ok(m) => m,
                     Err(e) => return Some(error(&p, e)),
                 };
-                let node = node_from_metadata(&name_of(&p), &p, &m);
+                let node = node_from_metadata(name_of(&p), &p, &m);
                 let items = trie_items(&p, trie);
                 self.stack.push(items.into_iter());
                 Some(Entry::DirStart(node))
@@ -234,7 +235,7 @@ impl Walker {
                     Ok(m) => m,
                     Err(e) => return Some(error(&p, e)),
                 };
-                let node = node_from_metadata(&name_of(&p), &p, &m);
+                let node = node_from_metadata(name_of(&p), &p, &m);
                 match node.node_type {
                     NodeType::File => Some(Entry::File { node, content: Content::Path(p) }),
                     NodeType::Dir => {

@@ -13,6 +13,7 @@ pub fn run(g: &Global, a: &InitArgs) -> Result<i32> {
     if !a.kdf_n.is_power_of_two() || a.kdf_n < 1024 {
         anyhow::bail!("--kdf-n must be a power of two of at least 1024");
     }
+    context::compression(g)?;
     let pw = context::password(g, true)?;
     let kdf = KdfParams { n: a.kdf_n, ..KdfParams::default_restic() };
     let repo = Repository::init(backend, &pw, &InitOptions { kdf })?;
