@@ -416,26 +416,4 @@ mod tests {
         assert_eq!(chunks.concat(), data);
         assert!(chunks.iter().all(|c| c.len() <= 4096));
     }
-
-    /// Throughput check: `cargo test -p lifeboat-crypto --release -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "benchmark"]
-    fn throughput() {
-        let data = pseudo_random(512 << 20, 1);
-        let params = ChunkerParams::restic_sizes(RESTIC_TEST_POL);
-        let started = std::time::Instant::now();
-        let mut total = 0;
-        let mut count = 0;
-        for chunk in Chunker::new(&data[..], params) {
-            total += chunk.unwrap().len();
-            count += 1;
-        }
-        let secs = started.elapsed().as_secs_f64();
-        assert_eq!(total, data.len());
-        println!(
-            "chunked {} MiB into {count} chunks in {secs:.3} s: {:.0} MB/s",
-            total >> 20,
-            total as f64 / secs / 1e6
-        );
-    }
 }
