@@ -965,3 +965,69 @@ fn completions_and_man_page_smoke() {
     assert!(first.is_some_and(|l| l.starts_with(".TH lifeboat 1")), "not a man page: {:?}", first);
     assert!(m.stdout.contains(".SH NAME") && m.stdout.contains("backup"));
 }
+
+#[test]
+fn interrupt_exits_130_and_leaves_a_clean_repository() {
+    let tmp = tempdir();
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    fs::create_dir_all(&src).unwrap();
+    // A large sparse file keeps the backup busy long enough to be interrupted mid-way.
+    let f = fs::File::create(src.join("big.img")).unwrap();
+    f.set_len(16 << 30).unwrap();
+    init(&repo);
+    let child =
+        lifeboat(&repo).args(["backup", s(&src)]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let locked = wait_for(Duration::from_secs(20), || {
+        fs::read_dir(repo.join("locks")).ok().and_then(|mut d| d.next()).map(|_| ())
+    });
+    assert!(locked.is_some(), "backup never took its lock");
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "stderr: {stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line expected: {stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let snaps: serde_json::Value = serde_json::from_str(&lb(&repo, &["snapshots", "--json"]).ok().stdout).unwrap();
+    assert_eq!(snaps.as_array().map(Vec::len), Some(0), "an interrupted backup must not record a snapshot");
+    assert_eq!(fs::read_dir(repo.join("locks")).unwrap().count(), 0, "the lock must be released");
+    lb(&repo, &["check", "--read-data"]).ok();
+    assert_eq!(rs(&repo, &["check", "--read-data"]).code, 0);
+}
+
+#[test]
+fn one_file_system_keeps_mount_points_empty() {
+    // /dev/shm is a tmpfs mounted below the devtmpfs /dev on Linux machines and containers.
+    let shm = Path::new("/dev/shm");
+    let same_fs = fs::metadata("/dev").unwrap().dev() == fs::metadata(shm).map(|m| m.dev()).unwrap_or(0);
+    assert!(!same_fs, "this test needs /dev/shm to be a separate mount");
+    let marker = shm.join(format!("lifeboat-onefs-{}", std::process::id()));
+    fs::write(&marker, b"on another file system").unwrap();
+    let tmp = tempdir();
+    let repo = tmp.path().join("repo");
+    init(&repo);
+    let listing = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["backup", "/dev/shm", "/dev/null"];
+        args.extend_from_slice(extra);
+        let code = lb(&repo, &args).code;
+        assert!(code == 0 || code == 3, "backup failed with {code}");
+        let v: serde_json::Value = serde_json::from_str(&lb(&repo, &["ls", "latest", "--json"]).ok().stdout).unwrap();
+        v.as_array().unwrap().iter().filter_map(|e| e["path"].as_str().map(String::from)).collect()
+    };
+    let crossing = listing(&[]);
+    let marker_path = marker.to_string_lossy().into_owned();
+    assert!(crossing.contains(&marker_path), "without -x the tmpfs content is backed up: {crossing:?}");
+    // Backing up /dev with -x: /dev/shm is another file system, kept as an empty directory.
+    let mut args = vec!["backup", "/dev", "--one-file-system", "--exclude", "/dev/pts"];
+    args.push("--tag");
+    args.push("onefs");
+    let code = lb(&repo, &args).code;
+    let _ = fs::remove_file(&marker);
+    assert!(code == 0 || code == 3, "backup failed with {code}");
+    let v: serde_json::Value =
+        serde_json::from_str(&lb(&repo, &["ls", "latest", "--tag", "onefs", "--json"]).ok().stdout).unwrap();
+    let paths: Vec<&str> = v.as_array().unwrap().iter().filter_map(|e| e["path"].as_str()).collect();
+    assert!(paths.contains(&"/dev/shm"), "the mount point itself is kept: {paths:?}");
+    assert!(!paths.iter().any(|p| p.starts_with("/dev/shm/")), "nothing below the mount point: {paths:?}");
+}
