@@ -1031,3 +1031,21 @@ fn one_file_system_keeps_mount_points_empty() {
     assert!(paths.contains(&"/dev/shm"), "the mount point itself is kept: {paths:?}");
     assert!(!paths.iter().any(|p| p.starts_with("/dev/shm/")), "nothing below the mount point: {paths:?}");
 }
+
+#[test]
+fn demo_backs_up_restores_and_checks_a_directory() {
+    let tmp = tempdir();
+    let src = tmp.path().join("data");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    write_random(&src.join("sub/blob.bin"), 3 << 20, 7);
+    write_text(&src.join("notes.txt"), 10_000, "demo");
+    let work = tmp.path().join("work");
+    let out = run(bare().args(["demo", "--dir", s(&src), "--workdir", s(&work)])).ok();
+    assert!(out.stdout.contains("demo passed"), "{}", out.stdout);
+    assert!(out.stdout.contains("0 new, 2 unmodified"), "second backup must reuse the parent: {}", out.stdout);
+    assert_same_tree(&src, &under(&work.join("restore"), &src), Compare::ALL);
+    // The demo repository is a restic repository too.
+    let mut cmd = Command::new("restic");
+    cmd.env("RESTIC_PASSWORD", "lifeboat-demo-password").args(["-r", s(&work.join("repo")), "check", "--read-data"]);
+    assert_eq!(run(&mut cmd).code, 0);
+}

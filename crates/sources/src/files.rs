@@ -70,7 +70,7 @@ pub fn normalize_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, SourceError> {
     let mut out: Vec<PathBuf> = Vec::new();
     for p in paths {
         let abs = std::path::absolute(p).map_err(|e| SourceError::Path { path: p.clone(), source: e })?;
-        let clean: PathBuf = abs.components().collect();
+        let clean = clean_path(&abs);
         std::fs::symlink_metadata(&clean).map_err(|e| SourceError::Path { path: p.clone(), source: e })?;
         out.push(clean);
     }
@@ -78,6 +78,24 @@ pub fn normalize_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, SourceError> {
     out.dedup();
     let keep: Vec<PathBuf> = out.iter().filter(|p| !out.iter().any(|q| q != *p && p.starts_with(q))).cloned().collect();
     Ok(keep)
+}
+
+/// Resolve `.` and `..` lexically, like Go's `filepath.Clean` (restic records cleaned paths).
+pub fn clean_path(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if out.parent().is_some() {
+                    out.pop();
+                }
+            }
+            c => out.push(c.as_os_str()),
+        }
+    }
+    out
 }
 
 #[derive(Default)]
@@ -334,7 +352,10 @@ mod tests {
         let a = dir.path().join("a");
         std::fs::create_dir_all(a.join("b")).expect("mkdir");
         let p = normalize_paths(&[a.join("b"), a.clone(), a.join("./b/../b")]).expect("normalize");
-        assert_eq!(p, vec![a]);
+        assert_eq!(p, vec![a.clone()]);
+        let p = normalize_paths(&[a.join("b/../b/./")]).expect("normalize");
+        assert_eq!(p, vec![a.join("b")]);
+        assert_eq!(clean_path(Path::new("/x/../../y/./z")), PathBuf::from("/y/z"));
         assert!(normalize_paths(&[dir.path().join("missing")]).is_err());
     }
 
