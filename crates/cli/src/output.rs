@@ -54,6 +54,44 @@ pub fn bar(show: bool, total: u64, template: &str) -> ProgressBar {
     pb
 }
 
+/// Runs `tick` every `every` on a thread until stopped (or dropped); stopping wakes it at once,
+/// so a command never waits for a sleeping progress thread at exit.
+pub struct Ticker {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ticker {
+    /// Start ticking.
+    pub fn start(every: Duration, mut tick: impl FnMut() + Send + 'static) -> Ticker {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let handle = std::thread::spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                tick();
+            }
+        });
+        Ticker { stop: Some(stop), handle: Some(handle) }
+    }
+
+    /// Stop and wait for the thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop = None;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
 /// Print a value as pretty JSON on stdout.
 pub fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);

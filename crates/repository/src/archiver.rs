@@ -188,7 +188,9 @@ where
         let (job_tx, job_rx) = bounded::<Vec<FileJob>>(threads * 2);
         let (chunk_tx, chunk_rx) = bounded::<(Id, Vec<u8>)>(threads * 2);
         let (res_tx, res_rx) = unbounded::<Vec<FileResult>>();
-        for _ in 0..threads {
+        // More readers than cores: on a cold page cache reading is bound by I/O latency, and
+        // several outstanding reads keep the disk (and the compressing cores) busy.
+        for _ in 0..(threads * 2).max(4) {
             let (job_rx, chunk_tx, res_tx) = (job_rx.clone(), chunk_tx.clone(), res_tx.clone());
             let ctx = WorkerCtx { saver: &saver, params, stop: &stop, interrupt: &interrupt, progress: &progress };
             s.spawn(move || file_worker(job_rx, chunk_tx, res_tx, ctx));

@@ -1,7 +1,6 @@
 //! restic's lock protocol: shared locks for backups and reads, exclusive locks for prune and key
 //! changes; stale locks (dead process on this host, or not refreshed for 30 minutes) are removed.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,7 +19,8 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
 pub struct LockGuard {
     backend: Arc<dyn Backend>,
     name: Arc<Mutex<String>>,
-    stop: Arc<AtomicBool>,
+    /// Dropping this wakes the refresher at once.
+    stop: Option<crossbeam_channel::Sender<()>>,
     refresher: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -126,19 +126,12 @@ pub fn acquire(repo: &Repository, exclusive: bool) -> Result<LockGuard> {
         return Err(e);
     }
     let name = Arc::new(Mutex::new(name));
-    let stop = Arc::new(AtomicBool::new(false));
+    let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
     let refresher = {
-        let (backend, name, stop) = (backend.clone(), name.clone(), stop.clone());
+        let (backend, name) = (backend.clone(), name.clone());
         std::thread::spawn(move || {
-            let step = Duration::from_millis(200);
-            let mut waited = Duration::ZERO;
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(step);
-                waited += step;
-                if waited < REFRESH_EVERY {
-                    continue;
-                }
-                waited = Duration::ZERO;
+            // Wakes every REFRESH_EVERY, or at once when the guard drops its sender.
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH_EVERY) {
                 if let Ok(new) = save_lock(&key, backend.as_ref(), &new_lock(exclusive)) {
                     if let Ok(mut n) = name.lock() {
                         let old = std::mem::replace(&mut *n, new);
@@ -148,7 +141,7 @@ pub fn acquire(repo: &Repository, exclusive: bool) -> Result<LockGuard> {
             }
         })
     };
-    Ok(LockGuard { backend, name, stop, refresher: Some(refresher) })
+    Ok(LockGuard { backend, name, stop: Some(stop), refresher: Some(refresher) })
 }
 
 impl LockGuard {
@@ -158,7 +151,7 @@ impl LockGuard {
     }
 
     fn release_inner(&mut self) -> Result<()> {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop = None;
         if let Some(h) = self.refresher.take() {
             let _ = h.join();
         }

@@ -148,20 +148,28 @@ pub fn restore(repo: &Repository, tree: &Id, target: &Path, opts: &RestoreOption
         files.push((p, &e.node));
     }
     // Big files first keeps both cores busy until the end.
-    files.sort_by_key(|f| std::cmp::Reverse(f.1.size));
     let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
     let verified = AtomicU64::new(0);
-    util::parallel_map(files, threads + 1, |(path, node)| {
+    let work = plan_work(&index, files)?;
+    util::parallel_map(work, threads + 1, |w| {
         if interrupt.load(Ordering::Relaxed) {
             return Err(RepoError::Interrupted);
         }
-        restore_file(repo, &index, &path, node, &warnings)?;
-        if opts.verify {
-            verify_file(&index, &path, node)?;
-            verified.fetch_add(1, Ordering::Relaxed);
+        let done = match w {
+            Work::File(path, node) => {
+                restore_file(repo, &index, &path, node, &warnings)?;
+                vec![(path, node)]
+            }
+            Work::Pack(pack, files) => restore_small_files(repo, &index, &pack, files, &warnings)?,
+        };
+        for (path, node) in done {
+            if opts.verify {
+                verify_file(&index, &path, node)?;
+                verified.fetch_add(1, Ordering::Relaxed);
+            }
+            progress.files.fetch_add(1, Ordering::Relaxed);
+            progress.bytes.fetch_add(node.size, Ordering::Relaxed);
         }
-        progress.files.fetch_add(1, Ordering::Relaxed);
-        progress.bytes.fetch_add(node.size, Ordering::Relaxed);
         Ok(())
     })?;
     stats.verified = verified.load(Ordering::Relaxed);
@@ -209,6 +217,94 @@ fn replace_with(p: &Path, make: impl FnOnce(&Path) -> std::io::Result<()>) -> Re
         std::fs::remove_dir_all(p).map_err(|e| RepoError::io(p, e))?;
     }
     std::fs::rename(&tmp, p).map_err(|e| RepoError::io(p, e))
+}
+
+/// A unit of restore work.
+enum Work<'a> {
+    /// A file of several blobs, restored on its own (big files first).
+    File(PathBuf, &'a Node),
+    /// Files of at most one blob each, all in one pack: one read serves them all.
+    Pack(Id, Vec<(PathBuf, &'a Node)>),
+}
+
+/// Group one-blob files by pack (restic's trick: read each pack once, not once per file) and
+/// order the work so big files start first.
+fn plan_work<'a>(index: &Index, files: Vec<(PathBuf, &'a Node)>) -> Result<Vec<Work<'a>>> {
+    let mut by_pack: crate::index::IdMap<Vec<(PathBuf, &'a Node)>> = Default::default();
+    let mut big = Vec::new();
+    let mut empty = Vec::new();
+    for (path, node) in files {
+        match node.content.as_deref().unwrap_or_default() {
+            [] => empty.push((path, node)),
+            [one] => {
+                let loc = index
+                    .get(BlobType::Data, one)
+                    .ok_or(RepoError::BlobNotFound { id: *one, blob_type: BlobType::Data })?;
+                by_pack.entry(loc.pack).or_default().push((path, node));
+            }
+            _ => big.push((path, node)),
+        }
+    }
+    big.sort_by_key(|f| std::cmp::Reverse(f.1.size));
+    let mut work: Vec<Work<'a>> = big.into_iter().map(|(p, n)| Work::File(p, n)).collect();
+    work.extend(by_pack.into_iter().map(|(pack, files)| Work::Pack(pack, files)));
+    work.extend(empty.into_iter().map(|(p, n)| Work::File(p, n)));
+    Ok(work)
+}
+
+/// Restore files of one blob each from one pack, reading the span they occupy once.
+fn restore_small_files<'a>(
+    repo: &Repository,
+    index: &Index,
+    pack: &Id,
+    mut files: Vec<(PathBuf, &'a Node)>,
+    warnings: &Mutex<Vec<String>>,
+) -> Result<Vec<(PathBuf, &'a Node)>> {
+    let loc_of = |n: &Node| {
+        let id = n.content.as_deref().and_then(<[Id]>::first).copied().unwrap_or_default();
+        index.get(BlobType::Data, &id).map(|l| (id, l)).ok_or(RepoError::BlobNotFound { id, blob_type: BlobType::Data })
+    };
+    let mut located = Vec::with_capacity(files.len());
+    for (path, node) in files.drain(..) {
+        let (id, loc) = loc_of(node)?;
+        located.push((loc.offset, id, loc, path, node));
+    }
+    located.sort_by_key(|l| l.0);
+    let start = located.first().map(|l| l.2.offset).unwrap_or(0);
+    let end = located.iter().map(|l| l.2.offset + l.2.length).max().unwrap_or(0);
+    let buf = repo.backend().load_range(FileType::Pack, &pack.to_hex(), start as u64, end - start)?;
+    let mut done = Vec::with_capacity(located.len());
+    for (_, id, loc, path, node) in located {
+        let at = (loc.offset - start) as usize;
+        let data = repo.decode_blob(&id, &loc, &buf[at..at + loc.length as usize])?;
+        write_file(&path, node, warnings, |w| w.write_all(&data))?;
+        done.push((path, node));
+    }
+    Ok(done)
+}
+
+/// Write a file beside its final name, apply its metadata, then rename it into place.
+fn write_file(
+    path: &Path,
+    node: &Node,
+    warnings: &Mutex<Vec<String>>,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<()> {
+    let tmp = tmp_path(path);
+    let result = (|| -> Result<()> {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| RepoError::io(&tmp, e))?;
+        fill(&mut f).map_err(|e| RepoError::io(&tmp, e))?;
+        drop(f);
+        apply_metadata(&tmp, node, warnings)?;
+        if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(path).map_err(|e| RepoError::io(path, e))?;
+        }
+        std::fs::rename(&tmp, path).map_err(|e| RepoError::io(path, e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 fn restore_file(

@@ -109,11 +109,97 @@ enum Item {
     Prefix(PathBuf, Trie),
     /// A path whose whole subtree is backed up.
     Path(PathBuf),
+    /// A directory entry whose metadata was already read by the stat pool.
+    Ready(PathBuf, Box<std::io::Result<(Node, u64)>>),
+}
+
+/// Reads metadata (stat, xattrs, link targets) of a directory's entries on a few threads, so a
+/// walk over a cold page cache is not one synchronous disk read per file.
+struct StatPool {
+    jobs: Option<crossbeam_channel::Sender<(usize, PathBuf)>>,
+    results: crossbeam_channel::Receiver<(usize, std::io::Result<(Node, u64)>)>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Directories with fewer entries are read inline: handing them out costs more than it saves.
+const POOL_MIN_ENTRIES: usize = 8;
+
+fn stat_node(p: &Path) -> std::io::Result<(Node, u64)> {
+    let m = std::fs::symlink_metadata(p)?;
+    Ok((node_from_metadata(name_of(p), p, &m), m.dev()))
+}
+
+fn stat_inline(paths: Vec<PathBuf>) -> Vec<Item> {
+    paths
+        .into_iter()
+        .map(|p| {
+            let r = stat_node(&p);
+            Item::Ready(p, Box::new(r))
+        })
+        .collect()
+}
+
+impl StatPool {
+    fn new(threads: usize) -> Self {
+        let (jobs, job_rx) = crossbeam_channel::unbounded::<(usize, PathBuf)>();
+        let (res_tx, results) = crossbeam_channel::unbounded();
+        let threads = (0..threads)
+            .map(|_| {
+                let (job_rx, res_tx) = (job_rx.clone(), res_tx.clone());
+                std::thread::spawn(move || {
+                    for (i, p) in job_rx {
+                        if res_tx.send((i, stat_node(&p))).is_err() {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        StatPool { jobs: Some(jobs), results, threads }
+    }
+
+    /// Metadata of every path, in input order.
+    fn stat_all(&self, paths: Vec<PathBuf>) -> Vec<Item> {
+        let n = paths.len();
+        let Some(jobs) = self.jobs.as_ref().filter(|_| n >= POOL_MIN_ENTRIES) else {
+            return stat_inline(paths);
+        };
+        for (i, p) in paths.iter().enumerate() {
+            if jobs.send((i, p.clone())).is_err() {
+                return stat_inline(paths);
+            }
+        }
+        let mut got: Vec<Option<std::io::Result<(Node, u64)>>> = (0..n).map(|_| None).collect();
+        for _ in 0..n {
+            match self.results.recv() {
+                Ok((i, r)) => got[i] = Some(r),
+                Err(_) => break,
+            }
+        }
+        paths
+            .into_iter()
+            .zip(got)
+            .map(|(p, r)| {
+                let r = r.unwrap_or_else(|| stat_node(&p));
+                Item::Ready(p, Box::new(r))
+            })
+            .collect()
+    }
+}
+
+impl Drop for StatPool {
+    fn drop(&mut self) {
+        self.jobs = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 /// The walker: an iterator of entries.
 pub struct Walker {
     stack: Vec<std::vec::IntoIter<Item>>,
+    pool: StatPool,
     excludes: Excludes,
     devices: HashSet<u64>,
     one_file_system: bool,
@@ -139,6 +225,7 @@ pub fn walk(opts: &FilesOptions) -> Result<(Vec<String>, Walker), SourceError> {
     let items = trie_items(Path::new("/"), root);
     let walker = Walker {
         stack: vec![items.into_iter()],
+        pool: StatPool::new(4),
         excludes,
         devices,
         one_file_system: opts.one_file_system,
@@ -249,35 +336,41 @@ impl Walker {
                 if self.excludes.is_excluded(&p) {
                     return None;
                 }
-                let m = match std::fs::symlink_metadata(&p) {
-                    Ok(m) => m,
-                    Err(e) => return Some(error(&p, e)),
-                };
-                let node = node_from_metadata(name_of(&p), &p, &m);
-                match node.node_type {
-                    NodeType::File => Some(Entry::File { node, content: Content::Path(p) }),
-                    NodeType::Dir => {
-                        let cross = self.one_file_system && !self.devices.contains(&m.dev());
-                        let mut children = Vec::new();
-                        if !cross {
-                            match std::fs::read_dir(&p) {
-                                Ok(rd) => {
-                                    let mut names: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-                                    names.sort();
-                                    children = names.into_iter().map(Item::Path).collect();
-                                }
-                                Err(e) => {
-                                    // Keep the directory (empty) and report why its content is missing.
-                                    self.pending = Some(error(&p, e));
-                                }
-                            }
-                        }
-                        self.stack.push(children.into_iter());
-                        Some(Entry::DirStart(node))
-                    }
-                    _ => Some(Entry::Special(node)),
-                }
+                let r = stat_node(&p);
+                self.visit_path(p, r)
             }
+            Item::Ready(p, r) => self.visit_path(p, *r),
+        }
+    }
+
+    fn visit_path(&mut self, p: PathBuf, r: std::io::Result<(Node, u64)>) -> Option<Entry> {
+        let (node, dev) = match r {
+            Ok(v) => v,
+            Err(e) => return Some(error(&p, e)),
+        };
+        match node.node_type {
+            NodeType::File => Some(Entry::File { node, content: Content::Path(p) }),
+            NodeType::Dir => {
+                let cross = self.one_file_system && !self.devices.contains(&dev);
+                let mut children = Vec::new();
+                if !cross {
+                    match std::fs::read_dir(&p) {
+                        Ok(rd) => {
+                            let mut names: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                            names.sort();
+                            names.retain(|c| !self.excludes.is_excluded(c));
+                            children = self.pool.stat_all(names);
+                        }
+                        Err(e) => {
+                            // Keep the directory (empty) and report why its content is missing.
+                            self.pending = Some(error(&p, e));
+                        }
+                    }
+                }
+                self.stack.push(children.into_iter());
+                Some(Entry::DirStart(node))
+            }
+            _ => Some(Entry::Special(node)),
         }
     }
 }

@@ -26,20 +26,15 @@ pub fn run(g: &Global, a: &BackupArgs, interrupt: Arc<AtomicBool>) -> Result<i32
     let progress = Arc::new(Progress::default());
     let pb = output::bar(output::interactive(g.json, g.quiet), 0, "{spinner} {elapsed} {msg}");
     let ticker = {
-        let (progress, pb, done) = (progress.clone(), pb.clone(), Arc::new(AtomicBool::new(false)));
-        let d = done.clone();
-        let h = std::thread::spawn(move || {
-            while !d.load(Ordering::Relaxed) {
-                pb.set_message(format!(
-                    "{} files, {} read, {} new",
-                    progress.files.load(Ordering::Relaxed),
-                    output::size(progress.bytes.load(Ordering::Relaxed)),
-                    output::size(progress.bytes_new.load(Ordering::Relaxed))
-                ));
-                std::thread::sleep(std::time::Duration::from_millis(150));
-            }
-        });
-        (done, h)
+        let (progress, pb) = (progress.clone(), pb.clone());
+        output::Ticker::start(std::time::Duration::from_millis(150), move || {
+            pb.set_message(format!(
+                "{} files, {} read, {} new",
+                progress.files.load(Ordering::Relaxed),
+                output::size(progress.bytes.load(Ordering::Relaxed)),
+                output::size(progress.bytes_new.load(Ordering::Relaxed))
+            ));
+        })
     };
     let bopts = BackupOptions {
         paths: paths.clone(),
@@ -52,8 +47,7 @@ pub fn run(g: &Global, a: &BackupArgs, interrupt: Arc<AtomicBool>) -> Result<i32
         ..Default::default()
     };
     let result = backup(&repo, walker, &bopts);
-    ticker.0.store(true, Ordering::Relaxed);
-    let _ = ticker.1.join();
+    ticker.stop();
     pb.finish_and_clear();
     let stats = result?;
     let s = &stats.summary;

@@ -18,15 +18,9 @@ pub fn run(g: &Global, a: &CheckArgs, interrupt: Arc<AtomicBool>) -> Result<i32>
     let total = if a.read_data { repo.backend().list(FileType::Pack)?.len() as u64 } else { 0 };
     let show = output::interactive(g.json, g.quiet) && a.read_data;
     let pb = output::bar(show, total.max(1), "{elapsed_precise} [{bar:30}] {pos}/{len} packs read");
-    let done = Arc::new(AtomicBool::new(false));
     let ticker = {
-        let (p, pb, d) = (packs_done.clone(), pb.clone(), done.clone());
-        std::thread::spawn(move || {
-            while !d.load(Ordering::Relaxed) {
-                pb.set_position(p.load(Ordering::Relaxed));
-                std::thread::sleep(std::time::Duration::from_millis(150));
-            }
-        })
+        let (p, pb) = (packs_done.clone(), pb.clone());
+        output::Ticker::start(std::time::Duration::from_millis(150), move || pb.set_position(p.load(Ordering::Relaxed)))
     };
     let r = check(
         &repo,
@@ -37,8 +31,7 @@ pub fn run(g: &Global, a: &CheckArgs, interrupt: Arc<AtomicBool>) -> Result<i32>
             ..Default::default()
         },
     );
-    done.store(true, Ordering::Relaxed);
-    let _ = ticker.join();
+    ticker.stop();
     pb.finish_and_clear();
     let res = r?;
     if g.json {

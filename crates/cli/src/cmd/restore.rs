@@ -43,15 +43,11 @@ pub fn run(g: &Global, a: &RestoreArgs, interrupt: Arc<AtomicBool>) -> Result<i3
         plan.bytes.max(1),
         "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
     );
-    let done = Arc::new(AtomicBool::new(false));
     let ticker = {
-        let (p, pb, d) = (progress.clone(), pb.clone(), done.clone());
-        std::thread::spawn(move || {
-            while !d.load(Ordering::Relaxed) {
-                pb.set_position(p.bytes.load(Ordering::Relaxed));
-                pb.set_message(format!("{} files", p.files.load(Ordering::Relaxed)));
-                std::thread::sleep(std::time::Duration::from_millis(150));
-            }
+        let (p, pb) = (progress.clone(), pb.clone());
+        output::Ticker::start(std::time::Duration::from_millis(150), move || {
+            pb.set_position(p.bytes.load(Ordering::Relaxed));
+            pb.set_message(format!("{} files", p.files.load(Ordering::Relaxed)));
         })
     };
     opts.dry_run = false;
@@ -59,8 +55,7 @@ pub fn run(g: &Global, a: &RestoreArgs, interrupt: Arc<AtomicBool>) -> Result<i3
     opts.progress = Some(progress);
     let start = Instant::now();
     let r = restore(&repo, &snap.snapshot.tree, &a.target, &opts);
-    done.store(true, Ordering::Relaxed);
-    let _ = ticker.join();
+    ticker.stop();
     pb.finish_and_clear();
     let stats = r?;
     for w in &stats.warnings {
