@@ -89,6 +89,8 @@ pub struct Chunker<R: Read> {
     end: usize,
     /// Largest size `buf` grows to.
     capacity: usize,
+    /// Size of the first allocation (a size hint avoids doubling past a known input length).
+    first: usize,
     eof: bool,
     done: bool,
 }
@@ -132,9 +134,20 @@ impl<R: Read> Chunker<R> {
             start: 0,
             end: 0,
             capacity: 2 * max,
+            first: INITIAL_BUFFER,
             eof: false,
             done: false,
         }
+    }
+
+    /// Tell the chunker how long the input probably is (e.g. a file's size): inputs shorter than
+    /// the buffer limit are then read into one allocation of exactly that size, instead of a
+    /// buffer grown by doubling. A wrong hint only costs a reallocation.
+    #[must_use]
+    pub fn with_size_hint(mut self, len: u64) -> Self {
+        let want = usize::try_from(len).unwrap_or(usize::MAX).saturating_add(1);
+        self.first = want.clamp(INITIAL_BUFFER, self.capacity);
+        self
     }
 
     /// Reads until at least `max` bytes are buffered or the reader is exhausted,
@@ -143,7 +156,11 @@ impl<R: Read> Chunker<R> {
         while !self.eof && self.end - self.start < self.max {
             if self.end == self.buf.len() {
                 if self.buf.len() < self.capacity {
-                    let grown = (self.buf.len() * 2).max(INITIAL_BUFFER).min(self.capacity);
+                    let grown = if self.buf.is_empty() {
+                        self.first
+                    } else {
+                        (self.buf.len() * 2).max(INITIAL_BUFFER).min(self.capacity)
+                    };
                     self.buf.resize(grown, 0);
                 } else {
                     // Full at capacity with < max pending means start > max:
@@ -231,6 +248,18 @@ mod tests {
 
     fn chunk_all(data: &[u8], params: ChunkerParams) -> Vec<Vec<u8>> {
         Chunker::new(data, params).collect::<io::Result<Vec<_>>>().unwrap()
+    }
+
+    #[test]
+    fn size_hint_never_changes_boundaries() {
+        let data = pseudo_random(6 << 20, 11);
+        let params = ChunkerParams::restic_sizes(RESTIC_TEST_POL);
+        let plain = chunk_all(&data, params);
+        for hint in [0u64, 1000, (6 << 20) - 1, 6 << 20, 40 << 20] {
+            let hinted: Vec<Vec<u8>> =
+                Chunker::new(&data[..], params).with_size_hint(hint).collect::<io::Result<_>>().unwrap();
+            assert_eq!(lengths(&hinted), lengths(&plain), "hint {hint}");
+        }
     }
 
     fn lengths(chunks: &[Vec<u8>]) -> Vec<usize> {

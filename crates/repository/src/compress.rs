@@ -76,6 +76,24 @@ pub(crate) fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
     })
 }
 
+/// Compress `data` at `level` into `out` (cleared first); `false` when the result would not be
+/// be smaller, in which case `out` holds nothing useful. Reuses `out`'s allocation.
+pub(crate) fn compress_into(data: &[u8], level: i32, out: &mut Vec<u8>) -> bool {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            match zstd::bulk::Compressor::new(level) {
+                Ok(c) => *slot = Some((level, c)),
+                Err(_) => return false,
+            }
+        }
+        let Some((_, c)) = slot.as_mut() else { return false };
+        out.clear();
+        out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+        matches!(c.compress_to_buffer(data, out), Ok(n) if n < data.len())
+    })
+}
+
 /// Decompress a zstd frame whose plaintext is `expected` bytes (when known).
 pub(crate) fn decompress(data: &[u8], expected: Option<usize>) -> std::io::Result<Vec<u8>> {
     match expected {

@@ -64,6 +64,40 @@ pub fn process_alive(pid: i64) -> bool {
     pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// A counting semaphore: bounds how many threads do a memory-hungry thing at once.
+pub struct Semaphore {
+    free: Mutex<usize>,
+    cv: std::sync::Condvar,
+}
+
+/// A held permit; released on drop.
+pub struct Permit<'a>(&'a Semaphore);
+
+impl Semaphore {
+    /// A semaphore with `n` permits.
+    pub fn new(n: usize) -> Self {
+        Semaphore { free: Mutex::new(n.max(1)), cv: std::sync::Condvar::new() }
+    }
+
+    /// Wait for a permit.
+    pub fn acquire(&self) -> Permit<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = self.cv.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        Permit(self)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let mut free = self.0.free.lock().unwrap_or_else(|e| e.into_inner());
+        *free += 1;
+        self.0.cv.notify_one();
+    }
+}
+
 /// Apply `f` to every item on up to `threads` threads, keeping input order; stops at the first
 /// error.
 pub fn parallel_map<T, R, F>(items: Vec<T>, threads: usize, f: F) -> crate::Result<Vec<R>>
