@@ -172,6 +172,15 @@ log "corpus: $CORPUS"
 note "$CORPUS_NOTE"
 note "$(awk -v b="$CORPUS_APPARENT" 'BEGIN {printf "%.1f MiB in files", b / 1048576}'), $CORPUS_FILES files, $CORPUS_DIRS directories (du -sb: $CORPUS_BYTES)"
 
+# The filesystem may update access times on read (relatime: when the last
+# access is more than a day old). Backup tools store atime in their trees, so
+# the first tool to read a stale corpus would see its re-backup "change" every
+# directory. Reading one byte of every file and listing every directory now
+# makes access times stable for the whole run, the same for every tool.
+log "settling access times (one read of every file and directory)"
+find "$CORPUS" -type f -readable -print0 | xargs -0 -r head -q -c 1 >/dev/null
+find "$CORPUS" -type l -print0 | xargs -0 -r readlink >/dev/null || true
+
 # ---------------------------------------------------------------- page cache
 CACHE_MODE="warm cache"
 if [[ ${BENCH_NO_DROP:-0} != 1 ]] && (sync && echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then
@@ -328,6 +337,11 @@ bench_restic_like() { # TOOL: lifeboat | restic | rustic
         [[ ${n:-2} == 2 ]] || die "$tool: expected 2 snapshots after two backups, 'snapshots --json' lists ${n}"
     fi
     RES[$tool:size]=$(du -sb "$repo" | cut -f1)
+    # Key derivation cost is paid by every command: record its parameters.
+    if command -v jq >/dev/null; then
+        SANITY[$tool:kdf]=$(cat "$repo"/keys/* 2>/dev/null |
+            jq -r '"\(.kdf) N=\(.N) r=\(.r) p=\(.p)"' 2>/dev/null | head -n 1 || true)
+    fi
 }
 
 bench_borg() {
@@ -400,10 +414,10 @@ report() {
     echo "- page cache: $CACHE_MODE"
     echo "- load average (1/5/15 min) before the run: $LOAD_START (well above 0 means other work competed for the CPUs)"
     echo "- corpus: $CORPUS_NOTE: $(awk -v b="$CORPUS_APPARENT" 'BEGIN {printf "%.1f MiB", b / 1048576}') in $CORPUS_FILES files, $CORPUS_DIRS directories"
-    echo "- lifeboat source: $GIT_REV"
+    echo "- source tree at run time: $GIT_REV"
     for t in "${ACTIVE[@]}"; do
         case $t in
-        lifeboat) echo "- lifeboat: ${VERSION[$t]} — $LIFEBOAT ($LIFEBOAT_PROFILE), compression default (auto)" ;;
+        lifeboat) echo "- lifeboat: ${VERSION[$t]} — $LIFEBOAT ($LIFEBOAT_PROFILE, built $(date -u -r "$LIFEBOAT" '+%Y-%m-%d %H:%M UTC')), compression default (auto)" ;;
         restic) echo "- restic: ${VERSION[$t]} — repository v2, \`--compression auto\`" ;;
         rustic) echo "- rustic: ${VERSION[$t]} — defaults (zstd level 3)" ;;
         borg) echo "- borg: ${VERSION[$t]} — \`init -e repokey\`, \`create --compression zstd,3\`" ;;
@@ -461,6 +475,7 @@ report() {
         [[ -n ${SANITY[$t:backup1]:-} ]] && echo "- $t first backup: ${SANITY[$t:backup1]}"
         [[ -n ${SANITY[$t:backup2]:-} ]] && echo "- $t re-backup: ${SANITY[$t:backup2]}"
         [[ -n ${SANITY[$t:snapshots]:-} ]] && echo "- $t snapshots in repository: ${SANITY[$t:snapshots]}"
+        [[ -n ${SANITY[$t:kdf]:-} ]] && echo "- $t key derivation (paid by every command): ${SANITY[$t:kdf]}"
     done
     echo
     echo "Raw numbers: \`bench/work/results.tsv\`; per-step logs: \`bench/work/logs/\`."
