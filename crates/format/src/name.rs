@@ -7,6 +7,10 @@
 /// Matches Go's `strconv.Quote` for every byte sequence except non-ASCII characters that Go
 /// considers unprintable (e.g. U+00A0), which are kept as they are — Go's `Unquote` reads both.
 pub fn quote(raw: &[u8]) -> String {
+    // Fast path: printable ASCII without quotes or backslashes needs no escaping.
+    if raw.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+        return String::from_utf8_lossy(raw).into_owned();
+    }
     let mut out = String::with_capacity(raw.len());
     let mut rest = raw;
     while !rest.is_empty() {
