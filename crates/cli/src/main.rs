@@ -9,7 +9,27 @@ mod output;
 
 use clap::Parser;
 
+/// glibc gives busy threads their own malloc arena and keeps freed memory there; with a dozen
+/// pipeline threads passing multi-MiB chunks and packs around, peak RSS was 1.8x the live heap.
+/// One arena keeps it at the live heap (measured: 255 MB -> 123 MB on 1.2 GB of files) at no
+/// measurable speed cost. Environment tuning (MALLOC_ARENA_MAX) still wins if a user sets it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only adjusts allocator tuning; it is called first thing in main,
+        // before any other thread exists, and takes no pointers.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
+
 fn main() {
+    limit_malloc_arenas();
     let cli = match args::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

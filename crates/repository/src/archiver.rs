@@ -186,14 +186,14 @@ where
     let params = ChunkerParams::restic_sizes(polynomial);
 
     let stop = AtomicBool::new(false);
-    let big_files = util::Semaphore::new(1);
+    let big_files = util::Semaphore::new(threads);
     let outcome = std::thread::scope(|s| {
         let (job_tx, job_rx) = bounded::<Vec<FileJob>>(threads * 2);
         let (chunk_tx, chunk_rx) = bounded::<(Id, Vec<u8>)>(threads * 2);
         let (res_tx, res_rx) = unbounded::<Vec<FileResult>>();
         // More readers than cores: on a cold page cache reading is bound by I/O latency, and
         // several outstanding reads keep the disk (and the compressing cores) busy.
-        for _ in 0..(threads * 2).max(4) {
+        for _ in 0..(threads * 4).max(8) {
             let (job_rx, chunk_tx, res_tx) = (job_rx.clone(), chunk_tx.clone(), res_tx.clone());
             let ctx = WorkerCtx {
                 saver: &saver,
@@ -274,8 +274,9 @@ where
 #[derive(Clone, Copy)]
 struct WorkerCtx<'a> {
     saver: &'a BlobSaver,
-    /// Big files hold a chunker buffer of up to twice the maximum chunk size: one is chunked at
-    /// a time (its chunks are compressed by all blob workers), which bounds memory.
+    /// Files that go through the chunker hold a buffer of up to twice the maximum chunk size:
+    /// only as many as there are cores are chunked at once (the many small files still read in
+    /// parallel), which bounds memory.
     big_files: &'a util::Semaphore,
     params: ChunkerParams,
     stop: &'a AtomicBool,
@@ -321,7 +322,7 @@ fn read_file(
     ctx: WorkerCtx<'_>,
 ) -> std::result::Result<(Vec<Id>, u64), String> {
     let fan_out = matches!(content, Content::Reader(_)) || expected >= BIG_FILE;
-    let _permit = fan_out.then(|| ctx.big_files.acquire());
+    let _permit = (fan_out || expected >= SMALL_FILE).then(|| ctx.big_files.acquire());
     let mut reader: Box<dyn Read + Send> = match content {
         Content::Path(p) => Box::new(std::fs::File::open(&p).map_err(|e| e.to_string())?),
         Content::Reader(r) => r,

@@ -225,7 +225,7 @@ pub fn walk(opts: &FilesOptions) -> Result<(Vec<String>, Walker), SourceError> {
     let items = trie_items(Path::new("/"), root);
     let walker = Walker {
         stack: vec![items.into_iter()],
-        pool: StatPool::new(4),
+        pool: StatPool::new(8),
         excludes,
         devices,
         one_file_system: opts.one_file_system,
