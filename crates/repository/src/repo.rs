@@ -199,7 +199,7 @@ impl Repository {
     /// Load, authenticate and decode an unpacked file stored under its id.
     pub fn load_unpacked(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {
         let data = self.backend.load(ft, name)?;
-        let what = || format!("{} {}", file_type_name(ft), short(name));
+        let what = || format!("{} {}", ft.as_str(), short(name));
         if ft != FileType::Lifeboat && Id(sha256(&data)).to_hex() != name {
             return Err(RepoError::corrupt(what(), "content does not match its id (file damaged)"));
         }
@@ -220,8 +220,8 @@ impl Repository {
     /// Load and parse a JSON unpacked file.
     pub fn load_json<T: serde::de::DeserializeOwned>(&self, ft: FileType, name: &str) -> Result<T> {
         let plain = self.load_unpacked(ft, name)?;
-        lifeboat_format::parse_json(file_type_name(ft), &plain)
-            .map_err(|e| RepoError::corrupt(format!("{} {}", file_type_name(ft), short(name)), e))
+        lifeboat_format::parse_json(ft.as_str(), &plain)
+            .map_err(|e| RepoError::corrupt(format!("{} {}", ft.as_str(), short(name)), e))
     }
 
     /// The master index, loaded from all index files on first use.
@@ -286,18 +286,5 @@ impl Repository {
     pub fn load_tree(&self, id: &Id) -> Result<Tree> {
         let data = self.load_blob(BlobType::Tree, id)?;
         lifeboat_format::parse_json("tree", &data).map_err(|e| RepoError::corrupt(format!("tree {}", id.short()), e))
-    }
-}
-
-/// Human name of a file type, for messages.
-pub fn file_type_name(ft: FileType) -> &'static str {
-    match ft {
-        FileType::Config => "config",
-        FileType::Key => "key",
-        FileType::Snapshot => "snapshot",
-        FileType::Index => "index",
-        FileType::Pack => "pack",
-        FileType::Lock => "lock",
-        _ => "lifeboat object",
     }
 }

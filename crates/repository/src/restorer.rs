@@ -277,7 +277,7 @@ fn restore_small_files<'a>(
     for (_, id, loc, path, node) in located {
         let at = (loc.offset - start) as usize;
         let data = repo.decode_blob(&id, &loc, &buf[at..at + loc.length as usize])?;
-        write_file(&path, node, warnings, |w| w.write_all(&data))?;
+        write_file(&path, node, warnings, |w, tmp| w.write_all(&data).map_err(|e| RepoError::io(tmp, e)))?;
         done.push((path, node));
     }
     Ok(done)
@@ -288,12 +288,12 @@ fn write_file(
     path: &Path,
     node: &Node,
     warnings: &Mutex<Vec<String>>,
-    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+    fill: impl FnOnce(&mut std::fs::File, &Path) -> Result<()>,
 ) -> Result<()> {
     let tmp = tmp_path(path);
     let result = (|| -> Result<()> {
         let mut f = std::fs::File::create(&tmp).map_err(|e| RepoError::io(&tmp, e))?;
-        fill(&mut f).map_err(|e| RepoError::io(&tmp, e))?;
+        fill(&mut f, &tmp)?;
         drop(f);
         apply_metadata(&tmp, node, warnings)?;
         if path.is_dir() && !path.is_symlink() {
@@ -314,17 +314,14 @@ fn restore_file(
     node: &Node,
     warnings: &Mutex<Vec<String>>,
 ) -> Result<()> {
-    let tmp = tmp_path(path);
-    let result = (|| -> Result<()> {
-        let f = std::fs::File::create(&tmp).map_err(|e| RepoError::io(&tmp, e))?;
+    write_file(path, node, warnings, |f, tmp| {
         let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
         let content = node.content.as_deref().unwrap_or_default();
+        let missing = |id: &Id| RepoError::BlobNotFound { id: *id, blob_type: BlobType::Data };
         let mut i = 0;
         while i < content.len() {
             // Read runs of blobs that sit next to each other in one pack with one request.
-            let first = index
-                .get(BlobType::Data, &content[i])
-                .ok_or(RepoError::BlobNotFound { id: content[i], blob_type: BlobType::Data })?;
+            let first = index.get(BlobType::Data, &content[i]).ok_or_else(|| missing(&content[i]))?;
             let mut j = i + 1;
             let mut end = first.offset as u64 + first.length as u64;
             while j < content.len() && end - (first.offset as u64) < 32 << 20 {
@@ -336,34 +333,18 @@ fn restore_file(
                     _ => break,
                 }
             }
-            let buf = repo.backend().load_range(
-                FileType::Pack,
-                &first.pack.to_hex(),
-                first.offset as u64,
-                (end - first.offset as u64) as u32,
-            )?;
+            let len = (end - first.offset as u64) as u32;
+            let buf = repo.backend().load_range(FileType::Pack, &first.pack.to_hex(), first.offset as u64, len)?;
             for id in &content[i..j] {
-                let loc = index
-                    .get(BlobType::Data, id)
-                    .ok_or(RepoError::BlobNotFound { id: *id, blob_type: BlobType::Data })?;
+                let loc = index.get(BlobType::Data, id).ok_or_else(|| missing(id))?;
                 let at = (loc.offset - first.offset) as usize;
                 let data = repo.decode_blob(id, &loc, &buf[at..at + loc.length as usize])?;
-                w.write_all(&data).map_err(|e| RepoError::io(&tmp, e))?;
+                w.write_all(&data).map_err(|e| RepoError::io(tmp, e))?;
             }
             i = j;
         }
-        let f = w.into_inner().map_err(|e| RepoError::io(&tmp, e.into_error()))?;
-        drop(f);
-        apply_metadata(&tmp, node, warnings)?;
-        if path.is_dir() && !path.is_symlink() {
-            std::fs::remove_dir_all(path).map_err(|e| RepoError::io(path, e))?;
-        }
-        std::fs::rename(&tmp, path).map_err(|e| RepoError::io(path, e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+        w.flush().map_err(|e| RepoError::io(tmp, e))
+    })
 }
 
 fn verify_file(index: &Index, path: &Path, node: &Node) -> Result<()> {
