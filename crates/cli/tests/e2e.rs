@@ -1049,3 +1049,48 @@ fn demo_backs_up_restores_and_checks_a_directory() {
     cmd.env("RESTIC_PASSWORD", "lifeboat-demo-password").args(["-r", s(&work.join("repo")), "check", "--read-data"]);
     assert_eq!(run(&mut cmd).code, 0);
 }
+
+#[test]
+fn full_disk_gives_one_line_and_leaves_the_repository_clean() {
+    let tmp = tempdir();
+    let mnt = tmp.path().join("small");
+    fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=3m", "tmpfs", s(&mnt)]).status();
+    if !mounted.map(|m| m.success()).unwrap_or(false) {
+        assert!(std::env::var_os("CI").is_none(), "CI must be able to mount a tmpfs for the full-disk test");
+        eprintln!("skipping: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    let repo = mnt.join("repo");
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    init(&repo);
+    write_random(&src.join("small.bin"), 200_000, 1);
+    lb(&repo, &["backup", s(&src)]).ok();
+    write_random(&src.join("big.bin"), 20 << 20, 2);
+    let r = lb(&repo, &["backup", s(&src)]);
+    let leftovers: Vec<_> = walk_files(&repo).into_iter().filter(|p| p.to_string_lossy().contains(".tmp")).collect();
+    let check = lb(&repo, &["check"]);
+    let snaps: serde_json::Value =
+        serde_json::from_str(&lb(&repo, &["snapshots", "--json"]).stdout).unwrap_or_default();
+    let _ = Command::new("umount").arg(&mnt).status();
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(r.stderr.trim().lines().count(), 1, "one line: {}", r.stderr);
+    assert!(r.stderr.contains("no space"), "{}", r.stderr);
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    assert_eq!(check.code, 0, "the repository must stay consistent: {check:?}");
+    assert_eq!(snaps.as_array().map(Vec::len), Some(1), "the failed backup must not record a snapshot");
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
