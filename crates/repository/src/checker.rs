@@ -126,7 +126,51 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
         ));
     }
 
-    // 3. Snapshots and every tree they reach.
+    // 3 and 4 run side by side: the tree walk is one thread of small reads, the pack reads keep
+    // the other cores (and the disk) busy.
+    let interrupt = opts.interrupt.clone().unwrap_or_default();
+    let done = opts.packs_done.clone().unwrap_or_default();
+    let bytes = AtomicU64::new(0);
+    let work: Vec<(Id, Vec<IndexBlob>)> = if opts.read_data {
+        by_pack.into_iter().filter(|(p, _)| stored.contains_key(p)).collect()
+    } else {
+        Vec::new()
+    };
+    let (trees, data) = std::thread::scope(|s| {
+        let data = s.spawn(|| -> Result<Vec<Finding>> {
+            let found = Mutex::new(Vec::new());
+            util::parallel_map(work, threads, |(pack, blobs)| {
+                if interrupt.load(Ordering::Relaxed) {
+                    return Err(RepoError::Interrupted);
+                }
+                let f = read_pack(repo, &pack, &blobs, &bytes);
+                if let Ok(mut all) = found.lock() {
+                    all.extend(f);
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            })?;
+            Ok(found.into_inner().unwrap_or_default())
+        });
+        let trees = check_snapshots(repo, &index);
+        (trees, data.join())
+    });
+    let mut trees = trees?;
+    res.errors.append(&mut trees.errors);
+    res.snapshots = trees.snapshots;
+    res.trees = trees.trees;
+    let data = data.map_err(|_| RepoError::Invalid("pack reader panicked".into()))??;
+    res.errors.extend(data);
+    if opts.read_data {
+        res.packs_read = done.load(Ordering::Relaxed);
+        res.bytes_read = bytes.load(Ordering::Relaxed);
+    }
+    Ok(res)
+}
+
+/// 3. Snapshots and every tree they reach.
+fn check_snapshots(repo: &Repository, index: &Index) -> Result<CheckResults> {
+    let mut res = CheckResults::default();
     let (snaps, bad) = crate::snapshots::list(repo)?;
     for (name, e) in bad {
         res.errors.push(finding("snapshot", short(&name), format!("cannot be read: {}", reason(&e))));
@@ -134,32 +178,9 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
     res.snapshots = snaps.len();
     let mut seen = IdSet::default();
     for s in &snaps {
-        check_tree(repo, &index, s.id, &s.snapshot, &mut seen, &mut res);
+        check_tree(repo, index, s.id, &s.snapshot, &mut seen, &mut res);
     }
     res.trees = seen.len();
-
-    // 4. Pack contents.
-    if opts.read_data {
-        let interrupt = opts.interrupt.clone().unwrap_or_default();
-        let done = opts.packs_done.clone().unwrap_or_default();
-        let work: Vec<(Id, Vec<IndexBlob>)> = by_pack.into_iter().filter(|(p, _)| stored.contains_key(p)).collect();
-        let found = Mutex::new(Vec::new());
-        let bytes = AtomicU64::new(0);
-        util::parallel_map(work, threads, |(pack, blobs)| {
-            if interrupt.load(Ordering::Relaxed) {
-                return Err(RepoError::Interrupted);
-            }
-            let f = read_pack(repo, &pack, &blobs, &bytes);
-            if let Ok(mut all) = found.lock() {
-                all.extend(f);
-            }
-            done.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        })?;
-        res.errors.extend(found.into_inner().unwrap_or_default());
-        res.packs_read = done.load(Ordering::Relaxed);
-        res.bytes_read = bytes.load(Ordering::Relaxed);
-    }
     Ok(res)
 }
 
