@@ -21,6 +21,9 @@ pub struct Cli {
 /// Options every command accepts.
 #[derive(Args, Debug, Clone)]
 pub struct Global {
+    /// Config file (default: ./lifeboat.toml when it exists)
+    #[arg(long, env = "LIFEBOAT_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Repository location: a directory (or `local:DIR`, `file:///DIR`)
     #[arg(short = 'r', long = "repo", env = "LIFEBOAT_REPOSITORY", global = true, value_name = "URL")]
     pub repo: Option<String>,
@@ -30,9 +33,9 @@ pub struct Global {
     /// Run this shell command and use its output as the password
     #[arg(long, env = "LIFEBOAT_PASSWORD_COMMAND", global = true, value_name = "CMD")]
     pub password_command: Option<String>,
-    /// Compression for new data: auto, max, off, or a zstd level 1-22
-    #[arg(long, env = "LIFEBOAT_COMPRESSION", global = true, default_value = "auto", value_name = "MODE")]
-    pub compression: String,
+    /// Compression for new data: auto, max, off, or a zstd level 1-22 [default: auto]
+    #[arg(long, env = "LIFEBOAT_COMPRESSION", global = true, value_name = "MODE")]
+    pub compression: Option<String>,
     /// Print machine-readable JSON instead of tables
     #[arg(long, global = true)]
     pub json: bool,
@@ -48,8 +51,13 @@ pub struct Global {
 pub enum Command {
     /// Create a new repository
     Init(InitArgs),
-    /// Back up files and directories into a new snapshot
+    /// Back up files and directories, or the sources of the config file, into new snapshots
     Backup(BackupArgs),
+    /// List the config file's sources with their last backup
+    Sources,
+    /// Work with the config file
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// List snapshots
     Snapshots(SnapshotsArgs),
     /// List files in a snapshot
@@ -92,13 +100,25 @@ pub struct SnapshotFilter {
     /// Only snapshots that include this path (repeatable)
     #[arg(long = "path", value_name = "PATH")]
     pub paths: Vec<String>,
+    /// Only snapshots of this config source
+    #[arg(long)]
+    pub source: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Parse and validate the config file; print its sources
+    Check,
 }
 
 #[derive(Args, Debug)]
 pub struct BackupArgs {
-    /// Files and directories to back up
-    #[arg(required = true, value_name = "PATH")]
+    /// Files and directories to back up, or names of sources from the config file
+    #[arg(value_name = "PATH|SOURCE", required_unless_present = "all")]
     pub paths: Vec<PathBuf>,
+    /// Back up every source of the config file (each into its own snapshot)
+    #[arg(long, conflicts_with = "paths")]
+    pub all: bool,
     /// Tag the snapshot (repeatable)
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,

@@ -15,6 +15,7 @@ mod key;
 mod ls;
 mod restore;
 mod snapshots;
+pub mod sources;
 
 /// Run the parsed command line.
 pub fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> Result<i32> {
@@ -23,6 +24,8 @@ pub fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> Result<i32> {
         Command::Init(a) => init::run(g, &a),
         Command::Backup(a) => backup::run(g, &a, interrupt),
         Command::Snapshots(a) => snapshots::run(g, &a),
+        Command::Sources => sources::list(g),
+        Command::Config(crate::args::ConfigCommand::Check) => sources::config_check(g),
         Command::Ls(a) => ls::run(g, &a),
         Command::Restore(a) => restore::run(g, &a, interrupt),
         Command::Check(a) => check::run(g, &a, interrupt),
@@ -48,7 +51,7 @@ pub fn filter(f: &crate::args::SnapshotFilter) -> lifeboat_repository::snapshots
     lifeboat_repository::snapshots::Filter {
         tags: f.tags.clone(),
         host: f.host.clone(),
-        source: None,
+        source: f.source.clone(),
         paths: f.paths.clone(),
     }
 }

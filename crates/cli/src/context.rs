@@ -11,6 +11,7 @@ use lifeboat_backend::{Backend, Fault, FaultyBackend, LocalBackend, RetryBackend
 use lifeboat_repository::{Compression, Repository};
 
 use crate::args::Global;
+use crate::config::Config;
 
 /// Set a flag on the first Ctrl-C; exit at once with 130 on the second.
 pub fn install_interrupt_handler() -> Arc<AtomicBool> {
@@ -49,9 +50,27 @@ pub fn backend(url: &str) -> Result<Arc<dyn Backend>> {
     Ok(Arc::new(RetryBackend::new(inner, RetryPolicy::default())))
 }
 
-/// The repository URL from `--repo` / `LIFEBOAT_REPOSITORY`.
-pub fn repo_url(g: &Global) -> Result<&str> {
-    g.repo.as_deref().context("no repository given: use --repo DIR or set LIFEBOAT_REPOSITORY")
+/// The config file named by `--config`/`LIFEBOAT_CONFIG`, or `./lifeboat.toml` if present.
+pub fn config(g: &Global) -> Result<Option<Config>> {
+    match &g.config {
+        Some(p) => Config::load(p).map(Some),
+        None if Path::new(DEFAULT_CONFIG).is_file() => Config::load(Path::new(DEFAULT_CONFIG)).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The default config file name.
+pub const DEFAULT_CONFIG: &str = "lifeboat.toml";
+
+/// The repository URL: `--repo` / `LIFEBOAT_REPOSITORY`, else the config's `[repository] url`.
+pub fn repo_url(g: &Global) -> Result<String> {
+    if let Some(r) = &g.repo {
+        return Ok(r.clone());
+    }
+    if let Some(url) = config(g)?.and_then(|c| c.repository.url) {
+        return crate::config::substitute(&url, "[repository] url");
+    }
+    bail!("no repository given: use --repo DIR, set LIFEBOAT_REPOSITORY, or set [repository] url in {DEFAULT_CONFIG}")
 }
 
 fn read_password_file(path: &Path) -> Result<Vec<u8>> {
@@ -84,6 +103,16 @@ pub fn password(g: &Global, confirm: bool) -> Result<Vec<u8>> {
     if let Some(p) = std::env::var_os("LIFEBOAT_PASSWORD") {
         return Ok(p.into_encoded_bytes());
     }
+    if let Some(cfg) = config(g)? {
+        let r = &cfg.repository;
+        if let Some(cmd) = &r.password_command {
+            let cmd = crate::config::substitute(cmd, "[repository] password_command")?;
+            return password(&Global { password_command: Some(cmd), ..g.clone() }, confirm);
+        }
+        if let Some(f) = &r.password_file {
+            return read_password_file(Path::new(&crate::config::substitute(f, "[repository] password_file")?));
+        }
+    }
     prompt("repository password", confirm)
 }
 
@@ -108,7 +137,7 @@ pub fn prompt(what: &str, confirm: bool) -> Result<Vec<u8>> {
 /// Open the repository named by the global options.
 pub fn open(g: &Global) -> Result<Repository> {
     let url = repo_url(g)?;
-    let backend = backend(url)?;
+    let backend = backend(&url)?;
     if !backend.has_config()? {
         return Err(lifeboat_repository::RepoError::NotARepository { location: backend.location() }.into());
     }
@@ -118,7 +147,11 @@ pub fn open(g: &Global) -> Result<Repository> {
     Ok(repo)
 }
 
-/// The compression setting.
+/// The compression setting: flag/env, else the config's, else `auto`.
 pub fn compression(g: &Global) -> Result<Compression> {
-    g.compression.parse::<Compression>().map_err(|e| anyhow::anyhow!(e))
+    let text = match &g.compression {
+        Some(c) => c.clone(),
+        None => config(g)?.and_then(|c| c.repository.compression).unwrap_or_else(|| "auto".into()),
+    };
+    text.parse::<Compression>().map_err(|e| anyhow::anyhow!(e))
 }

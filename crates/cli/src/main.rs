@@ -3,6 +3,7 @@
 
 mod args;
 mod cmd;
+mod config;
 mod context;
 mod exit;
 mod output;

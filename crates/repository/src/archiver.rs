@@ -92,7 +92,13 @@ pub struct BackupOptions {
     pub interrupt: Option<Arc<AtomicBool>>,
     /// Counters updated while running.
     pub progress: Option<Arc<Progress>>,
+    /// Called after the source's entries are consumed and before the snapshot is written: the
+    /// source's final manifest (e.g. a command's exit status). An error records no snapshot.
+    pub finish: Option<ManifestHook>,
 }
+
+/// See [`BackupOptions::finish`].
+pub type ManifestHook = Arc<dyn Fn() -> std::result::Result<Option<serde_json::Value>, String> + Send + Sync>;
 
 /// One entry that could not be backed up.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -247,6 +253,13 @@ where
     }
     // Durability order: packs (stored by finish) → index → snapshot.
     write_index(repo, packs, 50_000)?;
+    let mut source = opts.source.clone();
+    if let Some(hook) = &opts.finish {
+        let manifest = hook().map_err(RepoError::SourceFailed)?;
+        if let (Some(src), Some(m)) = (source.as_mut(), manifest) {
+            src.manifest = Some(m);
+        }
+    }
     summary.backup_start = Some(started_at);
     summary.backup_end = Some(Utc::now());
     let snapshot = Snapshot {
@@ -263,7 +276,7 @@ where
         original: None,
         program_version: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
         summary: Some(summary.clone()),
-        source: opts.source.clone(),
+        source,
     };
     let json = serde_json::to_vec(&snapshot).map_err(|e| RepoError::Invalid(e.to_string()))?;
     let snapshot_id = repo.save_unpacked(FileType::Snapshot, &json)?;

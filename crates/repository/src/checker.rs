@@ -131,11 +131,8 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
     let interrupt = opts.interrupt.clone().unwrap_or_default();
     let done = opts.packs_done.clone().unwrap_or_default();
     let bytes = AtomicU64::new(0);
-    let work: Vec<(Id, Vec<IndexBlob>)> = if opts.read_data {
-        by_pack.into_iter().filter(|(p, _)| stored.contains_key(p)).collect()
-    } else {
-        Vec::new()
-    };
+    let work: Vec<(Id, Vec<IndexBlob>)> =
+        if opts.read_data { by_pack.into_iter().filter(|(p, _)| stored.contains_key(p)).collect() } else { Vec::new() };
     let (trees, data) = std::thread::scope(|s| {
         let data = s.spawn(|| -> Result<Vec<Finding>> {
             let found = Mutex::new(Vec::new());

@@ -86,6 +86,10 @@ pub enum RepoError {
     /// A restore target is not empty and `overwrite` was not set.
     #[error("restore target {0} is not empty (use --overwrite to replace files in it)")]
     TargetNotEmpty(PathBuf),
+    /// The source reported failure after producing its data (e.g. a command exited non-zero);
+    /// no snapshot was written.
+    #[error("{0}")]
+    SourceFailed(String),
     /// Invalid argument or state.
     #[error("{0}")]
     Invalid(String),

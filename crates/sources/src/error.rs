@@ -14,6 +14,14 @@ pub enum SourceError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A command could not be started.
+    #[error("cannot run `{command}`: {message}")]
+    Command {
+        /// The command as configured.
+        command: String,
+        /// Why.
+        message: String,
+    },
     /// An exclude pattern is not a valid glob.
     #[error("invalid exclude pattern {pattern:?}: {reason}")]
     Pattern {

@@ -12,6 +12,18 @@ use crate::args::{BackupArgs, Global};
 use crate::{context, exit, output};
 
 pub fn run(g: &Global, a: &BackupArgs, interrupt: Arc<AtomicBool>) -> Result<i32> {
+    // Source mode: --all, or every argument names a source of the config file.
+    if let Some(cfg) = context::config(g)? {
+        let named: Vec<&str> = a.paths.iter().filter_map(|p| p.to_str()).filter(|p| cfg.find(p).is_ok()).collect();
+        if a.all || (!a.paths.is_empty() && named.len() == a.paths.len()) {
+            return crate::cmd::sources::backup(g, a, &cfg, interrupt);
+        }
+        if !named.is_empty() {
+            anyhow::bail!("do not mix source names ({}) and paths in one backup", named.join(", "));
+        }
+    } else if a.all {
+        anyhow::bail!("--all needs a config file: create {} or pass --config FILE", context::DEFAULT_CONFIG);
+    }
     let repo = context::open(g)?;
     let _lock = lock::acquire(&repo, false)?;
     let opts =

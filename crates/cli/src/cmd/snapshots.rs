@@ -20,6 +20,8 @@ pub fn run(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
         return Ok(crate::exit::OK);
     }
     println!("{:<8}  {:<19}  {:<12}  {:<10}  {:>10}  {:>10}  paths", "ID", "time", "host", "tags", "size", "added");
+    let source_of =
+        |sn: &lifeboat_format::Snapshot| sn.source.as_ref().map(|s| format!("[{}] ", s.name)).unwrap_or_default();
     for s in &list {
         let sn = &s.snapshot;
         let (size, added) = sn
@@ -28,13 +30,14 @@ pub fn run(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
             .map(|x| (output::size(x.total_bytes_processed), output::size(x.data_added_packed)))
             .unwrap_or_default();
         println!(
-            "{:<8}  {:<19}  {:<12}  {:<10}  {:>10}  {:>10}  {}",
+            "{:<8}  {:<19}  {:<12}  {:<10}  {:>10}  {:>10}  {}{}",
             s.id.short(),
             sn.time.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S"),
             sn.hostname,
             sn.tags.join(","),
             size,
             added,
+            source_of(sn),
             sn.paths.join(", ")
         );
     }

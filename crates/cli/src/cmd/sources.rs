@@ -1,0 +1,196 @@
+//! Config-driven commands: `backup --all|SOURCE…`, `sources`, `config check`.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Result;
+use chrono::Local;
+use lifeboat_format::SourceInfo;
+use lifeboat_repository::archiver::{backup as run_backup, BackupOptions, BackupStats};
+use lifeboat_repository::{lock, snapshots, util, Repository};
+use lifeboat_sources::command::{self, CommandOptions};
+use lifeboat_sources::files::{walk, FilesOptions};
+
+use crate::args::{BackupArgs, Global};
+use crate::config::{substitute, CommandSpec, Config, SourceSection};
+use crate::{context, exit, output};
+
+/// Back up one source into its own snapshot.
+fn backup_one(
+    repo: &Repository,
+    src: &SourceSection,
+    a: &BackupArgs,
+    interrupt: &Arc<AtomicBool>,
+) -> Result<BackupStats> {
+    let what = format!("source {}", src.name);
+    let host = util::hostname();
+    let mut tags = src.tags.clone();
+    tags.extend(a.tags.iter().cloned());
+    let mut info = SourceInfo { name: src.name.clone(), kind: src.kind.clone(), manifest: None };
+    let base =
+        BackupOptions { tags, hostname: Some(host.clone()), interrupt: Some(interrupt.clone()), ..Default::default() };
+    match src.kind.as_str() {
+        "files" => {
+            let mut paths: Vec<std::path::PathBuf> = Vec::new();
+            for p in src.paths.iter().chain(src.path.iter()) {
+                paths.push(substitute(p, &what)?.into());
+            }
+            let opts = FilesOptions { paths, excludes: src.exclude.clone(), one_file_system: src.one_file_system };
+            let (paths, walker) = walk(&opts)?;
+            info.manifest = Some(serde_json::json!({ "paths": paths, "excludes": src.exclude }));
+            let parent = if a.force { None } else { snapshots::find_parent(repo, &host, &paths, Some(&src.name))? };
+            let opts = BackupOptions { paths, parent, excludes: src.exclude.clone(), source: Some(info), ..base };
+            Ok(run_backup(repo, walker, &opts)?)
+        }
+        "command" => {
+            let (display, shell) = match &src.command {
+                Some(CommandSpec::Argv(v)) => (v.clone(), false),
+                Some(CommandSpec::Script(s)) => (vec![s.clone()], true),
+                None => anyhow::bail!("{what}: no command"),
+            };
+            let argv = display.iter().map(|x| substitute(x, &what)).collect::<Result<Vec<_>>>()?;
+            let filename = src.filename.clone().unwrap_or_else(|| format!("{}.out", src.name));
+            let opts =
+                CommandOptions { argv, shell: shell || src.shell, filename, allow_failure: src.allow_failure, display };
+            let (paths, entries, hook) = command::start(&opts)?;
+            let parent = snapshots::find_parent(repo, &host, &paths, Some(&src.name))?;
+            let opts = BackupOptions { paths, parent, source: Some(info), finish: Some(hook), ..base };
+            Ok(run_backup(repo, entries, &opts)?)
+        }
+        k => anyhow::bail!("{what}: kind {k:?} is not supported by this version"),
+    }
+}
+
+/// `backup --all` / `backup SOURCE…`: each source in turn; a failing source is reported and
+/// the others still run; the exit code is the worst outcome.
+pub fn backup(g: &Global, a: &BackupArgs, cfg: &Config, interrupt: Arc<AtomicBool>) -> Result<i32> {
+    let selected: Vec<&SourceSection> = if a.all {
+        cfg.sources().collect()
+    } else {
+        a.paths.iter().map(|p| cfg.find(&p.to_string_lossy())).collect::<Result<_>>()?
+    };
+    if selected.is_empty() {
+        anyhow::bail!("{} defines no sources", cfg.path.display());
+    }
+    let repo = context::open(g)?;
+    let _lock = lock::acquire(&repo, false)?;
+    let mut code = exit::OK;
+    let mut report = Vec::new();
+    for src in selected {
+        let started = std::time::Instant::now();
+        let result = backup_one(&repo, src, a, &interrupt);
+        if interrupt.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(lifeboat_repository::RepoError::Interrupted.into());
+        }
+        match result {
+            Ok(stats) => {
+                let s = &stats.summary;
+                if !stats.errors.is_empty() {
+                    code = code.max(exit::PARTIAL);
+                    for e in &stats.errors {
+                        eprintln!("lifeboat: source {}: cannot read {}: {}", src.name, e.path, e.message);
+                    }
+                }
+                if !g.json && !g.quiet {
+                    println!(
+                        "source {} ({}): snapshot {} — {} files, {} processed, {} added ({} stored) in {}",
+                        src.name,
+                        src.kind,
+                        stats.snapshot_id.short(),
+                        s.total_files_processed,
+                        output::size(s.total_bytes_processed),
+                        output::size(s.data_added),
+                        output::size(s.data_added_packed),
+                        output::duration(stats.duration)
+                    );
+                }
+                report.push(serde_json::json!({
+                    "source": src.name, "kind": src.kind, "ok": true, "snapshot_id": stats.snapshot_id,
+                    "summary": stats.summary, "manifest": stats.snapshot.source.and_then(|s| s.manifest),
+                    "errors": stats.errors, "duration_seconds": started.elapsed().as_secs_f64(),
+                }));
+            }
+            Err(e) => {
+                code = exit::FAILURE;
+                let msg = crate::exit::message(&e);
+                eprintln!("lifeboat: source {}: {msg} (no snapshot recorded)", src.name);
+                report.push(serde_json::json!({ "source": src.name, "kind": src.kind, "ok": false, "error": msg }));
+            }
+        }
+    }
+    if g.json {
+        output::json(&report)?;
+    }
+    Ok(code)
+}
+
+/// `lifeboat sources`: every source with its last snapshot.
+pub fn list(g: &Global) -> Result<i32> {
+    let cfg = context::config(g)?
+        .ok_or_else(|| anyhow::anyhow!("no config file: create {} or pass --config FILE", context::DEFAULT_CONFIG))?;
+    let repo = context::open(g)?;
+    let (all, _) = snapshots::list(&repo)?;
+    let mut rows = Vec::new();
+    for src in cfg.sources() {
+        let last = all.iter().rev().find(|s| s.snapshot.source.as_ref().is_some_and(|x| x.name == src.name));
+        rows.push(serde_json::json!({
+            "name": src.name, "kind": src.kind, "tags": src.tags, "rpo": src.rpo, "rto": src.rto,
+            "last_snapshot": last.map(|s| s.id), "last_backup": last.map(|s| s.snapshot.time),
+        }));
+        if !g.json {
+            let when = last
+                .map(|s| {
+                    format!("{} ({})", s.snapshot.time.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S"), s.id.short())
+                })
+                .unwrap_or_else(|| "never".into());
+            println!("{:<20} {:<8} last backup: {when}", src.name, src.kind);
+        }
+    }
+    if g.json {
+        output::json(&rows)?;
+    }
+    Ok(exit::OK)
+}
+
+/// `lifeboat config check`.
+pub fn config_check(g: &Global) -> Result<i32> {
+    let cfg = context::config(g)?
+        .ok_or_else(|| anyhow::anyhow!("no config file: create {} or pass --config FILE", context::DEFAULT_CONFIG))?;
+    let sources: Vec<_> = cfg
+        .sources()
+        .map(|s| {
+            serde_json::json!({
+                "name": s.name, "kind": s.kind, "tags": s.tags, "schedule": s.schedule, "rpo": s.rpo,
+                "rto": s.rto, "protected": s.protected,
+                "retention": s.retention.as_ref().and_then(|r| serde_json::to_value(r).ok()),
+            })
+        })
+        .collect();
+    if g.json {
+        output::json(&serde_json::json!({
+            "file": cfg.path, "ok": true, "sources": sources, "copy_destinations": cfg.copy.len(),
+            "notify_targets": cfg.notify.len(), "server": cfg.server.is_some(),
+        }))?;
+    } else if !g.quiet {
+        println!(
+            "{}: ok — {} sources, {} copy destinations, {} notify targets{}",
+            cfg.path.display(),
+            cfg.source.len(),
+            cfg.copy.len(),
+            cfg.notify.len(),
+            if cfg.server.is_some() { ", server configured" } else { "" }
+        );
+        for s in cfg.sources() {
+            let extra = [
+                s.schedule.as_ref().map(|x| format!("schedule {x}")),
+                s.rpo.as_ref().map(|x| format!("rpo {x}")),
+                s.rto.as_ref().map(|x| format!("rto {x}")),
+                s.retention.as_ref().map(|_| "retention".to_string()),
+                s.protected.then(|| "protected".to_string()),
+            ];
+            let extra: Vec<String> = extra.into_iter().flatten().collect();
+            println!("  {:<20} {:<8} {}", s.name, s.kind, extra.join(", "));
+        }
+    }
+    Ok(exit::OK)
+}
