@@ -108,10 +108,10 @@ pub enum CommandSpec {
 }
 
 /// Source kinds this build knows.
-pub const KINDS: &[&str] = &["files", "command"];
+pub const KINDS: &[&str] = &["files", "command", "sqlite"];
 /// Kinds DESIGN.md plans and the config already accepts the name of (a clear message instead of
 /// "unknown kind").
-const PLANNED: &[&str] = &["sqlite", "postgres", "mariadb", "redis", "nats"];
+const PLANNED: &[&str] = &["postgres", "mariadb", "redis", "nats"];
 
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
@@ -180,6 +180,20 @@ impl Config {
                     }
                     if !src.exclude.is_empty() {
                         wrong("exclude")?;
+                    }
+                }
+                "sqlite" => {
+                    if src.path.is_none() {
+                        bail!("{at}: sqlite source {:?} needs `path = \"/var/lib/app/db.sqlite\"`", src.name);
+                    }
+                    for (field, set) in [
+                        ("paths", !src.paths.is_empty()),
+                        ("command", src.command.is_some()),
+                        ("exclude", !src.exclude.is_empty()),
+                    ] {
+                        if set {
+                            wrong(field)?;
+                        }
                     }
                 }
                 k if PLANNED.contains(&k) => {

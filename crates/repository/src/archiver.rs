@@ -92,6 +92,9 @@ pub struct BackupOptions {
     pub interrupt: Option<Arc<AtomicBool>>,
     /// Counters updated while running.
     pub progress: Option<Arc<Progress>>,
+    /// Chunk sizes (min, average, max) instead of restic's 512 KiB / 1 MiB / 8 MiB. Databases
+    /// change a few pages at a time: smaller chunks let a second backup store only those.
+    pub chunk_sizes: Option<(u32, u32, u32)>,
     /// Called after the source's entries are consumed and before the snapshot is written: the
     /// source's final manifest (e.g. a command's exit status). An error records no snapshot.
     pub finish: Option<ManifestHook>,
@@ -189,7 +192,10 @@ where
     let interrupt = opts.interrupt.clone().unwrap_or_default();
     let progress = opts.progress.clone().unwrap_or_default();
     let polynomial = repo.config().polynomial().unwrap_or(0);
-    let params = ChunkerParams::restic_sizes(polynomial);
+    let mut params = ChunkerParams::restic_sizes(polynomial);
+    if let Some((min, avg, max)) = opts.chunk_sizes {
+        params = ChunkerParams { min, avg, max, ..params };
+    }
 
     let stop = AtomicBool::new(false);
     let big_files = util::Semaphore::new(threads);

@@ -316,35 +316,46 @@ fn restore_file(
 ) -> Result<()> {
     write_file(path, node, warnings, |f, tmp| {
         let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-        let content = node.content.as_deref().unwrap_or_default();
-        let missing = |id: &Id| RepoError::BlobNotFound { id: *id, blob_type: BlobType::Data };
-        let mut i = 0;
-        while i < content.len() {
-            // Read runs of blobs that sit next to each other in one pack with one request.
-            let first = index.get(BlobType::Data, &content[i]).ok_or_else(|| missing(&content[i]))?;
-            let mut j = i + 1;
-            let mut end = first.offset as u64 + first.length as u64;
-            while j < content.len() && end - (first.offset as u64) < 32 << 20 {
-                match index.get(BlobType::Data, &content[j]) {
-                    Some(l) if l.pack == first.pack && l.offset as u64 == end => {
-                        end += l.length as u64;
-                        j += 1;
-                    }
-                    _ => break,
-                }
-            }
-            let len = (end - first.offset as u64) as u32;
-            let buf = repo.backend().load_range(FileType::Pack, &first.pack.to_hex(), first.offset as u64, len)?;
-            for id in &content[i..j] {
-                let loc = index.get(BlobType::Data, id).ok_or_else(|| missing(id))?;
-                let at = (loc.offset - first.offset) as usize;
-                let data = repo.decode_blob(id, &loc, &buf[at..at + loc.length as usize])?;
-                w.write_all(&data).map_err(|e| RepoError::io(tmp, e))?;
-            }
-            i = j;
-        }
+        copy_content(repo, index, node, &mut w).map_err(|e| match e {
+            RepoError::Io { source, .. } => RepoError::io(tmp, source),
+            e => e,
+        })?;
         w.flush().map_err(|e| RepoError::io(tmp, e))
     })
+}
+
+/// Stream a file node's content into `w`, checking every blob; returns the bytes written.
+/// Runs of blobs stored next to each other in one pack are read with one request.
+pub fn copy_content(repo: &Repository, index: &Index, node: &Node, w: &mut dyn Write) -> Result<u64> {
+    let content = node.content.as_deref().unwrap_or_default();
+    let missing = |id: &Id| RepoError::BlobNotFound { id: *id, blob_type: BlobType::Data };
+    let mut written = 0u64;
+    let mut i = 0;
+    while i < content.len() {
+        let first = index.get(BlobType::Data, &content[i]).ok_or_else(|| missing(&content[i]))?;
+        let mut j = i + 1;
+        let mut end = first.offset as u64 + first.length as u64;
+        while j < content.len() && end - (first.offset as u64) < 32 << 20 {
+            match index.get(BlobType::Data, &content[j]) {
+                Some(l) if l.pack == first.pack && l.offset as u64 == end => {
+                    end += l.length as u64;
+                    j += 1;
+                }
+                _ => break,
+            }
+        }
+        let len = (end - first.offset as u64) as u32;
+        let buf = repo.backend().load_range(FileType::Pack, &first.pack.to_hex(), first.offset as u64, len)?;
+        for id in &content[i..j] {
+            let loc = index.get(BlobType::Data, id).ok_or_else(|| missing(id))?;
+            let at = (loc.offset - first.offset) as usize;
+            let data = repo.decode_blob(id, &loc, &buf[at..at + loc.length as usize])?;
+            w.write_all(&data).map_err(|e| RepoError::io("(output)", e))?;
+            written += data.len() as u64;
+        }
+        i = j;
+    }
+    Ok(written)
 }
 
 fn verify_file(index: &Index, path: &Path, node: &Node) -> Result<()> {

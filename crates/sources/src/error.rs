@@ -22,6 +22,14 @@ pub enum SourceError {
         /// Why.
         message: String,
     },
+    /// A database could not be read, copied, restored or verified.
+    #[error("{target}: {message}")]
+    Database {
+        /// The database (path or connection target, never with a password).
+        target: String,
+        /// What went wrong.
+        message: String,
+    },
     /// An exclude pattern is not a valid glob.
     #[error("invalid exclude pattern {pattern:?}: {reason}")]
     Pattern {

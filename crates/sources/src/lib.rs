@@ -7,5 +7,6 @@
 pub mod command;
 mod error;
 pub mod files;
+pub mod sqlite;
 
 pub use error::SourceError;

@@ -16,6 +16,9 @@ pub fn run(g: &Global, a: &RestoreArgs, interrupt: Arc<AtomicBool>) -> Result<i3
     let repo = context::open(g)?;
     let _lock = lock::acquire(&repo, false)?;
     let snap = snapshots::find(&repo, &a.snapshot, &crate::cmd::filter(&a.filter))?;
+    if let Some(code) = crate::cmd::sources::restore(g, a, &repo, &snap)? {
+        return Ok(code);
+    }
     let include: Vec<String> = a.include.iter().map(|p| format!("/{}", p.trim_matches('/'))).collect();
     let mut opts =
         RestoreOptions { include, overwrite: a.overwrite, dry_run: true, verify: a.verify, ..Default::default() };

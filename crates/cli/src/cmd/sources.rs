@@ -10,8 +10,9 @@ use lifeboat_repository::archiver::{backup as run_backup, BackupOptions, BackupS
 use lifeboat_repository::{lock, snapshots, util, Repository};
 use lifeboat_sources::command::{self, CommandOptions};
 use lifeboat_sources::files::{walk, FilesOptions};
+use lifeboat_sources::sqlite;
 
-use crate::args::{BackupArgs, Global};
+use crate::args::{BackupArgs, Global, RestoreArgs};
 use crate::config::{substitute, CommandSpec, Config, SourceSection};
 use crate::{context, exit, output};
 
@@ -57,8 +58,79 @@ fn backup_one(
             let opts = BackupOptions { paths, parent, source: Some(info), finish: Some(hook), ..base };
             Ok(run_backup(repo, entries, &opts)?)
         }
+        "sqlite" => {
+            let path = substitute(src.path.as_deref().unwrap_or_default(), &what)?;
+            let prepared = sqlite::prepare(std::path::Path::new(&path))?;
+            info.manifest = Some(serde_json::to_value(&prepared.manifest)?);
+            let parent = snapshots::find_parent(repo, &host, &prepared.paths, Some(&src.name))?;
+            let opts = BackupOptions {
+                paths: prepared.paths.clone(),
+                parent,
+                source: Some(info),
+                chunk_sizes: Some(sqlite::CHUNK_SIZES),
+                ..base
+            };
+            // `prepared` owns the temporary copy: it lives until the backup is done.
+            let stats = run_backup(repo, prepared.entries, &opts)?;
+            Ok(stats)
+        }
         k => anyhow::bail!("{what}: kind {k:?} is not supported by this version"),
     }
+}
+
+/// Restore a snapshot of a database-like source to its kind's target; `None` for file trees.
+pub fn restore(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshots::SnapshotEntry) -> Result<Option<i32>> {
+    let Some(src) = snap.snapshot.source.as_ref().filter(|s| s.kind == "sqlite") else { return Ok(None) };
+    let manifest: sqlite::Manifest = serde_json::from_value(src.manifest.clone().unwrap_or_default())
+        .map_err(|e| anyhow::anyhow!("snapshot {} has no usable sqlite manifest: {e}", snap.id.short()))?;
+    // Database sources store their artifact at the root of the snapshot, under its file name.
+    let node = lifeboat_repository::tree::find_node(repo, &snap.snapshot.tree, &manifest.file)?
+        .ok_or_else(|| anyhow::anyhow!("snapshot {} does not contain {}", snap.id.short(), manifest.file))?;
+    if a.dry_run {
+        let plan = serde_json::json!({
+            "snapshot": snap.id, "source": src.name, "kind": "sqlite", "target": a.target,
+            "action": if a.target.exists() { "replace atomically" } else { "create" },
+            "bytes": node.size, "tables": manifest.tables,
+        });
+        if g.json {
+            output::json(&plan)?;
+        } else {
+            println!(
+                "would {} {} with {} ({}, {} tables) from snapshot {}",
+                if a.target.exists() { "replace" } else { "create" },
+                a.target.display(),
+                manifest.file,
+                output::size(node.size),
+                manifest.tables.len(),
+                snap.id.short()
+            );
+        }
+        return Ok(Some(exit::OK));
+    }
+    let started = std::time::Instant::now();
+    let v = sqlite::restore(repo, &node, &manifest, &a.target, a.overwrite)?;
+    if g.json {
+        output::json(&serde_json::json!({
+            "snapshot": snap.id, "source": src.name, "target": a.target, "verification": v,
+            "duration_seconds": started.elapsed().as_secs_f64(),
+        }))?;
+    } else if !g.quiet {
+        println!(
+            "restored {} from snapshot {} to {} in {} (integrity_check ok{})",
+            manifest.file,
+            snap.id.short(),
+            a.target.display(),
+            output::duration(started.elapsed()),
+            if a.verify { format!(", {} tables' row counts checked", manifest.tables.len()) } else { String::new() }
+        );
+    }
+    if a.verify && !v.ok {
+        for m in &v.mismatches {
+            eprintln!("lifeboat: verify: {m}");
+        }
+        anyhow::bail!("restored database does not match the backup's manifest ({} differences)", v.mismatches.len());
+    }
+    Ok(Some(exit::OK))
 }
 
 /// `backup --all` / `backup SOURCE…`: each source in turn; a failing source is reported and
