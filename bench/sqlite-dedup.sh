@@ -33,9 +33,9 @@ size() { du -sb "$W/repo" | cut -f1; }
 echo "database: $(du -h "$W/ledger.db" | cut -f1)"
 /usr/bin/time -f "first backup: %e s" "$LB" backup ledger -q; s0=$(size)
 python3 -c "import sqlite3; c=sqlite3.connect('$W/ledger.db'); c.execute('update ledger set amount=amount+1 where id between 1000000 and 1010000'); c.execute(\"insert into ledger(account,amount,memo) select account,amount,'new' from ledger where id<=10000\"); c.commit()"
-/usr/bin/time -f "second backup (1 % updated in one range + 1 % appended): %e s" "$LB" backup ledger -q; s1=$(size)
+/usr/bin/time -f "second backup (1 %% updated in one range + 1 %% appended): %e s" "$LB" backup ledger -q; s1=$(size)
 python3 -c "import sqlite3,random; random.seed(2); c=sqlite3.connect('$W/ledger.db'); c.executemany('update ledger set amount=amount+1 where id=?', [(i,) for i in random.sample(range(1, 2000000), 20000)]); c.commit()"
-/usr/bin/time -f "third backup (1 % updated at random): %e s" "$LB" backup ledger -q; s2=$(size)
+/usr/bin/time -f "third backup (1 %% updated at random): %e s" "$LB" backup ledger -q; s2=$(size)
 echo "repository after first backup: $s0 bytes"
 echo "growth, clustered change:      $((s1 - s0)) bytes ($((100 * (s1 - s0) / s0)) % of a full copy)"
 echo "growth, random change:         $((s2 - s1)) bytes ($((100 * (s2 - s1) / s0)) % of a full copy)"
