@@ -84,6 +84,18 @@ pub struct SourceSection {
     /// command: keep the snapshot when the command exits non-zero.
     #[serde(default)]
     pub allow_failure: bool,
+    /// postgres: database name.
+    pub database: Option<String>,
+    /// postgres: server host or socket directory.
+    pub host: Option<String>,
+    /// postgres: server port.
+    pub port: Option<u16>,
+    /// postgres: role.
+    pub user: Option<String>,
+    /// postgres: password; use `${VAR}` to take it from the environment.
+    pub password: Option<String>,
+    /// postgres: directory of `psql`/`pg_dump`/`pg_restore` (default: PATH).
+    pub bin_dir: Option<String>,
     /// Schedule (`@hourly`, cron); used by the scheduler later.
     pub schedule: Option<String>,
     /// Recovery point objective, e.g. `1h`.
@@ -108,10 +120,10 @@ pub enum CommandSpec {
 }
 
 /// Source kinds this build knows.
-pub const KINDS: &[&str] = &["files", "command", "sqlite"];
+pub const KINDS: &[&str] = &["files", "command", "sqlite", "postgres"];
 /// Kinds DESIGN.md plans and the config already accepts the name of (a clear message instead of
 /// "unknown kind").
-const PLANNED: &[&str] = &["postgres", "mariadb", "redis", "nats"];
+const PLANNED: &[&str] = &["mariadb", "redis", "nats"];
 
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
@@ -154,6 +166,17 @@ impl Config {
                 bail!("{at}: `{field}` does not apply to a {} source (source {:?})", src.kind, src.name)
             };
             match src.kind.as_str() {
+                "files" | "command" | "sqlite"
+                    if src.database.is_some() || src.host.is_some() || src.password.is_some() =>
+                {
+                    wrong(if src.database.is_some() {
+                        "database"
+                    } else if src.host.is_some() {
+                        "host"
+                    } else {
+                        "password"
+                    })?;
+                }
                 "files" => {
                     if src.paths.is_empty() && src.path.is_none() {
                         bail!("{at}: files source {:?} needs `paths = [...]` (or `path`)", src.name);
@@ -190,6 +213,20 @@ impl Config {
                         ("paths", !src.paths.is_empty()),
                         ("command", src.command.is_some()),
                         ("exclude", !src.exclude.is_empty()),
+                    ] {
+                        if set {
+                            wrong(field)?;
+                        }
+                    }
+                }
+                "postgres" => {
+                    if src.database.is_none() {
+                        bail!("{at}: postgres source {:?} needs `database = \"name\"`", src.name);
+                    }
+                    for (field, set) in [
+                        ("paths", !src.paths.is_empty()),
+                        ("path", src.path.is_some()),
+                        ("command", src.command.is_some()),
                     ] {
                         if set {
                             wrong(field)?;

@@ -7,6 +7,7 @@
 pub mod command;
 mod error;
 pub mod files;
+pub mod postgres;
 pub mod sqlite;
 
 pub use error::SourceError;

@@ -10,7 +10,7 @@ use lifeboat_repository::archiver::{backup as run_backup, BackupOptions, BackupS
 use lifeboat_repository::{lock, snapshots, util, Repository};
 use lifeboat_sources::command::{self, CommandOptions};
 use lifeboat_sources::files::{walk, FilesOptions};
-use lifeboat_sources::sqlite;
+use lifeboat_sources::{postgres, sqlite};
 
 use crate::args::{BackupArgs, Global, RestoreArgs};
 use crate::config::{substitute, CommandSpec, Config, SourceSection};
@@ -74,12 +74,102 @@ fn backup_one(
             let stats = run_backup(repo, prepared.entries, &opts)?;
             Ok(stats)
         }
+        "postgres" => {
+            let conn = pg_connection(src)?;
+            let database = substitute(src.database.as_deref().unwrap_or_default(), &what)?;
+            let started = postgres::start(&conn, &database)?;
+            info.manifest = Some(serde_json::to_value(&started.manifest)?);
+            let parent = snapshots::find_parent(repo, &host, &started.paths, Some(&src.name))?;
+            let opts = BackupOptions {
+                paths: started.paths.clone(),
+                parent,
+                source: Some(info),
+                finish: Some(started.finish.clone()),
+                chunk_sizes: Some(sqlite::CHUNK_SIZES),
+                ..base
+            };
+            Ok(run_backup(repo, started.entries, &opts)?)
+        }
         k => anyhow::bail!("{what}: kind {k:?} is not supported by this version"),
     }
 }
 
+/// Connection settings of a postgres source, secrets substituted.
+fn pg_connection(src: &SourceSection) -> Result<postgres::Connection> {
+    let what = format!("source {}", src.name);
+    let sub = |v: &Option<String>| v.as_deref().map(|x| substitute(x, &what)).transpose();
+    Ok(postgres::Connection {
+        host: sub(&src.host)?,
+        port: src.port,
+        user: sub(&src.user)?,
+        password: sub(&src.password)?,
+        bin_dir: sub(&src.bin_dir)?,
+    })
+}
+
+/// Restore a postgres snapshot into the database named by `--target`.
+fn restore_postgres(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshots::SnapshotEntry) -> Result<i32> {
+    let src = snap.snapshot.source.as_ref().ok_or_else(|| anyhow::anyhow!("snapshot has no source"))?;
+    let manifest: postgres::Manifest = serde_json::from_value(src.manifest.clone().unwrap_or_default())
+        .map_err(|e| anyhow::anyhow!("snapshot {} has no usable postgres manifest: {e}", snap.id.short()))?;
+    let node = lifeboat_repository::tree::find_node(repo, &snap.snapshot.tree, &manifest.file)?
+        .ok_or_else(|| anyhow::anyhow!("snapshot {} does not contain {}", snap.id.short(), manifest.file))?;
+    // Connection settings from the config entry of the same source, if there is one.
+    let conn = match context::config(g)?.and_then(|c| c.find(&src.name).ok().cloned()) {
+        Some(s) => pg_connection(&s)?,
+        None => postgres::Connection::default(),
+    };
+    let database = a.target.to_string_lossy().into_owned();
+    if a.dry_run {
+        let plan = serde_json::json!({
+            "snapshot": snap.id, "source": src.name, "kind": "postgres", "database": database,
+            "action": if a.overwrite { "drop (if it exists) and recreate, then pg_restore" } else { "create, then pg_restore" },
+            "bytes": node.size, "tables": manifest.tables,
+        });
+        if g.json {
+            output::json(&plan)?;
+        } else {
+            println!(
+                "would restore {} ({}, {} tables) into database {database}: {}",
+                manifest.file,
+                output::size(node.size),
+                manifest.tables.len(),
+                plan["action"].as_str().unwrap_or_default()
+            );
+        }
+        return Ok(exit::OK);
+    }
+    let started = std::time::Instant::now();
+    postgres::restore(repo, &node, &conn, &database, a.overwrite)?;
+    let v = if a.verify { Some(postgres::verify(&conn, &database, &manifest)?) } else { None };
+    if g.json {
+        output::json(&serde_json::json!({
+            "snapshot": snap.id, "source": src.name, "database": database, "verification": v,
+            "duration_seconds": started.elapsed().as_secs_f64(),
+        }))?;
+    } else if !g.quiet {
+        println!(
+            "restored {} from snapshot {} into database {database} in {}{}",
+            manifest.file,
+            snap.id.short(),
+            output::duration(started.elapsed()),
+            if v.is_some() { format!("; {} tables' row counts checked", manifest.tables.len()) } else { String::new() }
+        );
+    }
+    if let Some(v) = v.filter(|v| !v.ok) {
+        for m in &v.mismatches {
+            eprintln!("lifeboat: verify: {m}");
+        }
+        anyhow::bail!("restored database does not match the backup's manifest ({} differences)", v.mismatches.len());
+    }
+    Ok(exit::OK)
+}
+
 /// Restore a snapshot of a database-like source to its kind's target; `None` for file trees.
 pub fn restore(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshots::SnapshotEntry) -> Result<Option<i32>> {
+    if snap.snapshot.source.as_ref().is_some_and(|s| s.kind == "postgres") {
+        return restore_postgres(g, a, repo, snap).map(Some);
+    }
     let Some(src) = snap.snapshot.source.as_ref().filter(|s| s.kind == "sqlite") else { return Ok(None) };
     let manifest: sqlite::Manifest = serde_json::from_value(src.manifest.clone().unwrap_or_default())
         .map_err(|e| anyhow::anyhow!("snapshot {} has no usable sqlite manifest: {e}", snap.id.short()))?;
