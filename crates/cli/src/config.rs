@@ -94,6 +94,11 @@ pub struct SourceSection {
     pub user: Option<String>,
     /// postgres: password; use `${VAR}` to take it from the environment.
     pub password: Option<String>,
+    /// redis: database indexes to back up (default: every non-empty one).
+    #[serde(default)]
+    pub databases: Vec<u32>,
+    /// redis: only keys matching this glob (e.g. `"app:*"`).
+    pub pattern: Option<String>,
     /// postgres: directory of `psql`/`pg_dump`/`pg_restore` (default: PATH).
     pub bin_dir: Option<String>,
     /// Schedule (`@hourly`, cron); used by the scheduler later.
@@ -120,10 +125,10 @@ pub enum CommandSpec {
 }
 
 /// Source kinds this build knows.
-pub const KINDS: &[&str] = &["files", "command", "sqlite", "postgres"];
+pub const KINDS: &[&str] = &["files", "command", "sqlite", "postgres", "redis"];
 /// Kinds DESIGN.md plans and the config already accepts the name of (a clear message instead of
 /// "unknown kind").
-const PLANNED: &[&str] = &["mariadb", "redis", "nats"];
+const PLANNED: &[&str] = &["mariadb", "nats"];
 
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
@@ -227,6 +232,18 @@ impl Config {
                         ("paths", !src.paths.is_empty()),
                         ("path", src.path.is_some()),
                         ("command", src.command.is_some()),
+                    ] {
+                        if set {
+                            wrong(field)?;
+                        }
+                    }
+                }
+                "redis" => {
+                    for (field, set) in [
+                        ("paths", !src.paths.is_empty()),
+                        ("path", src.path.is_some()),
+                        ("command", src.command.is_some()),
+                        ("database", src.database.is_some()),
                     ] {
                         if set {
                             wrong(field)?;

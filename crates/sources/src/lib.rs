@@ -8,6 +8,7 @@ pub mod command;
 mod error;
 pub mod files;
 pub mod postgres;
+pub mod redis;
 pub mod sqlite;
 
 pub use error::SourceError;

@@ -10,7 +10,7 @@ use lifeboat_repository::archiver::{backup as run_backup, BackupOptions, BackupS
 use lifeboat_repository::{lock, snapshots, util, Repository};
 use lifeboat_sources::command::{self, CommandOptions};
 use lifeboat_sources::files::{walk, FilesOptions};
-use lifeboat_sources::{postgres, sqlite};
+use lifeboat_sources::{postgres, redis, sqlite};
 
 use crate::args::{BackupArgs, Global, RestoreArgs};
 use crate::config::{substitute, CommandSpec, Config, SourceSection};
@@ -90,8 +90,114 @@ fn backup_one(
             };
             Ok(run_backup(repo, started.entries, &opts)?)
         }
+        "redis" => {
+            let conn = redis_connection(src)?;
+            let started = redis::start(&conn, &src.databases, src.pattern.as_deref())?;
+            let parent = snapshots::find_parent(repo, &host, &started.paths, Some(&src.name))?;
+            let opts = BackupOptions {
+                paths: started.paths.clone(),
+                parent,
+                source: Some(info),
+                finish: Some(started.finish.clone()),
+                chunk_sizes: Some(sqlite::CHUNK_SIZES),
+                ..base
+            };
+            Ok(run_backup(repo, started.entries, &opts)?)
+        }
         k => anyhow::bail!("{what}: kind {k:?} is not supported by this version"),
     }
+}
+
+/// Connection settings of a redis source, secrets substituted.
+fn redis_connection(src: &SourceSection) -> Result<redis::Connection> {
+    let what = format!("source {}", src.name);
+    let sub = |v: &Option<String>| v.as_deref().map(|x| substitute(x, &what)).transpose();
+    let d = redis::Connection::default();
+    Ok(redis::Connection {
+        host: sub(&src.host)?.unwrap_or(d.host),
+        port: src.port.unwrap_or(d.port),
+        user: sub(&src.user)?,
+        password: sub(&src.password)?,
+    })
+}
+
+/// Restore a redis snapshot into a running server. `--target` is `redis://HOST:PORT[/DB]`, or a
+/// database index on the source's configured server.
+fn restore_redis(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshots::SnapshotEntry) -> Result<i32> {
+    let src = snap.snapshot.source.as_ref().ok_or_else(|| anyhow::anyhow!("snapshot has no source"))?;
+    let manifest: redis::Manifest = serde_json::from_value(src.manifest.clone().unwrap_or_default())
+        .map_err(|e| anyhow::anyhow!("snapshot {} has no usable redis manifest: {e}", snap.id.short()))?;
+    let mut conn = match context::config(g)?.and_then(|c| c.find(&src.name).ok().cloned()) {
+        Some(s) => redis_connection(&s)?,
+        None => redis::Connection::default(),
+    };
+    let target = a.target.to_string_lossy().into_owned();
+    let target_db = if let Some(rest) = target.strip_prefix("redis://") {
+        let (hostport, db) = rest.split_once('/').map(|(h, d)| (h, Some(d))).unwrap_or((rest, None));
+        let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "6379"));
+        conn.host = host.to_string();
+        conn.port = port.parse().map_err(|_| anyhow::anyhow!("bad port in {target}"))?;
+        db.filter(|d| !d.is_empty())
+            .map(str::parse::<u32>)
+            .transpose()
+            .map_err(|_| anyhow::anyhow!("bad database index in {target}"))?
+    } else {
+        Some(target.parse::<u32>().map_err(|_| {
+            anyhow::anyhow!("--target for a redis source is redis://HOST:PORT[/DB] or a database index")
+        })?)
+    };
+    let mut files = Vec::new();
+    for (db, file) in &manifest.files {
+        let node = lifeboat_repository::tree::find_node(repo, &snap.snapshot.tree, file)?
+            .ok_or_else(|| anyhow::anyhow!("snapshot {} does not contain {file}", snap.id.short()))?;
+        files.push((*db, node));
+    }
+    if a.dry_run {
+        let plan: Vec<_> = manifest
+            .keys
+            .iter()
+            .map(|(db, n)| serde_json::json!({"from_db": db, "to_db": target_db.unwrap_or(*db), "keys": n}))
+            .collect();
+        if g.json {
+            output::json(
+                &serde_json::json!({"snapshot": snap.id, "source": src.name, "server": format!("{}:{}", conn.host, conn.port), "plan": plan, "overwrite": a.overwrite}),
+            )?;
+        } else {
+            for p in &plan {
+                println!(
+                    "would restore {} keys of db{} into db{} on {}:{} with RESTORE … REPLACE",
+                    p["keys"], p["from_db"], p["to_db"], conn.host, conn.port
+                );
+            }
+        }
+        return Ok(exit::OK);
+    }
+    let started = std::time::Instant::now();
+    let restored = redis::restore(repo, &files, &conn, target_db, manifest.pattern.as_deref(), a.overwrite)?;
+    let verification = if a.verify { Some(redis::verify(&conn, &manifest, target_db)?) } else { None };
+    if g.json {
+        output::json(&serde_json::json!({
+            "snapshot": snap.id, "source": src.name, "restored": restored,
+            "verification": verification.as_ref().map(|(ok, m)| serde_json::json!({"ok": ok, "mismatches": m})),
+            "duration_seconds": started.elapsed().as_secs_f64(),
+        }))?;
+    } else if !g.quiet {
+        let total: u64 = restored.values().sum();
+        println!(
+            "restored {total} keys from snapshot {} to {}:{} in {}",
+            snap.id.short(),
+            conn.host,
+            conn.port,
+            output::duration(started.elapsed())
+        );
+    }
+    if let Some((false, m)) = &verification {
+        for x in m {
+            eprintln!("lifeboat: verify: {x}");
+        }
+        anyhow::bail!("restored keys do not match the backup's manifest ({} differences)", m.len());
+    }
+    Ok(exit::OK)
 }
 
 /// Connection settings of a postgres source, secrets substituted.
@@ -169,6 +275,9 @@ fn restore_postgres(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snaps
 pub fn restore(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshots::SnapshotEntry) -> Result<Option<i32>> {
     if snap.snapshot.source.as_ref().is_some_and(|s| s.kind == "postgres") {
         return restore_postgres(g, a, repo, snap).map(Some);
+    }
+    if snap.snapshot.source.as_ref().is_some_and(|s| s.kind == "redis") {
+        return restore_redis(g, a, repo, snap).map(Some);
     }
     let Some(src) = snap.snapshot.source.as_ref().filter(|s| s.kind == "sqlite") else { return Ok(None) };
     let manifest: sqlite::Manifest = serde_json::from_value(src.manifest.clone().unwrap_or_default())
