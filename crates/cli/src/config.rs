@@ -125,10 +125,10 @@ pub enum CommandSpec {
 }
 
 /// Source kinds this build knows.
-pub const KINDS: &[&str] = &["files", "command", "sqlite", "postgres", "redis"];
+pub const KINDS: &[&str] = &["files", "command", "sqlite", "postgres", "mariadb", "redis"];
 /// Kinds DESIGN.md plans and the config already accepts the name of (a clear message instead of
 /// "unknown kind").
-const PLANNED: &[&str] = &["mariadb", "nats"];
+const PLANNED: &[&str] = &["nats"];
 
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
@@ -224,9 +224,9 @@ impl Config {
                         }
                     }
                 }
-                "postgres" => {
+                "postgres" | "mariadb" => {
                     if src.database.is_none() {
-                        bail!("{at}: postgres source {:?} needs `database = \"name\"`", src.name);
+                        bail!("{at}: {} source {:?} needs `database = \"name\"`", src.kind, src.name);
                     }
                     for (field, set) in [
                         ("paths", !src.paths.is_empty()),

@@ -7,6 +7,7 @@
 pub mod command;
 mod error;
 pub mod files;
+pub mod mariadb;
 pub mod postgres;
 pub mod redis;
 pub mod sqlite;

@@ -10,7 +10,7 @@ use lifeboat_repository::archiver::{backup as run_backup, BackupOptions, BackupS
 use lifeboat_repository::{lock, snapshots, util, Repository};
 use lifeboat_sources::command::{self, CommandOptions};
 use lifeboat_sources::files::{walk, FilesOptions};
-use lifeboat_sources::{postgres, redis, sqlite};
+use lifeboat_sources::{mariadb, postgres, redis, sqlite};
 
 use crate::args::{BackupArgs, Global, RestoreArgs};
 use crate::config::{substitute, CommandSpec, Config, SourceSection};
@@ -90,6 +90,21 @@ fn backup_one(
             };
             Ok(run_backup(repo, started.entries, &opts)?)
         }
+        "mariadb" => {
+            let conn = maria_connection(src)?;
+            let database = substitute(src.database.as_deref().unwrap_or_default(), &what)?;
+            let started = mariadb::start(&conn, &database)?;
+            let parent = snapshots::find_parent(repo, &host, &started.paths, Some(&src.name))?;
+            let opts = BackupOptions {
+                paths: started.paths.clone(),
+                parent,
+                source: Some(info),
+                finish: Some(started.finish.clone()),
+                chunk_sizes: Some(sqlite::CHUNK_SIZES),
+                ..base
+            };
+            Ok(run_backup(repo, started.entries, &opts)?)
+        }
         "redis" => {
             let conn = redis_connection(src)?;
             let started = redis::start(&conn, &src.databases, src.pattern.as_deref())?;
@@ -106,6 +121,73 @@ fn backup_one(
         }
         k => anyhow::bail!("{what}: kind {k:?} is not supported by this version"),
     }
+}
+
+/// Connection settings of a mariadb source, secrets substituted.
+fn maria_connection(src: &SourceSection) -> Result<mariadb::Connection> {
+    let what = format!("source {}", src.name);
+    let sub = |v: &Option<String>| v.as_deref().map(|x| substitute(x, &what)).transpose();
+    Ok(mariadb::Connection {
+        host: sub(&src.host)?,
+        port: src.port,
+        user: sub(&src.user)?,
+        password: sub(&src.password)?,
+        bin_dir: sub(&src.bin_dir)?,
+    })
+}
+
+/// Restore a mariadb snapshot into the database named by `--target`.
+fn restore_mariadb(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshots::SnapshotEntry) -> Result<i32> {
+    let src = snap.snapshot.source.as_ref().ok_or_else(|| anyhow::anyhow!("snapshot has no source"))?;
+    let manifest: mariadb::Manifest = serde_json::from_value(src.manifest.clone().unwrap_or_default())
+        .map_err(|e| anyhow::anyhow!("snapshot {} has no usable mariadb manifest: {e}", snap.id.short()))?;
+    let node = lifeboat_repository::tree::find_node(repo, &snap.snapshot.tree, &manifest.file)?
+        .ok_or_else(|| anyhow::anyhow!("snapshot {} does not contain {}", snap.id.short(), manifest.file))?;
+    let conn = match context::config(g)?.and_then(|c| c.find(&src.name).ok().cloned()) {
+        Some(s) => maria_connection(&s)?,
+        None => mariadb::Connection::default(),
+    };
+    let database = a.target.to_string_lossy().into_owned();
+    if a.dry_run {
+        let action = if a.overwrite { "drop (if it exists) and recreate, then load" } else { "create, then load" };
+        if g.json {
+            output::json(
+                &serde_json::json!({"snapshot": snap.id, "source": src.name, "kind": "mariadb", "database": database, "action": action, "bytes": node.size, "tables": manifest.tables}),
+            )?;
+        } else {
+            println!(
+                "would restore {} ({}, {} tables) into database {database}: {action}",
+                manifest.file,
+                output::size(node.size),
+                manifest.tables.len()
+            );
+        }
+        return Ok(exit::OK);
+    }
+    let started = std::time::Instant::now();
+    mariadb::restore(repo, &node, &conn, &database, a.overwrite)?;
+    let v = if a.verify { Some(mariadb::verify(&conn, &database, &manifest)?) } else { None };
+    if g.json {
+        output::json(&serde_json::json!({
+            "snapshot": snap.id, "source": src.name, "database": database,
+            "verification": v.as_ref().map(|(ok, m)| serde_json::json!({"ok": ok, "mismatches": m})),
+            "duration_seconds": started.elapsed().as_secs_f64(),
+        }))?;
+    } else if !g.quiet {
+        println!(
+            "restored {} from snapshot {} into database {database} in {}",
+            manifest.file,
+            snap.id.short(),
+            output::duration(started.elapsed())
+        );
+    }
+    if let Some((false, m)) = &v {
+        for x in m {
+            eprintln!("lifeboat: verify: {x}");
+        }
+        anyhow::bail!("restored database does not match the backup's manifest ({} differences)", m.len());
+    }
+    Ok(exit::OK)
 }
 
 /// Connection settings of a redis source, secrets substituted.
@@ -275,6 +357,9 @@ fn restore_postgres(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snaps
 pub fn restore(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshots::SnapshotEntry) -> Result<Option<i32>> {
     if snap.snapshot.source.as_ref().is_some_and(|s| s.kind == "postgres") {
         return restore_postgres(g, a, repo, snap).map(Some);
+    }
+    if snap.snapshot.source.as_ref().is_some_and(|s| s.kind == "mariadb") {
+        return restore_mariadb(g, a, repo, snap).map(Some);
     }
     if snap.snapshot.source.as_ref().is_some_and(|s| s.kind == "redis") {
         return restore_redis(g, a, repo, snap).map(Some);

@@ -1,0 +1,162 @@
+//! The mariadb source against the real server (127.0.0.1:3306, root without password): backup
+//! while a writer runs (counts come from the dump itself, so they match the restore exactly),
+//! restore into a new database, verification, refusal and overwrite, and failure paths.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/common.rs"]
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+fn sql(db: &str, q: &str) -> String {
+    let mut c = Command::new("mariadb");
+    c.args(["-h", "127.0.0.1", "--protocol=TCP", "-u", "root", "-N", "-B"]);
+    if !db.is_empty() {
+        c.args(["-D", db]);
+    }
+    let out = c.args(["-e", q]).output().unwrap();
+    assert!(out.status.success(), "mariadb {q}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn server() -> bool {
+    let ok = Command::new("mariadb")
+        .args(["-h", "127.0.0.1", "--protocol=TCP", "-u", "root", "-e", "SELECT 1"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "MariaDB must be running on 127.0.0.1:3306 in CI");
+        eprintln!("skipping: no MariaDB on 127.0.0.1:3306");
+    }
+    ok
+}
+
+struct Dbs(Vec<String>);
+impl Drop for Dbs {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = Command::new("mariadb")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "--protocol=TCP",
+                    "-u",
+                    "root",
+                    "-e",
+                    &format!("DROP DATABASE IF EXISTS `{d}`"),
+                ])
+                .output();
+        }
+    }
+}
+
+fn lbc(cfg: &Path, args: &[&str]) -> Run {
+    let mut c = bare();
+    c.env("LIFEBOAT_PASSWORD", PASSWORD).arg("--config").arg(cfg).args(args);
+    run(&mut c)
+}
+
+#[test]
+fn mariadb_backup_under_writes_restores_and_verifies() {
+    if !server() {
+        return;
+    }
+    let tag = format!(
+        "{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
+    );
+    let (src, dst) = (format!("lb_src_{tag}"), format!("lb_dst_{tag}"));
+    let _cleanup = Dbs(vec![src.clone(), dst.clone()]);
+    sql("", &format!("CREATE DATABASE {src}"));
+    sql(
+        &src,
+        "CREATE TABLE orders(id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(100), data BLOB) ENGINE=InnoDB;
+               CREATE TABLE `we``ird`(x INT) ENGINE=InnoDB; INSERT INTO `we``ird` VALUES (1),(2);
+               INSERT INTO orders(note, data) SELECT CONCAT('it''s (', seq, ');'), UNHEX('00FF') FROM seq_1_to_20000;",
+    );
+    let tmp = tempdir();
+    let repo = tmp.path().join("repo");
+    let cfg = tmp.path().join("lifeboat.toml");
+    fs::write(&cfg, format!("[repository]\nurl = \"{}\"\n\n[[source]]\nname = \"shop\"\nkind = \"mariadb\"\ndatabase = \"{src}\"\nhost = \"127.0.0.1\"\nuser = \"root\"\n", repo.display())).unwrap();
+    lbc(&cfg, &["init", "--kdf-n", "1024"]).ok();
+    let writer = {
+        let src = src.clone();
+        std::thread::spawn(move || {
+            for _ in 0..50 {
+                let _ = Command::new("mariadb")
+                    .args([
+                        "-h",
+                        "127.0.0.1",
+                        "--protocol=TCP",
+                        "-u",
+                        "root",
+                        "-D",
+                        &src,
+                        "-e",
+                        "INSERT INTO orders(note) VALUES ('live')",
+                    ])
+                    .output();
+            }
+        })
+    };
+    let b: serde_json::Value = serde_json::from_str(&lbc(&cfg, &["backup", "shop", "--json"]).ok().stdout).unwrap();
+    writer.join().unwrap();
+    let m = &b[0]["manifest"];
+    let orders = m["tables"]["orders"].as_u64().unwrap();
+    assert!(orders >= 20_000, "{m:#}");
+    assert_eq!(m["tables"]["we`ird"], 2, "{m:#}");
+
+    let r = lbc(&cfg, &["restore", "latest", "--source", "shop", "--target", &dst, "--verify", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["verification"]["ok"], true, "{v:#}");
+    assert_eq!(sql(&dst, "SELECT COUNT(*) FROM orders").parse::<u64>().unwrap(), orders);
+    assert_eq!(sql(&dst, "SELECT note FROM orders WHERE id = 7"), "it's (7);");
+    assert_eq!(sql(&dst, "SELECT HEX(data) FROM orders WHERE id = 7"), "00FF");
+
+    let refused = lbc(&cfg, &["restore", "latest", "--source", "shop", "--target", &dst]);
+    assert_eq!(refused.code, 1);
+    assert_eq!(refused.stderr.trim().lines().count(), 1, "{}", refused.stderr);
+    assert!(refused.stderr.contains("--overwrite"), "{}", refused.stderr);
+    sql(&dst, "DELETE FROM orders WHERE id < 100");
+    lbc(&cfg, &["restore", "latest", "--source", "shop", "--target", &dst, "--overwrite", "--verify"]).ok();
+    assert_eq!(sql(&dst, "SELECT COUNT(*) FROM orders").parse::<u64>().unwrap(), orders);
+    assert_eq!(rs(&repo, &["check", "--read-data"]).code, 0);
+}
+
+#[test]
+fn mariadb_failures_name_the_source_and_record_nothing() {
+    if !server() {
+        return;
+    }
+    let tmp = tempdir();
+    let repo = tmp.path().join("repo");
+    let cfg = tmp.path().join("lifeboat.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[repository]\nurl = \"{}\"\n\n[[source]]\nname = \"down\"\nkind = \"mariadb\"\ndatabase = \"x\"\nhost = \"127.0.0.1\"\nport = 1\nuser = \"root\"\n\n\
+             [[source]]\nname = \"missing\"\nkind = \"mariadb\"\ndatabase = \"lb_no_such_db\"\nhost = \"127.0.0.1\"\nuser = \"root\"\n\n\
+             [[source]]\nname = \"bad-password\"\nkind = \"mariadb\"\ndatabase = \"mysql\"\nhost = \"127.0.0.1\"\nuser = \"root\"\npassword = \"pw-91c2\"\n",
+            repo.display()
+        ),
+    )
+    .unwrap();
+    lbc(&cfg, &["init", "--kdf-n", "1024"]).ok();
+    let r = lbc(&cfg, &["backup", "--all"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let lines: Vec<&str> = r.stderr.trim().lines().collect();
+    assert_eq!(lines.len(), 3, "{}", r.stderr);
+    assert!(lines[0].contains("source down:") && lines[0].contains("127.0.0.1:1"), "{}", r.stderr);
+    assert!(lines[1].contains("source missing:") && lines[1].contains("lb_no_such_db"), "{}", r.stderr);
+    assert!(lines[2].contains("source bad-password:") && lines[2].contains("denied"), "{}", r.stderr);
+    assert!(!r.stderr.contains("pw-91c2"), "{}", r.stderr);
+    let snaps: serde_json::Value = serde_json::from_str(&lbc(&cfg, &["snapshots", "--json"]).ok().stdout).unwrap();
+    assert_eq!(snaps.as_array().map(Vec::len), Some(0));
+}
