@@ -51,12 +51,19 @@ pub fn backend(url: &str) -> Result<Arc<dyn Backend>> {
 }
 
 /// The config file named by `--config`/`LIFEBOAT_CONFIG`, or `./lifeboat.toml` if present.
-pub fn config(g: &Global) -> Result<Option<Config>> {
-    match &g.config {
-        Some(p) => Config::load(p).map(Some),
-        None if Path::new(DEFAULT_CONFIG).is_file() => Config::load(Path::new(DEFAULT_CONFIG)).map(Some),
-        None => Ok(None),
-    }
+/// Read and validated once per process (the repository URL, the password and the compression
+/// all consult it).
+pub fn config(g: &Global) -> Result<Option<Arc<Config>>> {
+    static CONFIG: std::sync::OnceLock<std::result::Result<Option<Arc<Config>>, String>> = std::sync::OnceLock::new();
+    let loaded = CONFIG.get_or_init(|| {
+        let r = match &g.config {
+            Some(p) => Config::load(p).map(Some),
+            None if Path::new(DEFAULT_CONFIG).is_file() => Config::load(Path::new(DEFAULT_CONFIG)).map(Some),
+            None => Ok(None),
+        };
+        r.map(|c| c.map(Arc::new)).map_err(|e| crate::exit::message(&e))
+    });
+    loaded.clone().map_err(|e| anyhow::anyhow!(e))
 }
 
 /// The default config file name.
@@ -67,7 +74,7 @@ pub fn repo_url(g: &Global) -> Result<String> {
     if let Some(r) = &g.repo {
         return Ok(r.clone());
     }
-    if let Some(url) = config(g)?.and_then(|c| c.repository.url) {
+    if let Some(url) = config(g)?.and_then(|c| c.repository.url.clone()) {
         return crate::config::substitute(&url, "[repository] url");
     }
     bail!("no repository given: use --repo DIR, set LIFEBOAT_REPOSITORY, or set [repository] url in {DEFAULT_CONFIG}")
@@ -151,7 +158,7 @@ pub fn open(g: &Global) -> Result<Repository> {
 pub fn compression(g: &Global) -> Result<Compression> {
     let text = match &g.compression {
         Some(c) => c.clone(),
-        None => config(g)?.and_then(|c| c.repository.compression).unwrap_or_else(|| "auto".into()),
+        None => config(g)?.and_then(|c| c.repository.compression.clone()).unwrap_or_else(|| "auto".into()),
     };
     text.parse::<Compression>().map_err(|e| anyhow::anyhow!(e))
 }
