@@ -8,7 +8,6 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -25,16 +24,10 @@ fn sql(db: &str, q: &str) -> String {
 }
 
 fn server() -> bool {
-    let ok = Command::new("mariadb")
-        .args(["-h", "127.0.0.1", "--protocol=TCP", "-u", "root", "-e", "SELECT 1"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(std::env::var_os("CI").is_none(), "MariaDB must be running on 127.0.0.1:3306 in CI");
-        eprintln!("skipping: no MariaDB on 127.0.0.1:3306");
-    }
-    ok
+    service(
+        "MariaDB on 127.0.0.1:3306",
+        Command::new("mariadb").args(["-h", "127.0.0.1", "--protocol=TCP", "-u", "root", "-e", "SELECT 1"]),
+    )
 }
 
 struct Dbs(Vec<String>);
@@ -56,22 +49,12 @@ impl Drop for Dbs {
     }
 }
 
-fn lbc(cfg: &Path, args: &[&str]) -> Run {
-    let mut c = bare();
-    c.env("LIFEBOAT_PASSWORD", PASSWORD).arg("--config").arg(cfg).args(args);
-    run(&mut c)
-}
-
 #[test]
 fn mariadb_backup_under_writes_restores_and_verifies() {
     if !server() {
         return;
     }
-    let tag = format!(
-        "{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
-    );
+    let tag = unique_tag();
     let (src, dst) = (format!("lb_src_{tag}"), format!("lb_dst_{tag}"));
     let _cleanup = Dbs(vec![src.clone(), dst.clone()]);
     sql("", &format!("CREATE DATABASE {src}"));

@@ -39,16 +39,7 @@ fn psql(db: &str, sql: &str) -> String {
 
 /// Skips (with a reason) when no server is reachable, except in CI where it must be.
 fn server() -> bool {
-    let ok = Command::new("pg_isready")
-        .args(["-h", "127.0.0.1", "-p", "5432"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(std::env::var_os("CI").is_none(), "PostgreSQL must be running on 127.0.0.1:5432 in CI");
-        eprintln!("skipping: no PostgreSQL on 127.0.0.1:5432");
-    }
-    ok
+    service("PostgreSQL on 127.0.0.1:5432", Command::new("pg_isready").args(["-h", "127.0.0.1", "-p", "5432"]))
 }
 
 /// Drops the named databases when dropped.
@@ -80,22 +71,12 @@ fn config(dir: &Path, repo: &Path, body: &str) -> std::path::PathBuf {
     cfg
 }
 
-fn lbc(cfg: &Path, args: &[&str]) -> Run {
-    let mut c = bare();
-    c.env("LIFEBOAT_PASSWORD", PASSWORD).arg("--config").arg(cfg).args(args);
-    run(&mut c)
-}
-
 #[test]
 fn postgres_backup_under_writes_restores_and_verifies() {
     if !server() {
         return;
     }
-    let tag = format!(
-        "{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
-    );
+    let tag = unique_tag();
     let (src, dst) = (format!("lb_src_{tag}"), format!("lb_dst_{tag}"));
     let _cleanup = Dbs(vec![src.clone(), dst.clone()]);
     psql("postgres", &format!("CREATE DATABASE {src}"));

@@ -8,10 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::Utc;
-use lifeboat_format::mode::go_mode_from_unix;
-use lifeboat_format::{Node, NodeType};
 use lifeboat_repository::archiver::{Content, Entry, ManifestHook};
-use lifeboat_repository::util;
 
 use crate::SourceError;
 
@@ -79,13 +76,7 @@ pub fn start(opts: &CommandOptions) -> Result<(Vec<String>, std::vec::IntoIter<E
             }
         })
     });
-    let mut node = Node::from_raw_name(opts.filename.as_bytes(), NodeType::File);
-    node.mode = go_mode_from_unix(0o100644);
-    node.mtime = Some(started);
-    node.atime = Some(started);
-    node.ctime = Some(started);
-    node.uid = util::current_uid();
-    node.gid = util::current_gid();
+    let node = crate::artifact::node(&opts.filename, 0o644, started);
     let entries = vec![Entry::File { node, content: Content::Reader(Box::new(stdout)) }];
     let child = Mutex::new(Some((child, stderr_reader)));
     let (display, allow_failure, filename) = (opts.display.clone(), opts.allow_failure, opts.filename.clone());

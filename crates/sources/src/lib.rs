@@ -4,6 +4,7 @@
 //! `files` and `command` exist so far; database sources will live beside them and are the only
 //! place database clients may appear.
 
+mod artifact;
 pub mod command;
 mod error;
 pub mod files;

@@ -11,10 +11,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
-use lifeboat_format::mode::go_mode_from_unix;
-use lifeboat_format::{Node, NodeType};
+use lifeboat_format::Node;
 use lifeboat_repository::archiver::{Content, Entry, ManifestHook};
-use lifeboat_repository::{restorer, util, Repository};
+use lifeboat_repository::{restorer, Repository};
 use serde::{Deserialize, Serialize};
 
 use crate::SourceError;
@@ -293,10 +292,7 @@ pub fn start(conn: &Connection, database: &str) -> Result<Started, SourceError> 
     let counter = Arc::new(Mutex::new(DumpCounter::default()));
     let file = format!("{database}.sql");
     let now = Utc::now();
-    let mut node = Node::from_raw_name(file.as_bytes(), NodeType::File);
-    node.mode = go_mode_from_unix(0o100600);
-    (node.mtime, node.atime, node.ctime) = (Some(now), Some(now), Some(now));
-    (node.uid, node.gid) = (util::current_uid(), util::current_gid());
+    let node = crate::artifact::node(&file, 0o600, now);
     let reader = Counting { inner: stdout, counter: counter.clone() };
     let entries = vec![Entry::File { node, content: Content::Reader(Box::new(reader)) }];
     let state = Mutex::new(Some((child, stderr)));
@@ -373,14 +369,8 @@ pub fn verify(conn: &Connection, database: &str, manifest: &Manifest) -> Result<
         let n: u64 = conn.sql(database, &format!("SELECT COUNT(*) FROM {}", ident(t)))?.trim().parse().unwrap_or(0);
         found.insert(t.to_string(), n);
     }
-    let mut mismatches = Vec::new();
-    for (t, want) in &manifest.tables {
-        match found.get(t) {
-            Some(got) if got == want => {}
-            Some(got) => mismatches.push(format!("{t}: expected {want} rows, found {got}")),
-            None => mismatches.push(format!("{t}: table missing")),
-        }
-    }
+    // Empty tables have no INSERT in the dump, so they are not in the manifest: no extras check.
+    let mismatches = crate::artifact::compare_counts(&manifest.tables, &found, false);
     Ok((mismatches.is_empty(), mismatches))
 }
 

@@ -13,10 +13,9 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
-use lifeboat_format::mode::go_mode_from_unix;
-use lifeboat_format::{Node, NodeType};
+use lifeboat_format::Node;
 use lifeboat_repository::archiver::{Content, Entry, ManifestHook};
-use lifeboat_repository::{restorer, util, Repository};
+use lifeboat_repository::{restorer, Repository};
 use serde::{Deserialize, Serialize};
 
 use crate::SourceError;
@@ -248,10 +247,7 @@ pub fn start(conn: &Connection, database: &str) -> Result<Started, SourceError> 
     let dump_err = collect_stderr(&mut dump);
     let stdout = dump.stdout.take().ok_or_else(|| db_err(&s.target, "pg_dump has no stdout"))?;
     let now = Utc::now();
-    let mut node = Node::from_raw_name(file.as_bytes(), NodeType::File);
-    node.mode = go_mode_from_unix(0o100600);
-    (node.mtime, node.atime, node.ctime) = (Some(now), Some(now), Some(now));
-    (node.uid, node.gid) = (util::current_uid(), util::current_gid());
+    let node = crate::artifact::node(&file, 0o600, now);
     let entries = vec![Entry::File { node, content: Content::Reader(Box::new(stdout)) }];
     let target = s.target.clone();
     let state = Mutex::new(Some((dump, s)));
@@ -301,17 +297,7 @@ pub fn verify(conn: &Connection, database: &str, manifest: &Manifest) -> Result<
     let mut s = Session::open(conn, database)?;
     let tables = counts(&mut s)?;
     s.close();
-    let mut mismatches = Vec::new();
-    for (t, want) in &manifest.tables {
-        match tables.get(t) {
-            Some(got) if got == want => {}
-            Some(got) => mismatches.push(format!("{t}: expected {want} rows, found {got}")),
-            None => mismatches.push(format!("{t}: table missing")),
-        }
-    }
-    for t in tables.keys().filter(|t| !manifest.tables.contains_key(*t)) {
-        mismatches.push(format!("{t}: table not in the backup"));
-    }
+    let mismatches = crate::artifact::compare_counts(&manifest.tables, &tables, true);
     Ok(Verification { ok: mismatches.is_empty(), mismatches, tables })
 }
 

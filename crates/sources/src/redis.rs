@@ -17,10 +17,9 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use chrono::Utc;
-use lifeboat_format::mode::go_mode_from_unix;
-use lifeboat_format::{Node, NodeType};
+use lifeboat_format::Node;
 use lifeboat_repository::archiver::{Content, Entry};
-use lifeboat_repository::{restorer, util, Repository};
+use lifeboat_repository::{restorer, Repository};
 use serde::{Deserialize, Serialize};
 
 use crate::SourceError;
@@ -339,10 +338,7 @@ pub fn start(conn: &Connection, databases: &[u32], pattern: Option<&str>) -> Res
             count: count.clone(),
         };
         let file = format!("db{db}.keys");
-        let mut node = Node::from_raw_name(file.as_bytes(), NodeType::File);
-        node.mode = go_mode_from_unix(0o100600);
-        (node.mtime, node.atime, node.ctime) = (Some(now), Some(now), Some(now));
-        (node.uid, node.gid) = (util::current_uid(), util::current_gid());
+        let node = crate::artifact::node(&file, 0o600, now);
         entries.push(Entry::File { node, content: Content::Reader(Box::new(stream)) });
         counters.insert(db, count);
         files.insert(db, file);

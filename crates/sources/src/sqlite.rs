@@ -130,17 +130,7 @@ pub fn verify(db: &Path, manifest: &Manifest) -> Result<Verification, SourceErro
     };
     drop(conn);
     let (tables, _) = describe(db)?;
-    let mut mismatches = Vec::new();
-    for (t, want) in &manifest.tables {
-        match tables.get(t) {
-            Some(got) if got == want => {}
-            Some(got) => mismatches.push(format!("{t}: expected {want} rows, found {got}")),
-            None => mismatches.push(format!("{t}: table missing")),
-        }
-    }
-    for t in tables.keys().filter(|t| !manifest.tables.contains_key(*t)) {
-        mismatches.push(format!("{t}: table not in the backup"));
-    }
+    let mismatches = crate::artifact::compare_counts(&manifest.tables, &tables, true);
     let ok = integrity == ["ok"] && mismatches.is_empty();
     Ok(Verification { ok, integrity, mismatches, tables })
 }

@@ -123,10 +123,44 @@ fn backup_one(
     }
 }
 
+/// The snapshot's source and its manifest, decoded as the kind's manifest type.
+fn manifest_of<T: serde::de::DeserializeOwned>(snap: &snapshots::SnapshotEntry) -> Result<(&SourceInfo, T)> {
+    let src = snap.snapshot.source.as_ref().ok_or_else(|| anyhow::anyhow!("snapshot has no source"))?;
+    let manifest = serde_json::from_value(src.manifest.clone().unwrap_or_default())
+        .map_err(|e| anyhow::anyhow!("snapshot {} has no usable {} manifest: {e}", snap.id.short(), src.kind))?;
+    Ok((src, manifest))
+}
+
+/// The generated file of a database-like snapshot: stored at the root, under its file name.
+fn artifact(repo: &Repository, snap: &snapshots::SnapshotEntry, file: &str) -> Result<lifeboat_format::Node> {
+    lifeboat_repository::tree::find_node(repo, &snap.snapshot.tree, file)?
+        .ok_or_else(|| anyhow::anyhow!("snapshot {} does not contain {file}", snap.id.short()))
+}
+
+/// The config entry of a snapshot's source (its connection settings), if the config has one.
+fn configured(g: &Global, name: &str) -> Result<Option<SourceSection>> {
+    Ok(context::config(g)?.and_then(|c| c.find(name).ok().cloned()))
+}
+
+/// A setting of a source with `${VAR}` substituted.
+fn setting(src: &SourceSection, v: &Option<String>) -> Result<Option<String>> {
+    v.as_deref().map(|x| substitute(x, &format!("source {}", src.name))).transpose()
+}
+
+/// Print each difference a verification found and fail; `Ok` when there are none.
+fn fail_on_mismatches(mismatches: &[String], what: &str) -> Result<()> {
+    if mismatches.is_empty() {
+        return Ok(());
+    }
+    for m in mismatches {
+        eprintln!("lifeboat: verify: {m}");
+    }
+    anyhow::bail!("restored {what} does not match the backup's manifest ({} differences)", mismatches.len())
+}
+
 /// Connection settings of a mariadb source, secrets substituted.
 fn maria_connection(src: &SourceSection) -> Result<mariadb::Connection> {
-    let what = format!("source {}", src.name);
-    let sub = |v: &Option<String>| v.as_deref().map(|x| substitute(x, &what)).transpose();
+    let sub = |v: &Option<String>| setting(src, v);
     Ok(mariadb::Connection {
         host: sub(&src.host)?,
         port: src.port,
@@ -138,12 +172,9 @@ fn maria_connection(src: &SourceSection) -> Result<mariadb::Connection> {
 
 /// Restore a mariadb snapshot into the database named by `--target`.
 fn restore_mariadb(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshots::SnapshotEntry) -> Result<i32> {
-    let src = snap.snapshot.source.as_ref().ok_or_else(|| anyhow::anyhow!("snapshot has no source"))?;
-    let manifest: mariadb::Manifest = serde_json::from_value(src.manifest.clone().unwrap_or_default())
-        .map_err(|e| anyhow::anyhow!("snapshot {} has no usable mariadb manifest: {e}", snap.id.short()))?;
-    let node = lifeboat_repository::tree::find_node(repo, &snap.snapshot.tree, &manifest.file)?
-        .ok_or_else(|| anyhow::anyhow!("snapshot {} does not contain {}", snap.id.short(), manifest.file))?;
-    let conn = match context::config(g)?.and_then(|c| c.find(&src.name).ok().cloned()) {
+    let (src, manifest): (_, mariadb::Manifest) = manifest_of(snap)?;
+    let node = artifact(repo, snap, &manifest.file)?;
+    let conn = match configured(g, &src.name)? {
         Some(s) => maria_connection(&s)?,
         None => mariadb::Connection::default(),
     };
@@ -181,19 +212,15 @@ fn restore_mariadb(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapsh
             output::duration(started.elapsed())
         );
     }
-    if let Some((false, m)) = &v {
-        for x in m {
-            eprintln!("lifeboat: verify: {x}");
-        }
-        anyhow::bail!("restored database does not match the backup's manifest ({} differences)", m.len());
+    if let Some((_, m)) = &v {
+        fail_on_mismatches(m, "database")?;
     }
     Ok(exit::OK)
 }
 
 /// Connection settings of a redis source, secrets substituted.
 fn redis_connection(src: &SourceSection) -> Result<redis::Connection> {
-    let what = format!("source {}", src.name);
-    let sub = |v: &Option<String>| v.as_deref().map(|x| substitute(x, &what)).transpose();
+    let sub = |v: &Option<String>| setting(src, v);
     let d = redis::Connection::default();
     Ok(redis::Connection {
         host: sub(&src.host)?.unwrap_or(d.host),
@@ -206,10 +233,8 @@ fn redis_connection(src: &SourceSection) -> Result<redis::Connection> {
 /// Restore a redis snapshot into a running server. `--target` is `redis://HOST:PORT[/DB]`, or a
 /// database index on the source's configured server.
 fn restore_redis(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshots::SnapshotEntry) -> Result<i32> {
-    let src = snap.snapshot.source.as_ref().ok_or_else(|| anyhow::anyhow!("snapshot has no source"))?;
-    let manifest: redis::Manifest = serde_json::from_value(src.manifest.clone().unwrap_or_default())
-        .map_err(|e| anyhow::anyhow!("snapshot {} has no usable redis manifest: {e}", snap.id.short()))?;
-    let mut conn = match context::config(g)?.and_then(|c| c.find(&src.name).ok().cloned()) {
+    let (src, manifest): (_, redis::Manifest) = manifest_of(snap)?;
+    let mut conn = match configured(g, &src.name)? {
         Some(s) => redis_connection(&s)?,
         None => redis::Connection::default(),
     };
@@ -230,9 +255,7 @@ fn restore_redis(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshot
     };
     let mut files = Vec::new();
     for (db, file) in &manifest.files {
-        let node = lifeboat_repository::tree::find_node(repo, &snap.snapshot.tree, file)?
-            .ok_or_else(|| anyhow::anyhow!("snapshot {} does not contain {file}", snap.id.short()))?;
-        files.push((*db, node));
+        files.push((*db, artifact(repo, snap, file)?));
     }
     if a.dry_run {
         let plan: Vec<_> = manifest
@@ -273,19 +296,15 @@ fn restore_redis(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshot
             output::duration(started.elapsed())
         );
     }
-    if let Some((false, m)) = &verification {
-        for x in m {
-            eprintln!("lifeboat: verify: {x}");
-        }
-        anyhow::bail!("restored keys do not match the backup's manifest ({} differences)", m.len());
+    if let Some((_, m)) = &verification {
+        fail_on_mismatches(m, "keys")?;
     }
     Ok(exit::OK)
 }
 
 /// Connection settings of a postgres source, secrets substituted.
 fn pg_connection(src: &SourceSection) -> Result<postgres::Connection> {
-    let what = format!("source {}", src.name);
-    let sub = |v: &Option<String>| v.as_deref().map(|x| substitute(x, &what)).transpose();
+    let sub = |v: &Option<String>| setting(src, v);
     Ok(postgres::Connection {
         host: sub(&src.host)?,
         port: src.port,
@@ -297,13 +316,9 @@ fn pg_connection(src: &SourceSection) -> Result<postgres::Connection> {
 
 /// Restore a postgres snapshot into the database named by `--target`.
 fn restore_postgres(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshots::SnapshotEntry) -> Result<i32> {
-    let src = snap.snapshot.source.as_ref().ok_or_else(|| anyhow::anyhow!("snapshot has no source"))?;
-    let manifest: postgres::Manifest = serde_json::from_value(src.manifest.clone().unwrap_or_default())
-        .map_err(|e| anyhow::anyhow!("snapshot {} has no usable postgres manifest: {e}", snap.id.short()))?;
-    let node = lifeboat_repository::tree::find_node(repo, &snap.snapshot.tree, &manifest.file)?
-        .ok_or_else(|| anyhow::anyhow!("snapshot {} does not contain {}", snap.id.short(), manifest.file))?;
-    // Connection settings from the config entry of the same source, if there is one.
-    let conn = match context::config(g)?.and_then(|c| c.find(&src.name).ok().cloned()) {
+    let (src, manifest): (_, postgres::Manifest) = manifest_of(snap)?;
+    let node = artifact(repo, snap, &manifest.file)?;
+    let conn = match configured(g, &src.name)? {
         Some(s) => pg_connection(&s)?,
         None => postgres::Connection::default(),
     };
@@ -344,32 +359,27 @@ fn restore_postgres(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snaps
             if v.is_some() { format!("; {} tables' row counts checked", manifest.tables.len()) } else { String::new() }
         );
     }
-    if let Some(v) = v.filter(|v| !v.ok) {
-        for m in &v.mismatches {
-            eprintln!("lifeboat: verify: {m}");
-        }
-        anyhow::bail!("restored database does not match the backup's manifest ({} differences)", v.mismatches.len());
+    if let Some(v) = &v {
+        fail_on_mismatches(&v.mismatches, "database")?;
     }
     Ok(exit::OK)
 }
 
 /// Restore a snapshot of a database-like source to its kind's target; `None` for file trees.
 pub fn restore(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshots::SnapshotEntry) -> Result<Option<i32>> {
-    if snap.snapshot.source.as_ref().is_some_and(|s| s.kind == "postgres") {
-        return restore_postgres(g, a, repo, snap).map(Some);
+    match snap.snapshot.source.as_ref().map(|s| s.kind.as_str()) {
+        Some("postgres") => restore_postgres(g, a, repo, snap).map(Some),
+        Some("mariadb") => restore_mariadb(g, a, repo, snap).map(Some),
+        Some("redis") => restore_redis(g, a, repo, snap).map(Some),
+        Some("sqlite") => restore_sqlite(g, a, repo, snap).map(Some),
+        _ => Ok(None),
     }
-    if snap.snapshot.source.as_ref().is_some_and(|s| s.kind == "mariadb") {
-        return restore_mariadb(g, a, repo, snap).map(Some);
-    }
-    if snap.snapshot.source.as_ref().is_some_and(|s| s.kind == "redis") {
-        return restore_redis(g, a, repo, snap).map(Some);
-    }
-    let Some(src) = snap.snapshot.source.as_ref().filter(|s| s.kind == "sqlite") else { return Ok(None) };
-    let manifest: sqlite::Manifest = serde_json::from_value(src.manifest.clone().unwrap_or_default())
-        .map_err(|e| anyhow::anyhow!("snapshot {} has no usable sqlite manifest: {e}", snap.id.short()))?;
-    // Database sources store their artifact at the root of the snapshot, under its file name.
-    let node = lifeboat_repository::tree::find_node(repo, &snap.snapshot.tree, &manifest.file)?
-        .ok_or_else(|| anyhow::anyhow!("snapshot {} does not contain {}", snap.id.short(), manifest.file))?;
+}
+
+/// Restore a sqlite snapshot to the database file named by `--target`.
+fn restore_sqlite(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshots::SnapshotEntry) -> Result<i32> {
+    let (src, manifest): (_, sqlite::Manifest) = manifest_of(snap)?;
+    let node = artifact(repo, snap, &manifest.file)?;
     if a.dry_run {
         let plan = serde_json::json!({
             "snapshot": snap.id, "source": src.name, "kind": "sqlite", "target": a.target,
@@ -389,7 +399,7 @@ pub fn restore(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshots:
                 snap.id.short()
             );
         }
-        return Ok(Some(exit::OK));
+        return Ok(exit::OK);
     }
     let started = std::time::Instant::now();
     let v = sqlite::restore(repo, &node, &manifest, &a.target, a.overwrite)?;
@@ -408,13 +418,10 @@ pub fn restore(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshots:
             if a.verify { format!(", {} tables' row counts checked", manifest.tables.len()) } else { String::new() }
         );
     }
-    if a.verify && !v.ok {
-        for m in &v.mismatches {
-            eprintln!("lifeboat: verify: {m}");
-        }
-        anyhow::bail!("restored database does not match the backup's manifest ({} differences)", v.mismatches.len());
+    if a.verify {
+        fail_on_mismatches(&v.mismatches, "database")?;
     }
-    Ok(Some(exit::OK))
+    Ok(exit::OK)
 }
 
 /// `backup --all` / `backup SOURCE…`: each source in turn; a failing source is reported and

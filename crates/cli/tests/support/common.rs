@@ -487,3 +487,25 @@ pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<
 pub fn is_root() -> bool {
     fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
 }
+
+/// Run `lifeboat --config CFG ARGS…` with the test password in the environment.
+pub fn lbc(cfg: &Path, args: &[&str]) -> Run {
+    run(bare().env("LIFEBOAT_PASSWORD", PASSWORD).arg("--config").arg(cfg).args(args))
+}
+
+/// Whether a server a test needs answers `probe`. Outside CI a missing server skips the test
+/// with a printed reason; in CI (`CI` set) it fails it.
+pub fn service(what: &str, probe: &mut Command) -> bool {
+    let ok = probe.stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false);
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "{what} must be running in CI");
+        eprintln!("skipping: {what} is not reachable");
+    }
+    ok
+}
+
+/// A name unique to this test run, for throwaway databases and key prefixes.
+pub fn unique_tag() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{}_{nanos}", std::process::id())
+}
