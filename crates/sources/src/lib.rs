@@ -5,6 +5,7 @@
 //! place database clients may appear.
 
 mod artifact;
+pub mod client;
 pub mod command;
 mod error;
 pub mod files;

@@ -18,20 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::SourceError;
 
-/// How to reach the server.
-#[derive(Clone, Debug, Default)]
-pub struct Connection {
-    /// Host (TCP) — default: the local socket.
-    pub host: Option<String>,
-    /// Port.
-    pub port: Option<u16>,
-    /// User.
-    pub user: Option<String>,
-    /// Password (already substituted), passed as `MYSQL_PWD`.
-    pub password: Option<String>,
-    /// Directory of `mariadb` and `mariadb-dump` (default: PATH).
-    pub bin_dir: Option<String>,
-}
+pub use crate::client::Connection;
 
 /// Writes a client program's standard input (the dump, on restore).
 type Feeder<'a> = dyn FnMut(&mut std::process::ChildStdin) -> Result<(), SourceError> + 'a;
@@ -53,22 +40,27 @@ fn err(target: &str, m: impl std::fmt::Display) -> SourceError {
     SourceError::Database { target: target.to_string(), message: m.to_string() }
 }
 
-impl Connection {
+/// How the mariadb clients are invoked on a [`Connection`].
+trait MariaClients {
+    fn target(&self, db: &str) -> String;
+    fn command(&self, program: &str) -> Command;
+    fn run(
+        &self,
+        program: &str,
+        db: &str,
+        args: &[&str],
+        input: Option<&mut Feeder<'_>>,
+    ) -> Result<String, SourceError>;
+    fn sql(&self, db: &str, sql: &str) -> Result<String, SourceError>;
+}
+
+impl MariaClients for Connection {
     fn target(&self, db: &str) -> String {
-        format!(
-            "mariadb {}@{}:{}/{db}",
-            self.user.as_deref().unwrap_or("(default user)"),
-            self.host.as_deref().unwrap_or("localhost"),
-            self.port.unwrap_or(3306)
-        )
+        self.describe("mariadb", 3306, db)
     }
 
     fn command(&self, program: &str) -> Command {
-        let path = match &self.bin_dir {
-            Some(d) => std::path::Path::new(d).join(program),
-            None => program.into(),
-        };
-        let mut c = Command::new(path);
+        let mut c = Command::new(self.program(program));
         if let Some(h) = &self.host {
             c.arg("-h").arg(h).arg("--protocol=TCP");
         }

@@ -20,19 +20,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::SourceError;
 
-/// How to reach the server.
-#[derive(Clone, Debug, Default)]
-pub struct Connection {
-    /// Host or socket directory.
-    pub host: Option<String>,
-    /// Port.
-    pub port: Option<u16>,
-    /// Role.
-    pub user: Option<String>,
-    /// Password (already substituted); passed as `PGPASSWORD`.
-    pub password: Option<String>,
-    /// Directory holding `psql`, `pg_dump`, `pg_restore` (default: `PATH`).
-    pub bin_dir: Option<String>,
+pub use crate::client::Connection;
+
+/// How the postgres clients are invoked on a [`Connection`].
+trait PgClients {
+    fn target(&self, db: &str) -> String;
+    fn command(&self, program: &str) -> Command;
+    fn spawn(&self, c: Command, program: &str, db: &str) -> Result<Child, SourceError>;
 }
 
 /// What the postgres source records.
@@ -58,22 +52,13 @@ fn db_err(target: &str, message: impl std::fmt::Display) -> SourceError {
     SourceError::Database { target: target.to_string(), message: message.to_string() }
 }
 
-impl Connection {
+impl PgClients for Connection {
     fn target(&self, db: &str) -> String {
-        format!(
-            "postgres {}@{}:{}/{db}",
-            self.user.as_deref().unwrap_or("(default user)"),
-            self.host.as_deref().unwrap_or("localhost"),
-            self.port.unwrap_or(5432)
-        )
+        self.describe("postgres", 5432, db)
     }
 
     fn command(&self, program: &str) -> Command {
-        let path = match &self.bin_dir {
-            Some(d) => std::path::Path::new(d).join(program),
-            None => program.into(),
-        };
-        let mut c = Command::new(path);
+        let mut c = Command::new(self.program(program));
         if let Some(h) = &self.host {
             c.arg("-h").arg(h);
         }

@@ -8,6 +8,7 @@ use chrono::Local;
 use lifeboat_format::SourceInfo;
 use lifeboat_repository::archiver::{backup as run_backup, BackupOptions, BackupStats};
 use lifeboat_repository::{lock, snapshots, util, Repository};
+use lifeboat_sources::client;
 use lifeboat_sources::command::{self, CommandOptions};
 use lifeboat_sources::files::{walk, FilesOptions};
 use lifeboat_sources::{mariadb, postgres, redis, sqlite};
@@ -75,7 +76,7 @@ fn backup_one(
             Ok(stats)
         }
         "postgres" => {
-            let conn = pg_connection(src)?;
+            let conn = client_connection(src)?;
             let database = substitute(src.database.as_deref().unwrap_or_default(), &what)?;
             let started = postgres::start(&conn, &database)?;
             info.manifest = Some(serde_json::to_value(&started.manifest)?);
@@ -91,7 +92,7 @@ fn backup_one(
             Ok(run_backup(repo, started.entries, &opts)?)
         }
         "mariadb" => {
-            let conn = maria_connection(src)?;
+            let conn = client_connection(src)?;
             let database = substitute(src.database.as_deref().unwrap_or_default(), &what)?;
             let started = mariadb::start(&conn, &database)?;
             let parent = snapshots::find_parent(repo, &host, &started.paths, Some(&src.name))?;
@@ -158,25 +159,13 @@ fn fail_on_mismatches(mismatches: &[String], what: &str) -> Result<()> {
     anyhow::bail!("restored {what} does not match the backup's manifest ({} differences)", mismatches.len())
 }
 
-/// Connection settings of a mariadb source, secrets substituted.
-fn maria_connection(src: &SourceSection) -> Result<mariadb::Connection> {
-    let sub = |v: &Option<String>| setting(src, v);
-    Ok(mariadb::Connection {
-        host: sub(&src.host)?,
-        port: src.port,
-        user: sub(&src.user)?,
-        password: sub(&src.password)?,
-        bin_dir: sub(&src.bin_dir)?,
-    })
-}
-
 /// Restore a mariadb snapshot into the database named by `--target`.
 fn restore_mariadb(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshots::SnapshotEntry) -> Result<i32> {
     let (src, manifest): (_, mariadb::Manifest) = manifest_of(snap)?;
     let node = artifact(repo, snap, &manifest.file)?;
     let conn = match configured(g, &src.name)? {
-        Some(s) => maria_connection(&s)?,
-        None => mariadb::Connection::default(),
+        Some(s) => client_connection(&s)?,
+        None => client::Connection::default(),
     };
     let database = a.target.to_string_lossy().into_owned();
     if a.dry_run {
@@ -302,10 +291,10 @@ fn restore_redis(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshot
     Ok(exit::OK)
 }
 
-/// Connection settings of a postgres source, secrets substituted.
-fn pg_connection(src: &SourceSection) -> Result<postgres::Connection> {
+/// Connection settings of a postgres or mariadb source, secrets substituted.
+fn client_connection(src: &SourceSection) -> Result<client::Connection> {
     let sub = |v: &Option<String>| setting(src, v);
-    Ok(postgres::Connection {
+    Ok(client::Connection {
         host: sub(&src.host)?,
         port: src.port,
         user: sub(&src.user)?,
@@ -319,8 +308,8 @@ fn restore_postgres(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snaps
     let (src, manifest): (_, postgres::Manifest) = manifest_of(snap)?;
     let node = artifact(repo, snap, &manifest.file)?;
     let conn = match configured(g, &src.name)? {
-        Some(s) => pg_connection(&s)?,
-        None => postgres::Connection::default(),
+        Some(s) => client_connection(&s)?,
+        None => client::Connection::default(),
     };
     let database = a.target.to_string_lossy().into_owned();
     if a.dry_run {
