@@ -61,67 +61,76 @@ fn backup_one(
         }
         "sqlite" => {
             let path = substitute(src.path.as_deref().unwrap_or_default(), &what)?;
-            let prepared = sqlite::prepare(std::path::Path::new(&path))?;
-            info.manifest = Some(serde_json::to_value(&prepared.manifest)?);
-            let parent = snapshots::find_parent(repo, &host, &prepared.paths, Some(&src.name))?;
-            let opts = BackupOptions {
-                paths: prepared.paths.clone(),
-                parent,
-                source: Some(info),
-                chunk_sizes: Some(sqlite::CHUNK_SIZES),
-                ..base
-            };
             // `prepared` owns the temporary copy: it lives until the backup is done.
-            let stats = run_backup(repo, prepared.entries, &opts)?;
-            Ok(stats)
+            let prepared = sqlite::prepare(std::path::Path::new(&path))?;
+            let manifest = Some(serde_json::to_value(&prepared.manifest)?);
+            let generated =
+                Generated { paths: prepared.paths.clone(), entries: prepared.entries, manifest, finish: None };
+            backup_generated(repo, src, info, base, generated)
         }
         "postgres" => {
-            let conn = client_connection(src)?;
             let database = substitute(src.database.as_deref().unwrap_or_default(), &what)?;
-            let started = postgres::start(&conn, &database)?;
-            info.manifest = Some(serde_json::to_value(&started.manifest)?);
-            let parent = snapshots::find_parent(repo, &host, &started.paths, Some(&src.name))?;
-            let opts = BackupOptions {
-                paths: started.paths.clone(),
-                parent,
-                source: Some(info),
-                finish: Some(started.finish.clone()),
-                chunk_sizes: Some(sqlite::CHUNK_SIZES),
-                ..base
-            };
-            Ok(run_backup(repo, started.entries, &opts)?)
+            let started = postgres::start(&client_connection(src)?, &database)?;
+            let manifest = Some(serde_json::to_value(&started.manifest)?);
+            let generated =
+                Generated { paths: started.paths, entries: started.entries, manifest, finish: Some(started.finish) };
+            backup_generated(repo, src, info, base, generated)
         }
         "mariadb" => {
-            let conn = client_connection(src)?;
             let database = substitute(src.database.as_deref().unwrap_or_default(), &what)?;
-            let started = mariadb::start(&conn, &database)?;
-            let parent = snapshots::find_parent(repo, &host, &started.paths, Some(&src.name))?;
-            let opts = BackupOptions {
-                paths: started.paths.clone(),
-                parent,
-                source: Some(info),
-                finish: Some(started.finish.clone()),
-                chunk_sizes: Some(sqlite::CHUNK_SIZES),
-                ..base
+            let started = mariadb::start(&client_connection(src)?, &database)?;
+            let generated = Generated {
+                paths: started.paths,
+                entries: started.entries,
+                manifest: None,
+                finish: Some(started.finish),
             };
-            Ok(run_backup(repo, started.entries, &opts)?)
+            backup_generated(repo, src, info, base, generated)
         }
         "redis" => {
-            let conn = redis_connection(src)?;
-            let started = redis::start(&conn, &src.databases, src.pattern.as_deref())?;
-            let parent = snapshots::find_parent(repo, &host, &started.paths, Some(&src.name))?;
-            let opts = BackupOptions {
-                paths: started.paths.clone(),
-                parent,
-                source: Some(info),
-                finish: Some(started.finish.clone()),
-                chunk_sizes: Some(sqlite::CHUNK_SIZES),
-                ..base
+            let started = redis::start(&redis_connection(src)?, &src.databases, src.pattern.as_deref())?;
+            let generated = Generated {
+                paths: started.paths,
+                entries: started.entries,
+                manifest: None,
+                finish: Some(started.finish),
             };
-            Ok(run_backup(repo, started.entries, &opts)?)
+            backup_generated(repo, src, info, base, generated)
         }
         k => anyhow::bail!("{what}: kind {k:?} is not supported by this version"),
     }
+}
+
+/// What a database-like source produced for one backup.
+struct Generated {
+    paths: Vec<String>,
+    entries: std::vec::IntoIter<lifeboat_repository::archiver::Entry>,
+    /// Known before the data is read (counts taken in the dump's snapshot).
+    manifest: Option<serde_json::Value>,
+    /// Produces (or completes) the manifest once the data is read.
+    finish: Option<lifeboat_repository::archiver::ManifestHook>,
+}
+
+/// Back up generated files: database chunk sizes, the source's previous snapshot as parent.
+fn backup_generated(
+    repo: &Repository,
+    src: &SourceSection,
+    mut info: SourceInfo,
+    base: BackupOptions,
+    g: Generated,
+) -> Result<BackupStats> {
+    info.manifest = g.manifest;
+    let host = base.hostname.clone().unwrap_or_else(util::hostname);
+    let parent = snapshots::find_parent(repo, &host, &g.paths, Some(&src.name))?;
+    let opts = BackupOptions {
+        paths: g.paths,
+        parent,
+        source: Some(info),
+        finish: g.finish,
+        chunk_sizes: Some(sqlite::CHUNK_SIZES),
+        ..base
+    };
+    Ok(run_backup(repo, g.entries, &opts)?)
 }
 
 /// The snapshot's source and its manifest, decoded as the kind's manifest type.
