@@ -98,10 +98,14 @@ pub fn find(repo: &Repository, reference: &str, filter: &Filter) -> Result<Snaps
 /// The newest snapshot with the same host and paths (the parent for change detection).
 pub fn find_parent(repo: &Repository, host: &str, paths: &[String], source: Option<&str>) -> Result<Option<Id>> {
     let (all, _) = list(repo)?;
+    Ok(parent_in(&all, host, paths, source))
+}
+
+/// [`find_parent`] over snapshots already loaded (a run over many sources lists them once).
+pub fn parent_in(all: &[SnapshotEntry], host: &str, paths: &[String], source: Option<&str>) -> Option<Id> {
     let mut sorted_paths = paths.to_vec();
     sorted_paths.sort();
-    Ok(all
-        .into_iter()
+    all.iter()
         .rfind(|e| {
             let mut p = e.snapshot.paths.clone();
             p.sort();
@@ -109,5 +113,5 @@ pub fn find_parent(repo: &Repository, host: &str, paths: &[String], source: Opti
                 && p == sorted_paths
                 && e.snapshot.source.as_ref().map(|s| s.name.as_str()) == source
         })
-        .map(|e| e.id))
+        .map(|e| e.id)
 }

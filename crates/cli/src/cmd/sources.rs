@@ -20,6 +20,7 @@ use crate::{context, exit, output};
 /// Back up one source into its own snapshot.
 fn backup_one(
     repo: &Repository,
+    known: &[snapshots::SnapshotEntry],
     src: &SourceSection,
     a: &BackupArgs,
     interrupt: &Arc<AtomicBool>,
@@ -40,7 +41,7 @@ fn backup_one(
             let opts = FilesOptions { paths, excludes: src.exclude.clone(), one_file_system: src.one_file_system };
             let (paths, walker) = walk(&opts)?;
             info.manifest = Some(serde_json::json!({ "paths": paths, "excludes": src.exclude }));
-            let parent = if a.force { None } else { snapshots::find_parent(repo, &host, &paths, Some(&src.name))? };
+            let parent = if a.force { None } else { snapshots::parent_in(known, &host, &paths, Some(&src.name)) };
             let opts = BackupOptions { paths, parent, excludes: src.exclude.clone(), source: Some(info), ..base };
             Ok(run_backup(repo, walker, &opts)?)
         }
@@ -55,7 +56,7 @@ fn backup_one(
             let opts =
                 CommandOptions { argv, shell: shell || src.shell, filename, allow_failure: src.allow_failure, display };
             let (paths, entries, hook) = command::start(&opts)?;
-            let parent = snapshots::find_parent(repo, &host, &paths, Some(&src.name))?;
+            let parent = snapshots::parent_in(known, &host, &paths, Some(&src.name));
             let opts = BackupOptions { paths, parent, source: Some(info), finish: Some(hook), ..base };
             Ok(run_backup(repo, entries, &opts)?)
         }
@@ -66,7 +67,7 @@ fn backup_one(
             let manifest = Some(serde_json::to_value(&prepared.manifest)?);
             let generated =
                 Generated { paths: prepared.paths.clone(), entries: prepared.entries, manifest, finish: None };
-            backup_generated(repo, src, info, base, generated)
+            backup_generated(repo, known, src, info, base, generated)
         }
         "postgres" => {
             let database = substitute(src.database.as_deref().unwrap_or_default(), &what)?;
@@ -74,7 +75,7 @@ fn backup_one(
             let manifest = Some(serde_json::to_value(&started.manifest)?);
             let generated =
                 Generated { paths: started.paths, entries: started.entries, manifest, finish: Some(started.finish) };
-            backup_generated(repo, src, info, base, generated)
+            backup_generated(repo, known, src, info, base, generated)
         }
         "mariadb" => {
             let database = substitute(src.database.as_deref().unwrap_or_default(), &what)?;
@@ -85,7 +86,7 @@ fn backup_one(
                 manifest: None,
                 finish: Some(started.finish),
             };
-            backup_generated(repo, src, info, base, generated)
+            backup_generated(repo, known, src, info, base, generated)
         }
         "redis" => {
             let started = redis::start(&redis_connection(src)?, &src.databases, src.pattern.as_deref())?;
@@ -95,7 +96,7 @@ fn backup_one(
                 manifest: None,
                 finish: Some(started.finish),
             };
-            backup_generated(repo, src, info, base, generated)
+            backup_generated(repo, known, src, info, base, generated)
         }
         k => anyhow::bail!("{what}: kind {k:?} is not supported by this version"),
     }
@@ -114,6 +115,7 @@ struct Generated {
 /// Back up generated files: database chunk sizes, the source's previous snapshot as parent.
 fn backup_generated(
     repo: &Repository,
+    known: &[snapshots::SnapshotEntry],
     src: &SourceSection,
     mut info: SourceInfo,
     base: BackupOptions,
@@ -121,7 +123,7 @@ fn backup_generated(
 ) -> Result<BackupStats> {
     info.manifest = g.manifest;
     let host = base.hostname.clone().unwrap_or_else(util::hostname);
-    let parent = snapshots::find_parent(repo, &host, &g.paths, Some(&src.name))?;
+    let parent = snapshots::parent_in(known, &host, &g.paths, Some(&src.name));
     let opts = BackupOptions {
         paths: g.paths,
         parent,
@@ -435,11 +437,13 @@ pub fn backup(g: &Global, a: &BackupArgs, cfg: &Config, interrupt: Arc<AtomicBoo
     }
     let repo = context::open(g)?;
     let _lock = lock::acquire(&repo, false)?;
+    // Listed once for every source's parent lookup (each listing decrypts every snapshot).
+    let (known, _) = snapshots::list(&repo)?;
     let mut code = exit::OK;
     let mut report = Vec::new();
     for src in selected {
         let started = std::time::Instant::now();
-        let result = backup_one(&repo, src, a, &interrupt);
+        let result = backup_one(&repo, &known, src, a, &interrupt);
         if interrupt.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(lifeboat_repository::RepoError::Interrupted.into());
         }
