@@ -25,6 +25,8 @@ pub enum Op {
     List,
     /// [`crate::Backend::remove`].
     Remove,
+    /// Setting up a backend from its URL and options (e.g. [`crate::S3Backend::new`]).
+    Open,
 }
 
 impl Op {
@@ -39,6 +41,7 @@ impl Op {
             Op::Size => "getting the size of",
             Op::List => "listing",
             Op::Remove => "removing",
+            Op::Open => "opening",
         }
     }
 }

@@ -13,9 +13,10 @@
 //! | [`FileType::Pack`]     | `data/<first two chars of name>/<name>`    |
 //! | [`FileType::Lifeboat`] | `lifeboat/<name>` (name may contain `/`)   |
 //!
-//! The trait is deliberately synchronous and small so that an object-store
-//! implementation (S3 through OpenDAL's blocking API) can be added later next to
-//! the default [`LocalBackend`]. Decorators wrap any backend:
+//! The trait is deliberately synchronous and small. Implementations: the default
+//! [`LocalBackend`] (a directory) and [`S3Backend`] (any S3-compatible object store,
+//! through OpenDAL, with its own small async runtime behind the sync calls; see
+//! [`s3`] for URL forms and credentials). Decorators wrap any backend:
 //! [`RetryBackend`] retries transient errors with exponential backoff and
 //! [`FaultyBackend`] injects faults for tests (including crash simulation).
 //!
@@ -27,6 +28,7 @@ mod faulty;
 mod file_type;
 mod local;
 mod retry;
+pub mod s3;
 
 use std::sync::Arc;
 
@@ -35,6 +37,7 @@ pub use faulty::{Fault, FaultyBackend, FAULTS_ENV_VAR};
 pub use file_type::FileType;
 pub use local::LocalBackend;
 pub use retry::{RetryBackend, RetryPolicy};
+pub use s3::{is_s3_url, S3Backend, S3Options};
 
 /// Result type of every backend operation.
 pub type Result<T> = std::result::Result<T, BackendError>;
