@@ -30,6 +30,20 @@ pub enum SourceError {
         /// What went wrong.
         message: String,
     },
+    /// A NATS server or one of its JetStream streams could not be reached, read, restored or
+    /// verified. Never carries credentials: `server` is `host:port` only.
+    #[error("nats {server}{}: {message}", stream.as_deref().map(|s| format!(" stream {s}")).unwrap_or_default())]
+    Nats {
+        /// `host:port` of the server.
+        server: String,
+        /// The stream concerned, if one.
+        stream: Option<String>,
+        /// What went wrong.
+        message: String,
+        /// Whether trying again later could help (network trouble, a busy server) as opposed to a
+        /// refusal that stays (bad credentials, missing stream, JetStream disabled).
+        retryable: bool,
+    },
     /// An exclude pattern is not a valid glob.
     #[error("invalid exclude pattern {pattern:?}: {reason}")]
     Pattern {
@@ -43,6 +57,6 @@ pub enum SourceError {
 impl SourceError {
     /// Whether retrying could help (a path may appear later; a bad pattern never becomes good).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, SourceError::Path { .. })
+        matches!(self, SourceError::Path { .. } | SourceError::Nats { retryable: true, .. })
     }
 }

@@ -10,6 +10,7 @@ pub mod command;
 mod error;
 pub mod files;
 pub mod mariadb;
+pub mod nats;
 pub mod postgres;
 pub mod redis;
 pub mod sqlite;
