@@ -177,6 +177,9 @@ pub struct RestoreArgs {
     /// Read restored files back and compare them with the snapshot
     #[arg(long)]
     pub verify: bool,
+    /// postgres: first apply the snapshot's roles and tablespaces (globals.sql) to the server
+    #[arg(long)]
+    pub globals: bool,
     #[command(flatten)]
     pub filter: SnapshotFilter,
 }

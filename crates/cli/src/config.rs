@@ -101,6 +101,22 @@ pub struct SourceSection {
     pub pattern: Option<String>,
     /// postgres: directory of `psql`/`pg_dump`/`pg_restore` (default: PATH).
     pub bin_dir: Option<String>,
+    /// redis: `logical` (default: SCAN + DUMP) or `rdb` (one point-in-time RDB over the
+    /// replication protocol).
+    pub mode: Option<String>,
+    /// postgres: also back up roles and tablespaces (`pg_dumpall --globals-only`).
+    #[serde(default)]
+    pub globals: bool,
+    /// postgres: dump format, `custom` (default; streamed) or `directory` (parallel `jobs`).
+    pub format: Option<String>,
+    /// postgres: parallel dump/restore jobs (directory format).
+    pub jobs: Option<u32>,
+    /// postgres: `pg_dump --compress` level (default 0: the repository compresses, and
+    /// uncompressed dumps deduplicate).
+    pub compress: Option<u32>,
+    /// postgres: where the directory format's dump is written before it is backed up (default:
+    /// the system temp directory).
+    pub tmp_dir: Option<String>,
     /// Schedule (`@hourly`, cron); used by the scheduler later.
     pub schedule: Option<String>,
     /// Recovery point objective, e.g. `1h`.
@@ -259,6 +275,7 @@ impl Config {
                 }
                 k => bail!("{at}: source {:?}: unknown kind {k:?} (expected one of: {})", src.name, KINDS.join(", ")),
             }
+            validate_dump_options(src).map_err(|e| anyhow::anyhow!("{at}: source {:?}: {e}", src.name))?;
             for (field, v) in [("rpo", &src.rpo), ("rto", &src.rto)] {
                 if let Some(v) = v {
                     parse_duration(v).map_err(|e| anyhow::anyhow!("{at}: source {:?}: {field}: {e}", src.name))?;
@@ -284,6 +301,51 @@ impl Config {
             format!("no source named {name:?} in {} (sources: {})", self.path.display(), known.join(", "))
         })
     }
+}
+
+/// The redis `mode` and the postgres `globals`/`format`/`jobs`/`compress`/`tmp_dir` settings:
+/// only on their kind, with valid values and combinations.
+fn validate_dump_options(src: &SourceSection) -> Result<()> {
+    let fields = [
+        ("mode", src.mode.is_some(), "redis"),
+        ("globals", src.globals, "postgres"),
+        ("format", src.format.is_some(), "postgres"),
+        ("jobs", src.jobs.is_some(), "postgres"),
+        ("compress", src.compress.is_some(), "postgres"),
+        ("tmp_dir", src.tmp_dir.is_some(), "postgres"),
+    ];
+    for (field, set, kind) in fields {
+        if set && src.kind != kind {
+            bail!("`{field}` does not apply to a {} source (only to {kind})", src.kind);
+        }
+    }
+    match src.mode.as_deref() {
+        None | Some("logical") => {}
+        Some("rdb") if !src.databases.is_empty() || src.pattern.is_some() => {
+            bail!("mode = \"rdb\" backs up every database: remove `databases`/`pattern` (or use mode = \"logical\")")
+        }
+        Some("rdb") => {}
+        Some(m) => bail!("mode {m:?} is unknown (expected \"logical\" or \"rdb\")"),
+    }
+    let directory = match src.format.as_deref() {
+        None | Some("custom") => false,
+        Some("directory") => true,
+        Some(f) => bail!("format {f:?} is unknown (expected \"custom\" or \"directory\")"),
+    };
+    match src.jobs {
+        Some(0) => bail!("jobs must be at least 1"),
+        Some(j) if j > 1 && !directory => {
+            bail!("jobs = {j} needs format = \"directory\" (pg_dump runs parallel jobs only there)")
+        }
+        _ => {}
+    }
+    if src.compress.is_some_and(|c| c > 9) {
+        bail!("compress must be 0 (none) to 9");
+    }
+    if src.tmp_dir.is_some() && !directory {
+        bail!("tmp_dir is only used with format = \"directory\"");
+    }
+    Ok(())
 }
 
 /// Replace `${VAR}` with the environment variable's value; a missing variable is an error that

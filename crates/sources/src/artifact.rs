@@ -17,6 +17,14 @@ pub fn node(name: &str, unix_mode: u32, time: DateTime<Utc>) -> Node {
     node
 }
 
+/// A directory node for a generated tree (e.g. a directory-format dump), stamped `time`.
+pub fn dir_node(name: &str, time: DateTime<Utc>) -> Node {
+    let mut node = self::node(name, 0o700, time);
+    node.node_type = NodeType::Dir;
+    node.mode = go_mode_from_unix(0o040700);
+    node
+}
+
 /// Differences between counts in the manifest and counts found (`table: expected N rows, found
 /// M`, `table: table missing`); with `report_extra`, tables found but not in the manifest too.
 pub fn compare_counts(

@@ -1,11 +1,17 @@
-//! The `postgres` source: a logical backup with `pg_dump` (custom format) streamed straight
-//! into the repository, with per-table row counts taken *inside the dump's snapshot*.
+//! The `postgres` source: a logical backup with `pg_dump`, with per-table row counts taken
+//! *inside the dump's snapshot*.
 //!
 //! One `psql` session opens a repeatable-read transaction and exports its snapshot; it counts
 //! every table's rows there and keeps the transaction open while `pg_dump --snapshot` dumps
-//! exactly the same state. Restore creates the database (or, with `overwrite`, drops and
-//! recreates it) and feeds the dump to `pg_restore`; verification counts rows again.
-//! Passwords go to the child processes through `PGPASSWORD`, never through argv.
+//! exactly the same state — in the custom format, streamed straight into the repository, or in
+//! the directory format with parallel jobs ([`directory`]), which needs a temporary directory.
+//! Optionally the cluster's roles and tablespaces are dumped too ([`globals`]). Restore creates
+//! the database (or, with `overwrite`, drops and recreates it) and runs `pg_restore`;
+//! verification counts rows again. Passwords go to the child processes through `PGPASSWORD`,
+//! never through argv.
+
+pub mod directory;
+pub mod globals;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -29,15 +35,65 @@ trait PgClients {
     fn spawn(&self, c: Command, program: &str, db: &str) -> Result<Child, SourceError>;
 }
 
+/// Dump format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// `pg_dump --format=custom`: one file, streamed into the repository.
+    #[default]
+    Custom,
+    /// `pg_dump --format=directory --jobs=N`: one file per table, written to a temporary
+    /// directory first.
+    Directory,
+}
+
+impl Format {
+    /// `custom` or `directory`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Custom => "custom",
+            Format::Directory => "directory",
+        }
+    }
+}
+
+/// How to dump.
+#[derive(Clone, Debug, Default)]
+pub struct DumpOptions {
+    /// Dump format.
+    pub format: Format,
+    /// Parallel jobs (directory format); 0 and 1 both mean one.
+    pub jobs: u32,
+    /// `pg_dump --compress` level; 0 (the default) leaves compression to the repository, which
+    /// deduplicates uncompressed dumps far better.
+    pub compress: u32,
+    /// Also dump roles and tablespaces (`pg_dumpall --globals-only`) as `globals.sql`.
+    pub globals: bool,
+    /// Where the directory format is written (default: the system temp directory).
+    pub tmp_dir: Option<std::path::PathBuf>,
+}
+
+fn one() -> u32 {
+    1
+}
+
 /// What the postgres source records.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
     /// Database dumped.
     pub database: String,
-    /// File name of the dump in the snapshot.
+    /// Name of the dump in the snapshot (a file; a directory for the directory format).
     pub file: String,
-    /// Dump format (`custom`).
+    /// Dump format (`custom` or `directory`).
     pub format: String,
+    /// Parallel jobs the dump ran with.
+    #[serde(default = "one")]
+    pub jobs: u32,
+    /// `pg_dump --compress` level.
+    #[serde(default)]
+    pub compress: u32,
+    /// Roles and tablespaces, when backed up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub globals: Option<globals::Globals>,
     /// Server version.
     pub server_version: String,
     /// WAL position when the snapshot was taken.
@@ -200,42 +256,96 @@ fn counts(s: &mut Session) -> Result<BTreeMap<String, u64>, SourceError> {
 pub struct Started {
     /// Snapshot paths.
     pub paths: Vec<String>,
-    /// The entries (one streamed dump file).
+    /// The entries (the dump; `globals.sql` when asked for).
     pub entries: std::vec::IntoIter<Entry>,
     /// Counts and positions known before the dump starts.
     pub manifest: Manifest,
     /// Waits for `pg_dump`, ends the session; fails the source if the dump failed.
     pub finish: ManifestHook,
+    /// The directory format's temporary directory: lives until the backup is done.
+    _work: Option<tempfile::TempDir>,
 }
 
-/// Export a snapshot, count rows in it, and start `pg_dump` on it.
-pub fn start(conn: &Connection, database: &str) -> Result<Started, SourceError> {
+/// The open transaction a dump runs in.
+struct Snapshot {
+    session: Session,
+    id: String,
+    manifest: Manifest,
+}
+
+/// Export a snapshot and count rows in it.
+fn export(conn: &Connection, database: &str, opts: &DumpOptions) -> Result<Snapshot, SourceError> {
     let mut s = Session::open(conn, database)?;
     let snap = s.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSELECT pg_export_snapshot();")?;
-    let snapshot = snap.first().cloned().ok_or_else(|| db_err(&s.target, "no snapshot id"))?;
+    let id = snap.first().cloned().ok_or_else(|| db_err(&s.target, "no snapshot id"))?;
     let info = s.query("SHOW server_version;\nSELECT pg_current_wal_lsn();")?;
     let tables = counts(&mut s)?;
-    let file = format!("{database}.pgdump");
+    let file = match opts.format {
+        Format::Custom => format!("{database}.pgdump"),
+        Format::Directory => format!("{database}.dir"),
+    };
     let manifest = Manifest {
         database: database.to_string(),
-        file: file.clone(),
-        format: "custom".into(),
+        file,
+        format: opts.format.name().into(),
+        jobs: if opts.format == Format::Directory { opts.jobs.max(1) } else { 1 },
+        compress: opts.compress,
+        globals: None,
         server_version: info.first().cloned().unwrap_or_default(),
         lsn: info.get(1).cloned().unwrap_or_default(),
         tables,
     };
+    Ok(Snapshot { session: s, id, manifest })
+}
+
+/// Export a snapshot, count rows in it, and start `pg_dump` on it (the directory format runs
+/// to completion here; the custom format streams while the backup reads it).
+pub fn start(conn: &Connection, database: &str, opts: &DumpOptions) -> Result<Started, SourceError> {
+    let mut snap = export(conn, database, opts)?;
+    let now = Utc::now();
+    let mut entries = Vec::new();
+    if opts.globals {
+        let (g, sql) = globals::dump(conn, database, &mut snap.session)?;
+        let node = crate::artifact::node(&g.file, 0o600, now);
+        entries.push(Entry::File { node, content: Content::Reader(Box::new(std::io::Cursor::new(sql))) });
+        snap.manifest.globals = Some(g);
+    }
+    let mut paths = vec![format!("/{}", snap.manifest.file)];
+    if opts.globals {
+        paths.push(format!("/{}", globals::FILE));
+    }
+    if opts.format == Format::Directory {
+        let (work, dump) = directory::dump(conn, &snap.id, &snap.manifest, opts)?;
+        snap.session.close();
+        entries.extend(dump);
+        let finish: ManifestHook = Arc::new(|| Ok(None));
+        let manifest = snap.manifest;
+        return Ok(Started { paths, entries: entries.into_iter(), manifest, finish, _work: Some(work) });
+    }
+    let (dump, finish) = stream_custom(conn, snap.session, &snap.id, &snap.manifest)?;
+    entries.push(dump);
+    Ok(Started { paths, entries: entries.into_iter(), manifest: snap.manifest, finish, _work: None })
+}
+
+/// Start `pg_dump --format=custom` on the snapshot; its stdout is the entry's content.
+fn stream_custom(
+    conn: &Connection,
+    session: Session,
+    snapshot: &str,
+    manifest: &Manifest,
+) -> Result<(Entry, ManifestHook), SourceError> {
     let mut c = conn.command("pg_dump");
-    c.args(["--format=custom", "--compress=0", "--snapshot", &snapshot, "-d", database])
+    c.args(["--format=custom", &format!("--compress={}", manifest.compress), "--snapshot", snapshot])
+        .args(["-d", &manifest.database])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut dump = conn.spawn(c, "pg_dump", database)?;
+    let mut dump = conn.spawn(c, "pg_dump", &manifest.database)?;
     let dump_err = collect_stderr(&mut dump);
-    let stdout = dump.stdout.take().ok_or_else(|| db_err(&s.target, "pg_dump has no stdout"))?;
-    let now = Utc::now();
-    let node = crate::artifact::node(&file, 0o600, now);
-    let entries = vec![Entry::File { node, content: Content::Reader(Box::new(stdout)) }];
-    let target = s.target.clone();
-    let state = Mutex::new(Some((dump, s)));
+    let stdout = dump.stdout.take().ok_or_else(|| db_err(&session.target, "pg_dump has no stdout"))?;
+    let node = crate::artifact::node(&manifest.file, 0o600, Utc::now());
+    let entry = Entry::File { node, content: Content::Reader(Box::new(stdout)) };
+    let target = session.target.clone();
+    let state = Mutex::new(Some((dump, session)));
     let finish: ManifestHook = Arc::new(move || {
         let Some((mut dump, session)) = state.lock().ok().and_then(|mut g| g.take()) else {
             return Err(format!("{target}: already finished"));
@@ -247,7 +357,7 @@ pub fn start(conn: &Connection, database: &str) -> Result<Started, SourceError> 
         }
         Ok(None)
     });
-    Ok(Started { paths: vec![format!("/{file}")], entries: entries.into_iter(), manifest, finish })
+    Ok((entry, finish))
 }
 
 /// Whether a database exists.
@@ -286,19 +396,32 @@ pub fn verify(conn: &Connection, database: &str, manifest: &Manifest) -> Result<
     Ok(Verification { ok: mismatches.is_empty(), mismatches, tables })
 }
 
-/// Restore a dump into `database`: created when missing; an existing one is refused unless
-/// `overwrite`, which drops and recreates it. A database this call created is dropped again
-/// when the restore fails, so a failed restore leaves nothing half-made.
+/// How to restore.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreOptions {
+    /// Drop and recreate an existing database.
+    pub overwrite: bool,
+    /// Parallel `pg_restore` jobs (directory format; default: the jobs of the dump).
+    pub jobs: Option<u32>,
+    /// Where a directory-format dump is written back before `pg_restore` reads it.
+    pub tmp_dir: Option<std::path::PathBuf>,
+}
+
+/// Restore a dump (`node`: the dump file, or the directory of a directory-format dump) into
+/// `database`: created when missing; an existing one is refused unless `overwrite`, which drops
+/// and recreates it. A database this call created is dropped again when the restore fails, so a
+/// failed restore leaves nothing half-made.
 pub fn restore(
     repo: &Repository,
     node: &Node,
+    manifest: &Manifest,
     conn: &Connection,
     database: &str,
-    overwrite: bool,
+    opts: &RestoreOptions,
 ) -> Result<(), SourceError> {
     let target = conn.target(database);
     if exists(conn, database)? {
-        if !overwrite {
+        if !opts.overwrite {
             return Err(db_err(&target, "database exists (use --overwrite to drop and recreate it)"));
         }
         let mut s = Session::open(conn, "postgres")?;
@@ -308,25 +431,12 @@ pub fn restore(
     let mut s = Session::open(conn, "postgres")?;
     s.query(&format!("CREATE DATABASE {};", ident(database)))?;
     s.close();
-    let result = (|| {
-        let mut c = conn.command("pg_restore");
-        c.args(["--exit-on-error", "--no-owner", "-d", database])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = conn.spawn(c, "pg_restore", database)?;
-        let err = collect_stderr(&mut child);
-        let mut stdin = child.stdin.take().ok_or_else(|| db_err(&target, "pg_restore has no stdin"))?;
-        let index = repo.index().map_err(|e| db_err(&target, e))?;
-        let copied = restorer::copy_content(repo, &index, node, &mut stdin);
-        drop(stdin);
-        let status = child.wait().map_err(|e| db_err(&target, e))?;
-        if !status.success() {
-            return Err(db_err(&target, format!("pg_restore failed ({status}): {}", last_line(&err))));
-        }
-        copied.map_err(|e| db_err(&target, e))?;
-        Ok(())
-    })();
+    let result = if manifest.format == Format::Directory.name() {
+        let jobs = opts.jobs.unwrap_or(manifest.jobs).max(1);
+        directory::restore(repo, node, conn, database, jobs, opts.tmp_dir.as_deref())
+    } else {
+        restore_custom(repo, node, conn, database)
+    };
     if result.is_err() {
         if let Ok(mut s) = Session::open(conn, "postgres") {
             let _ = s.query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE);", ident(database)));
@@ -334,4 +444,26 @@ pub fn restore(
         }
     }
     result
+}
+
+/// Stream a custom-format dump into `pg_restore`.
+fn restore_custom(repo: &Repository, node: &Node, conn: &Connection, database: &str) -> Result<(), SourceError> {
+    let target = conn.target(database);
+    let mut c = conn.command("pg_restore");
+    c.args(["--exit-on-error", "--no-owner", "-d", database])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = conn.spawn(c, "pg_restore", database)?;
+    let err = collect_stderr(&mut child);
+    let mut stdin = child.stdin.take().ok_or_else(|| db_err(&target, "pg_restore has no stdin"))?;
+    let index = repo.index().map_err(|e| db_err(&target, e))?;
+    let copied = restorer::copy_content(repo, &index, node, &mut stdin);
+    drop(stdin);
+    let status = child.wait().map_err(|e| db_err(&target, e))?;
+    if !status.success() {
+        return Err(db_err(&target, format!("pg_restore failed ({status}): {}", last_line(&err))));
+    }
+    copied.map_err(|e| db_err(&target, e))?;
+    Ok(())
 }

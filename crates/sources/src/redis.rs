@@ -1,15 +1,27 @@
-//! The `redis` source, logical mode: every key of the chosen databases as `DUMP` payload plus
-//! its expiry, read with `SCAN` (pipelined `DUMP`/`PTTL` per batch), and restored into a
-//! *running* server with `RESTORE key ttl payload REPLACE ABSTTL`. Verification compares keys per
-//! database with the manifest.
+//! The `redis` source, in two modes.
 //!
-//! ACL permissions needed: backup `+scan +dump +pttl +select +info +ping` (and `+auth`);
-//! restore `+restore +select +dbsize +scan +ping`. `SCAN` is not a point-in-time view: keys
-//! written during the backup may or may not be included (RDB mode, which is, comes next).
+//! **Logical** (the default): every key of the chosen databases as `DUMP` payload plus its
+//! expiry, read with `SCAN` (pipelined `DUMP`/`PTTL` per batch), and restored into a *running*
+//! server with `RESTORE key ttl payload REPLACE ABSTTL`. Verification compares keys per
+//! database with the manifest. ACL permissions: backup `+scan +dump +pttl +select +info +ping`
+//! (and `+auth`); restore `+restore +select +dbsize +scan +ping`. `SCAN` is not a point-in-time
+//! view: keys written during the backup may or may not be included.
 //!
 //! Stream format of one database (`dbN.keys`): a header line `LIFEBOAT-REDIS-KEYS 1\n`, then per
 //! key: key length (u32 LE), key, absolute expiry in Unix ms (i64 LE, 0 = none), payload length
 //! (u32 LE), payload.
+//!
+//! **RDB** ([`start_rdb`]): the whole server as one point-in-time RDB over the replication
+//! protocol (what `redis-cli --rdb` does), restored as a file for a stopped server
+//! ([`restore_rdb`]) and verified by loading it into a throwaway server ([`verify_rdb`]).
+//! ACL permissions: `+sync +replconf +ping` (and `+auth`).
+
+mod file;
+pub mod rdb;
+mod sync;
+
+pub use file::{restore_rdb, verify_rdb, RdbRestore, RdbVerification};
+pub use sync::{start_rdb, RdbManifest, RDB_FILE};
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -58,10 +70,11 @@ pub enum Reply {
     Array(Option<Vec<Reply>>),
 }
 
-/// A minimal RESP2 client: enough for SCAN/DUMP/PTTL/RESTORE/SELECT/INFO/DBSIZE.
+/// A minimal RESP2 client: enough for SCAN/DUMP/PTTL/RESTORE/SELECT/INFO/DBSIZE and the start
+/// of a replication transfer.
 pub struct Client {
-    w: TcpStream,
-    r: BufReader<TcpStream>,
+    w: Box<dyn Write + Send>,
+    r: BufReader<Box<dyn Read + Send>>,
     target: String,
 }
 
@@ -79,8 +92,24 @@ impl Client {
             .find_map(|a| TcpStream::connect_timeout(&a, Duration::from_secs(5)).ok())
             .ok_or_else(|| err(&target, "connection refused or timed out (is the server running?)"))?;
         stream.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| err(&target, e))?;
-        let r = BufReader::with_capacity(1 << 16, stream.try_clone().map_err(|e| err(&target, e))?);
-        let mut cl = Client { w: stream, r, target };
+        let r: Box<dyn Read + Send> = Box::new(stream.try_clone().map_err(|e| err(&target, e))?);
+        let mut cl = Client { w: Box::new(stream), r: BufReader::with_capacity(1 << 16, r), target };
+        cl.login(c)?;
+        Ok(cl)
+    }
+
+    /// Connect to a server's unix socket (no authentication).
+    pub fn connect_unix(path: &std::path::Path) -> Result<Client, SourceError> {
+        let target = format!("redis {}", path.display());
+        let stream = std::os::unix::net::UnixStream::connect(path).map_err(|e| err(&target, e))?;
+        stream.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| err(&target, e))?;
+        let r: Box<dyn Read + Send> = Box::new(stream.try_clone().map_err(|e| err(&target, e))?);
+        Ok(Client { w: Box::new(stream), r: BufReader::with_capacity(1 << 16, r), target })
+    }
+
+    /// AUTH when a password is configured, then PING.
+    fn login(&mut self, c: &Connection) -> Result<(), SourceError> {
+        let cl = self;
         if let Some(pw) = &c.password {
             let reply = match &c.user {
                 Some(u) => cl.call(&[b"AUTH", u.as_bytes(), pw.as_bytes()])?,
@@ -92,7 +121,7 @@ impl Client {
         }
         match cl.call(&[b"PING"])? {
             Reply::Error(e) => Err(err(&cl.target, e)),
-            _ => Ok(cl),
+            _ => Ok(()),
         }
     }
 
@@ -178,7 +207,8 @@ impl Client {
         Ok(out)
     }
 
-    fn version(&mut self) -> String {
+    /// The server's version (`INFO server`), empty when unknown.
+    pub fn version(&mut self) -> String {
         match self.call(&[b"INFO", b"server"]) {
             Ok(Reply::Bulk(Some(v))) => String::from_utf8_lossy(&v)
                 .lines()
@@ -234,16 +264,20 @@ impl Client {
 /// What the redis source records.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
-    /// `logical`.
+    /// `logical` or `rdb`.
     pub mode: String,
     /// Server version.
     pub redis_version: String,
     /// Key pattern backed up (`None` = all keys).
     pub pattern: Option<String>,
-    /// Keys written per database.
+    /// Keys per database (logical: written; RDB: in the dump).
     pub keys: BTreeMap<u32, u64>,
-    /// File per database in the snapshot.
+    /// File per database in the snapshot (logical mode).
+    #[serde(default)]
     pub files: BTreeMap<u32, String>,
+    /// The dump and what walking it found (RDB mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rdb: Option<RdbManifest>,
 }
 
 const MAGIC: &[u8] = b"LIFEBOAT-REDIS-KEYS 1\n";
@@ -352,6 +386,7 @@ pub fn start(conn: &Connection, databases: &[u32], pattern: Option<&str>) -> Res
             pattern: pattern.clone(),
             keys,
             files: files.clone(),
+            rdb: None,
         };
         serde_json::to_value(m).map(Some).map_err(|e| e.to_string())
     });

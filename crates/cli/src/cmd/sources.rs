@@ -17,6 +17,8 @@ use crate::args::{BackupArgs, Global, RestoreArgs};
 use crate::config::{substitute, CommandSpec, Config, SourceSection};
 use crate::{context, exit, output};
 
+mod redis_rdb;
+
 /// Back up one source into its own snapshot.
 fn backup_one(
     repo: &Repository,
@@ -71,7 +73,7 @@ fn backup_one(
         }
         "postgres" => {
             let database = substitute(src.database.as_deref().unwrap_or_default(), &what)?;
-            let started = postgres::start(&client_connection(src)?, &database)?;
+            let started = postgres::start(&client_connection(src)?, &database, &dump_options(src)?)?;
             let manifest = Some(serde_json::to_value(&started.manifest)?);
             let generated =
                 Generated { paths: started.paths, entries: started.entries, manifest, finish: Some(started.finish) };
@@ -89,7 +91,11 @@ fn backup_one(
             backup_generated(repo, known, src, info, base, generated)
         }
         "redis" => {
-            let started = redis::start(&redis_connection(src)?, &src.databases, src.pattern.as_deref())?;
+            let conn = redis_connection(src)?;
+            let started = match src.mode.as_deref() {
+                Some("rdb") => redis::start_rdb(&conn)?,
+                _ => redis::start(&conn, &src.databases, src.pattern.as_deref())?,
+            };
             let generated = Generated {
                 paths: started.paths,
                 entries: started.entries,
@@ -234,6 +240,9 @@ fn redis_connection(src: &SourceSection) -> Result<redis::Connection> {
 /// database index on the source's configured server.
 fn restore_redis(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshots::SnapshotEntry) -> Result<i32> {
     let (src, manifest): (_, redis::Manifest) = manifest_of(snap)?;
+    if manifest.mode == "rdb" {
+        return redis_rdb::restore(g, a, repo, snap, &src.name, &manifest);
+    }
     let mut conn = match configured(g, &src.name)? {
         Some(s) => redis_connection(&s)?,
         None => redis::Connection::default(),
@@ -302,6 +311,19 @@ fn restore_redis(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshot
     Ok(exit::OK)
 }
 
+/// How a postgres source dumps (`format`, `jobs`, `compress`, `globals`, `tmp_dir`).
+fn dump_options(src: &SourceSection) -> Result<postgres::DumpOptions> {
+    let format =
+        if src.format.as_deref() == Some("directory") { postgres::Format::Directory } else { postgres::Format::Custom };
+    Ok(postgres::DumpOptions {
+        format,
+        jobs: src.jobs.unwrap_or(1),
+        compress: src.compress.unwrap_or(0),
+        globals: src.globals,
+        tmp_dir: setting(src, &src.tmp_dir)?.map(Into::into),
+    })
+}
+
 /// Connection settings of a postgres or mariadb source, secrets substituted.
 fn client_connection(src: &SourceSection) -> Result<client::Connection> {
     let sub = |v: &Option<String>| setting(src, v);
@@ -318,15 +340,32 @@ fn client_connection(src: &SourceSection) -> Result<client::Connection> {
 fn restore_postgres(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshots::SnapshotEntry) -> Result<i32> {
     let (src, manifest): (_, postgres::Manifest) = manifest_of(snap)?;
     let node = artifact(repo, snap, &manifest.file)?;
-    let conn = match configured(g, &src.name)? {
-        Some(s) => client_connection(&s)?,
+    let section = configured(g, &src.name)?;
+    let conn = match &section {
+        Some(s) => client_connection(s)?,
         None => client::Connection::default(),
+    };
+    let globals = match (&manifest.globals, a.globals) {
+        (Some(gl), true) => Some(artifact(repo, snap, &gl.file)?),
+        (None, true) => {
+            anyhow::bail!("snapshot {} has no globals (back up with `globals = true` in the source)", snap.id.short())
+        }
+        (_, false) => None,
+    };
+    let ropts = postgres::RestoreOptions {
+        overwrite: a.overwrite,
+        jobs: section.as_ref().and_then(|s| s.jobs),
+        tmp_dir: match &section {
+            Some(s) => setting(s, &s.tmp_dir)?.map(Into::into),
+            None => None,
+        },
     };
     let database = a.target.to_string_lossy().into_owned();
     if a.dry_run {
         let plan = serde_json::json!({
             "snapshot": snap.id, "source": src.name, "kind": "postgres", "database": database,
             "action": if a.overwrite { "drop (if it exists) and recreate, then pg_restore" } else { "create, then pg_restore" },
+            "format": manifest.format, "globals": globals.is_some(),
             "bytes": node.size, "tables": manifest.tables,
         });
         if g.json {
@@ -343,12 +382,16 @@ fn restore_postgres(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snaps
         return Ok(exit::OK);
     }
     let started = std::time::Instant::now();
-    postgres::restore(repo, &node, &conn, &database, a.overwrite)?;
+    let applied = match &globals {
+        Some(gnode) => Some(postgres::globals::restore(repo, gnode, &conn)?),
+        None => None,
+    };
+    postgres::restore(repo, &node, &manifest, &conn, &database, &ropts)?;
     let v = if a.verify { Some(postgres::verify(&conn, &database, &manifest)?) } else { None };
     if g.json {
         output::json(&serde_json::json!({
             "snapshot": snap.id, "source": src.name, "database": database, "verification": v,
-            "duration_seconds": started.elapsed().as_secs_f64(),
+            "globals": applied, "duration_seconds": started.elapsed().as_secs_f64(),
         }))?;
     } else if !g.quiet {
         println!(
