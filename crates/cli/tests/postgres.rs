@@ -173,3 +173,193 @@ fn postgres_failures_name_the_source_and_record_nothing() {
     let names: Vec<&str> = snaps.as_array().unwrap().iter().map(|s| s["lifeboat"]["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["files-ok"]);
 }
+
+fn pgbench_installed() -> bool {
+    service("the pgbench program", Command::new("pgbench").arg("--version"))
+}
+
+/// The server binaries (initdb, pg_ctl) of the newest installed PostgreSQL.
+fn server_bin() -> Option<std::path::PathBuf> {
+    let mut dirs: Vec<_> = fs::read_dir("/usr/lib/postgresql").ok()?.flatten().map(|e| e.path().join("bin")).collect();
+    dirs.sort();
+    let found = dirs.into_iter().rev().find(|d| d.join("initdb").exists());
+    if found.is_none() {
+        assert!(std::env::var_os("CI").is_none(), "the PostgreSQL server binaries (initdb) must be installed in CI");
+        eprintln!("skipping: initdb is not installed");
+    }
+    found
+}
+
+/// Run a server program as the `postgres` user when we are root (initdb refuses root).
+fn as_postgres(program: &Path, args: &[&str]) -> Run {
+    if is_root() {
+        run(Command::new("runuser").args(["-u", "postgres", "--"]).arg(program).args(args))
+    } else {
+        run(Command::new(program).args(args))
+    }
+}
+
+/// A PostgreSQL cluster of the test's own (trust auth, 127.0.0.1 and a socket in its
+/// directory), stopped when dropped.
+struct Cluster {
+    bin: std::path::PathBuf,
+    data: std::path::PathBuf,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(bin: &Path) -> Cluster {
+        let dir = tempdir();
+        if is_root() {
+            run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path())).ok();
+        }
+        let data = dir.path().join("data");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        as_postgres(&bin.join("initdb"), &["-D", s(&data), "-A", "trust", "-U", "postgres", "--no-sync"]).ok();
+        let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", s(dir.path()));
+        let log = dir.path().join("log");
+        as_postgres(&bin.join("pg_ctl"), &["-D", s(&data), "-o", &opts, "-l", s(&log), "-w", "start"]).ok();
+        Cluster { bin: bin.to_path_buf(), data, port, _dir: dir }
+    }
+
+    fn psql(&self, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args(["-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+            .args(["-d", "postgres", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = as_postgres(&self.bin.join("pg_ctl"), &["-D", s(&self.data), "-m", "immediate", "stop"]);
+    }
+}
+
+/// Drops the named roles of the shared server when dropped.
+struct Roles(Vec<String>);
+impl Drop for Roles {
+    fn drop(&mut self) {
+        for r in &self.0 {
+            let _ = Command::new("psql")
+                .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
+                .args(["-c", &format!("DROP ROLE IF EXISTS \"{r}\"")])
+                .output();
+        }
+    }
+}
+
+#[test]
+fn postgres_directory_format_with_parallel_jobs_under_pgbench_restores_and_verifies() {
+    if !server() || !pgbench_installed() {
+        return;
+    }
+    let tag = unique_tag();
+    let (src, dst) = (format!("lb_pgb_{tag}"), format!("lb_pgbr_{tag}"));
+    let _cleanup = Dbs(vec![src.clone(), dst.clone()]);
+    psql("postgres", &format!("CREATE DATABASE {src}"));
+    run(Command::new("pgbench").args(["-i", "-s", "1", "-q", "-h", "127.0.0.1", "-U", "postgres", &src])).ok();
+    let tmp = tempdir();
+    let repo = tmp.path().join("repo");
+    let work = tmp.path().join("work");
+    fs::create_dir(&work).unwrap();
+    let cfg = config(
+        tmp.path(),
+        &repo,
+        &format!(
+            "[[source]]\nname = \"bench\"\nkind = \"postgres\"\ndatabase = \"{src}\"\nhost = \"127.0.0.1\"\n\
+             user = \"postgres\"\nformat = \"directory\"\njobs = 2\ntmp_dir = \"{}\"\n",
+            work.display()
+        ),
+    );
+    lbc(&cfg, &["init", "--kdf-n", "1024"]).ok();
+    // pgbench keeps updating accounts and appending history during the backup.
+    let mut bench = Command::new("pgbench")
+        .args(["-T", "6", "-c", "2", "-n", "-h", "127.0.0.1", "-U", "postgres", &src])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let b = lbc(&cfg, &["backup", "bench", "--json"]).ok().json();
+    let m = &b[0]["manifest"];
+    assert_eq!(m["format"], "directory", "{m:#}");
+    assert_eq!(m["jobs"], 2, "{m:#}");
+    assert_eq!(m["file"], format!("{src}.dir"), "{m:#}");
+    assert_eq!(m["tables"]["public.pgbench_accounts"], 100_000, "{m:#}");
+    let history = m["tables"]["public.pgbench_history"].as_u64().unwrap();
+    assert!(bench.wait().unwrap().success());
+    let after = psql(&src, "SELECT count(*) FROM pgbench_history").parse::<u64>().unwrap();
+    assert!(history > 0 && history < after, "the backup must be taken while pgbench writes: {history} vs {after}");
+    assert_eq!(fs::read_dir(&work).unwrap().count(), 0, "the temporary dump directory must be deleted");
+    let ls = lbc(&cfg, &["ls", "latest", "--source", "bench"]).ok();
+    assert!(ls.stdout.contains(&format!("/{src}.dir/toc.dat")), "{}", ls.stdout);
+
+    // Restore with parallel jobs into a new database: counts equal the manifest's, which were
+    // taken inside the snapshot pg_dump used (not the later state of the source).
+    let r = lbc(&cfg, &["restore", "latest", "--source", "bench", "--target", &dst, "--verify", "--json"]).ok().json();
+    assert_eq!(r["verification"]["ok"], true, "{r:#}");
+    assert_eq!(psql(&dst, "SELECT count(*) FROM pgbench_history").parse::<u64>().unwrap(), history);
+    let sum_accounts = psql(&dst, "SELECT sum(abalance) FROM pgbench_accounts");
+    let sum_tellers = psql(&dst, "SELECT sum(tbalance) FROM pgbench_tellers");
+    assert_eq!(sum_accounts, sum_tellers, "accounts and tellers must come from the same transaction-consistent state");
+    assert_eq!(rs(&repo, &["check", "--read-data"]).code, 0);
+}
+
+#[test]
+fn postgres_globals_round_trip_into_a_throwaway_cluster() {
+    if !server() {
+        return;
+    }
+    let Some(bin) = server_bin() else { return };
+    let tag = unique_tag();
+    let (src, role) = (format!("lb_gsrc_{tag}"), format!("lb_role_{tag}"));
+    let _dbs = Dbs(vec![src.clone()]);
+    let _roles = Roles(vec![role.clone()]);
+    psql("postgres", &format!("CREATE ROLE {role} LOGIN PASSWORD 'pw-role-3d9a'"));
+    psql("postgres", &format!("CREATE DATABASE {src}"));
+    psql(
+        &src,
+        &format!("CREATE TABLE t(x int); INSERT INTO t SELECT generate_series(1, 500); GRANT SELECT ON t TO {role};"),
+    );
+    let tmp = tempdir();
+    let repo = tmp.path().join("repo");
+    let source = |port: u16| {
+        format!(
+            "[[source]]\nname = \"db\"\nkind = \"postgres\"\ndatabase = \"{src}\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             user = \"postgres\"\nglobals = true\n\n\
+             [[source]]\nname = \"plain\"\nkind = \"postgres\"\ndatabase = \"{src}\"\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"postgres\"\n"
+        )
+    };
+    let cfg = config(tmp.path(), &repo, &source(5432));
+    lbc(&cfg, &["init", "--kdf-n", "1024"]).ok();
+    let b = lbc(&cfg, &["backup", "db", "plain", "--json"]).ok().json();
+    let g = &b[0]["manifest"]["globals"];
+    assert_eq!(g["file"], "globals.sql", "{g:#}");
+    assert_eq!(g["role_passwords"], true, "superusers dump password hashes: {g:#}");
+    assert!(g["roles"].as_array().unwrap().iter().any(|r| r == role.as_str()), "{g:#}");
+    assert!(b[1]["manifest"]["globals"].is_null());
+
+    // Restore into a cluster where the role does not exist: globals first, then the database.
+    let cluster = Cluster::start(&bin);
+    let cfg2 = tmp.path().join("cluster.toml");
+    fs::write(&cfg2, format!("[repository]\nurl = \"{}\"\n\n{}", repo.display(), source(cluster.port))).unwrap();
+    let exists = format!("SELECT rolcanlogin AND rolpassword LIKE 'SCRAM%' FROM pg_authid WHERE rolname = '{role}'");
+    assert_eq!(cluster.psql(&exists), "");
+    let r = lbc(&cfg2, &["restore", "latest", "--source", "db", "--target", "copy", "--globals", "--verify", "--json"])
+        .ok()
+        .json();
+    assert_eq!(r["verification"]["ok"], true, "{r:#}");
+    assert!(r["globals"]["already_existed"].as_u64().unwrap() >= 1, "the postgres role exists already: {r:#}");
+    assert_eq!(cluster.psql(&exists), "t", "the role, with its password, exists after restoring the globals");
+    // Applying them again changes nothing and is not an error.
+    lbc(&cfg2, &["restore", "latest", "--source", "db", "--target", "copy", "--globals", "--overwrite"]).ok();
+    // A snapshot without globals says so in one line.
+    let none = lbc(&cfg2, &["restore", "latest", "--source", "plain", "--target", "copy2", "--globals"]);
+    assert_eq!(none.code, 1);
+    assert!(none.one_error_line().contains("globals = true"), "{}", none.stderr);
+}
