@@ -55,6 +55,14 @@ pub enum Fault {
         /// Which matching save crashes (counting from 1).
         nth: u32,
     },
+    /// The process is SIGKILLed right before the `nth` matching remove (a crash in the middle
+    /// of prune's deletions).
+    KillOnRemove {
+        /// File type to match, or any.
+        ft: Option<FileType>,
+        /// Which matching remove crashes (counting from 1).
+        nth: u32,
+    },
 }
 
 /// Kinds of operations a rule can match.
@@ -62,6 +70,7 @@ pub enum Fault {
 enum Kind {
     Save,
     Load,
+    Remove,
 }
 
 impl Fault {
@@ -69,6 +78,7 @@ impl Fault {
         match self {
             Fault::FailSave { .. } | Fault::KillOnSave { .. } => Kind::Save,
             Fault::FailLoad { .. } | Fault::CorruptLoad { .. } => Kind::Load,
+            Fault::KillOnRemove { .. } => Kind::Remove,
         }
     }
 
@@ -77,7 +87,8 @@ impl Fault {
             Fault::FailSave { ft, nth, .. }
             | Fault::FailLoad { ft, nth, .. }
             | Fault::CorruptLoad { ft, nth }
-            | Fault::KillOnSave { ft, nth } => (ft, nth),
+            | Fault::KillOnSave { ft, nth }
+            | Fault::KillOnRemove { ft, nth } => (ft, nth),
         }
     }
 
@@ -87,7 +98,8 @@ impl Fault {
 
     /// Parses one rule: `ACTION:TYPE:N[:MODE]`.
     ///
-    /// * `ACTION` is `fail-save`, `fail-load`, `corrupt-load` or `kill-on-save`;
+    /// * `ACTION` is `fail-save`, `fail-load`, `corrupt-load`, `kill-on-save` or
+    ///   `kill-on-remove`;
     /// * `TYPE` is `config`, `key`, `snapshot`, `index`, `pack`, `lock`,
     ///   `lifeboat` or `any`;
     /// * `N` ≥ 1 is which matching operation is hit;
@@ -125,7 +137,8 @@ impl Fault {
             "fail-load" => Ok(Fault::FailLoad { ft, nth, retryable }),
             "corrupt-load" => Ok(Fault::CorruptLoad { ft, nth }),
             "kill-on-save" => Ok(Fault::KillOnSave { ft, nth }),
-            _ => Err(bad("ACTION must be fail-save, fail-load, corrupt-load or kill-on-save")),
+            "kill-on-remove" => Ok(Fault::KillOnRemove { ft, nth }),
+            _ => Err(bad("ACTION must be fail-save, fail-load, corrupt-load, kill-on-save or kill-on-remove")),
         }
     }
 
@@ -160,6 +173,7 @@ impl fmt::Display for Fault {
             }
             Fault::CorruptLoad { .. } => write!(f, "corrupt-load:{ft}:{nth}"),
             Fault::KillOnSave { .. } => write!(f, "kill-on-save:{ft}:{nth}"),
+            Fault::KillOnRemove { .. } => write!(f, "kill-on-remove:{ft}:{nth}"),
         }
     }
 }
@@ -167,7 +181,7 @@ impl fmt::Display for Fault {
 /// A decorator injecting [`Fault`]s into another backend (for tests only).
 ///
 /// Operations not covered by a rule (and all of `create`, `has_config`,
-/// `size`, `list`, `remove`) pass straight through. Counters of attempted
+/// `size`, `list`) pass straight through. Counters of attempted
 /// saves and loads let tests check how often a wrapper retried.
 #[derive(Debug)]
 pub struct FaultyBackend<B> {
@@ -238,7 +252,7 @@ impl<B: Backend> FaultyBackend<B> {
                     d.fail = Some(d.fail.unwrap_or(true) && retryable);
                 }
                 Fault::CorruptLoad { .. } => d.corrupt = true,
-                Fault::KillOnSave { .. } => d.kill = true,
+                Fault::KillOnSave { .. } | Fault::KillOnRemove { .. } => d.kill = true,
             }
         }
         d
@@ -329,6 +343,9 @@ impl<B: Backend> Backend for FaultyBackend<B> {
     }
 
     fn remove(&self, ft: FileType, name: &str) -> Result<()> {
+        if self.decide(Kind::Remove, ft).kill {
+            kill_current_process();
+        }
         self.inner.remove(ft, name)
     }
 

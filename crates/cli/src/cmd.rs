@@ -10,12 +10,14 @@ use crate::args::{Cli, Command};
 mod backup;
 mod check;
 mod demo;
+mod forget;
 mod init;
 mod key;
 mod ls;
 mod restore;
 mod snapshots;
 pub mod sources;
+pub mod storage;
 
 /// Run the parsed command line.
 pub fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> Result<i32> {
@@ -29,8 +31,13 @@ pub fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> Result<i32> {
         Command::Ls(a) => ls::run(g, &a),
         Command::Restore(a) => restore::run(g, &a, interrupt),
         Command::Check(a) => check::run(g, &a, interrupt),
+        Command::Storage(c) => storage::run(g, &c),
         Command::Key(k) => key::run(g, k),
         Command::Unlock(a) => key::unlock(g, &a),
+        Command::Forget(a) => forget::forget(g, &a, interrupt),
+        Command::Prune(a) => forget::prune(g, &a, interrupt),
+        Command::ApplyRetention(a) => forget::apply_retention(g, &a, interrupt),
+        Command::AppendOnly { state } => forget::append_only(g, state.as_deref()),
         Command::Demo(a) => demo::run(g, &a, interrupt),
         Command::Completions { shell } => {
             use clap::CommandFactory;
@@ -47,11 +54,15 @@ pub fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> Result<i32> {
 }
 
 /// Build a snapshot filter from the CLI flags.
-pub fn filter(f: &crate::args::SnapshotFilter) -> lifeboat_repository::snapshots::Filter {
-    lifeboat_repository::snapshots::Filter {
+pub fn filter(f: &crate::args::SnapshotFilter) -> Result<lifeboat_repository::snapshots::Filter> {
+    let now = chrono::Utc::now();
+    let time = |t: &Option<String>| t.as_deref().map(|t| lifeboat_ops::duration::parse_time(t, now)).transpose();
+    Ok(lifeboat_repository::snapshots::Filter {
         tags: f.tags.clone(),
         host: f.host.clone(),
         source: f.source.clone(),
         paths: f.paths.clone(),
-    }
+        since: time(&f.since)?,
+        before: time(&f.before)?,
+    })
 }

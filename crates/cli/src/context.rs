@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
-use lifeboat_backend::{Backend, Fault, FaultyBackend, LocalBackend, RetryBackend, RetryPolicy};
+use lifeboat_backend::{
+    is_s3_url, Backend, Fault, FaultyBackend, LocalBackend, RetryBackend, RetryPolicy, S3Backend, S3Options,
+};
 use lifeboat_repository::{Compression, Repository};
 
 use crate::args::Global;
@@ -25,28 +27,64 @@ pub fn install_interrupt_handler() -> Arc<AtomicBool> {
     flag
 }
 
-/// Build the storage backend for a repository URL.
+/// Build the storage backend for a repository URL, with S3 settings from the `AWS_*`
+/// environment variables only (no config file).
 pub fn backend(url: &str) -> Result<Arc<dyn Backend>> {
-    let path = if let Some(rest) = url.strip_prefix("local:") {
-        rest
-    } else if let Some(rest) = url.strip_prefix("file://") {
-        rest
-    } else if url.starts_with("s3:") || url.starts_with("s3://") {
-        bail!(
-            "S3 repositories are not supported yet by this build (coming with the S3 backend); use a local directory"
-        );
-    } else if url.contains("://") {
-        bail!("unsupported repository URL {url:?}: use a directory path, local:DIR or file:///DIR");
-    } else {
-        url
-    };
-    if path.is_empty() {
-        bail!("empty repository path");
+    backend_with(url, S3Options::from_env())
+}
+
+/// The backend of the configured repository: its URL ([`repo_url`]) with the S3 settings of
+/// [`s3_options`].
+pub fn repo_backend(g: &Global) -> Result<Arc<dyn Backend>> {
+    backend_with(&repo_url(g)?, s3_options(g)?)
+}
+
+/// S3 settings: the config's `[repository] s3` (with `${VAR}` substituted), then the standard
+/// `AWS_*` environment variables for whatever it leaves unset.
+pub fn s3_options(g: &Global) -> Result<S3Options> {
+    let mut o = S3Options::default();
+    if let Some(cfg) = config(g)? {
+        if let Some(s3) = &cfg.repository.s3 {
+            let s = s3.get_ref();
+            let sub = |v: &Option<String>, field: &str| {
+                v.as_deref().map(|v| crate::config::substitute(v, &format!("[repository] s3 {field}"))).transpose()
+            };
+            o = S3Options {
+                access_key_id: sub(&s.access_key_id, "access_key_id")?,
+                secret_access_key: sub(&s.secret_access_key, "secret_access_key")?,
+                session_token: sub(&s.session_token, "session_token")?,
+                endpoint: sub(&s.endpoint, "endpoint")?,
+                region: sub(&s.region, "region")?,
+            };
+        }
     }
-    let local = LocalBackend::new(path);
+    Ok(o.or(S3Options::from_env()))
+}
+
+/// Build the storage backend for a repository URL: a local directory, or S3 with `s3`'s
+/// settings. Wrapped in retries (and fault injection when `LIFEBOAT_FAULTS` is set).
+pub fn backend_with(url: &str, s3: S3Options) -> Result<Arc<dyn Backend>> {
+    let store: Arc<dyn Backend> = if is_s3_url(url) {
+        Arc::new(S3Backend::new(url, &s3)?)
+    } else {
+        let path = if let Some(rest) = url.strip_prefix("local:") {
+            rest
+        } else if let Some(rest) = url.strip_prefix("file://") {
+            rest
+        } else if url.contains("://") {
+            bail!(
+                "unsupported repository URL {url:?}: use a directory path, local:DIR, file:///DIR, s3:http://HOST:PORT/BUCKET/PREFIX or s3://BUCKET/PREFIX"
+            );
+        } else {
+            url
+        };
+        if path.is_empty() {
+            bail!("empty repository path");
+        }
+        Arc::new(LocalBackend::new(path))
+    };
     let faults = Fault::from_env().map_err(|e| anyhow::anyhow!("LIFEBOAT_FAULTS: {e}"))?;
-    let inner: Arc<dyn Backend> =
-        if faults.is_empty() { Arc::new(local) } else { Arc::new(FaultyBackend::new(local, faults)) };
+    let inner: Arc<dyn Backend> = if faults.is_empty() { store } else { Arc::new(FaultyBackend::new(store, faults)) };
     Ok(Arc::new(RetryBackend::new(inner, RetryPolicy::default())))
 }
 
@@ -143,8 +181,7 @@ pub fn prompt(what: &str, confirm: bool) -> Result<Vec<u8>> {
 
 /// Open the repository named by the global options.
 pub fn open(g: &Global) -> Result<Repository> {
-    let url = repo_url(g)?;
-    let backend = backend(&url)?;
+    let backend = repo_backend(g)?;
     if !backend.has_config()? {
         return Err(lifeboat_repository::RepoError::NotARepository { location: backend.location() }.into());
     }
@@ -161,4 +198,27 @@ pub fn compression(g: &Global) -> Result<Compression> {
         None => config(g)?.and_then(|c| c.repository.compression.clone()).unwrap_or_else(|| "auto".into()),
     };
     text.parse::<Compression>().map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Refuse a deleting command when the repository (or this machine's config) is append-only.
+pub fn refuse_if_append_only(g: &Global, repo: &Repository, what: &str) -> Result<()> {
+    if config(g)?.is_some_and(|c| c.repository.append_only) {
+        bail!("the config sets [repository] append_only = true: `{what}` would delete data and is refused on this machine");
+    }
+    let settings = lifeboat_repository::settings::load(repo)?;
+    if settings.append_only {
+        let by = settings.changed_by.map(|b| format!(" (set by {b})")).unwrap_or_default();
+        bail!("the repository is append-only{by}: `{what}` would delete data and is refused; `lifeboat append-only off` lifts it");
+    }
+    Ok(())
+}
+
+/// Lock the repository (shared, or exclusive for commands that delete), waiting up to
+/// `--retry-lock` when another process holds a conflicting lock.
+pub fn lock(g: &Global, repo: &Repository, exclusive: bool) -> Result<lifeboat_repository::lock::LockGuard> {
+    let wait = match &g.retry_lock {
+        Some(d) => crate::config::parse_duration(d).map_err(|e| anyhow::anyhow!("--retry-lock: {e}"))?,
+        None => std::time::Duration::ZERO,
+    };
+    Ok(lifeboat_repository::lock::acquire_waiting(repo, exclusive, wait, None)?)
 }

@@ -144,6 +144,30 @@ pub fn acquire(repo: &Repository, exclusive: bool) -> Result<LockGuard> {
     Ok(LockGuard { backend, name, stop: Some(stop), refresher: Some(refresher) })
 }
 
+/// [`acquire`], retrying while a conflicting lock is held, for up to `wait` (backing off from
+/// 200 ms to 5 s between attempts); stops early when `interrupt` is set.
+pub fn acquire_waiting(
+    repo: &Repository,
+    exclusive: bool,
+    wait: Duration,
+    interrupt: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<LockGuard> {
+    let deadline = std::time::Instant::now() + wait;
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match acquire(repo, exclusive) {
+            Err(RepoError::LockHeld { .. }) if std::time::Instant::now() + pause < deadline => {
+                if interrupt.is_some_and(|i| i.load(std::sync::atomic::Ordering::Relaxed)) {
+                    return Err(RepoError::Interrupted);
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            r => return r,
+        }
+    }
+}
+
 impl LockGuard {
     /// Release the lock now.
     pub fn release(mut self) -> Result<()> {

@@ -50,6 +50,10 @@ pub struct Filter {
     pub source: Option<String>,
     /// Every path must be among the snapshot's paths.
     pub paths: Vec<String>,
+    /// Only snapshots taken at or after this time.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only snapshots taken before this time.
+    pub before: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Filter {
@@ -59,6 +63,8 @@ impl Filter {
             && self.host.as_ref().is_none_or(|h| &s.hostname == h)
             && self.source.as_ref().is_none_or(|n| s.source.as_ref().is_some_and(|src| &src.name == n))
             && self.paths.iter().all(|p| s.paths.contains(p))
+            && self.since.is_none_or(|t| s.time >= t)
+            && self.before.is_none_or(|t| s.time < t)
     }
 }
 

@@ -26,7 +26,7 @@
 
 mod archive;
 mod backup;
-mod client;
+pub mod client;
 mod message;
 mod pipe;
 mod proto;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use lifeboat_repository::archiver::{backup, BackupOptions, Progress};
-use lifeboat_repository::{lock, snapshots, util};
+use lifeboat_repository::{snapshots, util};
 use lifeboat_sources::files::{walk, FilesOptions};
 
 use crate::args::{BackupArgs, Global};
@@ -25,7 +25,7 @@ pub fn run(g: &Global, a: &BackupArgs, interrupt: Arc<AtomicBool>) -> Result<i32
         anyhow::bail!("--all needs a config file: create {} or pass --config FILE", context::DEFAULT_CONFIG);
     }
     let repo = context::open(g)?;
-    let _lock = lock::acquire(&repo, false)?;
+    let _lock = context::lock(g, &repo, false)?;
     let opts =
         FilesOptions { paths: a.paths.clone(), excludes: a.excludes.clone(), one_file_system: a.one_file_system };
     let (paths, walker) = walk(&opts)?;

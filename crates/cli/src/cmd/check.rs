@@ -6,14 +6,13 @@ use std::sync::Arc;
 use anyhow::Result;
 use lifeboat_backend::FileType;
 use lifeboat_repository::checker::{check, CheckOptions};
-use lifeboat_repository::lock;
 
 use crate::args::{CheckArgs, Global};
 use crate::{context, exit, output};
 
 pub fn run(g: &Global, a: &CheckArgs, interrupt: Arc<AtomicBool>) -> Result<i32> {
     let repo = context::open(g)?;
-    let _lock = lock::acquire(&repo, false)?;
+    let _lock = context::lock(g, &repo, false)?;
     let packs_done = Arc::new(AtomicU64::new(0));
     let total = if a.read_data { repo.backend().list(FileType::Pack)?.len() as u64 } else { 0 };
     let show = output::interactive(g.json, g.quiet) && a.read_data;

@@ -8,8 +8,7 @@ use crate::args::{Global, InitArgs};
 use crate::context;
 
 pub fn run(g: &Global, a: &InitArgs) -> Result<i32> {
-    let url = context::repo_url(g)?;
-    let backend = context::backend(&url)?;
+    let backend = context::repo_backend(g)?;
     if !a.kdf_n.is_power_of_two() || a.kdf_n < 1024 {
         anyhow::bail!("--kdf-n must be a power of two of at least 1024");
     }

@@ -42,18 +42,20 @@ pub fn run(g: &Global, k: KeyCommand) -> Result<i32> {
         }
         KeyCommand::Add(a) => {
             let pw = new_password(&a)?;
-            let _lock = lock::acquire(&repo, true)?;
+            let _lock = context::lock(g, &repo, true)?;
             let id = keys::add(&repo, &pw, KdfParams::default_restic())?;
             report(g, "added", &id)?;
         }
         KeyCommand::Remove { id } => {
-            let _lock = lock::acquire(&repo, true)?;
+            context::refuse_if_append_only(g, &repo, "key remove")?;
+            let _lock = context::lock(g, &repo, true)?;
             let removed = keys::remove(&repo, &id)?;
             report(g, "removed", &removed)?;
         }
         KeyCommand::Passwd(a) => {
+            context::refuse_if_append_only(g, &repo, "key passwd")?;
             let pw = new_password(&a)?;
-            let _lock = lock::acquire(&repo, true)?;
+            let _lock = context::lock(g, &repo, true)?;
             let id = keys::passwd(&repo, &pw, KdfParams::default_restic())?;
             report(g, "changed password; new key", &id)?;
         }

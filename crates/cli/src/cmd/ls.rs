@@ -23,7 +23,7 @@ fn type_char(t: NodeType) -> char {
 
 pub fn run(g: &Global, a: &LsArgs) -> Result<i32> {
     let repo = context::open(g)?;
-    let snap = snapshots::find(&repo, &a.snapshot, &crate::cmd::filter(&a.filter))?;
+    let snap = snapshots::find(&repo, &a.snapshot, &crate::cmd::filter(&a.filter)?)?;
     let prefix = a.path.as_deref().map(|p| format!("/{}", p.trim_matches('/'))).filter(|p| p != "/");
     let mut start = snap.snapshot.tree;
     let mut base = String::new();

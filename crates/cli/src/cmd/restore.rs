@@ -7,15 +7,15 @@ use std::time::Instant;
 use anyhow::Result;
 use lifeboat_repository::archiver::Progress;
 use lifeboat_repository::restorer::{restore, RestoreOptions};
-use lifeboat_repository::{lock, snapshots};
+use lifeboat_repository::snapshots;
 
 use crate::args::{Global, RestoreArgs};
 use crate::{context, exit, output};
 
 pub fn run(g: &Global, a: &RestoreArgs, interrupt: Arc<AtomicBool>) -> Result<i32> {
     let repo = context::open(g)?;
-    let _lock = lock::acquire(&repo, false)?;
-    let snap = snapshots::find(&repo, &a.snapshot, &crate::cmd::filter(&a.filter))?;
+    let _lock = context::lock(g, &repo, false)?;
+    let snap = snapshots::find(&repo, &a.snapshot, &crate::cmd::filter(&a.filter)?)?;
     if let Some(code) = crate::cmd::sources::restore(g, a, &repo, &snap)? {
         return Ok(code);
     }

@@ -13,7 +13,7 @@ pub fn run(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
     for (name, e) in &bad {
         eprintln!("lifeboat: skipping snapshot {}: {e}", name.get(..8).unwrap_or(name));
     }
-    let f = crate::cmd::filter(&a.filter);
+    let f = crate::cmd::filter(&a.filter)?;
     let list: Vec<_> = all.into_iter().filter(|s| f.matches(&s.snapshot)).collect();
     if g.json {
         output::json(&list)?;

@@ -7,7 +7,7 @@ use anyhow::Result;
 use chrono::Local;
 use lifeboat_format::SourceInfo;
 use lifeboat_repository::archiver::{backup as run_backup, BackupOptions, BackupStats};
-use lifeboat_repository::{lock, snapshots, util, Repository};
+use lifeboat_repository::{snapshots, util, Repository};
 use lifeboat_sources::client;
 use lifeboat_sources::command::{self, CommandOptions};
 use lifeboat_sources::files::{walk, FilesOptions};
@@ -17,6 +17,7 @@ use crate::args::{BackupArgs, Global, RestoreArgs};
 use crate::config::{substitute, CommandSpec, Config, SourceSection};
 use crate::{context, exit, output};
 
+mod nats;
 mod redis_rdb;
 
 /// Back up one source into its own snapshot.
@@ -104,6 +105,7 @@ fn backup_one(
             };
             backup_generated(repo, known, src, info, base, generated)
         }
+        "nats" => nats::backup(repo, known, src, info, base),
         k => anyhow::bail!("{what}: kind {k:?} is not supported by this version"),
     }
 }
@@ -415,6 +417,7 @@ pub fn restore(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshots:
         Some("mariadb") => restore_mariadb(g, a, repo, snap).map(Some),
         Some("redis") => restore_redis(g, a, repo, snap).map(Some),
         Some("sqlite") => restore_sqlite(g, a, repo, snap).map(Some),
+        Some("nats") => nats::restore(g, a, repo, snap).map(Some),
         _ => Ok(None),
     }
 }
@@ -479,7 +482,7 @@ pub fn backup(g: &Global, a: &BackupArgs, cfg: &Config, interrupt: Arc<AtomicBoo
         anyhow::bail!("{} defines no sources", cfg.path.display());
     }
     let repo = context::open(g)?;
-    let _lock = lock::acquire(&repo, false)?;
+    let _lock = context::lock(g, &repo, false)?;
     // Listed once for every source's parent lookup (each listing decrypts every snapshot).
     let (known, _) = snapshots::list(&repo)?;
     let mut code = exit::OK;

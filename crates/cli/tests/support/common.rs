@@ -340,6 +340,8 @@ pub struct Compare {
 impl Compare {
     /// Everything.
     pub const ALL: Compare = Compare { mode: true, mtime: true, owner: true, hardlinks: true };
+    /// Names, types and contents only.
+    pub const CONTENT: Compare = Compare { mode: false, mtime: false, owner: false, hardlinks: false };
 }
 
 fn files_equal(a: &Path, b: &Path) -> std::io::Result<bool> {

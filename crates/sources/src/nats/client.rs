@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::proto::{self, Msg, Op};
+pub use super::proto::Msg;
+use super::proto::{self, Op};
 use crate::SourceError;
 
 /// How long a server may stay silent while we wait for an answer before we give up.

@@ -1,0 +1,9 @@
+//! Lifeboat's operations layer (layer 6 of DESIGN.md): what runs on top of the engine and the
+//! sources — retention policies, and (as they land) verification runs, drills, objectives,
+//! notifications and the audit log. Like the engine it never prints: the CLI owns output.
+
+pub mod duration;
+mod error;
+pub mod retention;
+
+pub use error::OpsError;
