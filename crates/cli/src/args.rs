@@ -24,7 +24,8 @@ pub struct Global {
     /// Config file (default: ./lifeboat.toml when it exists)
     #[arg(long, env = "LIFEBOAT_CONFIG", global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Repository location: a directory (or `local:DIR`, `file:///DIR`)
+    /// Repository location: a directory (or `local:DIR`, `file:///DIR`), or S3:
+    /// `s3:http://HOST:PORT/BUCKET/PREFIX`, `s3://BUCKET/PREFIX` (credentials from AWS_* variables)
     #[arg(short = 'r', long = "repo", env = "LIFEBOAT_REPOSITORY", global = true, value_name = "URL")]
     pub repo: Option<String>,
     /// Read the repository password from this file (first line)
@@ -45,6 +46,10 @@ pub struct Global {
     /// Print more detail (e.g. every file that could not be read)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// When the repository is locked by another process, keep trying for this long (e.g. 30s, 10m)
+    /// instead of failing at once with exit code 11
+    #[arg(long, env = "LIFEBOAT_RETRY_LOCK", global = true, value_name = "DURATION")]
+    pub retry_lock: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -66,11 +71,27 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Check the repository for damage (names each damaged pack, blob, index or snapshot)
     Check(CheckArgs),
+    /// Check the storage the repository lives on (works before `init`, needs no password)
+    #[command(subcommand)]
+    Storage(StorageCommand),
     /// Manage the repository's keys (passwords)
     #[command(subcommand)]
     Key(KeyCommand),
     /// Remove stale locks (or all locks with --remove-all)
     Unlock(UnlockArgs),
+    /// Remove snapshots by a retention policy (or by id); with --prune also delete their data
+    #[command(after_help = FORGET_EXAMPLES)]
+    Forget(ForgetArgs),
+    /// Delete data no snapshot uses any more and repack packs that are mostly unused
+    Prune(PruneArgs),
+    /// Apply every config source's retention policy, then prune (the nightly clean-up)
+    ApplyRetention(ApplyRetentionArgs),
+    /// Show or set the repository's append-only mode (no forget, prune or key removal while on)
+    AppendOnly {
+        /// `on`, `off`, or nothing to show the current mode
+        #[arg(value_parser = ["on", "off"])]
+        state: Option<String>,
+    },
     /// Back up, restore and verify a directory in a local repository: a self-contained tour
     Demo(DemoArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell
@@ -103,6 +124,12 @@ pub struct SnapshotFilter {
     /// Only snapshots of this config source
     #[arg(long)]
     pub source: Option<String>,
+    /// Only snapshots taken at or after TIME (2026-11-20, "2026-11-20 14:30", RFC 3339, or 24h = a day ago)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only snapshots taken before TIME (same forms as --since); e.g. the last clean one before an incident
+    #[arg(long, value_name = "TIME")]
+    pub before: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -193,6 +220,19 @@ pub struct RestoreArgs {
     pub filter: SnapshotFilter,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum StorageCommand {
+    /// Write, read, list and delete a probe object under lifeboat/ and print each step's latency
+    Test(StorageTestArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StorageTestArgs {
+    /// Size of the probe object: bytes, or with a K, M or G suffix (powers of 1024)
+    #[arg(long, default_value = "4M", value_parser = crate::cmd::storage::parse_size, value_name = "SIZE")]
+    pub size: u64,
+}
+
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     /// Also read every pack and verify every blob (slow: reads the whole repository)
@@ -237,4 +277,88 @@ pub struct DemoArgs {
     /// Where to keep the demo repository (default: ./lifeboat-demo)
     #[arg(long, default_value = "lifeboat-demo")]
     pub workdir: PathBuf,
+}
+
+const FORGET_EXAMPLES: &str = "Examples:
+  lifeboat forget --keep-daily 30 --keep-weekly 13 --keep-monthly 12 --keep-tag pre-upgrade --dry-run
+  lifeboat forget --source memory-db --keep-last 10 --prune
+  lifeboat forget 1a2b3c4d
+
+Snapshots are grouped per host and source (per host and path set for plain file backups); in each
+group the newest snapshot of each of the last N days/weeks/... is kept, like restic's forget.";
+
+/// Keep rules of a retention policy.
+#[derive(Args, Debug, Default, Clone)]
+pub struct KeepRules {
+    /// Keep the newest N snapshots
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the last N hours that have one
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N days that have one
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the last N weeks that have one
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N months that have one
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N years that have one
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every snapshot younger than this, measured from the group's newest (e.g. 30d, 1y)
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep every snapshot with this tag, forever (repeatable)
+    #[arg(long, value_name = "TAG")]
+    pub keep_tag: Vec<String>,
+}
+
+/// How prune repacks.
+#[derive(Args, Debug, Clone)]
+pub struct PruneOpts {
+    /// Repack a pack when less than this percentage of it is still used (0 = never repack)
+    #[arg(long, value_name = "PERCENT", default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub repack_below: u8,
+}
+
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    /// Snapshots to remove by id or prefix (instead of a policy)
+    pub snapshots: Vec<String>,
+    #[command(flatten)]
+    pub keep: KeepRules,
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
+    /// Show every snapshot with the rule that keeps it, or "remove"; change nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Also delete the data only the removed snapshots used (runs prune)
+    #[arg(long)]
+    pub prune: bool,
+    #[command(flatten)]
+    pub prune_opts: PruneOpts,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// State the packs and bytes that would be deleted and repacked; change nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub opts: PruneOpts,
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyRetentionArgs {
+    /// Show what each source's policy keeps and removes, and what prune would free; change nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Only forget; leave the data for a later prune
+    #[arg(long)]
+    pub no_prune: bool,
+    #[command(flatten)]
+    pub opts: PruneOpts,
 }

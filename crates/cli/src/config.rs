@@ -49,6 +49,41 @@ pub struct RepositorySection {
     pub password_command: Option<String>,
     /// Compression for new data.
     pub compression: Option<String>,
+    /// Credentials and defaults for `s3:` URLs (`s3 = { access_key_id = "${…}", … }`).
+    pub s3: Option<toml::Spanned<S3Section>>,
+    /// Refuse forget/prune from this machine even if the repository allows them.
+    #[serde(default)]
+    pub append_only: bool,
+}
+
+/// `[repository] s3 = { … }`: what the `AWS_*` variables would otherwise give. Values may use
+/// `${VAR}`; keep the secrets there rather than in the file.
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct S3Section {
+    /// Access key id.
+    pub access_key_id: Option<String>,
+    /// Secret access key.
+    pub secret_access_key: Option<String>,
+    /// Session token of temporary credentials.
+    pub session_token: Option<String>,
+    /// Endpoint for `s3://BUCKET/PREFIX` URLs, e.g. `http://minio:9000`.
+    pub endpoint: Option<String>,
+    /// Region (default `us-east-1`).
+    pub region: Option<String>,
+}
+
+impl std::fmt::Debug for S3Section {
+    /// Never shows the secret or the token, even unsubstituted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Section")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<set>"))
+            .field("session_token", &self.session_token.as_ref().map(|_| "<set>"))
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .finish()
+    }
 }
 
 /// One `[[source]]`. Fields of every kind are listed here; `validate` rejects those that do not
@@ -133,6 +168,18 @@ pub struct SourceSection {
     /// Restoring onto it needs `--force` and confirmation.
     #[serde(default)]
     pub protected: bool,
+}
+
+impl SourceSection {
+    /// The source's retention policy, if it has one.
+    pub fn retention_policy(&self) -> Result<Option<lifeboat_ops::retention::Policy>> {
+        let Some(t) = &self.retention else { return Ok(None) };
+        let p: lifeboat_ops::retention::Policy = toml::Value::Table(t.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("retention: {}", e.message()))?;
+        p.validate().map_err(|e| anyhow::anyhow!("retention: {e}"))?;
+        Ok(Some(p))
+    }
 }
 
 /// A command as an argv list or a single string.
@@ -294,10 +341,32 @@ impl Config {
                 }
                 k => bail!("{at}: source {:?}: unknown kind {k:?} (expected one of: {})", src.name, KINDS.join(", ")),
             }
+            src.retention_policy().map_err(|e| anyhow::anyhow!("{at}: source {:?}: {e}", src.name))?;
             validate_dump_options(src).map_err(|e| anyhow::anyhow!("{at}: source {:?}: {e}", src.name))?;
             for (field, v) in [("rpo", &src.rpo), ("rto", &src.rto)] {
                 if let Some(v) = v {
                     parse_duration(v).map_err(|e| anyhow::anyhow!("{at}: source {:?}: {field}: {e}", src.name))?;
+                }
+            }
+        }
+        if let Some(s3) = &self.repository.s3 {
+            let (at, s) = (self.at(s3.span()), s3.get_ref());
+            if s.access_key_id.is_some() != s.secret_access_key.is_some() {
+                bail!(
+                    "{at}: [repository] s3 needs both access_key_id and secret_access_key (or neither, to use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+                );
+            }
+            if s.session_token.is_some() && s.access_key_id.is_none() {
+                bail!("{at}: [repository] s3 session_token needs access_key_id and secret_access_key");
+            }
+            if let Some(e) = s.endpoint.as_deref().filter(|e| !e.contains("${")) {
+                if !e.starts_with("http://") && !e.starts_with("https://") {
+                    bail!("{at}: [repository] s3 endpoint {e:?} must start with http:// or https://");
+                }
+            }
+            if let Some(url) = self.repository.url.as_deref().filter(|u| !u.contains("${")) {
+                if !lifeboat_backend::is_s3_url(url) {
+                    bail!("{at}: [repository] s3 settings apply to s3: URLs only, but url is {url:?}");
                 }
             }
         }
@@ -385,30 +454,9 @@ pub fn substitute(text: &str, what: &str) -> Result<String> {
     Ok(out)
 }
 
-/// Parse `90s`, `20m`, `1h`, `7d`, `2w` (or combinations like `1h30m`).
+/// Parse `90s`, `20m`, `1h`, `7d`, `2w`, `1y` (or combinations like `1h30m`).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let mut total = 0u64;
-    let mut num = String::new();
-    for c in s.trim().chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?} (examples: 90s, 20m, 1h, 7d)"))?;
-        num.clear();
-        total += n * match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 604_800,
-            _ => return Err(format!("invalid duration {s:?}: unknown unit {c:?} (use s, m, h, d, w)")),
-        };
-    }
-    if !num.is_empty() || total == 0 {
-        return Err(format!("invalid duration {s:?} (examples: 90s, 20m, 1h, 7d)"));
-    }
-    Ok(std::time::Duration::from_secs(total))
+    lifeboat_ops::duration::parse(s).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -438,6 +486,29 @@ mod tests {
     }
 
     #[test]
+    fn s3_section_is_checked() {
+        let ok = parse(
+            "[repository]\nurl = \"s3:http://127.0.0.1:8333/b/p\"\ns3 = { access_key_id = \"${ID}\", secret_access_key = \"${SECRET}\", region = \"eu\" }\n",
+        )
+        .unwrap();
+        let s3 = ok.repository.s3.as_ref().unwrap().get_ref();
+        assert_eq!(s3.region.as_deref(), Some("eu"));
+        assert!(!format!("{s3:?}").contains("SECRET"), "{s3:?}");
+        for (text, want) in [
+            (
+                "[repository]\nurl = \"/r\"\ns3 = { region = \"eu\" }\n",
+                "lifeboat.toml:3: [repository] s3 settings apply to s3: URLs only",
+            ),
+            ("[repository]\n\ns3 = { access_key_id = \"x\" }\n", "lifeboat.toml:3: [repository] s3 needs both"),
+            ("[repository]\ns3 = { endpoint = \"minio:9000\" }\n", "must start with http://"),
+            ("[repository]\ns3 = { secret = \"x\" }\n", "lifeboat.toml:2:"),
+        ] {
+            let e = format!("{:#}", parse(text).unwrap_err());
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn substitution_and_durations() {
         std::env::set_var("LIFEBOAT_TEST_SUBST", "s3cr3t");
         assert_eq!(substitute("a ${LIFEBOAT_TEST_SUBST} b", "x").unwrap(), "a s3cr3t b");
@@ -445,6 +516,6 @@ mod tests {
         assert!(e.to_string().contains("LIFEBOAT_TEST_MISSING_VAR is not set"));
         assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
         assert!(parse_duration("10").is_err());
-        assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("5q").is_err());
     }
 }

@@ -7,7 +7,7 @@ use anyhow::Result;
 use chrono::Local;
 use lifeboat_format::SourceInfo;
 use lifeboat_repository::archiver::{backup as run_backup, BackupOptions, BackupStats};
-use lifeboat_repository::{lock, snapshots, util, Repository};
+use lifeboat_repository::{snapshots, util, Repository};
 use lifeboat_sources::client;
 use lifeboat_sources::command::{self, CommandOptions};
 use lifeboat_sources::files::{walk, FilesOptions};
@@ -482,7 +482,7 @@ pub fn backup(g: &Global, a: &BackupArgs, cfg: &Config, interrupt: Arc<AtomicBoo
         anyhow::bail!("{} defines no sources", cfg.path.display());
     }
     let repo = context::open(g)?;
-    let _lock = lock::acquire(&repo, false)?;
+    let _lock = context::lock(g, &repo, false)?;
     // Listed once for every source's parent lookup (each listing decrypts every snapshot).
     let (known, _) = snapshots::list(&repo)?;
     let mut code = exit::OK;
