@@ -163,7 +163,7 @@ fn test(g: &Global, a: &StorageTestArgs) -> Result<i32> {
         let t = Instant::now();
         let result = check();
         let took = t.elapsed();
-        let rate = bytes.filter(|n| *n >= 1 << 20 && !took.is_zero()).map(|n| {
+        let rate = bytes.filter(|n| result.is_ok() && *n >= 1 << 20 && !took.is_zero()).map(|n| {
             let mib = n as f64 / (1u64 << 20) as f64 / took.as_secs_f64();
             (mib * 10.0).round() / 10.0
         });
