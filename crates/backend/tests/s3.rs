@@ -53,8 +53,8 @@ fn retry_over_s3_conforms_with_prefix_at_bucket_form() {
     }
 }
 
-/// Reads raw keys of the bucket with OpenDAL directly, to see where objects land.
-fn raw_keys(prefix: &str) -> Vec<(String, u64)> {
+/// An OpenDAL operator on the test bucket and a runtime to drive it, bypassing the backend.
+fn raw() -> (opendal::Operator, tokio::runtime::Runtime) {
     let builder = opendal::services::S3::default()
         .bucket(s3_server::BUCKET)
         .endpoint(s3_server::ENDPOINT)
@@ -65,6 +65,12 @@ fn raw_keys(prefix: &str) -> Vec<(String, u64)> {
         .disable_ec2_metadata();
     let op = opendal::Operator::new(builder).expect("operator").finish();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    (op, rt)
+}
+
+/// Reads raw keys of the bucket with OpenDAL directly, to see where objects land.
+fn raw_keys(prefix: &str) -> Vec<(String, u64)> {
+    let (op, rt) = raw();
     let opts = opendal::options::ListOptions { recursive: true, ..Default::default() };
     let entries = rt.block_on(op.list_options(&format!("{prefix}/"), opts)).expect("list");
     let mut keys: Vec<(String, u64)> = entries
@@ -153,12 +159,23 @@ fn large_objects_use_multipart_upload() {
     if !s3_server::available() {
         return;
     }
-    let b = s3_server::backend(&s3_server::unique_prefix("multipart"));
+    let prefix = s3_server::unique_prefix("multipart");
+    let b = s3_server::backend(&prefix);
     // Two full parts and a short last one.
     let len = 2 * lifeboat_backend::s3::MULTIPART_CHUNK + 12345;
     let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8 ^ (i >> 16) as u8).collect();
     let name = "cd".repeat(32);
     b.save(FileType::Pack, &name, &data).expect("multipart save");
+    // Multipart uploads get an ETag of the form "<md5 of part md5s>-<parts>".
+    let (op, rt) = raw();
+    let key = format!("{prefix}/data/cd/{name}");
+    let etag = rt.block_on(op.stat(&key)).expect("stat").etag().map(str::to_owned);
+    assert!(etag.as_deref().is_some_and(|e| e.trim_matches('"').ends_with("-3")), "ETag {etag:?}");
+    // A full-size pack is still one PUT.
+    let single = "ce".repeat(32);
+    b.save(FileType::Pack, &single, &data[..lifeboat_backend::s3::MULTIPART_CHUNK]).expect("single save");
+    let etag = rt.block_on(op.stat(&format!("{prefix}/data/ce/{single}"))).expect("stat").etag().map(str::to_owned);
+    assert!(etag.as_deref().is_some_and(|e| !e.contains('-')), "ETag {etag:?}");
     assert_eq!(b.size(FileType::Pack, &name).expect("size"), len as u64);
     assert!(b.load(FileType::Pack, &name).expect("load") == data);
     let off = lifeboat_backend::s3::MULTIPART_CHUNK - 10;
