@@ -86,6 +86,9 @@ pub enum Command {
     Prune(PruneArgs),
     /// Apply every config source's retention policy, then prune (the nightly clean-up)
     ApplyRetention(ApplyRetentionArgs),
+    /// Copy snapshots into a second repository (3-2-1) without re-chunking; a second run copies nothing
+    #[command(after_help = COPY_EXAMPLES)]
+    Copy(CopyArgs),
     /// Show or set the repository's append-only mode (no forget, prune or key removal while on)
     AppendOnly {
         /// `on`, `off`, or nothing to show the current mode
@@ -361,4 +364,33 @@ pub struct ApplyRetentionArgs {
     pub no_prune: bool,
     #[command(flatten)]
     pub opts: PruneOpts,
+}
+
+const COPY_EXAMPLES: &str = "Examples:
+  lifeboat copy --to offsite                      # a [[copy]] destination of the config file
+  LIFEBOAT_TO_PASSWORD_FILE=/etc/lifeboat/offsite.pw lifeboat copy --to s3:http://10.0.0.5:8333/bk/app --init
+  lifeboat copy --to /mnt/usb/lifeboat --source memory-db --since 7d
+
+The destination has its own password (the [[copy]] entry's password_file/password_command,
+--to-password-file, LIFEBOAT_TO_PASSWORD_FILE or LIFEBOAT_TO_PASSWORD, else a prompt). A snapshot
+already copied (its id recorded as `original` in the destination) is skipped.";
+
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// Snapshots to copy (ids, prefixes or "latest"; default: every snapshot matching the filters)
+    pub snapshots: Vec<String>,
+    /// Destination: a [[copy]] name from the config file, or a repository URL
+    #[arg(long, value_name = "NAME|URL")]
+    pub to: String,
+    /// Create the destination if it does not exist (with this repository's chunker parameters)
+    #[arg(long)]
+    pub init: bool,
+    /// Read the destination's password from this file
+    #[arg(long, env = "LIFEBOAT_TO_PASSWORD_FILE", value_name = "FILE")]
+    pub to_password_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
+    /// Show what would be copied; change nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
 }

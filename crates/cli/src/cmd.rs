@@ -9,6 +9,7 @@ use crate::args::{Cli, Command};
 
 mod backup;
 mod check;
+mod copy;
 mod demo;
 mod forget;
 mod init;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> Result<i32> {
         Command::Forget(a) => forget::forget(g, &a, interrupt),
         Command::Prune(a) => forget::prune(g, &a, interrupt),
         Command::ApplyRetention(a) => forget::apply_retention(g, &a, interrupt),
+        Command::Copy(a) => copy::run(g, &a, interrupt),
         Command::AppendOnly { state } => forget::append_only(g, state.as_deref()),
         Command::Demo(a) => demo::run(g, &a, interrupt),
         Command::Completions { shell } => {

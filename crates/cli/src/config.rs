@@ -21,9 +21,9 @@ pub struct Config {
     /// What to back up.
     #[serde(default)]
     pub source: Vec<toml::Spanned<SourceSection>>,
-    /// Second repositories (3-2-1); parsed now, used by `copy` later.
+    /// Second repositories (3-2-1) for `lifeboat copy`.
     #[serde(default)]
-    pub copy: Vec<toml::Table>,
+    pub copy: Vec<toml::Spanned<CopySection>>,
     /// Notification targets; parsed now, used by monitoring later.
     #[serde(default)]
     pub notify: Vec<toml::Table>,
@@ -83,6 +83,31 @@ impl std::fmt::Debug for S3Section {
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .finish()
+    }
+}
+
+/// One `[[copy]]`: a second repository that `lifeboat copy` (and `backup --all` with
+/// `after_backup`) copies snapshots into.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CopySection {
+    /// Name used by `copy --to NAME` (default: the URL).
+    pub name: Option<String>,
+    /// Repository location (directory, `s3:…`); `${VAR}` allowed.
+    pub url: String,
+    /// File holding this repository's password.
+    pub password_file: Option<String>,
+    /// Command printing this repository's password.
+    pub password_command: Option<String>,
+    /// Copy each source's new snapshot right after `backup --all` / `backup NAME…`.
+    #[serde(default)]
+    pub after_backup: bool,
+}
+
+impl CopySection {
+    /// The name `copy --to` matches.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.url)
     }
 }
 
@@ -368,6 +393,15 @@ impl Config {
                 if !lifeboat_backend::is_s3_url(url) {
                     bail!("{at}: [repository] s3 settings apply to s3: URLs only, but url is {url:?}");
                 }
+            }
+        }
+        for c in &self.copy {
+            let (at, cp) = (self.at(c.span()), c.get_ref());
+            if cp.password_file.is_none() && cp.password_command.is_none() {
+                bail!(
+                    "{at}: copy destination {:?} needs `password_file` or `password_command` (its own password)",
+                    cp.label()
+                );
             }
         }
         if let Some(c) = &self.repository.compression {

@@ -8,6 +8,7 @@
 pub mod archiver;
 pub mod checker;
 mod compress;
+pub mod copy;
 mod error;
 pub mod index;
 pub mod keys;

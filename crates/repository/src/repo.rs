@@ -17,11 +17,14 @@ use crate::{util, Compression, RepoError, Result};
 pub struct InitOptions {
     /// scrypt parameters of the first key.
     pub kdf: KdfParams,
+    /// Chunker polynomial (hex) to use instead of a random one: a copy destination created with
+    /// its source's polynomial chunks new backups the same way, so copied data deduplicates.
+    pub chunker_polynomial: Option<String>,
 }
 
 impl Default for InitOptions {
     fn default() -> Self {
-        InitOptions { kdf: KdfParams::default_restic() }
+        InitOptions { kdf: KdfParams::default_restic(), chunker_polynomial: None }
     }
 }
 
@@ -104,7 +107,7 @@ impl Repository {
         let config = Config {
             version: lifeboat_format::REPO_VERSION,
             id: hex::encode(id),
-            chunker_polynomial: format!("{:x}", random_polynomial()),
+            chunker_polynomial: opts.chunker_polynomial.clone().unwrap_or_else(|| format!("{:x}", random_polynomial())),
         };
         let (key_name, key_json) = make_key_file(&key, password, opts.kdf)?;
         backend.save(FileType::Key, &key_name, &key_json)?;

@@ -15,7 +15,7 @@ pub fn run(g: &Global, a: &InitArgs) -> Result<i32> {
     context::compression(g)?;
     let pw = context::password(g, true)?;
     let kdf = KdfParams { n: a.kdf_n, ..KdfParams::default_restic() };
-    let repo = Repository::init(backend, &pw, &InitOptions { kdf })?;
+    let repo = Repository::init(backend, &pw, &InitOptions { kdf, ..InitOptions::default() })?;
     if g.json {
         crate::output::json(&serde_json::json!({
             "id": repo.config().id,

@@ -487,6 +487,7 @@ pub fn backup(g: &Global, a: &BackupArgs, cfg: &Config, interrupt: Arc<AtomicBoo
     let (known, _) = snapshots::list(&repo)?;
     let mut code = exit::OK;
     let mut report = Vec::new();
+    let mut new = Vec::new();
     for src in selected {
         let started = std::time::Instant::now();
         let result = backup_one(&repo, &known, src, a, &interrupt);
@@ -495,6 +496,7 @@ pub fn backup(g: &Global, a: &BackupArgs, cfg: &Config, interrupt: Arc<AtomicBoo
         }
         match result {
             Ok(stats) => {
+                new.push(snapshots::SnapshotEntry { id: stats.snapshot_id, snapshot: stats.snapshot.clone() });
                 let s = &stats.summary;
                 if !stats.errors.is_empty() {
                     code = code.max(exit::PARTIAL);
@@ -528,6 +530,12 @@ pub fn backup(g: &Global, a: &BackupArgs, cfg: &Config, interrupt: Arc<AtomicBoo
                 report.push(serde_json::json!({ "source": src.name, "kind": src.kind, "ok": false, "error": msg }));
             }
         }
+    }
+    if !new.is_empty() && cfg.copy.iter().any(|c| c.get_ref().after_backup) {
+        // The index cached at the start does not know the blobs just written.
+        let mut repo = repo;
+        repo.reset_index();
+        code = code.max(copy_after_backup(g, cfg, &repo, &new, &mut report, &interrupt));
     }
     if g.json {
         output::json(&report)?;
@@ -604,4 +612,47 @@ pub fn config_check(g: &Global) -> Result<i32> {
         }
     }
     Ok(exit::OK)
+}
+
+/// Copy the snapshots just made to every `[[copy]]` destination with `after_backup = true`;
+/// returns the exit code contribution (a failed copy fails the run but keeps the snapshots).
+fn copy_after_backup(
+    g: &Global,
+    cfg: &Config,
+    repo: &Repository,
+    new: &[snapshots::SnapshotEntry],
+    report: &mut [serde_json::Value],
+    interrupt: &Arc<AtomicBool>,
+) -> i32 {
+    let mut code = exit::OK;
+    for c in cfg.copy.iter().map(|c| c.get_ref()).filter(|c| c.after_backup) {
+        let opts = lifeboat_repository::copy::CopyOptions { dry_run: false, interrupt: Some(interrupt.clone()) };
+        let result = super::copy::Destination::from_section(g, c)
+            .and_then(|dest| super::copy::copy_to(g, repo, &dest, false, new, &opts));
+        match result {
+            Ok(stats) => {
+                if !g.json && !g.quiet {
+                    super::copy::print(c.label(), &stats, false);
+                }
+                for r in report.iter_mut().filter(|r| r["ok"] == true) {
+                    if let Some(list) =
+                        r.as_object_mut().map(|o| o.entry("copied_to").or_insert_with(|| serde_json::json!([])))
+                    {
+                        if let Some(arr) = list.as_array_mut() {
+                            arr.push(serde_json::json!(c.label()));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                code = exit::FAILURE;
+                eprintln!(
+                    "lifeboat: copy to {}: {} (the snapshots are kept here)",
+                    c.label(),
+                    crate::exit::message(&e)
+                );
+            }
+        }
+    }
+    code
 }
