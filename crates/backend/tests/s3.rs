@@ -255,9 +255,10 @@ fn unreachable_endpoint_is_retryable_and_bounded() {
     assert!(start.elapsed() < Duration::from_secs(10));
 }
 
-/// A TCP proxy to the S3 server that answers `503 SlowDown`-style errors on the connections
-/// whose number is in `fail` and forwards all others byte for byte.
-fn flaky_proxy(fail: &'static [usize]) -> (u16, Arc<AtomicUsize>) {
+/// A TCP proxy to the S3 server that answers `503 ServiceUnavailable` on the connections whose
+/// number is in `fail`, closes those in `drop` without a word, and forwards all others byte for
+/// byte.
+fn flaky_proxy(fail: &'static [usize], drop: &'static [usize]) -> (u16, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let count = Arc::new(AtomicUsize::new(0));
@@ -266,6 +267,10 @@ fn flaky_proxy(fail: &'static [usize]) -> (u16, Arc<AtomicUsize>) {
         for conn in listener.incoming() {
             let Ok(mut client) = conn else { break };
             let n = counter.fetch_add(1, Ordering::SeqCst);
+            if drop.contains(&n) {
+                let _ = client.shutdown(std::net::Shutdown::Both);
+                continue;
+            }
             if fail.contains(&n) {
                 let mut buf = [0u8; 65536];
                 let _ = client.set_read_timeout(Some(Duration::from_millis(200)));
@@ -300,7 +305,7 @@ fn server_errors_are_retried_with_backoff() {
     if !s3_server::available() {
         return;
     }
-    let (port, connections) = flaky_proxy(&[0, 1, 3]);
+    let (port, connections) = flaky_proxy(&[0, 1, 3], &[]);
     let url = format!("s3:http://127.0.0.1:{port}/{}/{}", s3_server::BUCKET, s3_server::unique_prefix("flaky"));
     let raw = S3Backend::new(&url, &s3_server::options()).expect("backend");
     let e = raw.has_config().expect_err("first connection fails");
@@ -320,5 +325,22 @@ fn server_errors_are_retried_with_backoff() {
     assert_eq!(b.load(FileType::Index, "abcd").expect("load"), b"through a flaky proxy");
     assert!(retries.load(Ordering::SeqCst) >= 1, "errors were retried");
     assert!(connections.load(Ordering::SeqCst) >= 3);
+    s3_server::wipe(&b);
+}
+
+#[test]
+fn dropped_connections_are_retried() {
+    if !s3_server::available() {
+        return;
+    }
+    let (port, _) = flaky_proxy(&[], &[0, 1, 2]);
+    let url = format!("s3:http://127.0.0.1:{port}/{}/{}", s3_server::BUCKET, s3_server::unique_prefix("dropped"));
+    let raw = S3Backend::new(&url, &s3_server::options()).expect("backend");
+    let e = raw.has_config().expect_err("connection closed");
+    assert!(e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("cannot reach the server"), "{e}");
+    let b = RetryBackend::new(raw, RetryPolicy::immediate(5));
+    b.save(FileType::Snapshot, "abcd", b"after two dropped connections").expect("save through retries");
+    assert_eq!(b.load(FileType::Snapshot, "abcd").expect("load"), b"after two dropped connections");
     s3_server::wipe(&b);
 }
