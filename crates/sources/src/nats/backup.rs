@@ -224,8 +224,12 @@ fn snapshot(job: &Job, w: &mut PipeWriter) -> Result<(Counted, StreamState, u64)
     let name = job.name.as_str();
     let mut c = Client::connect(&job.conn).map_err(|e| e.to_string())?;
     let inbox = c.new_inbox();
-    c.subscribe(&format!("{inbox}.>")).map_err(|e| e.to_string())?;
     let (reply, deliver) = (format!("{inbox}.r"), format!("{inbox}.d"));
+    // Literal subscriptions: the server waits for interest in the deliver subject, and only a
+    // literal one is noticed at once (a wildcard costs a 2 s wait, measured on 2.9.10).
+    for s in [&reply, &deliver] {
+        c.subscribe(s).map_err(|e| e.to_string())?;
+    }
     let chunk = (c.max_payload / 2).clamp(64 << 10, 1 << 20);
     let req = json!({"deliver_subject": deliver, "no_consumers": false, "chunk_size": chunk, "jsck": false});
     c.publish(&format!("$JS.API.STREAM.SNAPSHOT.{name}"), Some(&reply), None, req.to_string().as_bytes())
@@ -290,10 +294,13 @@ fn export(job: &Job, w: &mut PipeWriter) -> Result<(Counted, StreamState, u64), 
     let (mut counted, mut buf, mut done, mut written) = (Counted::default(), Vec::with_capacity(1 << 18), false, 0u64);
     let subject = format!("$JS.API.STREAM.MSG.GET.{name}");
     loop {
-        while !done && pipeline.len() < EXPORT_WINDOW && next <= end && state.messages > 0 {
-            let req = json!({"seq": next, "next_by_subj": ">"}).to_string();
-            pipeline.send(&mut c, &subject, None, req.as_bytes(), next).map_err(|e| e.to_string())?;
-            next += 1;
+        // Refill only when half the window is answered: sends and reads then go in batches.
+        if pipeline.len() <= EXPORT_WINDOW / 2 && state.messages > 0 {
+            while !done && pipeline.len() < EXPORT_WINDOW && next <= end {
+                let req = json!({"seq": next, "next_by_subj": ">"}).to_string();
+                pipeline.send(&mut c, &subject, None, req.as_bytes(), next).map_err(|e| e.to_string())?;
+                next += 1;
+            }
         }
         let Some((_, m)) = pipeline.next(&mut c).map_err(|e| e.to_string())? else { break };
         let msg = match client::parse_api_reply(&m.payload)? {

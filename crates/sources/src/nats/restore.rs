@@ -24,8 +24,9 @@ use super::message::{rfc3339, Message};
 use super::{proto, s2, Expected, Method, StreamManifest};
 use crate::SourceError;
 
-/// Restore chunks and publishes in flight.
-const WINDOW: usize = 256;
+/// Publishes in flight at most; when reached, answers are taken until half remain, so that
+/// sends and reads go in batches rather than one syscall each.
+const WINDOW: usize = 512;
 /// Restore chunks in flight (each up to half a max payload).
 const CHUNK_WINDOW: usize = 8;
 /// Beyond this many deleted sequences, keeping sequence numbers costs too much: renumber.
@@ -417,8 +418,15 @@ impl<'a> Importer<'a> {
             (r.first_seq, r.first_ts) = (Some(m.seq), Some(rfc3339(m.ts)));
         }
         (r.last_seq, r.last_ts) = (Some(m.seq), Some(rfc3339(m.ts)));
-        while self.pipeline.len() >= WINDOW {
-            self.answer()?;
+        self.make_room()
+    }
+
+    /// When the window is full, take answers until half of it is free.
+    fn make_room(&mut self) -> Result<(), SourceError> {
+        if self.pipeline.len() >= WINDOW {
+            while self.pipeline.len() > WINDOW / 2 {
+                self.answer()?;
+            }
         }
         Ok(())
     }
@@ -443,9 +451,7 @@ impl<'a> Importer<'a> {
         };
         for _ in next..m.seq {
             self.pipeline.send(self.c, &subject, None, b"", Tag::Filler)?;
-            while self.pipeline.len() >= WINDOW {
-                self.answer()?;
-            }
+            self.make_room()?;
         }
         self.next_seq = Some(m.seq);
         self.drain_fillers()
