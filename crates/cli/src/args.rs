@@ -86,6 +86,8 @@ pub enum Command {
     Prune(PruneArgs),
     /// Apply every config source's retention policy, then prune (the nightly clean-up)
     ApplyRetention(ApplyRetentionArgs),
+    /// Show the audit log: key changes, forget/prune, append-only changes, with time, host and user
+    Audit(AuditArgs),
     /// Copy snapshots into a second repository (3-2-1) without re-chunking; a second run copies nothing
     #[command(after_help = COPY_EXAMPLES)]
     Copy(CopyArgs),
@@ -256,12 +258,39 @@ pub enum KeyCommand {
     },
     /// Change the password of the key in use
     Passwd(NewPassword),
+    /// Rotate the key in use: add a key for the new password, prove it opens the repository, remove the old key
+    Rotate(NewPassword),
+    /// Re-encrypt everything under a NEW master key: copy into a fresh repository, verify it, optionally swap it in
+    #[command(after_help = ROTATE_MASTER_HELP)]
+    RotateMaster(RotateMasterArgs),
+}
+
+const ROTATE_MASTER_HELP: &str =
+    "restic's format cannot change a repository's master key in place, so this copies every
+snapshot and Lifeboat object into a fresh repository (new master key, same chunker), checks it
+with --read-data, and compares snapshot counts. With --swap (local repositories) the old
+directory is renamed to DIR.retired-TIMESTAMP and the new one takes its place; delete the
+retired copy once you are satisfied. For S3, point [repository] url at the new location.
+
+Example:
+  LIFEBOAT_NEW_PASSWORD_FILE=/etc/lifeboat/new.pw lifeboat key rotate-master --to /srv/backups/lifeboat.new --swap";
+
+#[derive(Args, Debug)]
+pub struct RotateMasterArgs {
+    /// Where to create the re-encrypted repository (must not exist yet)
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// Local repositories only: afterwards, move the old repository aside and the new one into its place
+    #[arg(long)]
+    pub swap: bool,
+    #[command(flatten)]
+    pub new: NewPassword,
 }
 
 #[derive(Args, Debug)]
 pub struct NewPassword {
     /// Read the new password from this file
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "LIFEBOAT_NEW_PASSWORD_FILE", value_name = "FILE")]
     pub new_password_file: Option<PathBuf>,
 }
 
@@ -393,4 +422,11 @@ pub struct CopyArgs {
     /// Show what would be copied; change nothing
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// Only events at or after TIME (2026-11-20, RFC 3339, or 30d = thirty days ago)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
 }

@@ -13,7 +13,7 @@ mod copy;
 mod demo;
 mod forget;
 mod init;
-mod key;
+pub(crate) mod key;
 mod ls;
 mod restore;
 mod snapshots;
@@ -38,6 +38,7 @@ pub fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> Result<i32> {
         Command::Forget(a) => forget::forget(g, &a, interrupt),
         Command::Prune(a) => forget::prune(g, &a, interrupt),
         Command::ApplyRetention(a) => forget::apply_retention(g, &a, interrupt),
+        Command::Audit(a) => forget::audit_log(g, &a),
         Command::Copy(a) => copy::run(g, &a, interrupt),
         Command::AppendOnly { state } => forget::append_only(g, state.as_deref()),
         Command::Demo(a) => demo::run(g, &a, interrupt),

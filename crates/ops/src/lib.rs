@@ -2,6 +2,7 @@
 //! sources — retention policies, and (as they land) verification runs, drills, objectives,
 //! notifications and the audit log. Like the engine it never prints: the CLI owns output.
 
+pub mod audit;
 pub mod duration;
 mod error;
 pub mod retention;

@@ -186,3 +186,21 @@ fn copy_blobs(
     })?;
     Ok(())
 }
+
+/// Copy Lifeboat's own objects (`lifeboat/…`: settings, audit log, verification records, drill
+/// reports) into `dst`, re-encrypted with its master key; objects `dst` already has are kept.
+/// Returns how many were copied.
+pub fn copy_lifeboat_objects(src: &Repository, dst: &Repository) -> Result<usize> {
+    let have: std::collections::HashSet<String> =
+        dst.backend().list(FileType::Lifeboat)?.into_iter().map(|(n, _)| n).collect();
+    let mut n = 0;
+    for (name, _) in src.backend().list(FileType::Lifeboat)? {
+        if have.contains(&name) {
+            continue;
+        }
+        let plain = src.load_unpacked(FileType::Lifeboat, &name)?;
+        dst.backend().save(FileType::Lifeboat, &name, &dst.encode_unpacked(&plain))?;
+        n += 1;
+    }
+    Ok(n)
+}

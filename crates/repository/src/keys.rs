@@ -72,9 +72,32 @@ pub fn remove(repo: &Repository, id: &str) -> Result<String> {
     Ok(name)
 }
 
-/// Change the password of the current key: add a new key, then remove the old one.
-pub fn passwd(repo: &Repository, new_password: &[u8], kdf: KdfParams) -> Result<String> {
+/// Whether key file `name`, opened with `password`, yields this repository's master key.
+pub fn proves(repo: &Repository, name: &str, password: &[u8]) -> Result<bool> {
+    let data = repo.backend().load(FileType::Key, name)?;
+    let Some(key) = crate::repo::open_key_file(&data, name, password)? else { return Ok(false) };
+    let mine = repo.key();
+    Ok(key.encrypt_part() == mine.encrypt_part() && key.mac_k() == mine.mac_k() && key.mac_r() == mine.mac_r())
+}
+
+/// Rotate the key in use: add a key for `new_password`, prove that it opens this repository's
+/// master key (read back from storage, not from memory), then remove the old key. Returns
+/// (new key id, removed key id). If the proof fails the new key is removed and the old one kept.
+pub fn rotate(repo: &Repository, new_password: &[u8], kdf: KdfParams) -> Result<(String, String)> {
     let new = add(repo, new_password, kdf)?;
-    repo.backend().remove(FileType::Key, repo.key_name())?;
-    Ok(new)
+    if !proves(repo, &new, new_password)? {
+        let _ = repo.backend().remove(FileType::Key, &new);
+        return Err(RepoError::Invalid(format!(
+            "the new key {} did not open the repository; the old key was kept",
+            &new[..8]
+        )));
+    }
+    let old = repo.key_name().to_string();
+    repo.backend().remove(FileType::Key, &old)?;
+    Ok((new, old))
+}
+
+/// Change the password of the current key (a [`rotate`]); returns the new key id.
+pub fn passwd(repo: &Repository, new_password: &[u8], kdf: KdfParams) -> Result<String> {
+    rotate(repo, new_password, kdf).map(|(new, _)| new)
 }

@@ -63,6 +63,9 @@ pub fn forget(g: &Global, a: &ForgetArgs, interrupt: Arc<AtomicBool>) -> Result<
     let removed = remove(&repo, &decisions, a.dry_run)?;
     let stats =
         if a.prune { Some(run_prune(&repo, prune_options(&a.prune_opts, a.dry_run, &interrupt))?) } else { None };
+    if !a.dry_run {
+        audit_forget(&repo, "forget", &decisions, stats.as_ref());
+    }
     if g.json {
         output::json(
             &serde_json::json!({ "dry_run": a.dry_run, "snapshots": decisions, "removed": removed, "prune": stats }),
@@ -143,6 +146,9 @@ pub fn prune(g: &Global, a: &PruneArgs, interrupt: Arc<AtomicBool>) -> Result<i3
     }
     let _lock = context::lock(g, &repo, !a.dry_run)?;
     let stats = run_prune(&repo, prune_options(&a.opts, a.dry_run, &interrupt))?;
+    if !a.dry_run {
+        audit_forget(&repo, "prune", &[], Some(&stats));
+    }
     if g.json {
         output::json(&stats)?;
     } else if !g.quiet {
@@ -221,6 +227,9 @@ pub fn apply_retention(g: &Global, a: &ApplyRetentionArgs, interrupt: Arc<Atomic
     }
     remove(&repo, &decisions, a.dry_run)?;
     let stats = if a.no_prune { None } else { Some(run_prune(&repo, prune_options(&a.opts, a.dry_run, &interrupt))?) };
+    if !a.dry_run {
+        audit_forget(&repo, "apply-retention", &decisions, stats.as_ref());
+    }
     if g.json {
         output::json(
             &serde_json::json!({ "dry_run": a.dry_run, "sources": report, "snapshots": decisions, "prune": stats }),
@@ -259,6 +268,7 @@ pub fn append_only(g: &Global, state: Option<&str>) -> Result<i32> {
         let _lock = context::lock(g, &repo, true)?;
         s.append_only = state == "on";
         s = settings::save(&repo, s)?;
+        super::key::audit(&repo, &format!("append-only {state}"), serde_json::json!({}));
     }
     if g.json {
         output::json(&s)?;
@@ -270,4 +280,43 @@ pub fn append_only(g: &Global, state: Option<&str>) -> Result<i32> {
         println!("append-only: {}{by}", if s.append_only { "on" } else { "off" });
     }
     Ok(exit::OK)
+}
+
+/// Record what a forget/prune removed (snapshot ids and bytes, never contents).
+fn audit_forget(repo: &Repository, action: &str, decisions: &[Decision], stats: Option<&PruneStats>) {
+    let removed: Vec<String> = decisions.iter().filter(|d| !d.keep).map(|d| d.id.to_hex()).collect();
+    if removed.is_empty() && stats.is_none_or(|s| s.bytes_freed() == 0) {
+        return;
+    }
+    let details = serde_json::json!({
+        "removed_snapshots": removed,
+        "bytes_freed": stats.map(|s| s.bytes_freed()),
+        "packs_deleted": stats.map(|s| s.packs_unused + s.packs_unindexed + s.packs_repacked),
+    });
+    super::key::audit(repo, action, details);
+}
+
+/// `lifeboat audit`.
+pub fn audit_log(g: &Global, a: &crate::args::AuditArgs) -> Result<i32> {
+    let repo = context::open(g)?;
+    let since = a.since.as_deref().map(|t| lifeboat_ops::duration::parse_time(t, chrono::Utc::now())).transpose()?;
+    let (events, bad) = lifeboat_ops::audit::list(&repo, since)?;
+    for (name, e) in &bad {
+        eprintln!("lifeboat: audit record {name} cannot be read (tampered or damaged?): {e}");
+    }
+    if g.json {
+        output::json(&events)?;
+    } else if !g.quiet {
+        for e in &events {
+            println!(
+                "{}  {:<24} {:<22} {}",
+                e.time.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S"),
+                format!("{}@{}", e.user, e.host),
+                e.action,
+                e.details
+            );
+        }
+        println!("{} events", events.len());
+    }
+    Ok(if bad.is_empty() { exit::OK } else { exit::FAILURE })
 }
