@@ -229,6 +229,8 @@ pub struct RestoreArgs {
 pub enum StorageCommand {
     /// Write, read, list and delete a probe object under lifeboat/ and print each step's latency
     Test(StorageTestArgs),
+    /// Total size, packs, blobs, dedup and compression ratios, size per source and growth per day
+    Usage,
 }
 
 #[derive(Args, Debug)]

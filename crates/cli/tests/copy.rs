@@ -114,3 +114,44 @@ fn copy_destinations_from_the_config_and_after_backup() {
     let bad = run(lifeboat(&repo).env("LIFEBOAT_CONFIG", &cfg).args(["config", "check"])).code(1);
     assert!(bad.one_error_line().contains("lifeboat.toml:1"), "{}", bad.stderr);
 }
+
+#[test]
+fn storage_usage_reports_sizes_ratios_sources_and_growth() {
+    let dir = tempdir();
+    let (repo, text, bin) = (dir.path().join("repo"), dir.path().join("text"), dir.path().join("bin"));
+    init(&repo);
+    fs::create_dir_all(&text).unwrap();
+    fs::create_dir_all(&bin).unwrap();
+    write_text(&text.join("log.txt"), 3 << 20, "usage"); // compresses well
+    write_random(&bin.join("blob.bin"), 2 << 20, 4); // does not
+    for _ in 0..3 {
+        backup_json(&repo, &[s(&text)]);
+    }
+    backup_json(&repo, &[s(&bin)]);
+    let u = lb(&repo, &["storage", "usage", "--json"]).ok().json();
+    assert_eq!(num(&u, "snapshots"), 4);
+    // Three identical text backups + one binary: logical 3×3 MiB + 2 MiB over 5 MiB unique.
+    let logical = num(&u, "logical_bytes");
+    assert_eq!(logical, 3 * (3 << 20) + (2 << 20), "{u:#}");
+    let dedup = u["dedup_ratio"].as_f64().unwrap();
+    assert!(dedup > 2.0 && dedup < 2.3, "dedup {dedup}: {u:#}");
+    assert!(u["compression_ratio"].as_f64().unwrap() > 1.3, "{u:#}");
+    let mut on_disk = 0;
+    for sub in fs::read_dir(repo.join("data")).unwrap() {
+        for f in fs::read_dir(sub.unwrap().path()).unwrap() {
+            on_disk += f.unwrap().metadata().unwrap().len();
+        }
+    }
+    assert_eq!(num(&u, "pack_bytes"), on_disk);
+    let sources = u["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), 2);
+    let t = sources.iter().find(|x| x["source"].as_str().unwrap().ends_with(s(&text))).unwrap();
+    assert_eq!(num(t, "snapshots"), 3);
+    assert_eq!(num(t, "latest_bytes"), 3 << 20);
+    let growth = u["growth"].as_array().unwrap();
+    assert_eq!(growth.iter().map(|d| num(d, "snapshots")).sum::<u64>(), 4);
+    let added: u64 = growth.iter().map(|d| num(d, "added_bytes")).sum();
+    assert!(added <= num(&u, "pack_bytes") && added * 10 > num(&u, "pack_bytes") * 9, "{u:#}");
+    let human = lb(&repo, &["storage", "usage"]).ok().stdout;
+    assert!(human.contains("deduplication") && human.contains(s(&bin)), "{human}");
+}

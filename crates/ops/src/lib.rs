@@ -6,5 +6,6 @@ pub mod audit;
 pub mod duration;
 mod error;
 pub mod retention;
+pub mod usage;
 
 pub use error::OpsError;

@@ -12,13 +12,62 @@ use lifeboat_backend::{Backend, FileType};
 use serde::Serialize;
 
 use crate::args::{Global, StorageCommand, StorageTestArgs};
-use crate::{context, output};
+use crate::{context, exit, output};
 
 /// Run a `storage` subcommand.
 pub fn run(g: &Global, c: &StorageCommand) -> Result<i32> {
     match c {
         StorageCommand::Test(a) => test(g, a),
+        StorageCommand::Usage => usage(g),
     }
+}
+
+/// `lifeboat storage usage`.
+fn usage(g: &Global) -> Result<i32> {
+    let repo = context::open(g)?;
+    let u = lifeboat_ops::usage::usage(&repo)?;
+    if g.json {
+        output::json(&u)?;
+        return Ok(exit::OK);
+    }
+    if g.quiet {
+        return Ok(exit::OK);
+    }
+    let sz = output::size;
+    println!(
+        "repository     {}  ({} in {} packs, {} metadata)",
+        sz(u.pack_bytes + u.metadata_bytes),
+        sz(u.pack_bytes),
+        u.packs,
+        sz(u.metadata_bytes)
+    );
+    println!(
+        "blobs          {} data, {} tree; {} unique data, {} stored",
+        u.data_blobs,
+        u.tree_blobs,
+        sz(u.unique_bytes),
+        sz(u.stored_bytes)
+    );
+    println!("snapshots      {}, {} as backed up", u.snapshots, sz(u.logical_bytes));
+    println!(
+        "deduplication  {:.2}x   compression {:.2}x   overall {:.2}x",
+        u.dedup_ratio,
+        u.compression_ratio,
+        u.dedup_ratio * u.compression_ratio
+    );
+    println!();
+    println!("{:<28} {:>9} {:>12} {:>12}  latest", "source", "snapshots", "latest size", "added");
+    for s in &u.sources {
+        let latest =
+            s.latest.map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default();
+        println!("{:<28} {:>9} {:>12} {:>12}  {latest}", s.source, s.snapshots, sz(s.latest_bytes), sz(s.added_bytes));
+    }
+    println!();
+    println!("{:<10} {:>9} {:>12}", "day", "snapshots", "added");
+    for d in u.growth.iter().rev().take(14).rev() {
+        println!("{:<10} {:>9} {:>12}", d.day, d.snapshots, sz(d.added_bytes));
+    }
+    Ok(exit::OK)
 }
 
 /// Parses a size such as `4M`, `512K`, `16MiB` or `1000` (bytes) for `--size`.
