@@ -93,6 +93,7 @@ fn delete_msg(c: &mut Client, stream: &str, seq: u64) {
 
 /// A repository and a config with one nats source per `(name, streams)`.
 fn setup(dir: &Path, sources: &[(&str, &str, Vec<String>)]) -> PathBuf {
+    fs::create_dir_all(dir).unwrap();
     let mut text = format!("[repository]\nurl = \"{}\"\n", dir.join("repo").display());
     for (name, url, streams) in sources {
         text.push_str(&format!(
@@ -414,6 +415,21 @@ fn nats_failures_name_the_source_and_record_nothing() {
     let snaps = lbc(&cfg, &["snapshots", "--json"]).ok().json();
     let recorded: Vec<&str> = snaps.as_array().unwrap().iter().filter_map(|s| s["lifeboat"]["name"].as_str()).collect();
     assert_eq!(recorded, ["good"], "only the good source has a snapshot");
+
+    // An interest-retention stream keeps nothing without consumers: only a whole restore
+    // under its own name is possible, anything else is refused before the server changes.
+    let (interest, isubj) = names("INTEREST");
+    let _cleanup2 = Streams(vec![interest.clone()]);
+    js(
+        &mut c,
+        &format!("STREAM.CREATE.{interest}"),
+        json!({"name": interest, "subjects": [format!("{isubj}.>")], "retention": "interest"}),
+    );
+    let cfg2 = setup(&tmp.path().join("i"), &[("interest", URL, vec![interest.clone()])]);
+    lbc(&cfg2, &["backup", "interest"]).ok();
+    let e = restore(&cfg2, "interest", &format!("nats://127.0.0.1:4222/{interest}_X"), &[]).code(1);
+    assert!(e.one_error_line().contains("interest-retention"), "{}", e.stderr);
+    assert!(c.js_raw(&format!("STREAM.INFO.{interest}_X"), &Value::Null).unwrap().is_err(), "nothing created");
 
     // Restore refusals: credentials on the command line, a stream the backup lacks.
     let e = restore(&cfg, "good", "nats://u:p@127.0.0.1:4222/X", &[]).code(1);

@@ -81,6 +81,11 @@ pub struct StreamManifest {
     pub info_file: String,
     /// The data file in the snapshot.
     pub data_file: String,
+    /// Whether the counts below were read from the backup itself. False when the snapshot's
+    /// layout is not the NATS 2.9 one this version reads: they are then the server's state at
+    /// the start, and the backup can only be restored whole under its own name.
+    #[serde(default = "yes")]
+    pub counted_in_backup: bool,
     /// Messages in the backup.
     pub messages: u64,
     /// Sequence of the first message in the backup.
@@ -108,6 +113,10 @@ pub struct StreamManifest {
     pub duration_seconds: f64,
     /// Bytes received from the server (compressed snapshot, or export lines).
     pub archive_bytes: u64,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What the `nats` source records in its snapshots.

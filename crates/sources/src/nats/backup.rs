@@ -176,6 +176,7 @@ fn run(job: Job, mut w: PipeWriter, results: Results) {
             storage: cfg["storage"].as_str().unwrap_or("file").to_string(),
             info_file: format!("{}.json", job.name),
             data_file: data_file(&job.name, job.method),
+            counted_in_backup: contents.exact,
             messages: contents.messages,
             first_seq: contents.first.map(|f| f.0),
             last_seq: contents.last.map(|l| l.0),
@@ -201,6 +202,8 @@ fn run(job: Job, mut w: PipeWriter, results: Results) {
 /// Counts of what was backed up.
 #[derive(Default)]
 struct Counted {
+    /// Read from the backup itself (false: taken from the server's state at the start).
+    exact: bool,
     messages: u64,
     first: Option<(u64, i64)>,
     last: Option<(u64, i64)>,
@@ -242,7 +245,7 @@ fn snapshot(job: &Job, w: &mut PipeWriter) -> Result<(Counted, StreamState, u64)
         let m = c.next_msg().map_err(|e| e.to_string())?;
         if m.subject == reply {
             let v = client::parse_api_reply(&m.payload)?.map_err(|e| c.api_fail(Some(name), &e).to_string())?;
-            state = Some(state_of(&v["state"]));
+            state = Some(v["state"].clone());
         } else if m.subject == deliver {
             if m.reply.is_none() && m.payload.is_empty() {
                 if let Some((code, desc)) = m.status() {
@@ -264,15 +267,32 @@ fn snapshot(job: &Job, w: &mut PipeWriter) -> Result<(Counted, StreamState, u64)
     }
     decoder.finish()?;
     let contents = tar.finish()?;
-    if !contents.understood {
-        return Err(format!(
-            "the snapshot's layout (NATS {}) is not the one this version reads (NATS 2.9)",
-            job.version
-        ));
+    let state = state.unwrap_or_default();
+    let counted = if contents.understood {
+        let (messages, first, last, bytes) = (contents.messages, contents.first, contents.last, contents.bytes);
+        Counted { exact: true, messages, first, last, bytes }
+    } else {
+        // Another server version's layout: the snapshot is still good for a restore under its
+        // own name, but the counts can only be the server's (taken before the blocks were read).
+        counted_from_state(&state)
+    };
+    Ok((counted, state_of(&state), archive))
+}
+
+fn counted_from_state(v: &Value) -> Counted {
+    let at = |seq: &str, ts: &str| {
+        let t = v[ts].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        Some((v[seq].as_u64()?, t?.timestamp_nanos_opt()?))
+    };
+    let st = state_of(v);
+    let some = st.messages > 0;
+    Counted {
+        exact: false,
+        messages: st.messages,
+        first: at("first_seq", "first_ts").filter(|_| some),
+        last: at("last_seq", "last_ts").filter(|_| some),
+        bytes: st.bytes,
     }
-    let counted =
-        Counted { messages: contents.messages, first: contents.first, last: contents.last, bytes: contents.bytes };
-    Ok((counted, state.unwrap_or_default(), archive))
 }
 
 fn snapshot_status(code: u16, desc: &str) -> String {
@@ -291,7 +311,8 @@ fn export(job: &Job, w: &mut PipeWriter) -> Result<(Counted, StreamState, u64), 
     let state = state_of(&info["state"]);
     let (end, mut next) = (state.last_seq, state.first_seq.max(1));
     let mut pipeline: Pipeline<u64> = Pipeline::default();
-    let (mut counted, mut buf, mut done, mut written) = (Counted::default(), Vec::with_capacity(1 << 18), false, 0u64);
+    let mut counted = Counted { exact: true, ..Counted::default() };
+    let (mut buf, mut done, mut written) = (Vec::with_capacity(1 << 18), false, 0u64);
     let subject = format!("$JS.API.STREAM.MSG.GET.{name}");
     loop {
         // Refill only when half the window is answered: sends and reads then go in batches.

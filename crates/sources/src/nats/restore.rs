@@ -116,23 +116,48 @@ pub fn restore(
 ) -> Result<Restored, SourceError> {
     let mut c = Client::connect(conn)?;
     let target = opts.rename.clone().unwrap_or_else(|| backup.name.clone());
-    if target.is_empty() || target.chars().any(|ch| ch.is_whitespace() || ".*>/\\".contains(ch)) {
-        return Err(c.fail(Some(&target), "invalid stream name", false));
-    }
-    if backup.info["config"]["retention"] == "interest" && !(direct(backup, &target, opts)) {
-        return Err(c.fail(
-            Some(&target),
-            "an interest-retention stream keeps no messages without consumers, so it can only be restored \
-             whole, under its original name, from a snapshot backup",
-            false,
-        ));
+    if let Some(why) = refusal(backup, &target, opts) {
+        return Err(c.fail(Some(&target), why, false));
     }
     prepare_target(&mut c, &target, opts.overwrite)?;
     if direct(backup, &target, opts) {
-        restore_snapshot(&mut c, repo, backup)
-    } else {
-        Importer::run(&mut c, repo, backup, &target, opts)
+        return restore_snapshot(&mut c, repo, backup);
     }
+    let result = Importer::run(&mut c, repo, backup, &target, opts);
+    if result.is_err() {
+        // The target did not exist before (or was deleted by --overwrite): what is there now is
+        // this restore's half-made stream. A fresh connection, the old one may be broken.
+        if let Ok(mut c) = Client::connect(conn) {
+            let _ = c.js_raw(&format!("STREAM.DELETE.{target}"), &Value::Null);
+        }
+    }
+    result
+}
+
+/// Why this restore cannot be done, checked before anything on the server changes.
+fn refusal(backup: &StreamBackup, target: &str, opts: &RestoreOptions) -> Option<String> {
+    if target.is_empty() || target.chars().any(|ch| ch.is_whitespace() || ".*>/\\".contains(ch)) {
+        return Some("invalid stream name".into());
+    }
+    if direct(backup, target, opts) {
+        return None;
+    }
+    if backup.info["config"]["retention"] == "interest" {
+        // The server skips messages published to an interest stream without consumers.
+        return Some(
+            "an interest-retention stream keeps no messages without consumers, so it can only be restored \
+             whole, under its original name, from a snapshot backup"
+                .into(),
+        );
+    }
+    if backup.manifest.method == Method::Snapshot && !backup.manifest.counted_in_backup {
+        return Some(format!(
+            "this snapshot is in NATS {}'s layout, which this version cannot read message by message: \
+             it can only be restored whole, under its original name",
+            backup.manifest.server_version
+        ));
+    }
+    None
 }
 
 fn direct(backup: &StreamBackup, target: &str, opts: &RestoreOptions) -> bool {
@@ -369,6 +394,9 @@ impl<'a> Importer<'a> {
         let mut fin = fin;
         fin["subjects"] = used["subjects"].clone();
         imp.c.js(&format!("STREAM.UPDATE.{target}"), &fin, Some(target))?;
+        if imp.restored.messages == 0 && opts.range.is_some() {
+            imp.restored.notes.push("no message of the backup was stored in that time range".into());
+        }
         if imp.duplicates > 0 {
             let n = imp.duplicates;
             imp.restored
