@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod duration;
 mod error;
+pub mod records;
 pub mod retention;
 pub mod usage;
 
