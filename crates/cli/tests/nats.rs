@@ -323,7 +323,9 @@ fn nats_second_backup_adds_little() {
     create(&mut c, &name, &[format!("{subj}.>")], "file");
     publish(&mut c, &subj, 0, 30_000);
     let tmp = tempdir();
-    let cfg = setup(tmp.path(), &[("ledger", URL, vec![name.clone()])]);
+    // The server has no authentication and ignores these credentials; they must not reach
+    // snapshot metadata.
+    let cfg = setup(tmp.path(), &[("ledger", "nats://lbuser:s3cr3t-4f9e@127.0.0.1:4222", vec![name.clone()])]);
     let repo_size = || fs_size(&tmp.path().join("repo"));
     let first = backup(&cfg, "ledger");
     let after_first = repo_size();
@@ -335,6 +337,8 @@ fn nats_second_backup_adds_little() {
     assert!(a2 * 10 < a1, "second backup added {a2} bytes, first {a1}");
     assert!(growth * 5 < after_first, "repository grew {growth} bytes on {after_first}");
     assert_eq!(second["manifest"]["streams"][&name]["messages"], 30_300);
+    let snaps = lbc(&cfg, &["snapshots", "--json"]).ok().stdout;
+    assert!(snaps.contains("127.0.0.1:4222") && !snaps.contains("s3cr3t"), "{snaps}");
 }
 
 fn fs_size(p: &Path) -> u64 {
