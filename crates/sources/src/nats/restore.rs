@@ -194,11 +194,13 @@ struct ChunkSink<'a> {
 
 impl ChunkSink<'_> {
     fn frame(&mut self, all: bool) -> Result<(), SourceError> {
-        while self.raw.len() >= s2::FRAME_PIECE || (all && !self.raw.is_empty()) {
-            let n = self.raw.len().min(s2::FRAME_PIECE);
-            s2::frame_chunk(&self.raw[..n], &mut self.out);
-            self.raw.drain(..n);
+        let mut at = 0;
+        while self.raw.len() - at >= s2::FRAME_PIECE || (all && at < self.raw.len()) {
+            let n = (self.raw.len() - at).min(s2::FRAME_PIECE);
+            s2::frame_chunk(&self.raw[at..at + n], &mut self.out);
+            at += n;
         }
+        self.raw.drain(..at);
         while self.out.len() >= self.chunk || (all && !self.out.is_empty()) {
             let n = self.out.len().min(self.chunk);
             let piece: Vec<u8> = self.out.drain(..n).collect();
