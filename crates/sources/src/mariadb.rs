@@ -352,6 +352,19 @@ pub fn restore(
 
 /// Count rows per table in `database` and compare with the manifest.
 pub fn verify(conn: &Connection, database: &str, manifest: &Manifest) -> Result<(bool, Vec<String>), SourceError> {
+    let found = counts(conn, database)?;
+    // Empty tables have no INSERT in the dump, so they are not in the manifest: no extras check.
+    let mismatches = crate::artifact::compare_counts(&manifest.tables, &found, false);
+    Ok((mismatches.is_empty(), mismatches))
+}
+
+/// Drop `database` if it exists (scratch databases of restore tests).
+pub fn drop_database(conn: &Connection, database: &str) -> Result<(), SourceError> {
+    conn.sql("", &format!("DROP DATABASE IF EXISTS {}", ident(database))).map(|_| ())
+}
+
+/// Rows per base table of `database`.
+pub fn counts(conn: &Connection, database: &str) -> Result<BTreeMap<String, u64>, SourceError> {
     let tables = conn.sql(
         database,
         "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY 1",
@@ -361,9 +374,7 @@ pub fn verify(conn: &Connection, database: &str, manifest: &Manifest) -> Result<
         let n: u64 = conn.sql(database, &format!("SELECT COUNT(*) FROM {}", ident(t)))?.trim().parse().unwrap_or(0);
         found.insert(t.to_string(), n);
     }
-    // Empty tables have no INSERT in the dump, so they are not in the manifest: no extras check.
-    let mismatches = crate::artifact::compare_counts(&manifest.tables, &found, false);
-    Ok((mismatches.is_empty(), mismatches))
+    Ok(found)
 }
 
 #[cfg(test)]

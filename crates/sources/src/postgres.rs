@@ -396,6 +396,14 @@ pub fn verify(conn: &Connection, database: &str, manifest: &Manifest) -> Result<
     Ok(Verification { ok: mismatches.is_empty(), mismatches, tables })
 }
 
+/// Drop `database` if it exists, disconnecting its sessions (scratch databases of restore tests).
+pub fn drop_database(conn: &Connection, database: &str) -> Result<(), SourceError> {
+    let mut s = Session::open(conn, "postgres")?;
+    s.query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE);", ident(database)))?;
+    s.close();
+    Ok(())
+}
+
 /// How to restore.
 #[derive(Clone, Debug, Default)]
 pub struct RestoreOptions {

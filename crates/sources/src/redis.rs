@@ -20,7 +20,7 @@ mod file;
 pub mod rdb;
 mod sync;
 
-pub use file::{restore_rdb, verify_rdb, RdbRestore, RdbVerification};
+pub use file::{restore_rdb, verify_rdb, RdbRestore, RdbVerification, Throwaway};
 pub use sync::{start_rdb, RdbManifest, RDB_FILE};
 
 use std::collections::BTreeMap;
@@ -39,7 +39,7 @@ use crate::SourceError;
 /// How to reach the server.
 #[derive(Clone, Debug)]
 pub struct Connection {
-    /// Host.
+    /// Host; a path starting with `/` is a unix socket (then `port` is not used).
     pub host: String,
     /// Port.
     pub port: u16,
@@ -85,6 +85,11 @@ fn err(target: &str, m: impl std::fmt::Display) -> SourceError {
 impl Client {
     /// Connect (and authenticate).
     pub fn connect(c: &Connection) -> Result<Client, SourceError> {
+        if c.host.starts_with('/') {
+            let mut cl = Client::connect_unix(std::path::Path::new(&c.host))?;
+            cl.login(c)?;
+            return Ok(cl);
+        }
         let target = format!("redis {}:{}", c.host, c.port);
         let addr = (c.host.as_str(), c.port);
         let stream = std::net::ToSocketAddrs::to_socket_addrs(&addr)

@@ -107,6 +107,11 @@ fn describe(db: &Path) -> Result<(BTreeMap<String, u64>, i64), SourceError> {
     Ok((tables, uv))
 }
 
+/// Rows per table of a database (read-only; `compare` puts them beside a manifest's).
+pub fn counts(db: &Path) -> Result<BTreeMap<String, u64>, SourceError> {
+    Ok(describe(db)?.0)
+}
+
 /// Result of a native verification.
 #[derive(Clone, Debug, Serialize)]
 pub struct Verification {

@@ -13,7 +13,7 @@
 
 use std::io::Write;
 
-use lifeboat_format::Node;
+use lifeboat_format::{Id, Node};
 use lifeboat_repository::{restorer, Repository};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -104,6 +104,39 @@ impl Restored {
     pub fn expected(&self) -> Expected {
         let keep = |s: Option<u64>| if self.sequences_preserved { s } else { None };
         Expected { messages: self.messages, first_seq: keep(self.first_seq), last_seq: keep(self.last_seq) }
+    }
+
+    /// What the restored stream must hold: the manifest's counts for a whole stream (sequences
+    /// only where they were kept), the restore's own count for a time range.
+    pub fn expected_for(&self, backup: &StreamBackup, opts: &RestoreOptions) -> Expected {
+        if opts.range.is_some() {
+            return self.expected();
+        }
+        let mut e = Expected::from(&backup.manifest);
+        if !self.sequences_preserved {
+            (e.first_seq, e.last_seq) = (None, None);
+        }
+        e
+    }
+}
+
+impl StreamBackup {
+    /// A stream of the backup whose snapshot tree is `root`: its info file (read) and data node.
+    pub fn load(repo: &Repository, root: &Id, name: &str, m: &StreamManifest) -> Result<StreamBackup, SourceError> {
+        let fail = |e: String| SourceError::Database { target: format!("backup of stream {name}"), message: e };
+        let find = |file: &str| -> Result<Node, SourceError> {
+            lifeboat_repository::tree::find_node(repo, root, file)
+                .map_err(|e| fail(e.to_string()))?
+                .ok_or_else(|| fail(format!("the snapshot does not contain {file}")))
+        };
+        let info_node = find(&m.info_file)?;
+        let mut info = Vec::new();
+        let index = repo.index().map_err(|e| fail(e.to_string()))?;
+        restorer::copy_content(repo, &index, &info_node, &mut info).map_err(|e| fail(e.to_string()))?;
+        let info =
+            serde_json::from_slice(&info).map_err(|_| fail(format!("{}: not a stream info file", m.info_file)))?;
+        let data = find(&m.data_file)?;
+        Ok(StreamBackup { name: name.to_string(), manifest: m.clone(), info, data })
     }
 }
 

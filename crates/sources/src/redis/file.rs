@@ -145,9 +145,9 @@ fn aside(target: &Path) -> PathBuf {
     target.with_file_name(name)
 }
 
-/// A `redis-server` on a unix socket in a temporary directory, loading one RDB file; stopped
-/// (without saving) when dropped.
-struct Throwaway {
+/// A `redis-server` on a unix socket in a temporary directory (no TCP port), empty or loading
+/// one RDB file; stopped (without saving) and its directory removed when dropped.
+pub struct Throwaway {
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -167,10 +167,31 @@ impl Drop for Throwaway {
 }
 
 impl Throwaway {
+    /// Start an empty server with `databases` databases and wait until it answers.
+    pub fn empty(databases: u32) -> Result<Throwaway, SourceError> {
+        let mut t = Throwaway::launch(None, databases)?;
+        let sock = t.socket();
+        t.ready(&sock, Duration::from_secs(30))?;
+        Ok(t)
+    }
+
+    /// Its unix socket (a [`super::Connection`] whose `host` is this path reaches it).
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("redis.sock")
+    }
+
     fn start(rdb: &Path, databases: u32) -> Result<Throwaway, SourceError> {
-        let abs = std::path::absolute(rdb).map_err(|e| SourceError::Path { path: rdb.into(), source: e })?;
-        let dir = tempfile::Builder::new().prefix("lifeboat-redis-verify-").tempdir().map_err(|e| ferr(rdb, e))?;
-        std::os::unix::fs::symlink(&abs, dir.path().join("dump.rdb")).map_err(|e| ferr(rdb, e))?;
+        Throwaway::launch(Some(rdb), databases)
+    }
+
+    fn launch(rdb: Option<&Path>, databases: u32) -> Result<Throwaway, SourceError> {
+        let what = rdb.unwrap_or(Path::new("redis-server"));
+        let dir = tempfile::Builder::new().prefix("lifeboat-redis-verify-").tempdir().map_err(|e| ferr(what, e))?;
+        if let Some(rdb) = rdb {
+            let abs = std::path::absolute(rdb).map_err(|e| SourceError::Path { path: rdb.into(), source: e })?;
+            std::os::unix::fs::symlink(&abs, dir.path().join("dump.rdb")).map_err(|e| ferr(rdb, e))?;
+        }
+        let rdb = what;
         let d = dir.path().to_string_lossy().into_owned();
         let child = Command::new("redis-server")
             .args(["--port", "0", "--unixsocket", &format!("{d}/redis.sock"), "--unixsocketperm", "700"])
@@ -182,7 +203,7 @@ impl Throwaway {
             .spawn()
             .map_err(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
-                    ferr(rdb, "redis-server is not installed (it is needed to verify an RDB restore)")
+                    ferr(rdb, "redis-server is not installed (it is needed to verify a restore)")
                 } else {
                     ferr(rdb, format!("cannot run redis-server: {e}"))
                 }

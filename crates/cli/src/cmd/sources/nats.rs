@@ -4,10 +4,10 @@
 use anyhow::{bail, Context, Result};
 use lifeboat_format::SourceInfo;
 use lifeboat_repository::archiver::{BackupOptions, BackupStats};
-use lifeboat_repository::{restorer, snapshots, Repository};
+use lifeboat_repository::{snapshots, Repository};
 use lifeboat_sources::nats;
 
-use super::{artifact, backup_generated, configured, fail_on_mismatches, manifest_of, setting, Generated};
+use super::{backup_generated, configured, fail_on_mismatches, manifest_of, setting, Generated};
 use crate::args::{Global, RestoreArgs};
 use crate::config::{substitute, SourceSection};
 use crate::{exit, output};
@@ -17,7 +17,7 @@ const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
 
 /// Connection settings of a nats source, secrets substituted; `user`/`password` win over
 /// credentials in the URL.
-fn connection(src: &SourceSection) -> Result<nats::Connection> {
+pub(crate) fn connection(src: &SourceSection) -> Result<nats::Connection> {
     let url = match &src.url {
         Some(u) => substitute(u, &format!("source {}", src.name))?,
         None => DEFAULT_URL.to_string(),
@@ -112,13 +112,7 @@ fn stream_backup(
     name: &str,
     m: &nats::StreamManifest,
 ) -> Result<nats::StreamBackup> {
-    let info_node = artifact(repo, snap, &m.info_file)?;
-    let mut info = Vec::new();
-    let index = repo.index()?;
-    restorer::copy_content(repo, &index, &info_node, &mut info)?;
-    let info = serde_json::from_slice(&info).with_context(|| format!("{}: not a stream info file", m.info_file))?;
-    let data = artifact(repo, snap, &m.data_file)?;
-    Ok(nats::StreamBackup { name: name.to_string(), manifest: m.clone(), info, data })
+    Ok(nats::StreamBackup::load(repo, &snap.snapshot.tree, name, m)?)
 }
 
 /// Restore a nats snapshot into a server.
@@ -162,14 +156,7 @@ pub(super) fn restore(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &sna
 /// What the restored stream must hold: the manifest's counts for a whole stream (sequences only
 /// where they were kept), the restore's own count for a time range.
 fn expected(b: &nats::StreamBackup, r: &nats::Restored, opts: &nats::RestoreOptions) -> nats::Expected {
-    if opts.range.is_some() {
-        return r.expected();
-    }
-    let mut e = nats::Expected::from(&b.manifest);
-    if !r.sequences_preserved {
-        (e.first_seq, e.last_seq) = (None, None);
-    }
-    e
+    r.expected_for(b, opts)
 }
 
 fn how(b: &nats::StreamBackup, target: &str, opts: &nats::RestoreOptions) -> &'static str {
