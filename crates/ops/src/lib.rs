@@ -5,6 +5,8 @@
 pub mod audit;
 pub mod duration;
 mod error;
+pub mod guard;
+pub mod health;
 pub mod records;
 pub mod retention;
 pub mod usage;
