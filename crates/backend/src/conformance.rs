@@ -38,6 +38,7 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("lifeboat_nested_names", lifeboat_nested_names),
     ("interrupted_save_is_invisible", interrupted_save_is_invisible),
     ("invalid_names", invalid_names),
+    ("remove_many", remove_many),
 ];
 
 /// Runs every check in [`CHECKS`], each on a new backend from `make`.
@@ -364,4 +365,21 @@ pub fn invalid_names(b: &dyn Backend) {
     for ft in FileType::ALL {
         assert_eq!(ok(b.list(ft), "list"), vec![], "{ft}");
     }
+}
+
+/// `remove_many` deletes a batch across pack directories, ignores missing names, keeps the rest.
+pub fn remove_many(b: &dyn Backend) {
+    created(b);
+    let names: Vec<String> = (0..6).map(|i| name_for(FileType::Pack, i * 37)).collect();
+    for n in &names {
+        ok(b.save(FileType::Pack, n, b"pack"), "save");
+    }
+    let mut doomed: Vec<String> = names[..4].to_vec();
+    doomed.push(name_for(FileType::Pack, 999)); // never saved
+    ok(b.remove_many(FileType::Pack, &doomed), "remove_many");
+    let left: Vec<String> = sorted(ok(b.list(FileType::Pack), "list")).into_iter().map(|e| e.0).collect();
+    let mut want = names[4..].to_vec();
+    want.sort();
+    assert_eq!(left, want);
+    ok(b.remove_many(FileType::Pack, &doomed), "remove_many again");
 }

@@ -349,6 +349,17 @@ impl<B: Backend> Backend for FaultyBackend<B> {
         self.inner.remove(ft, name)
     }
 
+    fn remove_many(&self, ft: FileType, names: &[String]) -> Result<()> {
+        // Count each object like a single remove, so `kill-on-remove:pack:N` means the same.
+        for (i, _) in names.iter().enumerate() {
+            if self.decide(Kind::Remove, ft).kill {
+                self.inner.remove_many(ft, &names[..i])?;
+                kill_current_process();
+            }
+        }
+        self.inner.remove_many(ft, names)
+    }
+
     fn simulate_interrupted_save(&self, ft: FileType, name: &str, data: &[u8]) -> Result<()> {
         self.inner.simulate_interrupted_save(ft, name, data)
     }

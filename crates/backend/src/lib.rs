@@ -103,6 +103,19 @@ pub trait Backend: Send + Sync {
     /// Deletes an object. Deleting a missing object is a not-found error.
     fn remove(&self, ft: FileType, name: &str) -> Result<()>;
 
+    /// Deletes several objects of one type; missing ones are ignored (so a retried batch is
+    /// harmless). Durable when it returns. The default removes one by one; the local backend
+    /// syncs each touched directory once instead of once per object (prune deletes thousands).
+    fn remove_many(&self, ft: FileType, names: &[String]) -> Result<()> {
+        for name in names {
+            match self.remove(ft, name) {
+                Err(e) if !e.is_not_found() => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Fault-injection hook: leaves behind exactly what a [`Backend::save`] of
     /// `data` interrupted by a crash could leave (for the local backend, a
     /// temporary file beside the final path holding `data`), without ever
@@ -146,6 +159,9 @@ macro_rules! delegate_backend {
             }
             fn remove(&self, ft: FileType, name: &str) -> Result<()> {
                 (**self).remove(ft, name)
+            }
+            fn remove_many(&self, ft: FileType, names: &[String]) -> Result<()> {
+                (**self).remove_many(ft, names)
             }
             fn simulate_interrupted_save(&self, ft: FileType, name: &str, data: &[u8]) -> Result<()> {
                 (**self).simulate_interrupted_save(ft, name, data)

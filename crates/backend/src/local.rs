@@ -343,6 +343,27 @@ impl Backend for LocalBackend {
         Ok(())
     }
 
+    fn remove_many(&self, ft: FileType, names: &[String]) -> Result<()> {
+        let mut dirs = std::collections::BTreeSet::new();
+        for name in names {
+            let (key, path) = self.object(Op::Remove, ft, name)?;
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(BackendError::from_io(self.ctx(Op::Remove, Some(ft), key.as_str()), e))
+                }
+                _ => {}
+            }
+            if let Some(dir) = path.parent() {
+                dirs.insert(dir.to_path_buf());
+            }
+        }
+        for dir in dirs {
+            sync_dir(&dir)
+                .map_err(|e| BackendError::from_io(self.ctx(Op::Remove, Some(ft), dir.display().to_string()), e))?;
+        }
+        Ok(())
+    }
+
     /// Writes `data` to a temporary file beside the object's final path (as an
     /// interrupted [`Backend::save`] would leave it) and does not rename it.
     fn simulate_interrupted_save(&self, ft: FileType, name: &str, data: &[u8]) -> Result<()> {

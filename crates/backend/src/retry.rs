@@ -165,6 +165,11 @@ impl<B: Backend> Backend for RetryBackend<B> {
         })
     }
 
+    fn remove_many(&self, ft: FileType, names: &[String]) -> Result<()> {
+        // Missing objects are ignored, so retrying the whole batch is safe.
+        self.run(|_| self.inner.remove_many(ft, names))
+    }
+
     fn simulate_interrupted_save(&self, ft: FileType, name: &str, data: &[u8]) -> Result<()> {
         self.inner.simulate_interrupted_save(ft, name, data)
     }

@@ -380,13 +380,15 @@ fn rewrite_index(repo: &Repository, plan: &Plan, new_packs: Vec<IndexPack>, stat
     let written = write_index(repo, packs, INDEX_BLOBS_PER_FILE)?;
     stats.index_files_written = written.len();
     let new: IdSet = written.into_iter().collect();
-    for name in &plan.index_files {
-        if name.parse::<Id>().map(|id| new.contains(&id)).unwrap_or(false) {
-            continue; // identical content, same name: it is the new index
-        }
-        remove_if_present(repo, FileType::Index, name)?;
-        stats.index_files_removed += 1;
-    }
+    // An old file with identical content has the same name: it is part of the new index.
+    let old: Vec<String> = plan
+        .index_files
+        .iter()
+        .filter(|n| !n.parse::<Id>().map(|id| new.contains(&id)).unwrap_or(false))
+        .cloned()
+        .collect();
+    stats.index_files_removed = old.len();
+    repo.backend().remove_many(FileType::Index, &old)?;
     Ok(())
 }
 
@@ -402,13 +404,6 @@ fn delete_obsolete(repo: &Repository, plan: &Plan) -> Result<()> {
         .map(|p| p.0.id.to_hex())
         .chain(plan.unindexed.iter().map(|(n, _)| n.clone()))
         .collect();
-    util::parallel_map(doomed, 8, |name| remove_if_present(repo, FileType::Pack, &name))?;
+    repo.backend().remove_many(FileType::Pack, &doomed)?;
     Ok(())
-}
-
-fn remove_if_present(repo: &Repository, ft: FileType, name: &str) -> Result<()> {
-    match repo.backend().remove(ft, name) {
-        Err(e) if !e.is_not_found() => Err(e.into()),
-        _ => Ok(()),
-    }
 }

@@ -108,12 +108,10 @@ fn warn_unreadable(bad: &snapshots::Unreadable) {
 fn remove(repo: &Repository, decisions: &[Decision], dry_run: bool) -> Result<usize> {
     let doomed: Vec<&Decision> = decisions.iter().filter(|d| !d.keep).collect();
     if !dry_run {
-        for d in &doomed {
-            match repo.backend().remove(FileType::Snapshot, &d.id.to_hex()) {
-                Err(e) if !e.is_not_found() => return Err(e.into()),
-                _ => {}
-            }
-        }
+        // One durable batch: a removed snapshot must not come back after a crash once prune has
+        // deleted its data.
+        let names: Vec<String> = doomed.iter().map(|d| d.id.to_hex()).collect();
+        repo.backend().remove_many(FileType::Snapshot, &names)?;
     }
     Ok(doomed.len())
 }
