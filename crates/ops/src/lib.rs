@@ -3,6 +3,7 @@
 //! notifications and the audit log. Like the engine it never prints: the CLI owns output.
 
 pub mod audit;
+pub mod drill;
 pub mod duration;
 mod error;
 pub mod guard;
@@ -10,5 +11,6 @@ pub mod health;
 pub mod records;
 pub mod retention;
 pub mod usage;
+pub mod verify;
 
 pub use error::OpsError;

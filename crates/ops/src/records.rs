@@ -90,7 +90,7 @@ fn store<T: Serialize>(repo: &Repository, name: &str, value: &T) -> Result<(), O
     Ok(())
 }
 
-fn stamp(time: DateTime<Utc>) -> String {
+pub(crate) fn stamp(time: DateTime<Utc>) -> String {
     let r: [u8; 4] = lifeboat_crypto::random_bytes();
     format!("{}-{}", time.format("%Y%m%dT%H%M%S%.6fZ"), hex::encode(r))
 }
