@@ -543,6 +543,23 @@ mod tests {
     }
 
     #[test]
+    fn dump_options_belong_to_their_kind_and_combine_sensibly() {
+        let src = |kind: &str, extra: &str| {
+            format!("[[source]]\nname = \"a\"\nkind = \"{kind}\"\ndatabase = \"d\"\n{extra}\n")
+        };
+        let err = |text: String| format!("{:#}", parse(&text).unwrap_err());
+        assert!(parse(&src("postgres", "format = \"directory\"\njobs = 4\nglobals = true\ntmp_dir = \"/t\"")).is_ok());
+        assert!(parse(&src("redis", "mode = \"rdb\"").replace("database = \"d\"\n", "")).is_ok());
+        assert!(err(src("postgres", "jobs = 4")).contains("needs format = \"directory\""));
+        assert!(err(src("postgres", "format = \"tar\"")).contains("format \"tar\" is unknown"));
+        assert!(err(src("postgres", "compress = 10")).contains("compress must be"));
+        assert!(err(src("postgres", "mode = \"rdb\"")).contains("`mode` does not apply to a postgres source"));
+        assert!(err(src("redis", "mode = \"rdb\"\npattern = \"x*\"").replace("database = \"d\"\n", ""))
+            .contains("remove `databases`/`pattern`"));
+        assert!(err(src("mariadb", "globals = true")).starts_with("lifeboat.toml:1: source \"a\": `globals`"));
+    }
+
+    #[test]
     fn substitution_and_durations() {
         std::env::set_var("LIFEBOAT_TEST_SUBST", "s3cr3t");
         assert_eq!(substitute("a ${LIFEBOAT_TEST_SUBST} b", "x").unwrap(), "a s3cr3t b");

@@ -163,6 +163,12 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Where the walk is: the database keys belong to, and the expiry announced for the next key.
+struct Cursor {
+    db: u32,
+    expiry: Option<i64>,
+}
+
 /// Walk an RDB stream up to its EOF opcode (the checksum after it is not read). `now_ms` is
 /// the reference time for [`Summary::expired`].
 pub fn walk(r: &mut dyn Read, now_ms: i64) -> Result<Summary, String> {
@@ -174,64 +180,70 @@ pub fn walk(r: &mut dyn Read, now_ms: i64) -> Result<Summary, String> {
         _ => return Err("not an RDB file (no REDIS header)".into()),
     };
     let mut s = Summary { version, ..Summary::default() };
-    let mut db = 0u32;
-    let mut expiry: Option<i64> = None;
+    let mut at = Cursor { db: 0, expiry: None };
     loop {
-        let op = inp.u8()?;
-        match op {
+        match inp.u8()? {
             OP_EOF => return Ok(s),
-            OP_SELECTDB => db = u32::try_from(inp.length()?).or_else(|_| inp.fail("database index too large"))?,
-            OP_RESIZEDB => {
-                let (keys, expires) = (inp.length()?, inp.length()?);
-                s.hints.insert(db, (keys, expires));
-            }
-            OP_AUX => {
-                let (k, v) = (inp.string(true)?, inp.string(true)?);
-                s.aux.insert(k, v);
-            }
-            OP_EXPIRETIME_MS => {
-                let mut b = [0u8; 8];
-                inp.exact(&mut b)?;
-                expiry = Some(i64::from_le_bytes(b));
-            }
-            OP_EXPIRETIME => {
-                let mut b = [0u8; 4];
-                inp.exact(&mut b)?;
-                expiry = Some(i64::from(i32::from_le_bytes(b)) * 1000);
-            }
-            OP_IDLE => {
-                inp.length()?;
-            }
-            OP_FREQ => {
-                inp.u8()?;
-            }
-            OP_MODULE_AUX => {
-                inp.length()?; // module id
-                inp.length()?; // "when" opcode
-                inp.length()?; // when
-                module_value(&mut inp)?;
-            }
-            OP_FUNCTION2 => {
-                inp.string(false)?;
-            }
-            OP_SLOT_INFO => {
-                (0..3).try_for_each(|_| inp.length().map(|_| ()))?;
-            }
-            t => {
-                if !value(&mut inp, t)? {
-                    s.stopped = Some(format!("value type {t} at byte {} is unknown to this version", inp.pos - 1));
-                    return Ok(s);
-                }
-                *s.keys.entry(db).or_default() += 1;
-                if let Some(at) = expiry.take() {
-                    *s.expires.entry(db).or_default() += 1;
-                    if at < now_ms {
-                        *s.expired.entry(db).or_default() += 1;
+            op if op >= OP_SLOT_INFO && opcode(&mut inp, op, &mut s, &mut at)? => {}
+            t if t < OP_SLOT_INFO && value(&mut inp, t)? => {
+                *s.keys.entry(at.db).or_default() += 1;
+                if let Some(when) = at.expiry.take() {
+                    *s.expires.entry(at.db).or_default() += 1;
+                    if when < now_ms {
+                        *s.expired.entry(at.db).or_default() += 1;
                     }
                 }
             }
+            t => {
+                s.stopped = Some(format!("type or opcode {t} at byte {} is unknown to this version", inp.pos - 1));
+                return Ok(s);
+            }
         }
     }
+}
+
+/// Read the operands of a special opcode (everything but a key/value record and EOF); `false`
+/// for an opcode this walker does not know.
+fn opcode(inp: &mut In<'_>, op: u8, s: &mut Summary, at: &mut Cursor) -> Result<bool, String> {
+    match op {
+        OP_SELECTDB => at.db = u32::try_from(inp.length()?).or_else(|_| inp.fail("database index too large"))?,
+        OP_RESIZEDB => {
+            let (keys, expires) = (inp.length()?, inp.length()?);
+            s.hints.insert(at.db, (keys, expires));
+        }
+        OP_AUX => {
+            let (k, v) = (inp.string(true)?, inp.string(true)?);
+            s.aux.insert(k, v);
+        }
+        OP_EXPIRETIME_MS => {
+            let mut b = [0u8; 8];
+            inp.exact(&mut b)?;
+            at.expiry = Some(i64::from_le_bytes(b));
+        }
+        OP_EXPIRETIME => {
+            let mut b = [0u8; 4];
+            inp.exact(&mut b)?;
+            at.expiry = Some(i64::from(i32::from_le_bytes(b)) * 1000);
+        }
+        OP_IDLE => {
+            inp.length()?;
+        }
+        OP_FREQ => {
+            inp.u8()?;
+        }
+        OP_MODULE_AUX => {
+            inp.length()?; // module id
+            inp.length()?; // "when" opcode
+            inp.length()?; // when
+            module_value(inp)?;
+        }
+        OP_FUNCTION2 => {
+            inp.string(false)?;
+        }
+        OP_SLOT_INFO => (0..3).try_for_each(|_| inp.length().map(|_| ()))?,
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 /// Skip a key and its value of type `t`; `false` for a type this walker does not know.
@@ -512,7 +524,10 @@ pub(crate) mod tests {
         let mut v = b"REDIS0012".to_vec();
         v.extend([OP_SELECTDB, 0, OP_RESIZEDB, 7, 0, 0, 1, b'a', 1, b'x', 25, 1, b'b']);
         let s = walk(&mut &v[..], 0).unwrap();
-        assert!(s.stopped.as_deref().unwrap_or_default().contains("type 25"), "{s:?}");
+        assert!(s.stopped.as_deref().unwrap_or_default().contains("opcode 25 at byte 21"), "{s:?}");
         assert_eq!(s.key_counts(), [(0, 7)].into());
+        let old_functions = b"REDIS0010\xf6\x01f";
+        let s = walk(&mut &old_functions[..], 0).unwrap();
+        assert!(s.stopped.as_deref().unwrap_or_default().contains("opcode 246"), "{s:?}");
     }
 }
