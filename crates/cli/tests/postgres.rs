@@ -318,8 +318,9 @@ fn postgres_globals_round_trip_into_a_throwaway_cluster() {
     let Some(bin) = server_bin() else { return };
     let tag = unique_tag();
     let (src, role) = (format!("lb_gsrc_{tag}"), format!("lb_role_{tag}"));
-    let _dbs = Dbs(vec![src.clone()]);
+    // Declared first, dropped last: the role can only go once the database granting to it is gone.
     let _roles = Roles(vec![role.clone()]);
+    let _dbs = Dbs(vec![src.clone()]);
     psql("postgres", &format!("CREATE ROLE {role} LOGIN PASSWORD 'pw-role-3d9a'"));
     psql("postgres", &format!("CREATE DATABASE {src}"));
     psql(
