@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "lifeboat", version, about, long_about = None, max_term_width = 100)]
 #[command(after_help = "Exit codes: 0 ok, 1 failure, 2 usage error, 3 partial (some files unreadable), \
-10 repository missing, 11 repository locked, 12 wrong password, 130 interrupted.\n\
+4 guarded restore refused, 10 repository missing, 11 repository locked, 12 wrong password, \
+130 interrupted; `health`: 0 ok, 1 warning, 2 critical, 3 unknown.\n\
 The password is never taken from the command line: use LIFEBOAT_PASSWORD, --password-file or --password-command.")]
 pub struct Cli {
     #[command(flatten)]
@@ -67,8 +68,12 @@ pub enum Command {
     Snapshots(SnapshotsArgs),
     /// List files in a snapshot
     Ls(LsArgs),
-    /// Restore a snapshot into a directory
+    /// Restore a snapshot: files into a directory, a database, a redis server, a stream
+    #[command(after_help = RESTORE_HELP)]
     Restore(RestoreArgs),
+    /// Per source: last backup against its RPO, last verification, last drill (exit 0 ok, 1 warning, 2 critical)
+    #[command(after_help = HEALTH_HELP)]
+    Health(HealthArgs),
     /// Check the repository for damage (names each damaged pack, blob, index or snapshot)
     Check(CheckArgs),
     /// Check the storage the repository lives on (works before `init`, needs no password)
@@ -194,8 +199,8 @@ pub struct LsArgs {
 pub struct RestoreArgs {
     /// Snapshot id, prefix, or "latest"
     pub snapshot: String,
-    /// Directory to restore into (created if missing)
-    #[arg(long, short = 't', value_name = "DIR")]
+    /// Where to restore: a directory (created if missing), or the kind's target (see below)
+    #[arg(long, short = 't', value_name = "TARGET")]
     pub target: PathBuf,
     /// Only restore this path from the snapshot, and what is below it (repeatable)
     #[arg(long = "include", short = 'i', value_name = "PATH")]
@@ -221,8 +226,57 @@ pub struct RestoreArgs {
     /// postgres: first apply the snapshot's roles and tablespaces (globals.sql) to the server
     #[arg(long)]
     pub globals: bool,
+    /// Go ahead with a guarded restore (a `protected` source, or the source's own live data);
+    /// the source's name must also be typed at the prompt or given with --confirm
+    #[arg(long)]
+    pub force: bool,
+    /// The source's name, confirming a guarded restore without a prompt (scripts, no terminal)
+    #[arg(long, value_name = "SOURCE")]
+    pub confirm: Option<String>,
     #[command(flatten)]
     pub filter: SnapshotFilter,
+}
+
+const RESTORE_HELP: &str = "Targets by kind: files and command: a directory (files land at TARGET/<absolute path>);
+sqlite and redis RDB: a file; postgres and mariadb: a database name; redis: redis://HOST:PORT[/DB]
+or a database index; nats: nats://HOST:PORT[/NEWNAME].
+
+--dry-run prints the plan (what is written, replaced, dropped or created, and sizes; --json too).
+
+Guarded restores: when the source is `protected = true`, or the target is the source's own live
+data (its directory or file, its database on the same server, its redis databases, its stream on
+the same server), nothing is touched unless --force is given AND the source's name is typed at
+the prompt (or given with --confirm NAME when there is no terminal). Otherwise exit code 4.
+
+Examples:
+  lifeboat restore latest --source memory-db --target /tmp/memory.db --verify
+  lifeboat restore latest --source app-db --target app --overwrite --dry-run
+  lifeboat restore latest --source app-db --target app --overwrite --force --confirm app-db";
+
+const HEALTH_HELP: &str =
+    "Per config source: the newest backup against its `rpo` (critical when older, or none; warning
+above --rpo-warning percent of it), the newest verification (critical when it failed; warning when
+there is none, it was partial, or it is older than --max-verification-age), the newest drill
+(critical when it failed; warning when partial or slower than the RTO).
+
+Exit codes (monitoring-plugin convention): 0 ok, 1 warning, 2 critical, 3 unknown (the health
+could not be determined: no config, repository unreachable, wrong password, ...).
+
+Examples:
+  lifeboat health
+  lifeboat health --json --source memory-db";
+
+#[derive(Args, Debug)]
+pub struct HealthArgs {
+    /// Only this source (repeatable; default: every source of the config file)
+    #[arg(long = "source", value_name = "NAME")]
+    pub sources: Vec<String>,
+    /// A successful verification older than this is a warning
+    #[arg(long, default_value = "30d", value_name = "DURATION")]
+    pub max_verification_age: String,
+    /// A backup older than this percentage of the RPO is a warning
+    #[arg(long, default_value_t = 80, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub rpo_warning: u8,
 }
 
 #[derive(Subcommand, Debug)]

@@ -12,6 +12,7 @@ mod check;
 mod copy;
 mod demo;
 mod forget;
+mod health;
 mod init;
 pub(crate) mod key;
 mod ls;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> Result<i32> {
         Command::Config(crate::args::ConfigCommand::Check) => sources::config_check(g),
         Command::Ls(a) => ls::run(g, &a),
         Command::Restore(a) => restore::run(g, &a, interrupt),
+        Command::Health(a) => health::run(g, &a),
         Command::Check(a) => check::run(g, &a, interrupt),
         Command::Storage(c) => storage::run(g, &c),
         Command::Key(k) => key::run(g, k),

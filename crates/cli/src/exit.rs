@@ -11,6 +11,9 @@ pub const FAILURE: i32 = 1;
 pub const USAGE: i32 = 2;
 /// Backup finished but some source files could not be read.
 pub const PARTIAL: i32 = 3;
+/// A guarded restore (protected source, or the source's live location) without `--force` and
+/// the source's name confirmed; nothing was changed.
+pub const REFUSED: i32 = 4;
 /// No repository at the location.
 pub const NO_REPOSITORY: i32 = 10;
 /// Repository locked by another process.

@@ -182,9 +182,12 @@ fn nats_file_stream_backup_under_publishing_restores_under_a_new_name_and_verifi
     restore(&cfg, "events", &target, &["--overwrite", "--verify"]).ok();
 
     // Disaster: the original is gone; it comes back under its name through the restore API,
-    // with its sequences and store times.
+    // with its sequences and store times. Its own name on its own server is the source's live
+    // location: a guarded restore, refused without --force and the name confirmed.
     js(&mut c, &format!("STREAM.DELETE.{name}"), Value::Null);
-    let r = restore(&cfg, "events", URL, &["--verify"]).ok().json();
+    let refused = restore(&cfg, "events", URL, &["--verify"]).code(4);
+    assert!(refused.one_error_line().contains("--force --confirm events"), "{}", refused.stderr);
+    let r = restore(&cfg, "events", URL, &["--verify", "--force", "--confirm", "events"]).ok().json();
     assert_eq!(
         (r["streams"][0]["how"].as_str(), r["verification"][0]["ok"].as_bool()),
         (Some("snapshot"), Some(true)),
@@ -233,7 +236,7 @@ fn nats_memory_stream_is_exported_and_restored() {
 
     // Under its own name after a loss (export path, original subjects).
     js(&mut c, &format!("STREAM.DELETE.{name}"), Value::Null);
-    let r = restore(&cfg, "cache", URL, &["--verify"]).ok().json();
+    let r = restore(&cfg, "cache", URL, &["--verify", "--force", "--confirm", "cache"]).ok().json();
     assert_eq!(
         (r["streams"][0]["subjects_rewritten"].as_bool(), r["verification"][0]["ok"].as_bool()),
         (Some(false), Some(true))

@@ -55,6 +55,16 @@ pub struct RestoreStats {
     pub verified: u64,
     /// Problems that did not stop the restore (e.g. ownership not settable).
     pub warnings: Vec<String>,
+    /// Dry run: entries of the snapshot that exist in the target already and would be replaced
+    /// (existing directories are kept and filled, so they are not counted).
+    pub replaced: u64,
+    /// Dry run: size of the existing files that would be replaced.
+    pub replaced_bytes: u64,
+    /// Dry run: entries in the target that would be deleted (what is inside a directory that
+    /// stands where the snapshot has a file or a link). Nothing else in the target is deleted.
+    pub deleted: u64,
+    /// Dry run: the target exists and is not empty, so a real run needs `overwrite`.
+    pub target_not_empty: bool,
 }
 
 fn matches_include(path: &str, include: &[String]) -> (bool, bool) {
@@ -106,6 +116,7 @@ pub fn restore(repo: &Repository, tree: &Id, target: &Path, opts: &RestoreOption
         }
     }
     if opts.dry_run {
+        impact(target, &entries, &mut stats);
         return Ok(stats);
     }
     check_target(target, opts.overwrite)?;
@@ -185,6 +196,36 @@ pub fn restore(repo: &Repository, tree: &Id, target: &Path, opts: &RestoreOption
     }
     stats.warnings = warnings.into_inner().unwrap_or_default();
     Ok(stats)
+}
+
+/// What a restore would do to what is in the target already (for a dry run).
+fn impact(target: &Path, entries: &[WalkEntry], stats: &mut RestoreStats) {
+    stats.target_not_empty = std::fs::read_dir(target).is_ok_and(|mut rd| rd.next().is_some());
+    for e in entries {
+        let Ok(m) = std::fs::symlink_metadata(target.join(&e.raw)) else { continue };
+        match (e.node.node_type == NodeType::Dir, m.is_dir()) {
+            (true, true) => {}
+            (false, true) => stats.deleted += count_below(&target.join(&e.raw)),
+            _ => {
+                stats.replaced += 1;
+                if m.is_file() {
+                    stats.replaced_bytes += m.len();
+                }
+            }
+        }
+    }
+}
+
+/// Entries in a directory tree, the directory included (symbolic links are not followed).
+fn count_below(dir: &Path) -> u64 {
+    let below: u64 = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| if e.file_type().is_ok_and(|t| t.is_dir()) { count_below(&e.path()) } else { 1 })
+                .sum()
+        })
+        .unwrap_or(0);
+    below + 1
 }
 
 fn check_target(target: &Path, overwrite: bool) -> Result<()> {

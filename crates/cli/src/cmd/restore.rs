@@ -1,4 +1,5 @@
-//! `lifeboat restore SNAPSHOT --target DIR`.
+//! `lifeboat restore SNAPSHOT --target DIR`: file trees here; database-like kinds in
+//! [`crate::cmd::sources`]. Every kind builds a [`plan::Plan`] and passes [`guard::gate`] first.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,6 +13,9 @@ use lifeboat_repository::snapshots;
 use crate::args::{Global, RestoreArgs};
 use crate::{context, exit, output};
 
+pub mod guard;
+pub mod plan;
+
 pub fn run(g: &Global, a: &RestoreArgs, interrupt: Arc<AtomicBool>) -> Result<i32> {
     let repo = context::open(g)?;
     let _lock = context::lock(g, &repo, false)?;
@@ -24,21 +28,10 @@ pub fn run(g: &Global, a: &RestoreArgs, interrupt: Arc<AtomicBool>) -> Result<i3
         RestoreOptions { include, overwrite: a.overwrite, dry_run: true, verify: a.verify, ..Default::default() };
     // Plan first: it gives the totals for the progress bar and the dry-run output.
     let plan = restore(&repo, &snap.snapshot.tree, &a.target, &opts)?;
-    if a.dry_run {
-        if g.json {
-            output::json(&serde_json::json!({"snapshot": snap.id, "target": a.target, "dry_run": true, "plan": plan}))?;
-        } else {
-            println!(
-                "would restore snapshot {} to {}: {} files ({}), {} directories, {} other entries",
-                snap.id.short(),
-                a.target.display(),
-                plan.files,
-                output::size(plan.bytes),
-                plan.dirs,
-                plan.others
-            );
-        }
-        return Ok(exit::OK);
+    let mut steps = plan::files(&snap, &a.target, &opts.include, &plan, a.overwrite);
+    steps.verify = a.verify.then(|| "read every restored file back and compare it with the snapshot".to_string());
+    if let Some(code) = guard::gate(g, a, &repo, steps)? {
+        return Ok(code);
     }
     let progress = Arc::new(Progress::default());
     let pb = output::bar(

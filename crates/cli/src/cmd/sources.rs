@@ -13,6 +13,8 @@ use lifeboat_sources::command::{self, CommandOptions};
 use lifeboat_sources::files::{walk, FilesOptions};
 use lifeboat_sources::{mariadb, postgres, redis, sqlite};
 
+use super::restore::guard::gate;
+use super::restore::plan;
 use crate::args::{BackupArgs, Global, RestoreArgs};
 use crate::config::{substitute, CommandSpec, Config, SourceSection};
 use crate::{context, exit, output};
@@ -167,6 +169,11 @@ fn setting(src: &SourceSection, v: &Option<String>) -> Result<Option<String>> {
     v.as_deref().map(|x| substitute(x, &format!("source {}", src.name))).transpose()
 }
 
+/// A postgres or mariadb connection's server, for plans and the guard.
+fn server_of(conn: &client::Connection, default_port: u16) -> lifeboat_ops::guard::Server {
+    lifeboat_ops::guard::Server::new(conn.host.as_deref(), conn.port.unwrap_or(default_port))
+}
+
 /// Print each difference a verification found and fail; `Ok` when there are none.
 fn fail_on_mismatches(mismatches: &[String], what: &str) -> Result<()> {
     if mismatches.is_empty() {
@@ -187,21 +194,13 @@ fn restore_mariadb(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapsh
         None => client::Connection::default(),
     };
     let database = a.target.to_string_lossy().into_owned();
-    if a.dry_run {
-        let action = if a.overwrite { "drop (if it exists) and recreate, then load" } else { "create, then load" };
-        if g.json {
-            output::json(
-                &serde_json::json!({"snapshot": snap.id, "source": src.name, "kind": "mariadb", "database": database, "action": action, "bytes": node.size, "tables": manifest.tables}),
-            )?;
-        } else {
-            println!(
-                "would restore {} ({}, {} tables) into database {database}: {action}",
-                manifest.file,
-                output::size(node.size),
-                manifest.tables.len()
-            );
-        }
-        return Ok(exit::OK);
+    let load = format!("load {} ({} tables) with the mariadb client", manifest.file, manifest.tables.len());
+    let mut plan = plan::database(snap, server_of(&conn, 3306), &database, load, node.size, a.overwrite);
+    plan.detail("tables", &manifest.tables);
+    plan.verify =
+        a.verify.then(|| format!("row counts of {} tables against the backup's manifest", manifest.tables.len()));
+    if let Some(code) = gate(g, a, repo, plan)? {
+        return Ok(code);
     }
     let started = std::time::Instant::now();
     mariadb::restore(repo, &node, &conn, &database, a.overwrite)?;
@@ -268,25 +267,12 @@ fn restore_redis(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshot
     for (db, file) in &manifest.files {
         files.push((*db, artifact(repo, snap, file)?));
     }
-    if a.dry_run {
-        let plan: Vec<_> = manifest
-            .keys
-            .iter()
-            .map(|(db, n)| serde_json::json!({"from_db": db, "to_db": target_db.unwrap_or(*db), "keys": n}))
-            .collect();
-        if g.json {
-            output::json(
-                &serde_json::json!({"snapshot": snap.id, "source": src.name, "server": format!("{}:{}", conn.host, conn.port), "plan": plan, "overwrite": a.overwrite}),
-            )?;
-        } else {
-            for p in &plan {
-                println!(
-                    "would restore {} keys of db{} into db{} on {}:{} with RESTORE … REPLACE",
-                    p["keys"], p["from_db"], p["to_db"], conn.host, conn.port
-                );
-            }
-        }
-        return Ok(exit::OK);
+    let server = lifeboat_ops::guard::Server::new(Some(&conn.host), conn.port);
+    let sizes: u64 = files.iter().map(|(_, n)| n.size).sum();
+    let mut plan = plan::redis_keys(snap, &target, server, &manifest.keys, target_db, sizes, a.overwrite);
+    plan.verify = a.verify.then(|| "keys per database against the backup's manifest".to_string());
+    if let Some(code) = gate(g, a, repo, plan)? {
+        return Ok(code);
     }
     let started = std::time::Instant::now();
     let restored = redis::restore(repo, &files, &conn, target_db, manifest.pattern.as_deref(), a.overwrite)?;
@@ -363,25 +349,22 @@ fn restore_postgres(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snaps
         },
     };
     let database = a.target.to_string_lossy().into_owned();
-    if a.dry_run {
-        let plan = serde_json::json!({
-            "snapshot": snap.id, "source": src.name, "kind": "postgres", "database": database,
-            "action": if a.overwrite { "drop (if it exists) and recreate, then pg_restore" } else { "create, then pg_restore" },
-            "format": manifest.format, "globals": globals.is_some(),
-            "bytes": node.size, "tables": manifest.tables,
-        });
-        if g.json {
-            output::json(&plan)?;
-        } else {
-            println!(
-                "would restore {} ({}, {} tables) into database {database}: {}",
-                manifest.file,
-                output::size(node.size),
-                manifest.tables.len(),
-                plan["action"].as_str().unwrap_or_default()
-            );
-        }
-        return Ok(exit::OK);
+    let load = format!(
+        "load {} ({} format, {} tables) with pg_restore",
+        manifest.file,
+        manifest.format,
+        manifest.tables.len()
+    );
+    let mut plan = plan::database(snap, server_of(&conn, 5432), &database, load, node.size, a.overwrite);
+    if let Some(gnode) = &globals {
+        let what = "apply the snapshot's roles and tablespaces (globals.sql) to the server".into();
+        plan.steps.insert(0, plan::Step { action: "apply-globals", what, bytes: Some(gnode.size) });
+    }
+    plan.detail("format", &manifest.format).detail("globals", globals.is_some()).detail("tables", &manifest.tables);
+    plan.verify =
+        a.verify.then(|| format!("row counts of {} tables against the backup's manifest", manifest.tables.len()));
+    if let Some(code) = gate(g, a, repo, plan)? {
+        return Ok(code);
     }
     let started = std::time::Instant::now();
     let applied = match &globals {
@@ -426,26 +409,19 @@ pub fn restore(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshots:
 fn restore_sqlite(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshots::SnapshotEntry) -> Result<i32> {
     let (src, manifest): (_, sqlite::Manifest) = manifest_of(snap)?;
     let node = artifact(repo, snap, &manifest.file)?;
-    if a.dry_run {
-        let plan = serde_json::json!({
-            "snapshot": snap.id, "source": src.name, "kind": "sqlite", "target": a.target,
-            "action": if a.target.exists() { "replace atomically" } else { "create" },
-            "bytes": node.size, "tables": manifest.tables,
-        });
-        if g.json {
-            output::json(&plan)?;
-        } else {
-            println!(
-                "would {} {} with {} ({}, {} tables) from snapshot {}",
-                if a.target.exists() { "replace" } else { "create" },
-                a.target.display(),
-                manifest.file,
-                output::size(node.size),
-                manifest.tables.len(),
-                snap.id.short()
-            );
-        }
-        return Ok(exit::OK);
+    let contents = plan::count(manifest.tables.len(), "table");
+    let mut plan = plan::file(snap, &a.target, &manifest.file, node.size, &contents, a.overwrite);
+    plan.detail("tables", &manifest.tables);
+    plan.verify = Some(if a.verify {
+        format!(
+            "PRAGMA integrity_check and row counts of {} tables against the backup's manifest",
+            manifest.tables.len()
+        )
+    } else {
+        "PRAGMA integrity_check before the swap (add --verify to also compare row counts)".to_string()
+    });
+    if let Some(code) = gate(g, a, repo, plan)? {
+        return Ok(code);
     }
     let started = std::time::Instant::now();
     let v = sqlite::restore(repo, &node, &manifest, &a.target, a.overwrite)?;

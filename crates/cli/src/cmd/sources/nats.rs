@@ -9,8 +9,10 @@ use lifeboat_sources::nats;
 
 use super::{backup_generated, configured, fail_on_mismatches, manifest_of, setting, Generated};
 use crate::args::{Global, RestoreArgs};
+use crate::cmd::restore::plan::Plan;
 use crate::config::{substitute, SourceSection};
 use crate::{exit, output};
+use lifeboat_ops::guard::{Location, Server};
 
 /// The server when a source has no `url`.
 const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
@@ -135,8 +137,10 @@ pub(super) fn restore(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &sna
         backups.push(stream_backup(repo, snap, name, &manifest.streams[name])?);
     }
     let opts = nats::RestoreOptions { rename, overwrite: a.overwrite, range };
-    if a.dry_run {
-        return dry_run(g, snap, &src.name, &conn, &backups, &opts);
+    let mut plan = plan(snap, a, &conn, &backups, &opts);
+    plan.verify = a.verify.then(|| "message count and first/last sequence of each stream".to_string());
+    if let Some(code) = crate::cmd::restore::guard::gate(g, a, repo, plan)? {
+        return Ok(code);
     }
     let started = std::time::Instant::now();
     let (mut restored, mut verified) = (Vec::new(), Vec::new());
@@ -167,37 +171,42 @@ fn how(b: &nats::StreamBackup, target: &str, opts: &nats::RestoreOptions) -> &'s
     }
 }
 
-fn dry_run(
-    g: &Global,
+/// What restoring `backups` on the server of `conn` does, stream by stream.
+fn plan(
     snap: &snapshots::SnapshotEntry,
-    source: &str,
+    a: &RestoreArgs,
     conn: &nats::Connection,
     backups: &[nats::StreamBackup],
     opts: &nats::RestoreOptions,
-) -> Result<i32> {
-    let mut plan = Vec::new();
+) -> Plan {
+    let mut p = Plan::new(snap, a.target.to_string_lossy());
+    let (mut streams, mut names) = (Vec::new(), Vec::new());
     for b in backups {
         let target = opts.rename.clone().unwrap_or_else(|| b.name.clone());
         let how = how(b, &target, opts);
-        if !g.json {
-            println!(
-                "would restore stream {} ({} messages, {}) as {target} on {} through {how}{}{}",
-                b.name,
-                b.manifest.messages,
-                output::size(b.data.size),
-                conn.server(),
-                if opts.range.is_some() { ", only messages stored in the --from/--until range" } else { "" },
-                if opts.overwrite { "; an existing stream of that name is deleted first" } else { "" }
-            );
-        }
-        plan.push(serde_json::json!({"stream": b.name, "target": target, "how": how, "messages": b.manifest.messages, "bytes": b.data.size}));
+        let range = if opts.range.is_some() { ", only messages stored in the --from/--until range" } else { "" };
+        let (action, verb) = if opts.overwrite {
+            ("replace-stream", "delete stream {t} if it exists and recreate it")
+        } else {
+            ("create-stream", "create stream {t} (refused if it exists: --overwrite replaces it)")
+        };
+        let what = format!(
+            "{} on {} from {} ({} messages) through {how}{range}",
+            verb.replace("{t}", &target),
+            conn.server(),
+            b.name,
+            b.manifest.messages
+        );
+        p.step(action, what, Some(b.data.size));
+        p.bytes += b.data.size;
+        streams.push(serde_json::json!({"stream": b.name, "target": target, "how": how, "messages": b.manifest.messages, "bytes": b.data.size}));
+        names.push(target);
     }
-    if g.json {
-        output::json(
-            &serde_json::json!({"snapshot": snap.id, "source": source, "server": conn.server(), "overwrite": opts.overwrite, "plan": plan}),
-        )?;
-    }
-    Ok(exit::OK)
+    p.headline = format!("would restore {} on nats {}:", p.subject(), conn.server());
+    let servers = conn.servers.iter().map(|(h, port)| Server::new(Some(h), *port)).collect();
+    p.writes_to = Some(Location::Streams { servers, names: Some(names) });
+    p.detail("server", conn.server()).detail("overwrite", opts.overwrite).detail("plan", streams);
+    p
 }
 
 fn seqs(first: Option<u64>, last: Option<u64>) -> String {

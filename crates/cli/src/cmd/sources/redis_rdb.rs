@@ -32,26 +32,14 @@ pub fn restore(
         );
     }
     let node = super::artifact(repo, snap, &rdb.file)?;
-    let replace = a.target.exists();
-    if a.dry_run {
-        let action = if replace { "replace atomically" } else { "create" };
-        if g.json {
-            output::json(&serde_json::json!({
-                "snapshot": snap.id, "source": source, "kind": "redis", "mode": "rdb", "target": a.target,
-                "action": action, "bytes": node.size, "keys": manifest.keys, "verify": a.verify,
-            }))?;
-        } else {
-            let keys: u64 = manifest.keys.values().sum();
-            println!(
-                "would {action} {} with {} ({}, {keys} keys in {} databases) from snapshot {}",
-                a.target.display(),
-                rdb.file,
-                output::size(node.size),
-                manifest.keys.len(),
-                snap.id.short()
-            );
-        }
-        return Ok(exit::OK);
+    let keys: u64 = manifest.keys.values().sum();
+    let contents = format!("{keys} keys in {} databases", manifest.keys.len());
+    let mut plan = crate::cmd::restore::plan::file(snap, &a.target, &rdb.file, node.size, &contents, a.overwrite);
+    plan.detail("mode", "rdb").detail("keys", &manifest.keys);
+    plan.verify =
+        a.verify.then(|| "a throwaway redis-server loads the file and counts its keys per database".to_string());
+    if let Some(code) = crate::cmd::restore::guard::gate(g, a, repo, plan)? {
+        return Ok(code);
     }
     let started = std::time::Instant::now();
     let r = redis::restore_rdb(repo, &node, manifest, &a.target, a.overwrite, a.verify)?;
