@@ -287,3 +287,40 @@ fn guarded_postgres_restore_onto_the_live_database() {
     restore(&cfg, "app-db", &db, &["--overwrite", "--verify", "--force", "--confirm", "app-db"]).ok();
     assert_eq!(psql(&db, "SELECT count(*) FROM items"), "500");
 }
+
+/// Run `lifeboat --config CFG ARGS…` on a pseudo-terminal (util-linux `script`), typing `input`
+/// at its prompt; `None` when `script` is not installed.
+fn on_terminal(cfg: &Path, args: &[&str], input: &str) -> Option<Run> {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipping the terminal part: util-linux `script` is not installed");
+        return None;
+    }
+    let quoted: Vec<String> =
+        [BIN, "--config", cfg.to_str().unwrap()].iter().chain(args).map(|a| format!("'{a}'")).collect();
+    let shell = format!("(sleep 1; echo '{input}') | script -qec \"{}\" /dev/null", quoted.join(" "));
+    let mut c = Command::new("sh");
+    for v in ["LIFEBOAT_CONFIG", "LIFEBOAT_REPOSITORY", "LIFEBOAT_PASSWORD_FILE", "LIFEBOAT_PASSWORD_COMMAND"] {
+        c.env_remove(v);
+    }
+    Some(run(c.env("LIFEBOAT_PASSWORD", PASSWORD).arg("-c").arg(shell)))
+}
+
+#[test]
+fn guarded_restore_on_a_terminal_asks_for_the_source_name() {
+    let tmp = tempdir();
+    let (cfg, live) = files_source(tmp.path(), "");
+    fs::write(live.join("a.txt"), b"alpha v2\n").unwrap();
+    let args = ["restore", "latest", "--source", "app-files", "--target", "/", "--overwrite", "--force"];
+    let Some(wrong) = on_terminal(&cfg, &args, "app-file") else { return };
+    assert_eq!(wrong.code, 4, "{wrong:?}");
+    assert!(wrong.stdout.contains("Type the source name (app-files) to go ahead"), "{wrong:?}");
+    assert!(wrong.stdout.contains("confirmation \"app-file\" does not match"), "{wrong:?}");
+    assert_eq!(fs::read(live.join("a.txt")).unwrap(), b"alpha v2\n");
+    let typed = on_terminal(&cfg, &args, "app-files").unwrap();
+    assert_eq!(typed.code, 0, "{typed:?}");
+    assert_eq!(fs::read(live.join("a.txt")).unwrap(), b"alpha v1\n");
+    // Without --force no prompt appears: refused at once.
+    let no_force = on_terminal(&cfg, &args[..7], "app-files").unwrap();
+    assert_eq!(no_force.code, 4, "{no_force:?}");
+    assert!(!no_force.stdout.contains("Type the source name"), "{no_force:?}");
+}
