@@ -9,8 +9,10 @@ use crate::args::{Cli, Command};
 
 mod backup;
 mod check;
+mod compare;
 mod copy;
 mod demo;
+mod drill;
 mod forget;
 mod health;
 mod init;
@@ -20,6 +22,7 @@ mod restore;
 mod snapshots;
 pub mod sources;
 pub mod storage;
+mod verify;
 
 /// Run the parsed command line.
 pub fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> Result<i32> {
@@ -34,6 +37,9 @@ pub fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> Result<i32> {
         Command::Restore(a) => restore::run(g, &a, interrupt),
         Command::Health(a) => health::run(g, &a),
         Command::Check(a) => check::run(g, &a, interrupt),
+        Command::Verify(a) => verify::run(g, &a, interrupt),
+        Command::Compare(a) => compare::run(g, &a),
+        Command::Drill(a) => drill::run(g, &a, interrupt),
         Command::Storage(c) => storage::run(g, &c),
         Command::Key(k) => key::run(g, k),
         Command::Unlock(a) => key::unlock(g, &a),

@@ -30,11 +30,24 @@ pub struct Config {
     /// The HTTP server (metrics, health); parsed now, used later.
     #[serde(default)]
     pub server: Option<toml::Table>,
+    /// `lifeboat drill` settings.
+    #[serde(default)]
+    pub drill: Option<DrillSection>,
     /// Where the file was read from (for messages).
     #[serde(skip)]
     pub path: PathBuf,
     #[serde(skip)]
     text: String,
+}
+
+/// `[drill]`: where drill reports go and the key that signs them.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DrillSection {
+    /// Ed25519 secret key file from `lifeboat drill keygen` (`${VAR}` allowed).
+    pub signing_key: Option<String>,
+    /// Directory under which each drill writes `lifeboat-drill-TIME/` (default: the current one).
+    pub report_dir: Option<String>,
 }
 
 /// `[repository]`.

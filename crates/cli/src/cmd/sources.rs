@@ -268,8 +268,8 @@ fn restore_redis(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapshot
         files.push((*db, artifact(repo, snap, file)?));
     }
     let server = lifeboat_ops::guard::Server::new(Some(&conn.host), conn.port);
-    let sizes: u64 = files.iter().map(|(_, n)| n.size).sum();
-    let mut plan = plan::redis_keys(snap, &target, server, &manifest.keys, target_db, sizes, a.overwrite);
+    let sizes = files.iter().map(|(db, n)| (*db, n.size)).collect();
+    let mut plan = plan::redis_keys(snap, &target, server, &manifest.keys, target_db, &sizes, a.overwrite);
     plan.verify = a.verify.then(|| "keys per database against the backup's manifest".to_string());
     if let Some(code) = gate(g, a, repo, plan)? {
         return Ok(code);

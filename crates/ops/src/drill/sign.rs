@@ -10,7 +10,8 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use ed25519_dalek::{Signature as Ed, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature as Ed, Signer, Verifier};
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

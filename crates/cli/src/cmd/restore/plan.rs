@@ -272,11 +272,11 @@ pub fn redis_keys(
     server: Server,
     keys: &std::collections::BTreeMap<u32, u64>,
     target_db: Option<u32>,
-    bytes: u64,
+    sizes: &std::collections::BTreeMap<u32, u64>,
     overwrite: bool,
 ) -> Plan {
     let mut p = Plan::new(snap, target);
-    p.bytes = bytes;
+    p.bytes = sizes.values().sum();
     let how = if overwrite {
         "with RESTORE … REPLACE (keys of the same name are replaced, other keys stay)"
     } else {
@@ -285,7 +285,8 @@ pub fn redis_keys(
     let mut moves = Vec::new();
     for (db, n) in keys {
         let to = target_db.unwrap_or(*db);
-        p.step("restore-keys", format!("restore {n} keys of db{db} into db{to} on redis {server} {how}"), None);
+        let what = format!("restore {} of db{db} into db{to} on redis {server} {how}", count(*n as usize, "key"));
+        p.step("restore-keys", what, sizes.get(db).copied());
         moves.push(serde_json::json!({"from_db": db, "to_db": to, "keys": n}));
     }
     p.headline = format!("would restore {} into redis {server}:", p.subject());

@@ -185,18 +185,13 @@ fn plan(
         let target = opts.rename.clone().unwrap_or_else(|| b.name.clone());
         let how = how(b, &target, opts);
         let range = if opts.range.is_some() { ", only messages stored in the --from/--until range" } else { "" };
-        let (action, verb) = if opts.overwrite {
-            ("replace-stream", "delete stream {t} if it exists and recreate it")
+        let (action, verb, note) = if opts.overwrite {
+            ("replace-stream", format!("delete stream {target} if it exists and recreate it"), "")
         } else {
-            ("create-stream", "create stream {t} (refused if it exists: --overwrite replaces it)")
+            ("create-stream", format!("create stream {target}"), " (refused if it exists: --overwrite replaces it)")
         };
-        let what = format!(
-            "{} on {} from {} ({} messages) through {how}{range}",
-            verb.replace("{t}", &target),
-            conn.server(),
-            b.name,
-            b.manifest.messages
-        );
+        let messages = crate::cmd::restore::plan::count(b.manifest.messages as usize, "message");
+        let what = format!("{verb} on {} from {} ({messages}) through {how}{range}{note}", conn.server(), b.name);
         p.step(action, what, Some(b.data.size));
         p.bytes += b.data.size;
         streams.push(serde_json::json!({"stream": b.name, "target": target, "how": how, "messages": b.manifest.messages, "bytes": b.data.size}));
