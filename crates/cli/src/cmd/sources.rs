@@ -19,7 +19,7 @@ use crate::args::{BackupArgs, Global, RestoreArgs};
 use crate::config::{substitute, CommandSpec, Config, SourceSection};
 use crate::{context, exit, output};
 
-mod nats;
+pub(crate) mod nats;
 mod redis_rdb;
 
 /// Back up one source into its own snapshot.
@@ -146,7 +146,7 @@ fn backup_generated(
 }
 
 /// The snapshot's source and its manifest, decoded as the kind's manifest type.
-fn manifest_of<T: serde::de::DeserializeOwned>(snap: &snapshots::SnapshotEntry) -> Result<(&SourceInfo, T)> {
+pub(crate) fn manifest_of<T: serde::de::DeserializeOwned>(snap: &snapshots::SnapshotEntry) -> Result<(&SourceInfo, T)> {
     let src = snap.snapshot.source.as_ref().ok_or_else(|| anyhow::anyhow!("snapshot has no source"))?;
     let manifest = serde_json::from_value(src.manifest.clone().unwrap_or_default())
         .map_err(|e| anyhow::anyhow!("snapshot {} has no usable {} manifest: {e}", snap.id.short(), src.kind))?;
@@ -154,18 +154,22 @@ fn manifest_of<T: serde::de::DeserializeOwned>(snap: &snapshots::SnapshotEntry) 
 }
 
 /// The generated file of a database-like snapshot: stored at the root, under its file name.
-fn artifact(repo: &Repository, snap: &snapshots::SnapshotEntry, file: &str) -> Result<lifeboat_format::Node> {
+pub(crate) fn artifact(
+    repo: &Repository,
+    snap: &snapshots::SnapshotEntry,
+    file: &str,
+) -> Result<lifeboat_format::Node> {
     lifeboat_repository::tree::find_node(repo, &snap.snapshot.tree, file)?
         .ok_or_else(|| anyhow::anyhow!("snapshot {} does not contain {file}", snap.id.short()))
 }
 
 /// The config entry of a snapshot's source (its connection settings), if the config has one.
-fn configured(g: &Global, name: &str) -> Result<Option<SourceSection>> {
+pub(crate) fn configured(g: &Global, name: &str) -> Result<Option<SourceSection>> {
     Ok(context::config(g)?.and_then(|c| c.find(name).ok().cloned()))
 }
 
 /// A setting of a source with `${VAR}` substituted.
-fn setting(src: &SourceSection, v: &Option<String>) -> Result<Option<String>> {
+pub(crate) fn setting(src: &SourceSection, v: &Option<String>) -> Result<Option<String>> {
     v.as_deref().map(|x| substitute(x, &format!("source {}", src.name))).transpose()
 }
 
@@ -226,7 +230,7 @@ fn restore_mariadb(g: &Global, a: &RestoreArgs, repo: &Repository, snap: &snapsh
 }
 
 /// Connection settings of a redis source, secrets substituted.
-fn redis_connection(src: &SourceSection) -> Result<redis::Connection> {
+pub(crate) fn redis_connection(src: &SourceSection) -> Result<redis::Connection> {
     let sub = |v: &Option<String>| setting(src, v);
     let d = redis::Connection::default();
     Ok(redis::Connection {
@@ -313,7 +317,7 @@ fn dump_options(src: &SourceSection) -> Result<postgres::DumpOptions> {
 }
 
 /// Connection settings of a postgres or mariadb source, secrets substituted.
-fn client_connection(src: &SourceSection) -> Result<client::Connection> {
+pub(crate) fn client_connection(src: &SourceSection) -> Result<client::Connection> {
     let sub = |v: &Option<String>| setting(src, v);
     Ok(client::Connection {
         host: sub(&src.host)?,

@@ -15,7 +15,7 @@ use crate::{exit, output};
 use lifeboat_ops::guard::{Location, Server};
 
 /// The server when a source has no `url`.
-const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
+pub(crate) const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
 
 /// Connection settings of a nats source, secrets substituted; `user`/`password` win over
 /// credentials in the URL.
