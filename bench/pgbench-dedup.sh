@@ -21,7 +21,7 @@ SECONDS_RUN=${1:-30}
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 DB=lb_pgbench_dedup_$$
 W=$(mktemp -d /tmp/lifeboat-pgbench-dedup.XXXX)
-VARIANTS="custom custom-z6 directory"
+VARIANTS=${VARIANTS:-"custom custom-z6 directory"}
 cleanup() {
   rm -rf "$W"
   for v in $VARIANTS; do dropdb --if-exists "${v/-/_}_r$$" 2>/dev/null || true; done

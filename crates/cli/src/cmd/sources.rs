@@ -139,10 +139,21 @@ fn backup_generated(
         parent,
         source: Some(info),
         finish: g.finish,
-        chunk_sizes: Some(sqlite::CHUNK_SIZES),
+        chunk_sizes: Some(dump_chunk_sizes(&src.kind)),
         ..base
     };
     Ok(run_backup(repo, g.entries, &opts)?)
+}
+
+/// Chunk sizes (min, average, max) for a generated file. Logical dumps change row by row at
+/// random places (pgbench updates random accounts), so smaller chunks pay: measured with
+/// bench/pgbench-dedup.sh (docs/sources.md). SQLite copies change whole 4 KiB pages and use the
+/// sizes measured with bench/sqlite-dedup.sh.
+fn dump_chunk_sizes(kind: &str) -> (u32, u32, u32) {
+    match kind {
+        "postgres" | "mariadb" => lifeboat_sources::DUMP_CHUNK_SIZES,
+        _ => sqlite::CHUNK_SIZES,
+    }
 }
 
 /// The snapshot's source and its manifest, decoded as the kind's manifest type.
