@@ -17,8 +17,10 @@
 //! [`LocalBackend`] (a directory) and [`S3Backend`] (any S3-compatible object store,
 //! through OpenDAL, with its own small async runtime behind the sync calls; see
 //! [`s3`] for URL forms and credentials). Decorators wrap any backend:
-//! [`RetryBackend`] retries transient errors with exponential backoff and
-//! [`FaultyBackend`] injects faults for tests (including crash simulation).
+//! [`RetryBackend`] retries transient errors with exponential backoff,
+//! [`PackCache`] keeps small packs that are read piecemeal (trees) in memory for
+//! remote stores, and [`FaultyBackend`] injects faults for tests (including crash
+//! simulation).
 //!
 //! The [`conformance`] module holds a test suite every implementation must pass.
 
@@ -27,6 +29,7 @@ mod error;
 mod faulty;
 mod file_type;
 mod local;
+mod pack_cache;
 mod retry;
 pub mod s3;
 
@@ -36,6 +39,7 @@ pub use error::{BackendError, ErrorContext, Op};
 pub use faulty::{Fault, FaultyBackend, FAULTS_ENV_VAR};
 pub use file_type::FileType;
 pub use local::LocalBackend;
+pub use pack_cache::PackCache;
 pub use retry::{RetryBackend, RetryPolicy};
 pub use s3::{is_s3_url, S3Backend, S3Options};
 

@@ -697,6 +697,14 @@ impl Backend for S3Backend {
         self.size_of(Op::Remove, ft, &key)?;
         self.block_on(self.op.delete(&key)).map_err(|e| self.error(Op::Remove, Some(ft), &key, &e))
     }
+
+    /// Batched: one `DeleteObjects` request per 1000 keys, no existence checks (S3 ignores
+    /// missing keys, which is what the contract wants here).
+    fn remove_many(&self, ft: FileType, names: &[String]) -> Result<()> {
+        let keys = names.iter().map(|n| self.key(Op::Remove, ft, n)).collect::<Result<Vec<_>>>()?;
+        let dir = ft.dir().map_or_else(|| "config".to_owned(), |d| format!("{d}/"));
+        self.block_on(self.op.delete_iter(keys)).map_err(|e| self.error(Op::Remove, Some(ft), &dir, &e))
+    }
 }
 
 #[cfg(test)]

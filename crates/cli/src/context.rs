@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 use lifeboat_backend::{
-    is_s3_url, Backend, Fault, FaultyBackend, LocalBackend, RetryBackend, RetryPolicy, S3Backend, S3Options,
+    is_s3_url, Backend, Fault, FaultyBackend, LocalBackend, PackCache, RetryBackend, RetryPolicy, S3Backend, S3Options,
 };
 use lifeboat_repository::{Compression, Repository};
 
@@ -65,7 +65,8 @@ pub fn s3_options(g: &Global) -> Result<S3Options> {
 /// settings. Wrapped in retries (and fault injection when `LIFEBOAT_FAULTS` is set).
 pub fn backend_with(url: &str, s3: S3Options) -> Result<Arc<dyn Backend>> {
     let store: Arc<dyn Backend> = if is_s3_url(url) {
-        Arc::new(S3Backend::new(url, &s3)?)
+        // Each ranged read is a request: keep tree packs (read blob by blob) in memory.
+        Arc::new(PackCache::new(S3Backend::new(url, &s3)?))
     } else {
         let path = if let Some(rest) = url.strip_prefix("local:") {
             rest
