@@ -1,7 +1,8 @@
 //! `lifeboat health` end to end: per config source, the newest backup against its RPO, the
-//! newest verification and drill records (written into the repository as `verify` and `drill`
-//! write them), graded ok / warning / critical with exit codes 0 / 1 / 2, and 3 when the health
-//! cannot be determined.
+//! newest verification and drill records (written by `lifeboat verify` and `lifeboat drill`, and,
+//! for outcomes a healthy test setup cannot produce — failed, old, slow — written directly with
+//! the same library calls), graded ok / warning / critical with exit codes 0 / 1 / 2, and 3 when
+//! the health cannot be determined.
 
 #![allow(clippy::unwrap_used)]
 
@@ -138,19 +139,29 @@ fn health_is_critical_past_the_rpo_or_without_any_backup() {
 fn health_is_ok_right_after_a_verified_backup_with_a_generous_rpo() {
     let tmp = tempdir();
     let cfg = setup(tmp.path(), &[("ledger", Some("1h"), Some("30m")), ("models", None, None)]);
-    for s in ["ledger", "models"] {
-        let id = backup(&cfg, s);
-        verified(tmp.path(), s, id, Outcome::Ok, 1);
-    }
-    let id = backup(&cfg, "ledger");
-    drilled(tmp.path(), "ledger", id, Outcome::Ok, 42.0, 1800.0);
+    backup(&cfg, "ledger");
+    backup(&cfg, "models");
+    // Before any proof: backed up, but never verified.
+    health(&cfg, &[]).code(1);
+    // `lifeboat verify` and `lifeboat drill` write the records health reads.
+    lbc(&cfg, &["verify", "--restore-test"]).ok();
+    let reports = tmp.path().join("drill");
+    lbc(&cfg, &["drill", "--source", "ledger", "--report-dir", reports.to_str().unwrap()]).ok();
     let j = health(&cfg, &["--json"]).code(0).json();
-    assert_eq!(j["status"], "ok", "{j:#}");
+    assert_eq!((j["status"].as_str(), j["exit_code"].as_i64()), (Some("ok"), Some(0)), "{j:#}");
     let ledger = source(&j, "ledger");
     assert!(ledger["backup"]["message"].as_str().unwrap().ends_with("(RPO 1h)"), "{j:#}");
-    assert!(ledger["drill"]["message"].as_str().unwrap().ends_with("ago: recovered in 42s (RTO 30m)"), "{j:#}");
+    assert_eq!(ledger["verification"]["outcome"], "ok", "{j:#}");
+    assert_eq!(
+        (ledger["drill"]["outcome"].as_str(), ledger["drill"]["rto_target_seconds"].as_f64()),
+        (Some("ok"), Some(1800.0)),
+        "{j:#}"
+    );
+    assert!(ledger["drill"]["message"].as_str().unwrap().ends_with("(RTO 30m)"), "{j:#}");
     assert_eq!(ledger["problems"], serde_json::json!([]));
-    assert!(source(&j, "models")["backup"]["message"].as_str().unwrap().ends_with("(no RPO set)"), "{j:#}");
+    let models = source(&j, "models");
+    assert!(models["backup"]["message"].as_str().unwrap().ends_with("(no RPO set)"), "{j:#}");
+    assert_eq!(models["drill"]["message"], "never drilled", "informational only: {j:#}");
     let t = health(&cfg, &[]).code(0).stdout;
     assert!(t.ends_with("overall: OK (0 critical, 0 warning, 2 ok)\n"), "{t}");
 }

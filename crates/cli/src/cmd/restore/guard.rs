@@ -15,9 +15,6 @@ use crate::args::{Global, RestoreArgs};
 use crate::config::{substitute, SourceSection};
 use crate::{context, exit};
 
-/// The server a `nats` source uses when it has no `url` (as in its backup).
-const NATS_DEFAULT_URL: &str = "nats://127.0.0.1:4222";
-
 /// Where a configured source's live data is: `None` when Lifeboat cannot know (a `command`
 /// source, a redis source in RDB mode whose server file is not in the config).
 pub fn live_location(s: &SourceSection) -> Result<Option<Location>> {
@@ -43,7 +40,7 @@ pub fn live_location(s: &SourceSection) -> Result<Option<Location>> {
             Some(Location::Redis { server: server(Some("127.0.0.1"), 6379)?, dbs })
         }
         "nats" => {
-            let url = sub(s.url.as_deref().unwrap_or(NATS_DEFAULT_URL))?;
+            let url = sub(s.url.as_deref().unwrap_or(crate::cmd::sources::nats::DEFAULT_URL))?;
             let conn = lifeboat_sources::nats::Connection::parse(&url)?;
             let servers = conn.servers.iter().map(|(h, p)| Server::new(Some(h), *p)).collect();
             let names = (!s.streams.is_empty()).then(|| s.streams.clone());
