@@ -194,3 +194,44 @@ pub fn stored_reports(repo: &Repository) -> Result<Vec<String>, OpsError> {
 pub fn load_stored(repo: &Repository, name: &str) -> Result<Vec<u8>, OpsError> {
     Ok(repo.load_unpacked(FileType::Lifeboat, name)?)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use lifeboat_repository::snapshots::SnapshotEntry;
+
+    fn snap() -> SnapshotEntry {
+        let json = r#"{"time":"2026-01-01T00:00:00Z","tree":"0000000000000000000000000000000000000000000000000000000000000000","paths":["/x"],"hostname":"h","username":"u"}"#;
+        SnapshotEntry { id: Id([1; 32]), snapshot: serde_json::from_str(json).unwrap() }
+    }
+
+    fn test(seconds: f64, problems: &[&str], skipped: &[&str]) -> RestoreTest {
+        RestoreTest {
+            kind: "files".into(),
+            seconds,
+            problems: problems.iter().map(|s| s.to_string()).collect(),
+            skipped: skipped.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_verified_restore_within_the_rto_passes_and_a_slow_one_fails() {
+        let ok = SourceResult::judge("a", &snap(), test(12.0, &[], &[]), Some(30.0));
+        assert_eq!((ok.outcome, ok.findings.len()), (Outcome::Ok, 0));
+        let slow = SourceResult::judge("a", &snap(), test(45.0, &[], &[]), Some(30.0));
+        assert_eq!(slow.outcome, Outcome::Failed);
+        assert_eq!(slow.findings, ["recovery took 45.0 s, more than the RTO of 30 s"]);
+        let no_rto = SourceResult::judge("a", &snap(), test(4500.0, &[], &[]), None);
+        assert_eq!(no_rto.outcome, Outcome::Ok);
+        let skipped = SourceResult::judge("a", &snap(), test(1.0, &[], &["no redis-server"]), Some(30.0));
+        assert_eq!((skipped.outcome, skipped.findings[0].as_str()), (Outcome::Partial, "not tested: no redis-server"));
+        let bad = SourceResult::judge("a", &snap(), test(1.0, &["t: expected 2 rows, found 1"], &[]), None);
+        assert_eq!(bad.outcome, Outcome::Failed);
+        let r = Report::new(Utc::now(), "r".into(), vec![ok, skipped]);
+        assert_eq!(r.outcome, Outcome::Partial);
+        assert_eq!(worst([Outcome::Ok, Outcome::Failed, Outcome::Partial]), Outcome::Failed);
+        assert_eq!(r.summary(Some("drill-reports/x.json".into())).sources.len(), 2);
+    }
+}
