@@ -18,7 +18,7 @@ th{background:#f5f6f9;font-weight:600}td.num{text-align:right;font-variant-numer
 .bar{position:relative;height:16px;background:#eef0f4;border-radius:3px;min-width:240px}
 .fill{position:absolute;top:0;left:0;height:16px;border-radius:3px}.fill.ok{background:#38c172}.fill.failed{background:#e3342f}.fill.partial{background:#f6993f}
 .target{position:absolute;top:-3px;height:22px;border-left:2px dashed #1d2330}
-.findings{color:#a61b17;margin:.3rem 0 .8rem 1.2rem;padding:0}.sig{margin-top:2rem;color:#555;font-size:.85rem;word-break:break-all}";
+.share{color:#555;font-size:.8rem}.findings{color:#a61b17;margin:.3rem 0 .8rem 1.2rem;padding:0}.sig{margin-top:2rem;color:#555;font-size:.85rem;word-break:break-all}";
 
 /// Escape text for HTML.
 fn esc(s: &str) -> String {
@@ -69,27 +69,24 @@ pub fn render(report: &Report, signed_by: Option<&str>) -> String {
     h
 }
 
-/// The table of every source with its recovery time against its RTO as a bar.
+/// The table of every source; each row's bar spans that source's RTO (or its recovery time when
+/// that is longer), so the fill shows how much of the RTO the recovery used.
 fn summary(h: &mut String, report: &Report) {
-    let scale =
-        report.sources.iter().map(|s| s.rto_seconds.max(s.rto_target_seconds.unwrap_or(0.0))).fold(0.0, f64::max);
-    let scale = if scale > 0.0 { scale * 1.05 } else { 1.0 };
-    h.push_str("<table><tr><th>source</th><th>kind</th><th>snapshot</th><th>result</th><th>recovery time</th><th>RTO</th><th style=\"width:34%\">time to a verified restore</th></tr>");
+    h.push_str("<table><tr><th>source</th><th>kind</th><th>snapshot</th><th>result</th><th>recovery time</th><th>RTO</th><th style=\"width:34%\">recovery time against the RTO (dashed)</th></tr>");
     for s in &report.sources {
         let o = outcome(s.outcome);
+        let scale = s.rto_seconds.max(s.rto_target_seconds.unwrap_or(0.0)).max(f64::MIN_POSITIVE) * 1.05;
         let fill = (s.rto_seconds / scale * 100.0).clamp(0.5, 100.0);
-        let target = s
-            .rto_target_seconds
-            .map(|t| {
-                format!(
-                    "<div class=\"target\" style=\"left:{:.1}%\" title=\"RTO\"></div>",
-                    (t / scale * 100.0).min(100.0)
-                )
-            })
-            .unwrap_or_default();
+        let (target, share) = match s.rto_target_seconds {
+            Some(t) => (
+                format!("<div class=\"target\" style=\"left:{:.1}%\" title=\"RTO\"></div>", t / scale * 100.0),
+                format!("{} of the RTO", percent(s.rto_seconds / t)),
+            ),
+            None => (String::new(), "no RTO configured".to_string()),
+        };
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><span class=\"badge {o}\">{o}</span></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td><div class=\"bar\"><div class=\"fill {o}\" style=\"width:{fill:.1}%\"></div>{target}</div></td></tr>",
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><span class=\"badge {o}\">{o}</span></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td><div class=\"bar\"><div class=\"fill {o}\" style=\"width:{fill:.1}%\"></div>{target}</div><div class=\"share\">{share}</div></td></tr>",
             esc(&s.source),
             esc(&s.kind),
             s.snapshot.map(|i| i.short()).unwrap_or_else(|| "—".into()),
@@ -98,6 +95,16 @@ fn summary(h: &mut String, report: &Report) {
         );
     }
     h.push_str("</table>");
+}
+
+/// `0.04 %`, `12 %`, `140 %`.
+fn percent(f: f64) -> String {
+    let p = f * 100.0;
+    if p < 1.0 {
+        format!("{p:.2} %")
+    } else {
+        format!("{p:.0} %")
+    }
 }
 
 /// One source: findings, then what the verification counted.
@@ -128,7 +135,11 @@ fn details(h: &mut String, d: &Value) {
     let mut rows = Vec::new();
     for (k, v) in m {
         match v {
-            Value::Object(inner) => rows.extend(inner.iter().map(|(n, c)| (format!("{k}: {n}"), plain(c)))),
+            Value::Object(inner) => {
+                // Redis keys are per database index.
+                let db = if k == "keys" { "db" } else { "" };
+                rows.extend(inner.iter().map(|(n, c)| (format!("{k}: {db}{n}"), plain(c))));
+            }
             Value::Array(list) if list.iter().all(Value::is_object) => {
                 for item in list {
                     let name = item.get("stream").map(plain).unwrap_or_default();
