@@ -424,3 +424,70 @@ fn verify_nats_restore_test_uses_a_new_stream_that_is_deleted_afterwards() {
     assert!(r.stdout.contains("3 of 3 counts equal"), "{}", r.stdout);
     assert_clean(&tmp);
 }
+
+// ---------------------------------------------------------------------------------------------
+// MariaDB
+
+fn maria(db: &str, q: &str) -> String {
+    let mut c = Command::new("mariadb");
+    c.args(["-h", "127.0.0.1", "--protocol=TCP", "-u", "root", "-N", "-B"]);
+    if !db.is_empty() {
+        c.args(["-D", db]);
+    }
+    let out = c.args(["-e", q]).output().unwrap();
+    assert!(out.status.success(), "mariadb {q}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Drops the database when dropped.
+struct MariaDb(String);
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        let _ = Command::new("mariadb")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "--protocol=TCP",
+                "-u",
+                "root",
+                "-e",
+                &format!("DROP DATABASE IF EXISTS `{}`", self.0),
+            ])
+            .output();
+    }
+}
+
+#[test]
+fn verify_mariadb_restore_test_uses_a_scratch_database_that_is_dropped_even_on_failure() {
+    let probe = ["-h", "127.0.0.1", "--protocol=TCP", "-u", "root", "-e", "SELECT 1"];
+    if !service("MariaDB on 127.0.0.1:3306", Command::new("mariadb").args(probe)) {
+        return;
+    }
+    let src = format!("lb_vmsrc_{}", unique_tag());
+    let _drop = MariaDb(src.clone());
+    maria("", &format!("CREATE DATABASE {src}"));
+    maria(&src, "CREATE TABLE orders(id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(50)); INSERT INTO orders(note) SELECT CONCAT('o', seq) FROM seq_1_to_3000;");
+    let dir = tempdir();
+    let body = format!("[[source]]\nname = \"shop\"\nkind = \"mariadb\"\ndatabase = \"{src}\"\nhost = \"127.0.0.1\"\nuser = \"root\"\n");
+    let (cfg, tmp) = setup(dir.path(), &body);
+    let id = lbc(&cfg, &["backup", "shop", "--json"]).ok().json()[0]["snapshot_id"].as_str().unwrap().to_string();
+    let exists =
+        |d: &str| maria("", &format!("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = '{d}'"));
+
+    let r = lbt(&cfg, &tmp, &["verify", "--restore-test", "--json"]).ok();
+    assert_eq!(r.json()[0]["restore_test"]["details"]["tables"]["orders"], 3000, "{}", r.stdout);
+    let scratch = scratch_database(&r);
+    assert!(scratch.starts_with("lifeboat_verify_"), "{scratch}");
+    assert_eq!(exists(&scratch), "0", "scratch database {scratch} was left behind");
+    lbc(&cfg, &["compare", "latest", &src]).ok();
+
+    let bad = falsify(&dir.path().join("repo"), &id, |m| m["tables"]["orders"] = 2999.into());
+    let r = lbt(&cfg, &tmp, &["verify", &bad, "--restore-test", "--json"]).code(1);
+    assert!(
+        r.json()[0]["verification"]["findings"].to_string().contains("orders: expected 2999 rows, found 3000"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(exists(&scratch_database(&r)), "0");
+    assert_clean(&tmp);
+}
