@@ -445,6 +445,31 @@ pub fn restore(
     Ok(restored)
 }
 
+/// The absolute expiry times (Unix ms) of the keys with one in a logical backup file: a key
+/// whose expiry has passed is not restored (`RESTORE … ABSTTL` with a past time creates
+/// nothing), so a verification long after the backup expects fewer keys.
+pub fn expiries(repo: &Repository, node: &Node) -> Result<Vec<i64>, SourceError> {
+    let bad = |m: String| err(&format!("backup file {}", node.name), m);
+    let index = repo.index().map_err(|e| bad(e.to_string()))?;
+    let mut data = Vec::new();
+    restorer::copy_content(repo, &index, node, &mut data).map_err(|e| bad(e.to_string()))?;
+    let body = data.strip_prefix(MAGIC).ok_or_else(|| bad("not a Lifeboat redis key stream".into()))?;
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    let field = |at: usize, n: usize| body.get(at..at + n).ok_or_else(|| bad("truncated key stream".into()));
+    while at < body.len() {
+        let kl = u32::from_le_bytes(field(at, 4)?.try_into().unwrap_or_default()) as usize;
+        let expire = i64::from_le_bytes(field(at + 4 + kl, 8)?.try_into().unwrap_or_default());
+        let pl = u32::from_le_bytes(field(at + 12 + kl, 4)?.try_into().unwrap_or_default()) as usize;
+        field(at + 16 + kl, pl)?;
+        if expire > 0 {
+            out.push(expire);
+        }
+        at += 16 + kl + pl;
+    }
+    Ok(out)
+}
+
 fn load(client: &mut Client, mut body: &[u8]) -> Result<u64, SourceError> {
     let bad = |c: &Client| err(&c.target, "truncated key stream");
     let mut pending = 0u64;
