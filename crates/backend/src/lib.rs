@@ -108,8 +108,10 @@ pub trait Backend: Send + Sync {
     fn remove(&self, ft: FileType, name: &str) -> Result<()>;
 
     /// Deletes several objects of one type; missing ones are ignored (so a retried batch is
-    /// harmless). Durable when it returns. The default removes one by one; the local backend
-    /// syncs each touched directory once instead of once per object (prune deletes thousands).
+    /// harmless). Durable when it returns, except for packs: a pack deletion lost in a crash
+    /// only leaves an unreferenced pack that the next prune deletes again, so the local backend
+    /// does not sync pack directories (prune deletes thousands of packs across 256 directories)
+    /// and syncs the directory of other types once per batch. The default removes one by one.
     fn remove_many(&self, ft: FileType, names: &[String]) -> Result<()> {
         for name in names {
             match self.remove(ft, name) {
