@@ -174,11 +174,6 @@ pub struct SourceSection {
     pub pattern: Option<String>,
     /// postgres: directory of `psql`/`pg_dump`/`pg_restore` (default: PATH).
     pub bin_dir: Option<String>,
-    /// nats: server URL(s), `nats://[user:password@]host:port` (use `${VAR}` for secrets).
-    pub url: Option<String>,
-    /// nats: streams to back up (default: every stream of the account).
-    #[serde(default)]
-    pub streams: Vec<String>,
     /// redis: `logical` (default: SCAN + DUMP) or `rdb` (one point-in-time RDB over the
     /// replication protocol).
     pub mode: Option<String>,
@@ -195,6 +190,11 @@ pub struct SourceSection {
     /// postgres: where the directory format's dump is written before it is backed up (default:
     /// the system temp directory).
     pub tmp_dir: Option<String>,
+    /// nats: server URL(s), `nats://[user:password@]host:port` (use `${VAR}` for secrets).
+    pub url: Option<String>,
+    /// nats: streams to back up (default: every stream of the account).
+    #[serde(default)]
+    pub streams: Vec<String>,
     /// Schedule (`@hourly`, cron); used by the scheduler later.
     pub schedule: Option<String>,
     /// Recovery point objective, e.g. `1h`.

@@ -29,7 +29,24 @@ fn limit_malloc_arenas() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn limit_malloc_arenas() {}
 
+/// Restore the default SIGPIPE action: Rust ignores SIGPIPE, so `lifeboat snapshots | head`
+/// would make the next `println!` panic on the closed pipe; like other Unix tools (and ripgrep),
+/// a closed output pipe should just end the process quietly.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn default_sigpipe() {
+    // SAFETY: called first thing in main, before any other thread exists; SIG_DFL is a valid
+    // disposition and no handler code is installed.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn default_sigpipe() {}
+
 fn main() {
+    default_sigpipe();
     limit_malloc_arenas();
     let cli = match args::Cli::try_parse() {
         Ok(c) => c,

@@ -1094,3 +1094,13 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_closed_output_pipe_ends_quietly_without_a_panic() {
+    // Completions are far larger than a pipe buffer, so `head` closes the pipe mid-write.
+    let out = run(std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("'{BIN}' completions bash | head -c 100 >/dev/null")));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked") && !out.stderr.contains("Broken pipe"), "{}", out.stderr);
+}
