@@ -79,11 +79,23 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
 
     // 1. Index files: a damaged one is reported, the rest still checked.
     let mut index = Index::new();
+    // Each pack's content as its index files list it (duplicates included): the merged index
+    // keeps one location per blob, so a blob stored twice (two backups racing, or a prune
+    // interrupted between writing its index and deleting the old one) would make a pack look
+    // shorter than it is.
+    let mut by_pack: IdMap<Vec<IndexBlob>> = IdMap::default();
     let names: Vec<String> = repo.backend().list(FileType::Index)?.into_iter().map(|(n, _)| n).collect();
     let loaded = util::parallel_map(names, threads * 2, |n| Ok((repo.load_json::<IndexFile>(FileType::Index, &n), n)))?;
     for (r, name) in loaded {
         match r {
             Ok(f) => {
+                for p in &f.packs {
+                    by_pack.entry(p.id).or_insert_with(|| {
+                        let mut b = p.blobs.clone();
+                        b.sort_by_key(|x| x.offset);
+                        b
+                    });
+                }
                 index.add_file(&f);
                 if let Ok(id) = name.parse() {
                     index.files.push(id);
@@ -92,7 +104,6 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
             Err(e) => res.errors.push(finding("index", short(&name), format!("cannot be read: {}", reason(&e)))),
         }
     }
-    let by_pack = index.blobs_by_pack();
     let index = repo.set_index(index);
 
     // 2. Packs: every indexed pack must exist with the size its index implies.
