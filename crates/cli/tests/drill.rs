@@ -8,42 +8,22 @@
 
 #[path = "support/common.rs"]
 mod common;
+#[path = "support/scratch.rs"]
+mod scratch;
+#[path = "support/servers.rs"]
+mod servers;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
 use common::*;
-use lifeboat_backend::{Backend, FileType, LocalBackend};
-use lifeboat_repository::Repository;
+use lifeboat_backend::{Backend, FileType};
+use scratch::*;
 use serde_json::{json, Value};
-
-/// `lifeboat --config CFG ARGS…` with scratch files under `tmp` (TMPDIR).
-fn lbt(cfg: &Path, tmp: &Path, args: &[&str]) -> Run {
-    run(bare().env("LIFEBOAT_PASSWORD", PASSWORD).env("TMPDIR", tmp).arg("--config").arg(cfg).args(args))
-}
-
-fn setup(dir: &Path, body: &str) -> (PathBuf, PathBuf) {
-    let cfg = dir.join("lifeboat.toml");
-    fs::write(&cfg, format!("[repository]\nurl = \"{}\"\n\n{body}", dir.join("repo").display())).unwrap();
-    let tmp = dir.join("scratch-tmp");
-    fs::create_dir_all(&tmp).unwrap();
-    lbc(&cfg, &["init", "--kdf-n", "1024"]).ok();
-    (cfg, tmp)
-}
+use servers::*;
 
 #[track_caller]
-fn assert_clean(tmp: &Path) {
-    let left: Vec<_> = fs::read_dir(tmp).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert!(left.is_empty(), "scratch leftovers in {}: {left:?}", tmp.display());
-}
-
-fn open_repo(repo: &Path) -> Repository {
-    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(repo));
-    Repository::open(backend, PASSWORD.as_bytes()).unwrap()
-}
-
 /// Write a changed copy of a report and run check-report on it.
 fn check_tampered(dir: &Path, report: &Path, key: &Path, f: impl FnOnce(&mut Value)) -> Run {
     let mut v: Value = serde_json::from_slice(&fs::read(report).unwrap()).unwrap();
@@ -198,74 +178,20 @@ fn drill_fails_a_source_without_snapshot_and_an_unsigned_report_does_not_check()
     assert!(r.one_error_line().contains("drill report"), "{}", r.stderr);
 }
 
-fn psql(db: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            sql,
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-struct PgDb(String);
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
-            .arg(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.0))
-            .output();
-    }
-}
-
-struct RedisKeys(String);
-impl Drop for RedisKeys {
-    fn drop(&mut self) {
-        let script = "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 1";
-        let _ = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-n", "10", "EVAL", script, "0", &format!("{}*", self.0)])
-            .output();
-    }
-}
-
 #[test]
 fn drill_of_database_sources_times_each_verified_restore_against_its_rto() {
-    if !service("PostgreSQL on 127.0.0.1:5432", Command::new("pg_isready").args(["-h", "127.0.0.1", "-p", "5432"]))
-        || !service("Redis on 127.0.0.1:6379", Command::new("redis-cli").args(["-h", "127.0.0.1", "ping"]))
-        || !service("redis-server binary", Command::new("redis-server").arg("--version"))
-    {
+    if !postgres_up() || !redis_up() || !service("redis-server binary", Command::new("redis-server").arg("--version")) {
         return;
     }
     let tag = unique_tag();
     let src = format!("lb_drill_{tag}");
-    let _db = PgDb(src.clone());
+    let _db = PgDbs(vec![src.clone()]);
     psql("postgres", &format!("CREATE DATABASE {src}"));
     psql(&src, "CREATE TABLE orders(id serial PRIMARY KEY, total int); INSERT INTO orders(total) SELECT g FROM generate_series(1, 20000) g;");
     let prefix = format!("lbdrill{tag}:");
-    let _keys = RedisKeys(prefix.clone());
+    let _keys = RedisKeys { prefix: prefix.clone(), dbs: vec![10] };
     let pipe: String = (0..500).map(|i| format!("SET {prefix}{i} {i}\n")).collect();
-    let mut child = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-n", "10"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), pipe.as_bytes()).unwrap();
-    assert!(child.wait().unwrap().success());
+    redis_pipe(10, &pipe);
     let dir = tempdir();
     let db = dir.path().join("ledger.db");
     sqlite_db(&db);

@@ -7,6 +7,8 @@
 
 #[path = "support/common.rs"]
 mod common;
+#[path = "support/servers.rs"]
+mod servers;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -14,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
+use servers::*;
 
 /// Every file below `root` with its bytes (for byte-for-byte "unchanged" checks).
 fn contents(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
@@ -211,49 +214,14 @@ fn guarded_sqlite_restore_onto_the_live_file() {
     assert_eq!(sqlite_rows(&copy), 3);
 }
 
-fn psql(db: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            sql,
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Drops a database when dropped.
-struct DropDb(String);
-impl Drop for DropDb {
-    fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.0);
-        let _ = Command::new("psql")
-            .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c", &sql])
-            .output();
-    }
-}
-
 #[test]
 fn guarded_postgres_restore_onto_the_live_database() {
-    if !service("PostgreSQL on 127.0.0.1:5432", Command::new("pg_isready").args(["-h", "127.0.0.1", "-p", "5432"])) {
+    if !postgres_up() {
         return;
     }
     let db = format!("lb_guard_{}", unique_tag());
     let copy = format!("{db}_copy");
-    let _cleanup = (DropDb(db.clone()), DropDb(copy.clone()));
+    let _cleanup = PgDbs(vec![db.clone(), copy.clone()]);
     psql("postgres", &format!("CREATE DATABASE {db}"));
     psql(&db, "CREATE TABLE items(id int PRIMARY KEY); INSERT INTO items SELECT generate_series(1, 500);");
     let tmp = tempdir();

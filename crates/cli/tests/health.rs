@@ -8,14 +8,16 @@
 
 #[path = "support/common.rs"]
 mod common;
+#[path = "support/scratch.rs"]
+mod scratch;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use common::*;
 use lifeboat_format::Id;
 use lifeboat_ops::records::{self, DrillSource, DrillSummary, Outcome, Verification};
+use scratch::*;
 
 /// A config with one files source per `(name, rpo, rto)`, each over its own small directory.
 fn setup(dir: &Path, sources: &[(&str, Option<&str>, Option<&str>)]) -> PathBuf {
@@ -47,11 +49,6 @@ fn backup(cfg: &Path, source: &str) -> Id {
     out[0]["snapshot_id"].as_str().unwrap().parse().unwrap()
 }
 
-fn open(dir: &Path) -> lifeboat_repository::Repository {
-    let backend = Arc::new(lifeboat_backend::LocalBackend::new(dir.join("repo")));
-    lifeboat_repository::Repository::open(backend, PASSWORD.as_bytes()).unwrap()
-}
-
 fn verified(dir: &Path, source: &str, snapshot: Id, outcome: Outcome, days_ago: i64) {
     let v = Verification {
         time: chrono::Utc::now() - chrono::Duration::days(days_ago),
@@ -63,7 +60,7 @@ fn verified(dir: &Path, source: &str, snapshot: Id, outcome: Outcome, days_ago: 
         findings: if outcome == Outcome::Ok { vec![] } else { vec!["blob 1a2b3c4d: hash mismatch".into()] },
         duration_seconds: 0.5,
     };
-    records::record_verification(&open(dir), &v).unwrap();
+    records::record_verification(&open_repo(&dir.join("repo")), &v).unwrap();
 }
 
 fn drilled(dir: &Path, source: &str, snapshot: Id, outcome: Outcome, took: f64, target: f64) {
@@ -81,7 +78,7 @@ fn drilled(dir: &Path, source: &str, snapshot: Id, outcome: Outcome, took: f64, 
         }],
         report: None,
     };
-    records::record_drill(&open(dir), &d).unwrap();
+    records::record_drill(&open_repo(&dir.join("repo")), &d).unwrap();
 }
 
 fn health(cfg: &Path, extra: &[&str]) -> Run {

@@ -6,59 +6,25 @@
 
 #[path = "support/common.rs"]
 mod common;
+#[path = "support/servers.rs"]
+mod servers;
 
 use std::fs;
 use std::process::Command;
 
 use common::*;
-
-fn sql(db: &str, q: &str) -> String {
-    let mut c = Command::new("mariadb");
-    c.args(["-h", "127.0.0.1", "--protocol=TCP", "-u", "root", "-N", "-B"]);
-    if !db.is_empty() {
-        c.args(["-D", db]);
-    }
-    let out = c.args(["-e", q]).output().unwrap();
-    assert!(out.status.success(), "mariadb {q}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn server() -> bool {
-    service(
-        "MariaDB on 127.0.0.1:3306",
-        Command::new("mariadb").args(["-h", "127.0.0.1", "--protocol=TCP", "-u", "root", "-e", "SELECT 1"]),
-    )
-}
-
-struct Dbs(Vec<String>);
-impl Drop for Dbs {
-    fn drop(&mut self) {
-        for d in &self.0 {
-            let _ = Command::new("mariadb")
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "--protocol=TCP",
-                    "-u",
-                    "root",
-                    "-e",
-                    &format!("DROP DATABASE IF EXISTS `{d}`"),
-                ])
-                .output();
-        }
-    }
-}
+use servers::*;
 
 #[test]
 fn mariadb_backup_under_writes_restores_and_verifies() {
-    if !server() {
+    if !mariadb_up() {
         return;
     }
     let tag = unique_tag();
     let (src, dst) = (format!("lb_src_{tag}"), format!("lb_dst_{tag}"));
-    let _cleanup = Dbs(vec![src.clone(), dst.clone()]);
-    sql("", &format!("CREATE DATABASE {src}"));
-    sql(
+    let _cleanup = MariaDbs(vec![src.clone(), dst.clone()]);
+    mariadb("", &format!("CREATE DATABASE {src}"));
+    mariadb(
         &src,
         "CREATE TABLE orders(id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(100), data BLOB) ENGINE=InnoDB;
                CREATE TABLE `we``ird`(x INT) ENGINE=InnoDB; INSERT INTO `we``ird` VALUES (1),(2);
@@ -99,23 +65,23 @@ fn mariadb_backup_under_writes_restores_and_verifies() {
     let r = lbc(&cfg, &["restore", "latest", "--source", "shop", "--target", &dst, "--verify", "--json"]).ok();
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["verification"]["ok"], true, "{v:#}");
-    assert_eq!(sql(&dst, "SELECT COUNT(*) FROM orders").parse::<u64>().unwrap(), orders);
-    assert_eq!(sql(&dst, "SELECT note FROM orders WHERE id = 7"), "it's (7);");
-    assert_eq!(sql(&dst, "SELECT HEX(data) FROM orders WHERE id = 7"), "00FF");
+    assert_eq!(mariadb(&dst, "SELECT COUNT(*) FROM orders").parse::<u64>().unwrap(), orders);
+    assert_eq!(mariadb(&dst, "SELECT note FROM orders WHERE id = 7"), "it's (7);");
+    assert_eq!(mariadb(&dst, "SELECT HEX(data) FROM orders WHERE id = 7"), "00FF");
 
     let refused = lbc(&cfg, &["restore", "latest", "--source", "shop", "--target", &dst]);
     assert_eq!(refused.code, 1);
     assert_eq!(refused.stderr.trim().lines().count(), 1, "{}", refused.stderr);
     assert!(refused.stderr.contains("--overwrite"), "{}", refused.stderr);
-    sql(&dst, "DELETE FROM orders WHERE id < 100");
+    mariadb(&dst, "DELETE FROM orders WHERE id < 100");
     lbc(&cfg, &["restore", "latest", "--source", "shop", "--target", &dst, "--overwrite", "--verify"]).ok();
-    assert_eq!(sql(&dst, "SELECT COUNT(*) FROM orders").parse::<u64>().unwrap(), orders);
+    assert_eq!(mariadb(&dst, "SELECT COUNT(*) FROM orders").parse::<u64>().unwrap(), orders);
     assert_eq!(rs(&repo, &["check", "--read-data"]).code, 0);
 }
 
 #[test]
 fn mariadb_failures_name_the_source_and_record_nothing() {
-    if !server() {
+    if !mariadb_up() {
         return;
     }
     let tmp = tempdir();

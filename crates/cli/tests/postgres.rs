@@ -6,64 +6,15 @@
 
 #[path = "support/common.rs"]
 mod common;
+#[path = "support/servers.rs"]
+mod servers;
 
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
 use common::*;
-
-fn psql(db: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            sql,
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Skips (with a reason) when no server is reachable, except in CI where it must be.
-fn server() -> bool {
-    service("PostgreSQL on 127.0.0.1:5432", Command::new("pg_isready").args(["-h", "127.0.0.1", "-p", "5432"]))
-}
-
-/// Drops the named databases when dropped.
-struct Dbs(Vec<String>);
-impl Drop for Dbs {
-    fn drop(&mut self) {
-        for d in &self.0 {
-            let _ = Command::new("psql")
-                .args([
-                    "-X",
-                    "-q",
-                    "-h",
-                    "127.0.0.1",
-                    "-U",
-                    "postgres",
-                    "-d",
-                    "postgres",
-                    "-c",
-                    &format!("DROP DATABASE IF EXISTS \"{d}\" WITH (FORCE)"),
-                ])
-                .output();
-        }
-    }
-}
+use servers::*;
 
 fn config(dir: &Path, repo: &Path, body: &str) -> std::path::PathBuf {
     let cfg = dir.join("lifeboat.toml");
@@ -73,12 +24,12 @@ fn config(dir: &Path, repo: &Path, body: &str) -> std::path::PathBuf {
 
 #[test]
 fn postgres_backup_under_writes_restores_and_verifies() {
-    if !server() {
+    if !postgres_up() {
         return;
     }
     let tag = unique_tag();
     let (src, dst) = (format!("lb_src_{tag}"), format!("lb_dst_{tag}"));
-    let _cleanup = Dbs(vec![src.clone(), dst.clone()]);
+    let _cleanup = PgDbs(vec![src.clone(), dst.clone()]);
     psql("postgres", &format!("CREATE DATABASE {src}"));
     psql(
         &src,
@@ -142,7 +93,7 @@ fn postgres_backup_under_writes_restores_and_verifies() {
 
 #[test]
 fn postgres_failures_name_the_source_and_record_nothing() {
-    if !server() {
+    if !postgres_up() {
         return;
     }
     let tmp = tempdir();
@@ -255,12 +206,12 @@ impl Drop for Roles {
 
 #[test]
 fn postgres_directory_format_with_parallel_jobs_under_pgbench_restores_and_verifies() {
-    if !server() || !pgbench_installed() {
+    if !postgres_up() || !pgbench_installed() {
         return;
     }
     let tag = unique_tag();
     let (src, dst) = (format!("lb_pgb_{tag}"), format!("lb_pgbr_{tag}"));
-    let _cleanup = Dbs(vec![src.clone(), dst.clone()]);
+    let _cleanup = PgDbs(vec![src.clone(), dst.clone()]);
     psql("postgres", &format!("CREATE DATABASE {src}"));
     run(Command::new("pgbench").args(["-i", "-s", "1", "-q", "-h", "127.0.0.1", "-U", "postgres", &src])).ok();
     let tmp = tempdir();
@@ -312,7 +263,7 @@ fn postgres_directory_format_with_parallel_jobs_under_pgbench_restores_and_verif
 
 #[test]
 fn postgres_globals_round_trip_into_a_throwaway_cluster() {
-    if !server() {
+    if !postgres_up() {
         return;
     }
     let Some(bin) = server_bin() else { return };
@@ -320,7 +271,7 @@ fn postgres_globals_round_trip_into_a_throwaway_cluster() {
     let (src, role) = (format!("lb_gsrc_{tag}"), format!("lb_role_{tag}"));
     // Declared first, dropped last: the role can only go once the database granting to it is gone.
     let _roles = Roles(vec![role.clone()]);
-    let _dbs = Dbs(vec![src.clone()]);
+    let _dbs = PgDbs(vec![src.clone()]);
     psql("postgres", &format!("CREATE ROLE {role} LOGIN PASSWORD 'pw-role-3d9a'"));
     psql("postgres", &format!("CREATE DATABASE {src}"));
     psql(

@@ -6,59 +6,29 @@
 
 #[path = "support/common.rs"]
 mod common;
+#[path = "support/servers.rs"]
+mod servers;
 
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
 use common::*;
-
-fn cli(db: u32, args: &[&str]) -> String {
-    let out = Command::new("redis-cli").args(["-h", "127.0.0.1", "-n", &db.to_string()]).args(args).output().unwrap();
-    assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn server() -> bool {
-    service("Redis on 127.0.0.1:6379", Command::new("redis-cli").args(["-h", "127.0.0.1", "ping"]))
-}
-
-/// Deletes the prefix's keys in the given databases when dropped.
-struct Keys(String, Vec<u32>);
-impl Drop for Keys {
-    fn drop(&mut self) {
-        for db in &self.1 {
-            let script = "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 1";
-            let _ = Command::new("redis-cli")
-                .args(["-h", "127.0.0.1", "-n", &db.to_string(), "EVAL", script, "0", &format!("{}*", self.0)])
-                .output();
-        }
-    }
-}
+use servers::*;
 
 #[test]
 fn redis_backup_under_writes_restores_into_a_running_server() {
-    if !server() {
+    if !redis_up() {
         return;
     }
     let prefix = format!("lbtest{}:", std::process::id());
-    let _cleanup = Keys(prefix.clone(), vec![13, 14]);
+    let _cleanup = RedisKeys { prefix: prefix.clone(), dbs: vec![13, 14] };
     let mut pipe = String::new();
     for i in 0..3000 {
         pipe.push_str(&format!("SET {prefix}s:{i} value-{i}\n"));
     }
     pipe.push_str(&format!("HSET {prefix}h a 1 b 2\nRPUSH {prefix}l x y z\nSADD {prefix}set a b c\nZADD {prefix}z 1 a 2 b\nSET {prefix}ttl v EX 5000\n"));
-    let mut child = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-n", "13"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(pipe.as_bytes()).unwrap();
-    }
-    child.wait().unwrap();
+    redis_pipe(13, &pipe);
     let tmp = tempdir();
     let repo = tmp.path().join("repo");
     let cfg = tmp.path().join("lifeboat.toml");
@@ -90,26 +60,26 @@ fn redis_backup_under_writes_restores_into_a_running_server() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["verification"]["ok"], true, "{v:#}");
     assert_eq!(v["restored"]["14"].as_u64(), Some(backed_up));
-    assert_eq!(cli(14, &["GET", &format!("{prefix}s:2999")]), "value-2999");
-    assert_eq!(cli(14, &["LRANGE", &format!("{prefix}l"), "0", "-1"]).replace('\n', " "), "x y z");
-    assert_eq!(cli(14, &["ZSCORE", &format!("{prefix}z"), "b"]), "2");
-    let ttl: i64 = cli(14, &["TTL", &format!("{prefix}ttl")]).parse().unwrap();
+    assert_eq!(redis_cli(14, &["GET", &format!("{prefix}s:2999")]), "value-2999");
+    assert_eq!(redis_cli(14, &["LRANGE", &format!("{prefix}l"), "0", "-1"]).replace('\n', " "), "x y z");
+    assert_eq!(redis_cli(14, &["ZSCORE", &format!("{prefix}z"), "b"]), "2");
+    let ttl: i64 = redis_cli(14, &["TTL", &format!("{prefix}ttl")]).parse().unwrap();
     assert!((4900..=5000).contains(&ttl), "expiry must survive: ttl {ttl}");
 
     // A target with keys is refused and unchanged; --overwrite replaces.
-    cli(14, &["SET", &format!("{prefix}s:1"), "changed"]);
+    redis_cli(14, &["SET", &format!("{prefix}s:1"), "changed"]);
     let refused = lbc(&cfg, &["restore", "latest", "--source", "cache", "--target", "redis://127.0.0.1:6379/14"]);
     assert_eq!(refused.code, 1);
     assert_eq!(refused.stderr.trim().lines().count(), 1, "{}", refused.stderr);
-    assert_eq!(cli(14, &["GET", &format!("{prefix}s:1")]), "changed");
+    assert_eq!(redis_cli(14, &["GET", &format!("{prefix}s:1")]), "changed");
     lbc(&cfg, &["restore", "latest", "--source", "cache", "--target", "redis://127.0.0.1:6379/14", "--overwrite"]).ok();
-    assert_eq!(cli(14, &["GET", &format!("{prefix}s:1")]), "value-1");
+    assert_eq!(redis_cli(14, &["GET", &format!("{prefix}s:1")]), "value-1");
     assert_eq!(rs(&repo, &["check", "--read-data"]).code, 0);
 }
 
 #[test]
 fn redis_failures_name_the_source_and_record_nothing() {
-    if !server() {
+    if !redis_up() {
         return;
     }
     let tmp = tempdir();
@@ -339,24 +309,14 @@ fn redis_rdb_restore_refuses_to_overwrite_and_names_missing_permissions() {
 
 #[test]
 fn redis_rdb_backup_of_the_shared_server_while_writing_is_point_in_time() {
-    if !server() {
+    if !redis_up() {
         return;
     }
     let prefix = format!("lbrdb{}:", std::process::id());
-    let _cleanup = Keys(prefix.clone(), vec![10]);
+    let _cleanup = RedisKeys { prefix: prefix.clone(), dbs: vec![10] };
     let mut cmds = String::new();
     populate(&mut cmds, &prefix, 2000);
-    let mut child = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-n", "10"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(cmds.as_bytes()).unwrap();
-    }
-    child.wait().unwrap();
+    redis_pipe(10, &cmds);
     let tmp = tempdir();
     let repo = tmp.path().join("repo");
     let cfg = tmp.path().join("lifeboat.toml");

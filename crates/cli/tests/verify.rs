@@ -14,47 +14,30 @@
 
 #[path = "support/common.rs"]
 mod common;
+#[path = "support/scratch.rs"]
+mod scratch;
+#[path = "support/servers.rs"]
+mod servers;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use common::*;
-use lifeboat_backend::{Backend, FileType, LocalBackend};
-use lifeboat_repository::Repository;
+use lifeboat_backend::FileType;
+use scratch::*;
 use serde_json::Value;
-
-/// `lifeboat --config CFG ARGS…` with scratch files under `tmp` (TMPDIR), so leftovers show.
-fn lbt(cfg: &Path, tmp: &Path, args: &[&str]) -> Run {
-    run(bare().env("LIFEBOAT_PASSWORD", PASSWORD).env("TMPDIR", tmp).arg("--config").arg(cfg).args(args))
-}
-
-/// A repository and a config with `body` as its sources; returns (config, scratch TMPDIR).
-fn setup(dir: &Path, body: &str) -> (PathBuf, PathBuf) {
-    let cfg = dir.join("lifeboat.toml");
-    fs::write(&cfg, format!("[repository]\nurl = \"{}\"\n\n{body}", dir.join("repo").display())).unwrap();
-    let tmp = dir.join("scratch-tmp");
-    fs::create_dir_all(&tmp).unwrap();
-    lbc(&cfg, &["init", "--kdf-n", "1024"]).ok();
-    (cfg, tmp)
-}
+use servers::*;
 
 /// Nothing may be left in the scratch TMPDIR.
 #[track_caller]
-fn assert_clean(tmp: &Path) {
-    let left: Vec<_> = fs::read_dir(tmp).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert!(left.is_empty(), "scratch leftovers in {}: {left:?}", tmp.display());
-}
-
 /// Re-write snapshot `id` with its manifest changed by `f`; returns the new snapshot's id.
 fn falsify(repo: &Path, id: &str, f: impl FnOnce(&mut Value)) -> String {
-    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(repo));
-    let r = Repository::open(backend.clone(), PASSWORD.as_bytes()).unwrap();
+    let r = open_repo(repo);
     let mut snap: Value = r.load_json(FileType::Snapshot, id).unwrap();
     f(&mut snap["lifeboat"]["manifest"]);
     let new = r.save_unpacked(FileType::Snapshot, &serde_json::to_vec(&snap).unwrap()).unwrap();
-    backend.remove(FileType::Snapshot, id).unwrap();
+    r.backend().remove(FileType::Snapshot, id).unwrap();
     new.to_hex()
 }
 
@@ -225,41 +208,6 @@ fn verify_sqlite_restore_test_catches_a_manifest_that_does_not_match_the_data() 
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL
 
-fn psql(db: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            sql,
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Drops the database when dropped.
-struct PgDb(String);
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
-            .arg(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.0))
-            .output();
-    }
-}
-
 fn scratch_database(r: &Run) -> String {
     let t = r.json()[0]["restore_test"]["target"].as_str().unwrap().to_string();
     t.strip_prefix("database ").unwrap_or_else(|| panic!("{t}")).to_string()
@@ -267,11 +215,11 @@ fn scratch_database(r: &Run) -> String {
 
 #[test]
 fn verify_postgres_restore_test_uses_a_scratch_database_that_is_dropped_even_on_failure() {
-    if !service("PostgreSQL on 127.0.0.1:5432", Command::new("pg_isready").args(["-h", "127.0.0.1", "-p", "5432"])) {
+    if !postgres_up() {
         return;
     }
     let src = format!("lb_vsrc_{}", unique_tag());
-    let _drop = PgDb(src.clone());
+    let _drop = PgDbs(vec![src.clone()]);
     psql("postgres", &format!("CREATE DATABASE {src}"));
     psql(&src, "CREATE TABLE accounts(id serial PRIMARY KEY, balance int); INSERT INTO accounts(balance) SELECT g FROM generate_series(1, 5000) g; CREATE TABLE audit(x text);");
     let dir = tempdir();
@@ -308,46 +256,20 @@ fn verify_postgres_restore_test_uses_a_scratch_database_that_is_dropped_even_on_
 // ---------------------------------------------------------------------------------------------
 // Redis
 
-fn redis_cli(db: u32, args: &[&str]) -> String {
-    let out = Command::new("redis-cli").args(["-h", "127.0.0.1", "-n", &db.to_string()]).args(args).output().unwrap();
-    assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Deletes the prefix's keys in every database when dropped.
-struct RedisKeys(String);
-impl Drop for RedisKeys {
-    fn drop(&mut self) {
-        let script = "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 1";
-        for db in 0..16 {
-            let _ = Command::new("redis-cli")
-                .args(["-h", "127.0.0.1", "-n", &db.to_string(), "EVAL", script, "0", &format!("{}*", self.0)])
-                .output();
-        }
-    }
-}
-
 #[test]
 fn verify_redis_restore_test_uses_a_throwaway_server_and_leaves_the_live_one_alone() {
-    if !service("Redis on 127.0.0.1:6379", Command::new("redis-cli").args(["-h", "127.0.0.1", "ping"])) {
+    if !redis_up() {
         return;
     }
     if !service("redis-server binary", Command::new("redis-server").arg("--version")) {
         return;
     }
     let prefix = format!("lbverify{}:", unique_tag());
-    let _cleanup = RedisKeys(prefix.clone());
+    let _cleanup = RedisKeys { prefix: prefix.clone(), dbs: (0..16).collect() };
     let mut pipe: String = (0..300).map(|i| format!("SET {prefix}k{i} v{i}\n")).collect();
     pipe.push_str(&format!("HSET {prefix}h a 1\nSET {prefix}short-lived v PX 3000\n"));
     let set_at = std::time::Instant::now();
-    let mut child = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-n", "11"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), pipe.as_bytes()).unwrap();
-    assert!(child.wait().unwrap().success());
+    redis_pipe(11, &pipe);
     let dir = tempdir();
     let body = format!("[[source]]\nname = \"cache\"\nkind = \"redis\"\nhost = \"127.0.0.1\"\ndatabases = [11]\npattern = \"{prefix}*\"\n");
     let (cfg, tmp) = setup(dir.path(), &body);
@@ -433,51 +355,21 @@ fn verify_nats_restore_test_uses_a_new_stream_that_is_deleted_afterwards() {
 // ---------------------------------------------------------------------------------------------
 // MariaDB
 
-fn maria(db: &str, q: &str) -> String {
-    let mut c = Command::new("mariadb");
-    c.args(["-h", "127.0.0.1", "--protocol=TCP", "-u", "root", "-N", "-B"]);
-    if !db.is_empty() {
-        c.args(["-D", db]);
-    }
-    let out = c.args(["-e", q]).output().unwrap();
-    assert!(out.status.success(), "mariadb {q}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Drops the database when dropped.
-struct MariaDb(String);
-impl Drop for MariaDb {
-    fn drop(&mut self) {
-        let _ = Command::new("mariadb")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "--protocol=TCP",
-                "-u",
-                "root",
-                "-e",
-                &format!("DROP DATABASE IF EXISTS `{}`", self.0),
-            ])
-            .output();
-    }
-}
-
 #[test]
 fn verify_mariadb_restore_test_uses_a_scratch_database_that_is_dropped_even_on_failure() {
-    let probe = ["-h", "127.0.0.1", "--protocol=TCP", "-u", "root", "-e", "SELECT 1"];
-    if !service("MariaDB on 127.0.0.1:3306", Command::new("mariadb").args(probe)) {
+    if !mariadb_up() {
         return;
     }
     let src = format!("lb_vmsrc_{}", unique_tag());
-    let _drop = MariaDb(src.clone());
-    maria("", &format!("CREATE DATABASE {src}"));
-    maria(&src, "CREATE TABLE orders(id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(50)); INSERT INTO orders(note) SELECT CONCAT('o', seq) FROM seq_1_to_3000;");
+    let _drop = MariaDbs(vec![src.clone()]);
+    mariadb("", &format!("CREATE DATABASE {src}"));
+    mariadb(&src, "CREATE TABLE orders(id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(50)); INSERT INTO orders(note) SELECT CONCAT('o', seq) FROM seq_1_to_3000;");
     let dir = tempdir();
     let body = format!("[[source]]\nname = \"shop\"\nkind = \"mariadb\"\ndatabase = \"{src}\"\nhost = \"127.0.0.1\"\nuser = \"root\"\n");
     let (cfg, tmp) = setup(dir.path(), &body);
     let id = lbc(&cfg, &["backup", "shop", "--json"]).ok().json()[0]["snapshot_id"].as_str().unwrap().to_string();
     let exists =
-        |d: &str| maria("", &format!("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = '{d}'"));
+        |d: &str| mariadb("", &format!("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = '{d}'"));
 
     let r = lbt(&cfg, &tmp, &["verify", "--restore-test", "--json"]).ok();
     assert_eq!(r.json()[0]["restore_test"]["details"]["tables"]["orders"], 3000, "{}", r.stdout);
