@@ -299,8 +299,8 @@ fn decide(
     let copied: u64 =
         plan.packs.iter().filter(|p| p.2 == Fate::Repack).map(|(p, _, _)| used_bytes_of(p, &plan.keep_copy)).sum();
     stats.bytes_after = kept + copied;
-    stats.packs_after = plan.packs.iter().filter(|p| p.2 == Fate::Keep).count()
-        + (copied as usize).div_ceil(TARGET_PACK_SIZE).max(usize::from(copied > 0));
+    stats.packs_after =
+        plan.packs.iter().filter(|p| p.2 == Fate::Keep).count() + (copied as usize).div_ceil(TARGET_PACK_SIZE);
     Ok(plan)
 }
 

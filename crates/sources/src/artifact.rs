@@ -1,5 +1,5 @@
-//! What sources that generate their data (a dump, a command's output) share: the tree node of
-//! the generated file, and comparing a restored copy's counts with the manifest.
+//! What sources that generate their data (a dump, a command's output) share: a started backup,
+//! the tree node of the generated file, and comparing a restored copy's counts with the manifest.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +7,18 @@ use chrono::{DateTime, Utc};
 use lifeboat_format::mode::go_mode_from_unix;
 use lifeboat_format::{Node, NodeType};
 use lifeboat_repository::util;
+
+/// A started backup of generated files (a dump, an RDB, stream snapshots): what the engine
+/// archives, and the hook that produces the manifest once the data has been read.
+pub struct Started {
+    /// Snapshot paths.
+    pub paths: Vec<String>,
+    /// The entries; generated data streams when the engine reads it.
+    pub entries: std::vec::IntoIter<lifeboat_repository::archiver::Entry>,
+    /// Produces the manifest once the data is read; fails the source (no snapshot) when the
+    /// data could not be produced completely.
+    pub finish: lifeboat_repository::archiver::ManifestHook,
+}
 
 /// A regular-file node for a generated artifact, owned by this process's user, stamped `time`.
 pub fn node(name: &str, unix_mode: u32, time: DateTime<Utc>) -> Node {

@@ -15,6 +15,7 @@ pub mod postgres;
 pub mod redis;
 pub mod sqlite;
 
+pub use artifact::Started;
 pub use error::SourceError;
 
 /// Chunk sizes (min, average, max) for logical database dumps (PostgreSQL, MariaDB): rows change

@@ -256,15 +256,7 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// A started backup.
-pub struct Started {
-    /// Snapshot paths.
-    pub paths: Vec<String>,
-    /// The entries (one streamed dump).
-    pub entries: std::vec::IntoIter<Entry>,
-    /// Waits for the dump and produces the manifest with the counted rows.
-    pub finish: ManifestHook,
-}
+pub use crate::artifact::Started;
 
 /// Start `mariadb-dump` of `database`.
 pub fn start(conn: &Connection, database: &str) -> Result<Started, SourceError> {

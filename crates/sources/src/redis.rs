@@ -345,15 +345,7 @@ impl Read for KeyStream {
     }
 }
 
-/// A started backup.
-pub struct Started {
-    /// Snapshot paths.
-    pub paths: Vec<String>,
-    /// One streamed file per database.
-    pub entries: std::vec::IntoIter<Entry>,
-    /// Produces the manifest (key counts are known once the streams are read).
-    pub finish: lifeboat_repository::archiver::ManifestHook,
-}
+pub use crate::artifact::Started;
 
 /// Back up `databases` (all non-empty ones when empty) of the server, keys matching `pattern`.
 pub fn start(conn: &Connection, databases: &[u32], pattern: Option<&str>) -> Result<Started, SourceError> {

@@ -193,6 +193,18 @@ fn print_prune(s: &PruneStats) {
     );
 }
 
+/// One source's line in the `apply-retention` report.
+#[derive(serde::Serialize)]
+struct SourceRetention {
+    source: String,
+    /// The policy in one line; `None` when the source has none (all its snapshots are kept).
+    policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kept: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    removed: Option<usize>,
+}
+
 /// `lifeboat apply-retention`: each config source's policy, then prune.
 pub fn apply_retention(g: &Global, a: &ApplyRetentionArgs, interrupt: Arc<AtomicBool>) -> Result<i32> {
     let Some(cfg) = context::config(g)? else {
@@ -209,18 +221,18 @@ pub fn apply_retention(g: &Global, a: &ApplyRetentionArgs, interrupt: Arc<Atomic
     let mut decisions = Vec::new();
     for src in cfg.sources() {
         let Some(policy) = src.retention_policy()? else {
-            report.push(serde_json::json!({ "source": src.name, "policy": null }));
+            report.push(SourceRetention { source: src.name.clone(), policy: None, kept: None, removed: None });
             continue;
         };
         let mine: Vec<SnapshotEntry> =
             all.iter().filter(|s| s.snapshot.source.as_ref().is_some_and(|i| i.name == src.name)).cloned().collect();
         let d = retention::apply(&mine, &policy)?;
-        report.push(serde_json::json!({
-            "source": src.name,
-            "policy": policy.describe(),
-            "kept": d.iter().filter(|d| d.keep).count(),
-            "removed": d.iter().filter(|d| !d.keep).count(),
-        }));
+        report.push(SourceRetention {
+            source: src.name.clone(),
+            policy: Some(policy.describe()),
+            kept: Some(d.iter().filter(|d| d.keep).count()),
+            removed: Some(d.iter().filter(|d| !d.keep).count()),
+        });
         decisions.extend(d);
     }
     remove(&repo, &decisions, a.dry_run)?;
@@ -235,16 +247,11 @@ pub fn apply_retention(g: &Global, a: &ApplyRetentionArgs, interrupt: Arc<Atomic
         return Ok(exit::OK);
     }
     if !g.quiet {
+        let verb = if a.dry_run { "would remove" } else { "removed" };
         for r in &report {
-            match r["policy"].as_str() {
-                None => println!("{}: no retention policy, all snapshots kept", r["source"].as_str().unwrap_or("?")),
-                Some(p) => println!(
-                    "{}: {p} → keep {}, {} {}",
-                    r["source"].as_str().unwrap_or("?"),
-                    r["kept"],
-                    if a.dry_run { "would remove" } else { "removed" },
-                    r["removed"]
-                ),
+            match (&r.policy, r.kept, r.removed) {
+                (Some(p), Some(kept), Some(removed)) => println!("{}: {p} → keep {kept}, {verb} {removed}", r.source),
+                _ => println!("{}: no retention policy, all snapshots kept", r.source),
             }
         }
         if g.verbose > 0 {

@@ -85,13 +85,7 @@ fn backup_one(
         "mariadb" => {
             let database = substitute(src.database.as_deref().unwrap_or_default(), &what)?;
             let started = mariadb::start(&client_connection(src)?, &database)?;
-            let generated = Generated {
-                paths: started.paths,
-                entries: started.entries,
-                manifest: None,
-                finish: Some(started.finish),
-            };
-            backup_generated(repo, known, src, info, base, generated)
+            backup_generated(repo, known, src, info, base, started.into())
         }
         "redis" => {
             let conn = redis_connection(src)?;
@@ -99,13 +93,7 @@ fn backup_one(
                 Some("rdb") => redis::start_rdb(&conn)?,
                 _ => redis::start(&conn, &src.databases, src.pattern.as_deref())?,
             };
-            let generated = Generated {
-                paths: started.paths,
-                entries: started.entries,
-                manifest: None,
-                finish: Some(started.finish),
-            };
-            backup_generated(repo, known, src, info, base, generated)
+            backup_generated(repo, known, src, info, base, started.into())
         }
         "nats" => nats::backup(repo, known, src, info, base),
         k => anyhow::bail!("{what}: kind {k:?} is not supported by this version"),
@@ -120,6 +108,13 @@ struct Generated {
     manifest: Option<serde_json::Value>,
     /// Produces (or completes) the manifest once the data is read.
     finish: Option<lifeboat_repository::archiver::ManifestHook>,
+}
+
+impl From<lifeboat_sources::Started> for Generated {
+    /// A started backup whose manifest is produced only once the data is read.
+    fn from(s: lifeboat_sources::Started) -> Generated {
+        Generated { paths: s.paths, entries: s.entries, manifest: None, finish: Some(s.finish) }
+    }
 }
 
 /// Back up generated files: database chunk sizes, the source's previous snapshot as parent.
@@ -616,6 +611,7 @@ fn copy_after_backup(
     interrupt: &Arc<AtomicBool>,
 ) -> i32 {
     let mut code = exit::OK;
+    let mut copied_to = Vec::new();
     for c in cfg.copy.iter().map(|c| c.get_ref()).filter(|c| c.after_backup) {
         let opts = lifeboat_repository::copy::CopyOptions { dry_run: false, interrupt: Some(interrupt.clone()) };
         let result = super::copy::Destination::from_section(g, c)
@@ -625,15 +621,7 @@ fn copy_after_backup(
                 if !g.json && !g.quiet {
                     super::copy::print(c.label(), &stats, false);
                 }
-                for r in report.iter_mut().filter(|r| r["ok"] == true) {
-                    if let Some(list) =
-                        r.as_object_mut().map(|o| o.entry("copied_to").or_insert_with(|| serde_json::json!([])))
-                    {
-                        if let Some(arr) = list.as_array_mut() {
-                            arr.push(serde_json::json!(c.label()));
-                        }
-                    }
-                }
+                copied_to.push(c.label());
             }
             Err(e) => {
                 code = exit::FAILURE;
@@ -643,6 +631,11 @@ fn copy_after_backup(
                     crate::exit::message(&e)
                 );
             }
+        }
+    }
+    if !copied_to.is_empty() {
+        for r in report.iter_mut().filter(|r| r["ok"] == true) {
+            r["copied_to"] = serde_json::json!(copied_to);
         }
     }
     code

@@ -28,16 +28,7 @@ const PIPE_MEMORY: usize = 64 << 20;
 /// `MSG.GET` requests in flight during an export.
 const EXPORT_WINDOW: usize = 256;
 
-/// A started backup.
-pub struct Started {
-    /// Snapshot paths.
-    pub paths: Vec<String>,
-    /// Two files per stream (info and data); the data streams when read.
-    pub entries: std::vec::IntoIter<Entry>,
-    /// Produces the manifest once every stream's data has been read; fails the backup (no
-    /// snapshot) when any stream could not be read completely.
-    pub finish: ManifestHook,
-}
+pub use crate::artifact::Started;
 
 type Results = Arc<Mutex<BTreeMap<String, Result<StreamManifest, String>>>>;
 

@@ -7,7 +7,7 @@ use lifeboat_repository::archiver::{BackupOptions, BackupStats};
 use lifeboat_repository::{snapshots, Repository};
 use lifeboat_sources::nats;
 
-use super::{backup_generated, configured, fail_on_mismatches, manifest_of, setting, Generated};
+use super::{backup_generated, configured, fail_on_mismatches, manifest_of, setting};
 use crate::args::{Global, RestoreArgs};
 use crate::cmd::restore::plan::Plan;
 use crate::config::{substitute, SourceSection};
@@ -43,9 +43,7 @@ pub(super) fn backup(
     base: BackupOptions,
 ) -> Result<BackupStats> {
     let started = nats::start(&connection(src)?, &src.streams)?;
-    let generated =
-        Generated { paths: started.paths, entries: started.entries, manifest: None, finish: Some(started.finish) };
-    backup_generated(repo, known, src, info, base, generated)
+    backup_generated(repo, known, src, info, base, started.into())
 }
 
 /// `--target nats://HOST:PORT[/NEWNAME]`: the server (with the configured source's credentials)
