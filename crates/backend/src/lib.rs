@@ -41,7 +41,10 @@ pub use file_type::FileType;
 pub use local::LocalBackend;
 pub use pack_cache::PackCache;
 pub use retry::{RetryBackend, RetryPolicy};
-pub use s3::{is_s3_url, S3Backend, S3Options};
+pub use s3::{
+    is_s3_url, DefaultRetention, ExtendReport, LockMode, ObjectLockStatus, ObjectVersion, S3Backend, S3Options,
+    Versioning,
+};
 
 /// Result type of every backend operation.
 pub type Result<T> = std::result::Result<T, BackendError>;

@@ -49,9 +49,13 @@
 //! threads driving the sockets) and every call blocks on OpenDAL's async API, so any number of
 //! threads may call it concurrently.
 
+mod lock;
+
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use opendal::layers::{HttpClientLayer, TimeoutLayer};
 use opendal::options::{ListOptions, ReadOptions, WriteOptions};
@@ -60,6 +64,8 @@ use opendal::{Buffer, ErrorKind, Operator};
 
 use crate::error::{BackendError, ErrorContext, Op};
 use crate::{Backend, FileType, Result};
+
+pub use lock::{DefaultRetention, ExtendReport, LockMode, ObjectLockStatus, ObjectVersion, Versioning};
 
 /// Objects larger than this are uploaded in parts of this size (multipart upload); smaller
 /// ones (every pack at the default pack size) in a single `PUT`.
@@ -325,6 +331,25 @@ pub struct S3Backend {
     runtime: tokio::runtime::Runtime,
     location: String,
     bucket: String,
+    /// Key prefix without leading or trailing `/`.
+    prefix: String,
+    /// Endpoint (`None`: AWS, virtual-hosted style).
+    endpoint: Option<String>,
+    region: String,
+    /// Credentials for the signed requests of [`lock`] (OpenDAL keeps its own copy).
+    options: S3Options,
+    /// The HTTP client OpenDAL uses too.
+    http: reqwest::Client,
+    /// Set by [`S3Backend::as_of`]: a read-only view of the bucket at a past time.
+    as_of: Option<AsOf>,
+}
+
+/// A point-in-time view: each key resolves to its newest version written at or before
+/// `time` (absent if that is a delete marker or there is none).
+struct AsOf {
+    time: SystemTime,
+    /// Key (relative to the prefix) → (version id, size), listed on first use.
+    objects: Mutex<Option<Arc<HashMap<String, (String, u64)>>>>,
 }
 
 impl fmt::Debug for S3Backend {
@@ -384,11 +409,14 @@ impl S3Backend {
             (None, None) => {}
         }
 
+        // Versions are only used when asked for (as-of views, object lock); enabling them
+        // changes no other request.
+        builder = builder.enable_versioning(true);
         let https = endpoint.as_deref().is_none_or(|e| e.starts_with("https://"));
-        let client = http_client(https).map_err(fail)?;
+        let http = http_client(https).map_err(fail)?;
         let op = Operator::new(builder)
             .map_err(|e| fail(format!("invalid S3 settings: {}", describe(&e))))?
-            .layer(HttpClientLayer::new(client))
+            .layer(HttpClientLayer::new(HttpClient::with(http.clone())))
             .layer(TimeoutLayer::new().with_timeout(OP_TIMEOUT).with_io_timeout(IO_TIMEOUT))
             .finish();
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -397,7 +425,86 @@ impl S3Backend {
             .enable_all()
             .build()
             .map_err(|e| fail(format!("cannot start the I/O runtime: {e}")))?;
-        Ok(S3Backend { op, runtime, location, bucket: parsed.bucket })
+        Ok(S3Backend {
+            op,
+            runtime,
+            location,
+            bucket: parsed.bucket,
+            prefix: parsed.prefix,
+            endpoint,
+            region,
+            options: options.clone(),
+            http,
+            as_of: None,
+        })
+    }
+
+    /// This backend as a read-only view of the bucket at `time`: every object as it was then
+    /// (older versions of overwritten objects, deleted objects brought back, later objects
+    /// hidden). Needs a bucket with versioning; writing through the view is refused. This is
+    /// how a repository is read after an attacker with the credentials deleted or overwrote
+    /// objects in a bucket whose versions are kept (Object Lock).
+    pub fn as_of(mut self, time: SystemTime) -> Self {
+        let shown = chrono::DateTime::<chrono::Utc>::from(time).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        self.location = format!("{} (as of {shown})", self.location);
+        self.as_of = Some(AsOf { time, objects: Mutex::new(None) });
+        self
+    }
+
+    /// The objects of the as-of view (listed once), or `None` for a live backend.
+    fn as_of_objects(&self, op: Op) -> Result<Option<Arc<HashMap<String, (String, u64)>>>> {
+        let Some(as_of) = &self.as_of else { return Ok(None) };
+        let mut cached = as_of.objects.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(map) = &*cached {
+            return Ok(Some(map.clone()));
+        }
+        if self.object_lock()?.versioning == Versioning::Off {
+            return Err(BackendError::other(
+                self.ctx(op, None, ""),
+                format!(
+                    "the bucket {:?} keeps no versions: a view as of a past time needs versioning (or Object Lock)",
+                    self.bucket
+                ),
+                false,
+            ));
+        }
+        let mut map: HashMap<String, (String, u64, SystemTime, bool)> = HashMap::new();
+        // Newest first per key: the first version at or before the time wins ties.
+        for v in self.versions()? {
+            if v.modified > as_of.time || map.get(&v.key).is_some_and(|old| old.2 >= v.modified) {
+                continue;
+            }
+            map.insert(v.key, (v.version, v.size, v.modified, v.deleted));
+        }
+        let map: HashMap<_, _> =
+            map.into_iter().filter(|(_, v)| !v.3).map(|(k, (version, size, _, _))| (k, (version, size))).collect();
+        let map = Arc::new(map);
+        *cached = Some(map.clone());
+        Ok(Some(map))
+    }
+
+    /// The version to read for `key` in an as-of view (`None` for a live backend); not found
+    /// if the key did not exist at that time.
+    fn version_of(&self, op: Op, ft: FileType, key: &str) -> Result<Option<(String, u64)>> {
+        match self.as_of_objects(op)? {
+            None => Ok(None),
+            Some(map) => match map.get(key) {
+                Some(v) => Ok(Some(v.clone())),
+                None => Err(BackendError::NotFound { ctx: self.ctx(op, Some(ft), key) }),
+            },
+        }
+    }
+
+    /// Refuses writing through an as-of view.
+    fn writable(&self, op: Op, ft: Option<FileType>, key: &str) -> Result<()> {
+        match &self.as_of {
+            None => Ok(()),
+            Some(_) => Err(BackendError::other(
+                self.ctx(op, ft, key),
+                "this is a read-only view of the bucket at a past time (--as-of): nothing can be written".to_owned(),
+                false,
+            )),
+        }
     }
 
     /// The bucket name.
@@ -466,11 +573,22 @@ impl S3Backend {
 
     /// Size of the object at `key`, with errors in terms of `op`.
     fn size_of(&self, op: Op, ft: FileType, key: &str) -> Result<u64> {
+        if let Some((_, size)) = self.version_of(op, ft, key)? {
+            return Ok(size);
+        }
         self.block_on(self.stat_file(key)).map_err(|e| self.error(op, Some(ft), key, &e))
     }
 
     /// Lists files below `dir` (`keys/`, `data/`…), as (path relative to the prefix, size).
     fn list_dir(&self, ft: FileType, dir: &str, recursive: bool) -> Result<Vec<(String, u64)>> {
+        if let Some(map) = self.as_of_objects(Op::List)? {
+            return Ok(map
+                .iter()
+                .filter_map(|(k, (_, size))| Some((k, k.strip_prefix(dir)?, *size)))
+                .filter(|(_, rest, _)| !rest.is_empty() && (recursive || !rest.contains('/')))
+                .map(|(k, _, size)| (k.clone(), size))
+                .collect());
+        }
         let opts = ListOptions { recursive, ..Default::default() };
         let entries =
             self.block_on(self.op.list_options(dir, opts)).map_err(|e| self.error(Op::List, Some(ft), dir, &e))?;
@@ -484,7 +602,7 @@ impl S3Backend {
 
 /// The HTTP client: rustls with Mozilla's roots, plus `AWS_CA_BUNDLE`'s certificates for
 /// `https` endpoints, and a connect timeout.
-fn http_client(https: bool) -> std::result::Result<HttpClient, String> {
+fn http_client(https: bool) -> std::result::Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
     if https {
         if let Some(path) = std::env::var_os("AWS_CA_BUNDLE").filter(|p| !p.is_empty()) {
@@ -500,7 +618,7 @@ fn http_client(https: bool) -> std::result::Result<HttpClient, String> {
             }
         }
     }
-    builder.build().map(HttpClient::with).map_err(|e| format!("cannot set up the HTTP client: {e}"))
+    builder.build().map_err(|e| format!("cannot set up the HTTP client: {e}"))
 }
 
 /// The text after `start` up to the next `"` in `text` (fields of OpenDAL's S3 error text,
@@ -563,6 +681,7 @@ impl Backend for S3Backend {
     }
 
     fn create(&self) -> Result<()> {
+        self.writable(Op::Create, Some(FileType::Config), "config")?;
         if self.has_config()? {
             return Err(BackendError::AlreadyExists { ctx: self.ctx(Op::Create, Some(FileType::Config), "config") });
         }
@@ -572,6 +691,9 @@ impl Backend for S3Backend {
     /// Also checks the bucket when there is no config, so that a missing bucket or wrong
     /// credentials give an error rather than "no repository".
     fn has_config(&self) -> Result<bool> {
+        if let Some(map) = self.as_of_objects(Op::HasConfig)? {
+            return Ok(map.contains_key("config"));
+        }
         match self.block_on(self.stat_file("config")) {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -586,6 +708,7 @@ impl Backend for S3Backend {
 
     fn save(&self, ft: FileType, name: &str, data: &[u8]) -> Result<()> {
         let key = self.key(Op::Save, ft, name)?;
+        self.writable(Op::Save, Some(ft), &key)?;
         let opts =
             WriteOptions { chunk: Some(MULTIPART_CHUNK), concurrent: MULTIPART_CONCURRENCY, ..Default::default() };
         let buffer = Buffer::from(data.to_vec());
@@ -606,7 +729,8 @@ impl Backend for S3Backend {
 
     fn load(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {
         let key = self.key(Op::Load, ft, name)?;
-        match self.block_on(self.op.read(&key)) {
+        let version = self.version_of(Op::Load, ft, &key)?.map(|v| v.0);
+        match self.block_on(self.op.read_options(&key, ReadOptions { version, ..Default::default() })) {
             Ok(buf) => Ok(buf.to_vec()),
             Err(e) => Err(self.error(Op::Load, Some(ft), &key, &e)),
         }
@@ -629,7 +753,9 @@ impl Backend for S3Backend {
                 _ => Err(short(size)),
             };
         }
-        let opts = ReadOptions { range: BytesRange::new(offset, Some(u64::from(length))), ..Default::default() };
+        let version = self.version_of(Op::LoadRange, ft, &key)?.map(|v| v.0);
+        let opts =
+            ReadOptions { range: BytesRange::new(offset, Some(u64::from(length))), version, ..Default::default() };
         let result = self.block_on(self.op.read_options(&key, opts));
         let end = end.unwrap_or(u64::MAX);
         match result {
@@ -654,10 +780,10 @@ impl Backend for S3Backend {
     fn list(&self, ft: FileType) -> Result<Vec<(String, u64)>> {
         let mut out = Vec::new();
         match ft {
-            FileType::Config => match self.block_on(self.stat_file("config")) {
+            FileType::Config => match self.size_of(Op::List, ft, "config") {
                 Ok(size) => out.push(("config".to_owned(), size)),
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(self.error(Op::List, Some(ft), "config", &e)),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
             },
             FileType::Pack => {
                 for (path, size) in self.list_dir(ft, "data/", true)? {
@@ -693,6 +819,7 @@ impl Backend for S3Backend {
 
     fn remove(&self, ft: FileType, name: &str) -> Result<()> {
         let key = self.key(Op::Remove, ft, name)?;
+        self.writable(Op::Remove, Some(ft), &key)?;
         // S3 DELETE succeeds for missing keys; the contract wants not-found.
         self.size_of(Op::Remove, ft, &key)?;
         self.block_on(self.op.delete(&key)).map_err(|e| self.error(Op::Remove, Some(ft), &key, &e))
@@ -702,6 +829,7 @@ impl Backend for S3Backend {
     /// missing keys, which is what the contract wants here).
     fn remove_many(&self, ft: FileType, names: &[String]) -> Result<()> {
         let keys = names.iter().map(|n| self.key(Op::Remove, ft, n)).collect::<Result<Vec<_>>>()?;
+        self.writable(Op::Remove, Some(ft), "")?;
         let dir = ft.dir().map_or_else(|| "config".to_owned(), |d| format!("{d}/"));
         self.block_on(self.op.delete_iter(keys)).map_err(|e| self.error(Op::Remove, Some(ft), &dir, &e))
     }

@@ -348,3 +348,79 @@ fn dropped_connections_are_retried() {
     assert_eq!(b.load(FileType::Snapshot, "abcd").expect("load"), b"after two dropped connections");
     s3_server::wipe(&b);
 }
+
+/// Object Lock: the bucket's settings are read back; with the credentials one can hide objects
+/// (delete markers) and write new versions, but not destroy a locked version or shorten its
+/// lock; an as-of view reads the objects as they were; retention extends (never shortens).
+#[test]
+fn object_lock_keeps_versions_a_credential_holder_cannot_destroy() {
+    use lifeboat_backend::{DefaultRetention, LockMode, Versioning};
+    if !s3_server::available() {
+        return;
+    }
+    let prefix = s3_server::unique_prefix("object-lock");
+    let b = s3_server::locked_backend(&prefix);
+    let status = b.object_lock().expect("lock status");
+    assert_eq!(status.versioning, Versioning::Enabled);
+    assert!(status.lock_enabled);
+    assert_eq!(status.default_retention, Some(DefaultRetention { mode: LockMode::Compliance, days: 1 }));
+
+    b.save(FileType::Key, "k1", b"the real key").expect("save");
+    b.save(FileType::Pack, &"ab".repeat(32), b"pack data").expect("save");
+    // S3 times have one-second precision: keep the clean state in its own second.
+    std::thread::sleep(Duration::from_millis(1100));
+    let clean = std::time::SystemTime::now();
+    std::thread::sleep(Duration::from_millis(1100));
+
+    // The attacker: overwrite, hide, then try to destroy every version.
+    b.save(FileType::Key, "k1", b"garbage").expect("overwrite makes a new version");
+    b.remove(FileType::Pack, &"ab".repeat(32)).expect("delete makes a delete marker");
+    b.save(FileType::Snapshot, &"cd".repeat(32), b"written later").expect("save");
+    assert!(b.list(FileType::Pack).expect("list").is_empty());
+    let versions = b.versions().expect("versions");
+    let data_versions: Vec<_> = versions.iter().filter(|v| !v.deleted).collect();
+    assert_eq!(data_versions.len(), 4, "{versions:?}");
+    for v in &data_versions {
+        let err = b.delete_version(&v.key, &v.version).expect_err("a locked version must not be deletable");
+        assert!(err.to_string().contains("access denied"), "{err}");
+    }
+
+    // The view as of the clean time sees the clean state, and refuses writes.
+    let view = s3_server::locked_backend(&prefix).as_of(clean);
+    assert_eq!(view.load(FileType::Key, "k1").expect("old version"), b"the real key");
+    assert_eq!(view.list(FileType::Pack).expect("list"), vec![("ab".repeat(32), 9)]);
+    assert_eq!(view.load_range(FileType::Pack, &"ab".repeat(32), 5, 4).expect("range"), b"data");
+    assert!(view.list(FileType::Snapshot).expect("list").is_empty(), "later objects are hidden");
+    assert!(view.load(FileType::Snapshot, &"cd".repeat(32)).expect_err("hidden").is_not_found());
+    let err = view.save(FileType::Key, "k2", b"x").expect_err("read-only");
+    assert!(err.to_string().contains("read-only view"), "{err}");
+    assert!(view.location().contains("as of"), "{}", view.location());
+    // The live backend still sees the attacker's state.
+    assert_eq!(b.load(FileType::Key, "k1").expect("load"), b"garbage");
+
+    // Extending: every current object version (2: k1's newest and the later snapshot) gets
+    // the later date; asking for an earlier one leaves them as they are.
+    let later = chrono::Utc::now() + chrono::Duration::days(2);
+    let report = b.extend_retention(LockMode::Compliance, later).expect("extend");
+    assert_eq!((report.objects, report.extended, report.already_later), (2, 2, 0), "{report:?}");
+    let earlier = chrono::Utc::now() + chrono::Duration::hours(36);
+    let report = b.extend_retention(LockMode::Compliance, earlier).expect("extend");
+    assert_eq!((report.objects, report.extended, report.already_later), (2, 0, 2), "{report:?}");
+}
+
+/// A bucket without versioning says so, and an as-of view on it is refused with a reason.
+#[test]
+fn as_of_needs_a_versioned_bucket() {
+    use lifeboat_backend::Versioning;
+    if !s3_server::available() {
+        return;
+    }
+    let b = s3_server::backend(&s3_server::unique_prefix("no-versions"));
+    let status = b.object_lock().expect("status");
+    assert_eq!(status.versioning, Versioning::Off);
+    assert!(!status.lock_enabled);
+    assert_eq!(status.default_retention, None);
+    let view = s3_server::backend(&s3_server::unique_prefix("no-versions")).as_of(std::time::SystemTime::now());
+    let err = view.list(FileType::Snapshot).expect_err("refused");
+    assert!(err.to_string().contains("keeps no versions"), "{err}");
+}

@@ -107,3 +107,23 @@ pub fn wipe(b: &dyn Backend) {
         }
     });
 }
+
+/// A bucket with Object Lock on the test server (created on first use, default retention
+/// COMPLIANCE for one day: what is written there cannot be deleted for a day, by anyone).
+pub const LOCKED_BUCKET: &str = "lifeboat-locked";
+
+/// The repository URL (restic's form) for `prefix` in [`LOCKED_BUCKET`].
+pub fn locked_url(prefix: &str) -> String {
+    format!("s3:{ENDPOINT}/{LOCKED_BUCKET}/{prefix}")
+}
+
+/// A backend on `prefix` in [`LOCKED_BUCKET`], creating the bucket (with Object Lock and a
+/// one-day compliance default retention) if needed.
+pub fn locked_backend(prefix: &str) -> S3Backend {
+    use lifeboat_backend::{DefaultRetention, LockMode};
+    let b = S3Backend::new(&locked_url(prefix), &options()).expect("S3 backend");
+    b.create_bucket(true).expect("create the locked bucket");
+    b.set_default_retention(Some(DefaultRetention { mode: LockMode::Compliance, days: 1 }))
+        .expect("set the default retention");
+    b
+}
