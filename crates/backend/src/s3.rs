@@ -344,12 +344,15 @@ pub struct S3Backend {
     as_of: Option<AsOf>,
 }
 
+/// The objects of an as-of view: key (relative to the prefix) → (version id, size).
+type VersionMap = Arc<HashMap<String, (String, u64)>>;
+
 /// A point-in-time view: each key resolves to its newest version written at or before
 /// `time` (absent if that is a delete marker or there is none).
 struct AsOf {
     time: SystemTime,
-    /// Key (relative to the prefix) → (version id, size), listed on first use.
-    objects: Mutex<Option<Arc<HashMap<String, (String, u64)>>>>,
+    /// Listed on first use.
+    objects: Mutex<Option<VersionMap>>,
 }
 
 impl fmt::Debug for S3Backend {
@@ -452,7 +455,7 @@ impl S3Backend {
     }
 
     /// The objects of the as-of view (listed once), or `None` for a live backend.
-    fn as_of_objects(&self, op: Op) -> Result<Option<Arc<HashMap<String, (String, u64)>>>> {
+    fn as_of_objects(&self, op: Op) -> Result<Option<VersionMap>> {
         let Some(as_of) = &self.as_of else { return Ok(None) };
         let mut cached = as_of.objects.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(map) = &*cached {
