@@ -51,6 +51,11 @@ pub struct Global {
     /// instead of failing at once with exit code 11
     #[arg(long, env = "LIFEBOAT_RETRY_LOCK", global = true, value_name = "DURATION")]
     pub retry_lock: Option<String>,
+    /// Read the repository as it was at this time (2026-11-20, "2026-11-20 14:30", RFC 3339, or
+    /// a duration ago such as 6h): every object's version from then, read-only, no lock taken.
+    /// For S3 buckets with versioning (Object Lock), after objects were deleted or overwritten
+    #[arg(long, env = "LIFEBOAT_AS_OF", global = true, value_name = "TIME")]
+    pub as_of: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -303,6 +308,55 @@ pub enum StorageCommand {
     Test(StorageTestArgs),
     /// Total size, packs, blobs, dedup and compression ratios, size per source and growth per day
     Usage,
+    /// S3 Object Lock: show the bucket's versioning and default retention; `set` it, or
+    /// `extend` the lock of every object the repository holds (apply-retention does this too)
+    #[command(after_help = LOCK_HELP)]
+    Lock {
+        /// What to do (nothing: show the status)
+        #[command(subcommand)]
+        action: Option<LockAction>,
+    },
+}
+
+const LOCK_HELP: &str = "\
+With Object Lock, an S3 bucket keeps every version of every object until its retention date:
+deleting only hides an object, and nobody holding the credentials can destroy a locked version
+(compliance mode: not even the account's root). A deduplicating repository reuses old packs, so
+the locks of everything the repository holds must be moved forward regularly: `apply-retention`
+does it after pruning, `storage lock extend` on its own. After an incident, read the repository
+as it was with --as-of TIME (see docs/storage.md).
+
+Examples:
+  lifeboat storage lock
+  lifeboat storage lock set --days 30 --mode compliance
+  lifeboat storage lock extend
+  lifeboat --as-of \"2026-11-20 14:00\" snapshots";
+
+/// `storage lock` actions.
+#[derive(Subcommand, Debug)]
+pub enum LockAction {
+    /// Set the bucket's default retention for new objects (the bucket must have Object Lock)
+    Set {
+        /// Retention period in days
+        #[arg(long, value_name = "DAYS", required_unless_present = "off", value_parser = clap::value_parser!(u32).range(1..))]
+        days: Option<u32>,
+        /// governance (users with bypass permission may still delete) or compliance (nobody can)
+        #[arg(long, default_value = "compliance", value_parser = ["governance", "compliance"])]
+        mode: String,
+        /// Remove the default retention (objects already written stay locked)
+        #[arg(long, conflicts_with = "days")]
+        off: bool,
+    },
+    /// Lock every current object of the repository until now + DAYS (default: the bucket's
+    /// default retention); versions locked longer are left as they are
+    Extend {
+        /// Days from now [default: the bucket's default retention]
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+        days: Option<u32>,
+        /// Lock mode [default: the bucket's default retention mode, else compliance]
+        #[arg(long, value_parser = ["governance", "compliance"])]
+        mode: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -30,13 +30,20 @@ pub fn install_interrupt_handler() -> Arc<AtomicBool> {
 /// Build the storage backend for a repository URL, with S3 settings from the `AWS_*`
 /// environment variables only (no config file).
 pub fn backend(url: &str) -> Result<Arc<dyn Backend>> {
-    backend_with(url, S3Options::from_env())
+    backend_with(url, S3Options::from_env(), None)
 }
 
 /// The backend of the configured repository: its URL ([`repo_url`]) with the S3 settings of
 /// [`s3_options`].
 pub fn repo_backend(g: &Global) -> Result<Arc<dyn Backend>> {
-    backend_with(&repo_url(g)?, s3_options(g)?)
+    backend_with(&repo_url(g)?, s3_options(g)?, as_of(g)?)
+}
+
+/// The time of `--as-of`, if given.
+pub fn as_of(g: &Global) -> Result<Option<std::time::SystemTime>> {
+    let Some(text) = &g.as_of else { return Ok(None) };
+    let t = lifeboat_ops::duration::parse_time(text, chrono::Utc::now()).map_err(|e| anyhow::anyhow!("--as-of: {e}"))?;
+    Ok(Some(t.into()))
 }
 
 /// S3 settings: the config's `[repository] s3` (with `${VAR}` substituted), then the standard
@@ -62,11 +69,18 @@ pub fn s3_options(g: &Global) -> Result<S3Options> {
 }
 
 /// Build the storage backend for a repository URL: a local directory, or S3 with `s3`'s
-/// settings. Wrapped in retries (and fault injection when `LIFEBOAT_FAULTS` is set).
-pub fn backend_with(url: &str, s3: S3Options) -> Result<Arc<dyn Backend>> {
+/// settings, optionally as a read-only view at a past time (`as_of`, S3 only). Wrapped in
+/// retries (and fault injection when `LIFEBOAT_FAULTS` is set).
+pub fn backend_with(url: &str, s3: S3Options, as_of: Option<std::time::SystemTime>) -> Result<Arc<dyn Backend>> {
     let store: Arc<dyn Backend> = if is_s3_url(url) {
+        let mut b = S3Backend::new(url, &s3)?;
+        if let Some(t) = as_of {
+            b = b.as_of(t);
+        }
         // Each ranged read is a request: keep tree packs (read blob by blob) in memory.
-        Arc::new(PackCache::new(S3Backend::new(url, &s3)?))
+        Arc::new(PackCache::new(b))
+    } else if as_of.is_some() {
+        bail!("--as-of reads old object versions, which only S3 buckets with versioning keep; {url} is a local repository")
     } else {
         let path = if let Some(rest) = url.strip_prefix("local:") {
             rest
@@ -215,11 +229,18 @@ pub fn refuse_if_append_only(g: &Global, repo: &Repository, what: &str) -> Resul
 }
 
 /// Lock the repository (shared, or exclusive for commands that delete), waiting up to
-/// `--retry-lock` when another process holds a conflicting lock.
-pub fn lock(g: &Global, repo: &Repository, exclusive: bool) -> Result<lifeboat_repository::lock::LockGuard> {
+/// `--retry-lock` when another process holds a conflicting lock. A read-only `--as-of` view
+/// takes no lock (it cannot write one, and nothing can change what it reads).
+pub fn lock(g: &Global, repo: &Repository, exclusive: bool) -> Result<Option<lifeboat_repository::lock::LockGuard>> {
+    if g.as_of.is_some() {
+        if exclusive {
+            bail!("--as-of gives a read-only view of the past: this command would change the repository");
+        }
+        return Ok(None);
+    }
     let wait = match &g.retry_lock {
         Some(d) => crate::config::parse_duration(d).map_err(|e| anyhow::anyhow!("--retry-lock: {e}"))?,
         None => std::time::Duration::ZERO,
     };
-    Ok(lifeboat_repository::lock::acquire_waiting(repo, exclusive, wait, None)?)
+    Ok(Some(lifeboat_repository::lock::acquire_waiting(repo, exclusive, wait, None)?))
 }

@@ -280,3 +280,136 @@ fn storage_test_on_a_directory() {
     let r = run(bare().args(["--repo", s(&repo), "storage", "test", "--size", "12Q"])).code(2);
     assert!(r.one_error_line().contains("unknown unit"), "{}", r.stderr);
 }
+
+/// The CONTINUUM ransomware scenario on a bucket with Object Lock: after the "infection" the
+/// attacker holds the S3 credentials and the repository password, encrypts the source, backs
+/// it up, forgets and prunes the clean snapshot, overwrites every object with garbage, deletes
+/// them all and tries to destroy every version. The locked versions survive: `--as-of` the
+/// last clean time lists the clean snapshot, checks and restores it byte for byte, and copies
+/// it into a fresh repository; `storage lock extend` and `apply-retention` keep the locks moving.
+#[test]
+fn object_lock_survives_an_attacker_with_the_credentials() {
+    use lifeboat_backend::{Backend, FileType};
+    if !s3_server::available() {
+        return;
+    }
+    let tmp = tempdir();
+    let prefix = format!("{}/repo", s3_server::unique_prefix("ransomware"));
+    let store = s3_server::locked_backend(&prefix);
+    let url = s3_server::locked_url(&prefix);
+    let (src, target, fresh) = (tmp.path().join("src"), tmp.path().join("restored"), tmp.path().join("fresh"));
+    fs::create_dir_all(src.join("ledger")).expect("mkdir");
+    write_random(&src.join("ledger/accounts.db"), 3 * 1024 * 1024 + 17, 7);
+    write_compressible(&src.join("ledger/journal.txt"), 512 * 1024);
+    let clean_copy = tmp.path().join("clean-copy");
+    fs::create_dir_all(&clean_copy).expect("mkdir");
+    for f in ["accounts.db", "journal.txt"] {
+        fs::copy(src.join("ledger").join(f), clean_copy.join(f)).expect("copy");
+    }
+
+    let st = lbs(&url, &["storage", "lock", "--json"]).ok().json();
+    assert_eq!(st["versioning"], "enabled", "{st:#}");
+    assert_eq!(st["lock_enabled"], true, "{st:#}");
+    assert_eq!(st["default_retention"]["mode"], "compliance", "{st:#}");
+    assert_eq!(st["default_retention"]["days"], 1, "{st:#}");
+
+    lbs(&url, &["init", "--kdf-n", "1024"]).ok();
+    let clean_id = lbs(&url, &["backup", "--json", s(&src)]).ok().json()["snapshot_id"].as_str().expect("id").to_owned();
+    // S3 times have one-second precision: the clean state gets a second of its own.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let clean_time = chrono::Utc::now().to_rfc3339();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+
+    // Infection: the data is encrypted and backed up, the clean snapshot forgotten and pruned.
+    write_random(&src.join("ledger/accounts.db"), 3 * 1024 * 1024 + 17, 666);
+    fs::write(src.join("ledger/journal.txt"), b"YOUR FILES ARE ENCRYPTED").expect("write");
+    lbs(&url, &["backup", s(&src)]).ok();
+    lbs(&url, &["forget", &clean_id, "--prune"]).ok();
+    // Then every object is overwritten with garbage and deleted, and every version attacked.
+    for ft in FileType::ALL {
+        for (name, _) in store.list(ft).expect("list") {
+            store.save(ft, &name, b"garbage").expect("overwrite (a new version)");
+            store.remove(ft, &name).expect("delete (a delete marker)");
+        }
+    }
+    let versions = store.versions().expect("versions");
+    let data: Vec<_> = versions.iter().filter(|v| !v.deleted).collect();
+    assert!(data.len() > 10, "{} versions", data.len());
+    for v in &data {
+        let err = store.delete_version(&v.key, &v.version).expect_err("a locked version must survive");
+        assert!(err.to_string().contains("access denied"), "{}: {err}", v.key);
+    }
+    let gone = lbs(&url, &["snapshots"]).code(10);
+    assert!(gone.stderr.contains("no repository"), "{}", gone.stderr);
+
+    // Recovery: the repository as it was at the clean time.
+    let as_of = |args: &[&str]| {
+        let mut c = lifeboat_s3(&url);
+        c.arg("--as-of").arg(&clean_time).args(args);
+        run(&mut c)
+    };
+    let snaps = as_of(&["snapshots", "--json"]).ok().json();
+    let ids: Vec<&str> = snaps.as_array().expect("list").iter().filter_map(|s| s["id"].as_str()).collect();
+    assert_eq!(ids, vec![clean_id.as_str()], "{snaps:#}");
+    let c = as_of(&["check", "--read-data"]).ok();
+    assert!(c.stderr.trim().is_empty(), "{}", c.stderr);
+    as_of(&["restore", &clean_id, "--target", s(&target), "--verify"]).ok();
+    assert_same_tree(&clean_copy, &under(&target, &src.join("ledger")), Compare::CONTENT);
+    let refused = as_of(&["backup", s(&src)]).code(1);
+    assert!(refused.stderr.contains("read-only view of the past"), "{}", refused.stderr);
+    assert_eq!(refused.stderr.trim().lines().count(), 1, "{}", refused.stderr);
+    // …and into a fresh repository, to go on from there.
+    let mut copy = lifeboat_s3(&url);
+    copy.env("LIFEBOAT_TO_PASSWORD", "fresh-password").arg("--as-of").arg(&clean_time);
+    run(copy.args(["copy", "--to", s(&fresh), "--init"])).ok();
+    let fresh_snaps = lb_pw(&fresh, "fresh-password", &["snapshots", "--json"]).ok().json();
+    assert_eq!(fresh_snaps.as_array().map(Vec::len), Some(1), "{fresh_snaps:#}");
+    lb_pw(&fresh, "fresh-password", &["check", "--read-data"]).ok();
+
+    // Keeping the locks moving: only current objects (the attacker's garbage is all that is
+    // current now, so use a fresh repository in the same bucket for the counts).
+    let prefix2 = format!("{}/repo", s3_server::unique_prefix("lock-extend"));
+    let url2 = s3_server::locked_url(&prefix2);
+    lbs(&url2, &["init", "--kdf-n", "1024"]).ok();
+    lbs(&url2, &["backup", s(&clean_copy)]).ok();
+    let current = FileType::ALL
+        .into_iter()
+        .filter(|ft| *ft != FileType::Lock)
+        .map(|ft| s3_server::locked_backend(&prefix2).list(ft).expect("list").len() as u64)
+        .sum::<u64>();
+    let r = lbs(&url2, &["storage", "lock", "extend", "--days", "2", "--json"]).ok().json();
+    assert_eq!((num(&r, "objects"), num(&r, "extended")), (current, current), "{r:#}");
+    let cfg = tmp.path().join("lifeboat.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[repository]\nurl = {url2:?}\n\n[[source]]\nname = \"ledger\"\nkind = \"files\"\npath = {:?}\nretention = {{ last = 1 }}\n",
+            s(&clean_copy)
+        ),
+    )
+    .expect("config");
+    let mut apply = lifeboat_s3(&url2);
+    let a = run(apply.arg("--config").arg(&cfg).args(["apply-retention", "--json"])).ok().json();
+    // The bucket's one-day default is shorter than the two days already set: left alone.
+    assert_eq!(num(&a["object_lock"], "already_later"), current, "{a:#}");
+}
+
+/// `storage lock` on a bucket without Object Lock says what is missing; on a directory it
+/// points to append-only mode; extending there fails with one line.
+#[test]
+fn storage_lock_without_object_lock() {
+    if !s3_server::available() {
+        return;
+    }
+    let url = s3_server::url(&s3_server::unique_prefix("no-lock"));
+    let st = lbs(&url, &["storage", "lock"]).ok();
+    assert!(st.stdout.contains("versioning   off"), "{}", st.stdout);
+    assert!(st.stdout.contains("object lock  off"), "{}", st.stdout);
+    let e = lbs(&url, &["storage", "lock", "extend"]).code(1);
+    assert!(e.stderr.contains("has no Object Lock"), "{}", e.stderr);
+    let tmp = tempdir();
+    let e = lb(tmp.path(), &["storage", "lock"]).code(1);
+    assert!(e.stderr.contains("append-only"), "{}", e.stderr);
+    let e = lb(tmp.path(), &["--as-of", "1h", "snapshots"]).code(1);
+    assert!(e.stderr.contains("only S3 buckets with versioning"), "{}", e.stderr);
+}

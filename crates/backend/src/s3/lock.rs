@@ -272,7 +272,8 @@ impl S3Backend {
             Op::Open,
             "?object-lock",
             self.signed(Method::GET, None, "object-lock", &[], Vec::new()),
-            &["ObjectLockConfigurationNotFoundError", "NoSuchObjectLockConfiguration"],
+            // Servers without Object Lock answer NotImplemented: the same as not enabled.
+            &["ObjectLockConfigurationNotFoundError", "NoSuchObjectLockConfiguration", "NotImplemented"],
         )?;
         let ok = l.status.is_success();
         let lock_enabled = ok && xml_tag(&l.body, "ObjectLockEnabled") == Some("Enabled");

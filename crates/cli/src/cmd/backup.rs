@@ -12,6 +12,9 @@ use crate::args::{BackupArgs, Global};
 use crate::{context, exit, output};
 
 pub fn run(g: &Global, a: &BackupArgs, interrupt: Arc<AtomicBool>) -> Result<i32> {
+    if g.as_of.is_some() {
+        anyhow::bail!("--as-of gives a read-only view of the past: back up into the live repository (without --as-of)");
+    }
     // Source mode: --all, or every argument names a source of the config file.
     if let Some(cfg) = context::config(g)? {
         let named: Vec<&str> = a.paths.iter().filter_map(|p| p.to_str()).filter(|p| cfg.find(p).is_ok()).collect();

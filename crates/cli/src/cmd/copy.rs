@@ -85,7 +85,8 @@ pub fn copy_to(
     opts: &CopyOptions,
 ) -> Result<CopyStats> {
     let dst = dest.open(src, init)?;
-    let _lock = context::lock(g, &dst, false)?;
+    // --as-of is about the source: the destination is written, so it is locked as always.
+    let _lock = context::lock(&Global { as_of: None, ..g.clone() }, &dst, false)?;
     copy(src, &dst, snaps, opts).with_context(|| format!("copy to {}", dest.label))
 }
 

@@ -14,11 +14,14 @@ use serde::Serialize;
 use crate::args::{Global, StorageCommand, StorageTestArgs};
 use crate::{context, exit, output};
 
+pub mod lock;
+
 /// Run a `storage` subcommand.
 pub fn run(g: &Global, c: &StorageCommand) -> Result<i32> {
     match c {
         StorageCommand::Test(a) => test(g, a),
         StorageCommand::Usage => usage(g),
+        StorageCommand::Lock { action } => lock::run(g, action.as_ref()),
     }
 }
 

@@ -1,0 +1,123 @@
+//! `lifeboat storage lock [set|extend]`: S3 Object Lock on the repository's bucket.
+//!
+//! Needs the bucket's credentials but not the repository password: extending locks is a
+//! storage-level job that a scheduler may run with the S3 credentials alone.
+
+use anyhow::{bail, Result};
+use chrono::{Duration, Local, Utc};
+use lifeboat_backend::{is_s3_url, DefaultRetention, ExtendReport, LockMode, ObjectLockStatus, S3Backend, Versioning};
+use serde::Serialize;
+
+use crate::args::{Global, LockAction};
+use crate::{context, exit, output};
+
+/// Run `storage lock` (status), `storage lock set` or `storage lock extend`.
+pub fn run(g: &Global, action: Option<&LockAction>) -> Result<i32> {
+    let b = s3_backend(g)?;
+    match action {
+        None => status(g, &b),
+        Some(LockAction::Set { days, mode, off }) => {
+            let retention = match (off, days) {
+                (true, _) | (false, None) => None,
+                (false, Some(days)) => Some(DefaultRetention { mode: parse_mode(mode)?, days: *days }),
+            };
+            b.set_default_retention(retention)?;
+            status(g, &b)
+        }
+        Some(LockAction::Extend { days, mode }) => {
+            let status = b.object_lock()?;
+            let report = extend(&b, &status, *days, mode.as_deref())?;
+            if g.json {
+                output::json(&report)?;
+            } else if !g.quiet {
+                print_extend(&report);
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// The repository's backend as an [`S3Backend`], or a clear error for a local repository.
+fn s3_backend(g: &Global) -> Result<S3Backend> {
+    let url = context::repo_url(g)?;
+    if !is_s3_url(&url) {
+        bail!("Object Lock is a feature of S3 buckets and {url} is a local repository: use `lifeboat append-only on` (and a second copy) instead");
+    }
+    Ok(S3Backend::new(&url, &context::s3_options(g)?)?)
+}
+
+fn parse_mode(text: &str) -> Result<LockMode> {
+    text.parse::<LockMode>().map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Extends the lock of every current object to now + `days` (default: the bucket's default
+/// retention). Fails with a reason when the bucket has no Object Lock.
+pub fn extend(b: &S3Backend, status: &ObjectLockStatus, days: Option<u32>, mode: Option<&str>) -> Result<ExtendReport> {
+    if !status.lock_enabled {
+        bail!(
+            "the bucket {:?} has no Object Lock: it must be created with Object Lock enabled (see docs/storage.md)",
+            b.bucket()
+        );
+    }
+    let Some(days) = days.or(status.default_retention.map(|r| r.days)) else {
+        bail!("the bucket has no default retention: give --days, or set one with `lifeboat storage lock set --days N`")
+    };
+    let mode = match mode {
+        Some(m) => parse_mode(m)?,
+        None => status.default_retention.map_or(LockMode::Compliance, |r| r.mode),
+    };
+    Ok(b.extend_retention(mode, Utc::now() + Duration::days(i64::from(days)))?)
+}
+
+/// One line for an extension report.
+pub fn extend_line(r: &ExtendReport) -> String {
+    let until = r.until.with_timezone(&Local).format("%Y-%m-%d %H:%M");
+    let later = if r.already_later > 0 { format!(" ({} already locked longer)", r.already_later) } else { String::new() };
+    format!("object lock: {} of {} objects now locked until {until}{later}", r.extended, r.objects)
+}
+
+fn print_extend(r: &ExtendReport) {
+    println!("{}", extend_line(r));
+}
+
+#[derive(Serialize)]
+struct StatusReport<'a> {
+    location: String,
+    bucket: &'a str,
+    #[serde(flatten)]
+    status: ObjectLockStatus,
+}
+
+fn status(g: &Global, b: &S3Backend) -> Result<i32> {
+    use lifeboat_backend::Backend as _;
+    let status = b.object_lock()?;
+    if g.json {
+        output::json(&StatusReport { location: b.location(), bucket: b.bucket(), status })?;
+        return Ok(exit::OK);
+    }
+    if g.quiet {
+        return Ok(exit::OK);
+    }
+    println!("bucket       {} ({})", b.bucket(), b.location());
+    let versioning = match status.versioning {
+        Versioning::Enabled => "enabled: deleted and overwritten objects keep their old versions",
+        Versioning::Suspended => "suspended: overwrites replace objects",
+        Versioning::Off => "off: deleting or overwriting an object destroys it",
+    };
+    println!("versioning   {versioning}");
+    match (status.lock_enabled, status.default_retention) {
+        (true, Some(r)) => println!(
+            "object lock  enabled, new objects locked for {} day{} in {} mode",
+            r.days,
+            if r.days == 1 { "" } else { "s" },
+            r.mode
+        ),
+        (true, None) => println!(
+            "object lock  enabled, but no default retention: new objects are not locked (`storage lock set --days N`)"
+        ),
+        (false, _) => println!(
+            "object lock  off: anyone with the credentials can destroy the backups (create the bucket with Object Lock; see docs/storage.md)"
+        ),
+    }
+    Ok(exit::OK)
+}
