@@ -42,7 +42,8 @@ pub fn repo_backend(g: &Global) -> Result<Arc<dyn Backend>> {
 /// The time of `--as-of`, if given.
 pub fn as_of(g: &Global) -> Result<Option<std::time::SystemTime>> {
     let Some(text) = &g.as_of else { return Ok(None) };
-    let t = lifeboat_ops::duration::parse_time(text, chrono::Utc::now()).map_err(|e| anyhow::anyhow!("--as-of: {e}"))?;
+    let t =
+        lifeboat_ops::duration::parse_time(text, chrono::Utc::now()).map_err(|e| anyhow::anyhow!("--as-of: {e}"))?;
     Ok(Some(t.into()))
 }
 

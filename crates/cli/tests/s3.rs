@@ -314,7 +314,8 @@ fn object_lock_survives_an_attacker_with_the_credentials() {
     assert_eq!(st["default_retention"]["days"], 1, "{st:#}");
 
     lbs(&url, &["init", "--kdf-n", "1024"]).ok();
-    let clean_id = lbs(&url, &["backup", "--json", s(&src)]).ok().json()["snapshot_id"].as_str().expect("id").to_owned();
+    let clean_id =
+        lbs(&url, &["backup", "--json", s(&src)]).ok().json()["snapshot_id"].as_str().expect("id").to_owned();
     // S3 times have one-second precision: the clean state gets a second of its own.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let clean_time = chrono::Utc::now().to_rfc3339();

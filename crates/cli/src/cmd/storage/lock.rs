@@ -72,7 +72,8 @@ pub fn extend(b: &S3Backend, status: &ObjectLockStatus, days: Option<u32>, mode:
 /// One line for an extension report.
 pub fn extend_line(r: &ExtendReport) -> String {
     let until = r.until.with_timezone(&Local).format("%Y-%m-%d %H:%M");
-    let later = if r.already_later > 0 { format!(" ({} already locked longer)", r.already_later) } else { String::new() };
+    let later =
+        if r.already_later > 0 { format!(" ({} already locked longer)", r.already_later) } else { String::new() };
     format!("object lock: {} of {} objects now locked until {until}{later}", r.extended, r.objects)
 }
 
