@@ -307,6 +307,10 @@ fn object_lock_survives_an_attacker_with_the_credentials() {
         fs::copy(src.join("ledger").join(f), clean_copy.join(f)).expect("copy");
     }
 
+    // The bucket's default retention, set through the CLI (the same value the harness set, so
+    // tests running at the same time in this bucket are not affected).
+    let set = lbs(&url, &["storage", "lock", "set", "--days", "1", "--mode", "compliance"]).ok();
+    assert!(set.stdout.contains("new objects locked for 1 day in compliance mode"), "{}", set.stdout);
     let st = lbs(&url, &["storage", "lock", "--json"]).ok().json();
     assert_eq!(st["versioning"], "enabled", "{st:#}");
     assert_eq!(st["lock_enabled"], true, "{st:#}");
