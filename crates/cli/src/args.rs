@@ -308,6 +308,8 @@ pub enum StorageCommand {
     Test(StorageTestArgs),
     /// Total size, packs, blobs, dedup and compression ratios, size per source and growth per day
     Usage,
+    /// Create the repository's S3 bucket, optionally with Object Lock and a default retention
+    CreateBucket(CreateBucketArgs),
     /// S3 Object Lock: show the bucket's versioning and default retention; `set` it, or
     /// `extend` the lock of every object the repository holds (apply-retention does this too)
     #[command(after_help = LOCK_HELP)]
@@ -331,6 +333,20 @@ Examples:
   lifeboat storage lock set --days 30 --mode compliance
   lifeboat storage lock extend
   lifeboat --as-of \"2026-11-20 14:00\" snapshots";
+
+/// `storage create-bucket` options.
+#[derive(Args, Debug)]
+pub struct CreateBucketArgs {
+    /// Enable Object Lock (and versioning); only possible when the bucket is created
+    #[arg(long)]
+    pub object_lock: bool,
+    /// With --object-lock: lock every new object for this many days by default
+    #[arg(long, value_name = "DAYS", requires = "object_lock", value_parser = clap::value_parser!(u32).range(1..))]
+    pub days: Option<u32>,
+    /// governance (users with bypass permission may still delete) or compliance (nobody can)
+    #[arg(long, default_value = "compliance", value_parser = ["governance", "compliance"], requires = "days")]
+    pub mode: String,
+}
 
 /// `storage lock` actions.
 #[derive(Subcommand, Debug)]

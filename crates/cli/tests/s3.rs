@@ -254,6 +254,8 @@ fn storage_test_on_s3() {
     let table = lbs(&url, &["storage", "test"]).ok();
     assert!(table.stdout.contains("all 7 steps passed"), "{}", table.stdout);
     assert!(table.stdout.contains("read range"), "{}", table.stdout);
+    assert!(table.stdout.contains("object lock: off (deleting or overwriting destroys objects)"), "{}", table.stdout);
+    assert_eq!(r["object_lock"]["versioning"], "off", "{r:#}");
 
     let mut c = lifeboat_s3(&url);
     c.env("AWS_SECRET_ACCESS_KEY", "wrong").args(["storage", "test"]);
@@ -397,6 +399,33 @@ fn object_lock_survives_an_attacker_with_the_credentials() {
     let a = run(apply.arg("--config").arg(&cfg).args(["apply-retention", "--json"])).ok().json();
     // The bucket's one-day default is shorter than the two days already set: left alone.
     assert_eq!(num(&a["object_lock"], "already_later"), current, "{a:#}");
+}
+
+/// `storage create-bucket --object-lock --days N` makes a bucket that `storage lock` and
+/// `storage test` report as locked (governance mode: the test writes nothing that stays
+/// locked, so the bucket stays empty); asking for Object Lock on an existing unlocked bucket
+/// is refused.
+#[test]
+fn storage_create_bucket_with_object_lock() {
+    if !s3_server::available() {
+        return;
+    }
+    let bucket = format!("lifeboat-new-{}", std::process::id());
+    let url = format!("s3:{}/{bucket}/app", s3_server::ENDPOINT);
+    let st = lbs(&url, &["storage", "create-bucket", "--object-lock", "--days", "7", "--mode", "governance", "--json"])
+        .ok()
+        .json();
+    assert_eq!(st["bucket"], bucket.as_str(), "{st:#}");
+    assert_eq!((&st["versioning"], &st["lock_enabled"]), (&"enabled".into(), &true.into()), "{st:#}");
+    assert_eq!(st["default_retention"]["days"], 7, "{st:#}");
+    assert_eq!(st["default_retention"]["mode"], "governance", "{st:#}");
+    // Again: the bucket is ours already, which is fine.
+    lbs(&url, &["storage", "create-bucket", "--object-lock"]).ok();
+    let plain = format!("s3:{}/lifeboat-plain-{}/app", s3_server::ENDPOINT, std::process::id());
+    let st = lbs(&plain, &["storage", "create-bucket", "--json"]).ok().json();
+    assert_eq!((&st["versioning"], &st["lock_enabled"]), (&"off".into(), &false.into()), "{st:#}");
+    let e = lbs(&plain, &["storage", "create-bucket", "--object-lock"]).code(1);
+    assert!(e.stderr.contains("already exists without Object Lock"), "{}", e.stderr);
 }
 
 /// `storage lock` on a bucket without Object Lock says what is missing; on a directory it

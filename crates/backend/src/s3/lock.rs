@@ -307,7 +307,8 @@ impl S3Backend {
     }
 
     /// Creates the bucket, with Object Lock (and so versioning) enabled when `object_lock`.
-    /// A bucket that already exists and is ours is not an error.
+    /// A bucket that already exists and that these credentials can read is not an error
+    /// (whatever its settings: check [`S3Backend::object_lock`]).
     pub fn create_bucket(&self, object_lock: bool) -> Result<()> {
         let mut headers = Vec::new();
         if object_lock {
@@ -321,13 +322,21 @@ impl S3Backend {
         } else {
             String::new()
         };
-        self.call(
+        let answer = self.call(
             Op::Create,
             "bucket",
             self.signed(Method::PUT, None, "", &headers, body.into_bytes()),
-            &["BucketAlreadyOwnedByYou"],
-        )
-        .map(|_| ())
+            &["BucketAlreadyOwnedByYou", "BucketAlreadyExists"],
+        )?;
+        if answer.code() == "BucketAlreadyExists" && self.object_lock().is_err() {
+            // Somebody else's bucket (some servers say this for our own buckets too).
+            return Err(BackendError::other(
+                ErrorContext::new(self.location.clone(), Op::Create, None, "bucket"),
+                format!("the bucket name {:?} is taken", self.bucket),
+                false,
+            ));
+        }
+        Ok(())
     }
 
     /// Moves the retain-until date of every current object version below the prefix (lock

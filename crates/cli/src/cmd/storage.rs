@@ -22,6 +22,7 @@ pub fn run(g: &Global, c: &StorageCommand) -> Result<i32> {
         StorageCommand::Test(a) => test(g, a),
         StorageCommand::Usage => usage(g),
         StorageCommand::Lock { action } => lock::run(g, action.as_ref()),
+        StorageCommand::CreateBucket(a) => lock::create_bucket(g, a),
     }
 }
 
@@ -116,6 +117,9 @@ struct Report {
     ok: bool,
     total_ms: f64,
     steps: Vec<Step>,
+    /// The bucket's versioning and Object Lock (S3 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object_lock: Option<lifeboat_backend::ObjectLockStatus>,
 }
 
 /// Pseudo-random, incompressible probe content (xorshift64*).
@@ -152,6 +156,7 @@ fn test(g: &Global, a: &StorageTestArgs) -> Result<i32> {
         ok: true,
         total_ms: 0.0,
         steps: Vec::new(),
+        object_lock: lock::status_if_s3(g),
     };
     let b: &dyn Backend = &*backend;
     type Check<'a> = Box<dyn Fn() -> Result<()> + 'a>;
@@ -257,6 +262,9 @@ fn print(g: &Global, r: &Report) -> Result<()> {
     }
     if r.ok {
         println!("all {} steps passed in {:.1} ms", r.steps.len(), r.total_ms);
+    }
+    if let Some(s) = &r.object_lock {
+        println!("{}", lock::protection_line(s));
     }
     Ok(())
 }

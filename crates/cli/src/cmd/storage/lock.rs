@@ -8,7 +8,7 @@ use chrono::{Duration, Local, Utc};
 use lifeboat_backend::{is_s3_url, DefaultRetention, ExtendReport, LockMode, ObjectLockStatus, S3Backend, Versioning};
 use serde::Serialize;
 
-use crate::args::{Global, LockAction};
+use crate::args::{CreateBucketArgs, Global, LockAction};
 use crate::{context, exit, output};
 
 /// Run `storage lock` (status), `storage lock set` or `storage lock extend`.
@@ -34,6 +34,45 @@ pub fn run(g: &Global, action: Option<&LockAction>) -> Result<i32> {
             }
             Ok(exit::OK)
         }
+    }
+}
+
+/// `storage create-bucket`: the bucket (with Object Lock and a default retention if asked),
+/// then the same status as `storage lock`.
+pub fn create_bucket(g: &Global, a: &CreateBucketArgs) -> Result<i32> {
+    let b = s3_backend(g)?;
+    b.create_bucket(a.object_lock)?;
+    if a.object_lock && !b.object_lock()?.lock_enabled {
+        bail!("the bucket {:?} already exists without Object Lock; use a new bucket name", b.bucket());
+    }
+    if let Some(days) = a.days {
+        b.set_default_retention(Some(DefaultRetention { mode: parse_mode(&a.mode)?, days }))?;
+    }
+    status(g, &b)
+}
+
+/// The bucket's Object Lock status when the repository is on S3 (`None` for a directory, or
+/// when the server cannot say), for reports such as `storage test`.
+pub fn status_if_s3(g: &Global) -> Option<ObjectLockStatus> {
+    let url = context::repo_url(g).ok()?;
+    if !is_s3_url(&url) {
+        return None;
+    }
+    S3Backend::new(&url, &context::s3_options(g).ok()?).ok()?.object_lock().ok()
+}
+
+/// One line saying how well the bucket protects old versions.
+pub fn protection_line(s: &ObjectLockStatus) -> String {
+    match (s.lock_enabled, s.default_retention, s.versioning) {
+        (true, Some(r), _) => format!(
+            "object lock: new objects locked for {} day{} ({} mode)",
+            r.days,
+            if r.days == 1 { "" } else { "s" },
+            r.mode
+        ),
+        (true, None, _) => "object lock: enabled, but no default retention (new objects are not locked)".into(),
+        (false, _, Versioning::Enabled) => "object lock: off (versioning on: old versions kept, but deletable)".into(),
+        (false, _, _) => "object lock: off (deleting or overwriting destroys objects)".into(),
     }
 }
 
