@@ -461,7 +461,7 @@ impl S3Backend {
         if let Some(map) = &*cached {
             return Ok(Some(map.clone()));
         }
-        if self.object_lock()?.versioning == Versioning::Off {
+        if self.versioning()? == Versioning::Off {
             return Err(BackendError::other(
                 self.ctx(op, None, ""),
                 format!(
@@ -471,17 +471,17 @@ impl S3Backend {
                 false,
             ));
         }
-        let mut map: HashMap<String, (String, u64, SystemTime, bool)> = HashMap::new();
-        // Newest first per key: the first version at or before the time wins ties.
-        for v in self.versions()? {
-            if v.modified > as_of.time || map.get(&v.key).is_some_and(|old| old.2 >= v.modified) {
-                continue;
+        // Per key the newest version at or before the time; listings are newest first per key,
+        // so of two versions in the same second the first one listed wins.
+        let mut newest: HashMap<String, ObjectVersion> = HashMap::new();
+        for v in self.versions()?.into_iter().filter(|v| v.modified <= as_of.time) {
+            if newest.get(&v.key).is_none_or(|old| old.modified < v.modified) {
+                newest.insert(v.key.clone(), v);
             }
-            map.insert(v.key, (v.version, v.size, v.modified, v.deleted));
         }
-        let map: HashMap<_, _> =
-            map.into_iter().filter(|(_, v)| !v.3).map(|(k, (version, size, _, _))| (k, (version, size))).collect();
-        let map = Arc::new(map);
+        // A delete marker means the object did not exist then.
+        let map: VersionMap =
+            Arc::new(newest.into_iter().filter(|(_, v)| !v.deleted).map(|(k, v)| (k, (v.version, v.size))).collect());
         *cached = Some(map.clone());
         Ok(Some(map))
     }
@@ -504,7 +504,7 @@ impl S3Backend {
             None => Ok(()),
             Some(_) => Err(BackendError::other(
                 self.ctx(op, ft, key),
-                "this is a read-only view of the bucket at a past time (--as-of): nothing can be written".to_owned(),
+                "this is a read-only view of the bucket at a past time: nothing can be written".to_owned(),
                 false,
             )),
         }
@@ -670,8 +670,9 @@ fn describe(e: &opendal::Error) -> String {
 }
 
 /// The innermost error below `e` (the `io::Error` of a failed connection, a TLS failure…).
-fn root_cause(e: &opendal::Error) -> Option<String> {
-    let mut cur: &dyn std::error::Error = std::error::Error::source(e)?;
+/// The innermost source of `e` (e.g. "Connection refused"), if it has any.
+fn root_cause(e: &dyn std::error::Error) -> Option<String> {
+    let mut cur: &dyn std::error::Error = e.source()?;
     while let Some(next) = cur.source() {
         cur = next;
     }

@@ -202,9 +202,10 @@ impl S3Backend {
         reqsign::AwsV4Signer::new("s3", &self.region)
             .sign(&mut req, &cred)
             .map_err(|e| (format!("cannot sign the request: {e}"), false))?;
-        let resp = self.http.execute(req).await.map_err(|e| (format!("request failed: {}", root(&e)), true))?;
+        let cause = |e: reqwest::Error| super::root_cause(&e).unwrap_or_else(|| e.to_string());
+        let resp = self.http.execute(req).await.map_err(|e| (format!("request failed: {}", cause(e)), true))?;
         let status = resp.status();
-        let body = resp.text().await.map_err(|e| (format!("reading the answer failed: {}", root(&e)), true))?;
+        let body = resp.text().await.map_err(|e| (format!("reading the answer failed: {}", cause(e)), true))?;
         Ok(Answer { status, body })
     }
 
@@ -259,15 +260,20 @@ impl S3Backend {
         Err(BackendError::other(ctx(), text, retry))
     }
 
-    /// The bucket's versioning state and Object Lock configuration.
-    pub fn object_lock(&self) -> Result<ObjectLockStatus> {
+    /// The bucket's versioning state.
+    pub fn versioning(&self) -> Result<Versioning> {
         let v =
             self.call(Op::Open, "?versioning", self.signed(Method::GET, None, "versioning", &[], Vec::new()), &[])?;
-        let versioning = match xml_tag(&v.body, "Status") {
+        Ok(match xml_tag(&v.body, "Status") {
             Some("Enabled") => Versioning::Enabled,
             Some("Suspended") => Versioning::Suspended,
             _ => Versioning::Off,
-        };
+        })
+    }
+
+    /// The bucket's versioning state and Object Lock configuration.
+    pub fn object_lock(&self) -> Result<ObjectLockStatus> {
+        let versioning = self.versioning()?;
         let l = self.call(
             Op::Open,
             "?object-lock",
@@ -418,8 +424,7 @@ impl S3Backend {
         self.call(Op::Remove, key, self.signed(Method::DELETE, Some(key), &query, &[], Vec::new()), &[]).map(|_| ())
     }
 
-    /// Every version (and delete marker) below the prefix: `(key, version id, is a delete
-    /// marker, last modified)`, newest first per key.
+    /// Every version (and delete marker) below the prefix, newest first per key.
     pub fn versions(&self) -> Result<Vec<ObjectVersion>> {
         let opts = ListOptions { recursive: true, versions: true, deleted: true, ..Default::default() };
         let entries =
@@ -465,15 +470,6 @@ fn parse_default_retention(xml: &str) -> Option<DefaultRetention> {
         (None, None) => return None,
     };
     Some(DefaultRetention { mode, days })
-}
-
-/// The innermost cause of a transport error (e.g. "Connection refused").
-fn root(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }
 
 #[cfg(test)]

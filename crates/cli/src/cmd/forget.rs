@@ -240,7 +240,7 @@ pub fn apply_retention(g: &Global, a: &ApplyRetentionArgs, interrupt: Arc<Atomic
     if !a.dry_run {
         audit_forget(&repo, "apply-retention", &decisions, stats.as_ref());
     }
-    let locks = if a.dry_run { None } else { extend_object_locks(g)? };
+    let locks = if a.dry_run { None } else { crate::cmd::storage::lock::extend_after_retention(g)? };
     if g.json {
         output::json(&serde_json::json!({
             "dry_run": a.dry_run, "sources": report, "snapshots": decisions, "prune": stats, "object_lock": locks,
@@ -266,24 +266,6 @@ pub fn apply_retention(g: &Global, a: &ApplyRetentionArgs, interrupt: Arc<Atomic
         }
     }
     Ok(exit::OK)
-}
-
-/// On an S3 bucket with Object Lock and a default retention, moves the lock of everything the
-/// repository now holds to now + that retention: old packs that new snapshots still use stay
-/// protected as long as the newest snapshot. `None` elsewhere.
-fn extend_object_locks(g: &Global) -> Result<Option<lifeboat_backend::ExtendReport>> {
-    let url = context::repo_url(g)?;
-    if !lifeboat_backend::is_s3_url(&url) {
-        return Ok(None);
-    }
-    let b = lifeboat_backend::S3Backend::new(&url, &context::s3_options(g)?)?;
-    let status = b.object_lock()?;
-    if !status.lock_enabled || status.default_retention.is_none() {
-        return Ok(None);
-    }
-    let report = crate::cmd::storage::lock::extend(&b, &status, None, None)
-        .map_err(|e| e.context("retention was applied, but extending the object locks failed"))?;
-    Ok(Some(report))
 }
 
 /// `lifeboat append-only [on|off]`.

@@ -30,7 +30,7 @@ pub fn run(g: &Global, action: Option<&LockAction>) -> Result<i32> {
             if g.json {
                 output::json(&report)?;
             } else if !g.quiet {
-                print_extend(&report);
+                println!("{}", extend_line(&report));
             }
             Ok(exit::OK)
         }
@@ -54,22 +54,36 @@ pub fn create_bucket(g: &Global, a: &CreateBucketArgs) -> Result<i32> {
 /// The bucket's Object Lock status when the repository is on S3 (`None` for a directory, or
 /// when the server cannot say), for reports such as `storage test`.
 pub fn status_if_s3(g: &Global) -> Option<ObjectLockStatus> {
-    let url = context::repo_url(g).ok()?;
-    if !is_s3_url(&url) {
-        return None;
+    s3_backend_if_s3(g).ok()??.object_lock().ok()
+}
+
+/// For `apply-retention`: on an S3 bucket with Object Lock and a default retention, moves the
+/// lock of everything the repository now holds to now + that retention, so old packs that new
+/// snapshots still use stay protected as long as the newest snapshot. `None` elsewhere.
+pub fn extend_after_retention(g: &Global) -> Result<Option<ExtendReport>> {
+    let Some(b) = s3_backend_if_s3(g)? else { return Ok(None) };
+    let status = b.object_lock()?;
+    if !status.lock_enabled || status.default_retention.is_none() {
+        return Ok(None);
     }
-    S3Backend::new(&url, &context::s3_options(g).ok()?).ok()?.object_lock().ok()
+    let report = extend(&b, &status, None, None)
+        .map_err(|e| e.context("retention was applied, but extending the object locks failed"))?;
+    Ok(Some(report))
+}
+
+/// The repository's backend as an [`S3Backend`], `None` for a local repository.
+fn s3_backend_if_s3(g: &Global) -> Result<Option<S3Backend>> {
+    let url = context::repo_url(g)?;
+    if !is_s3_url(&url) {
+        return Ok(None);
+    }
+    Ok(Some(S3Backend::new(&url, &context::s3_options(g)?)?))
 }
 
 /// One line saying how well the bucket protects old versions.
 pub fn protection_line(s: &ObjectLockStatus) -> String {
     match (s.lock_enabled, s.default_retention, s.versioning) {
-        (true, Some(r), _) => format!(
-            "object lock: new objects locked for {} day{} ({} mode)",
-            r.days,
-            if r.days == 1 { "" } else { "s" },
-            r.mode
-        ),
+        (true, Some(r), _) => format!("object lock: new objects locked for {} ({} mode)", days(r.days), r.mode),
         (true, None, _) => "object lock: enabled, but no default retention (new objects are not locked)".into(),
         (false, _, Versioning::Enabled) => "object lock: off (versioning on: old versions kept, but deletable)".into(),
         (false, _, _) => "object lock: off (deleting or overwriting destroys objects)".into(),
@@ -78,11 +92,13 @@ pub fn protection_line(s: &ObjectLockStatus) -> String {
 
 /// The repository's backend as an [`S3Backend`], or a clear error for a local repository.
 fn s3_backend(g: &Global) -> Result<S3Backend> {
-    let url = context::repo_url(g)?;
-    if !is_s3_url(&url) {
-        bail!("Object Lock is a feature of S3 buckets and {url} is a local repository: use `lifeboat append-only on` (and a second copy) instead");
+    match s3_backend_if_s3(g)? {
+        Some(b) => Ok(b),
+        None => bail!(
+            "Object Lock is a feature of S3 buckets and {} is a local repository: use `lifeboat append-only on` (and a second copy) instead",
+            context::repo_url(g)?
+        ),
     }
-    Ok(S3Backend::new(&url, &context::s3_options(g)?)?)
 }
 
 fn parse_mode(text: &str) -> Result<LockMode> {
@@ -91,7 +107,7 @@ fn parse_mode(text: &str) -> Result<LockMode> {
 
 /// Extends the lock of every current object to now + `days` (default: the bucket's default
 /// retention). Fails with a reason when the bucket has no Object Lock.
-pub fn extend(b: &S3Backend, status: &ObjectLockStatus, days: Option<u32>, mode: Option<&str>) -> Result<ExtendReport> {
+fn extend(b: &S3Backend, status: &ObjectLockStatus, days: Option<u32>, mode: Option<&str>) -> Result<ExtendReport> {
     if !status.lock_enabled {
         bail!(
             "the bucket {:?} has no Object Lock: it must be created with Object Lock enabled (see docs/storage.md)",
@@ -114,10 +130,6 @@ pub fn extend_line(r: &ExtendReport) -> String {
     let later =
         if r.already_later > 0 { format!(" ({} already locked longer)", r.already_later) } else { String::new() };
     format!("object lock: {} of {} objects now locked until {until}{later}", r.extended, r.objects)
-}
-
-fn print_extend(r: &ExtendReport) {
-    println!("{}", extend_line(r));
 }
 
 #[derive(Serialize)]
@@ -146,12 +158,7 @@ fn status(g: &Global, b: &S3Backend) -> Result<i32> {
     };
     println!("versioning   {versioning}");
     match (status.lock_enabled, status.default_retention) {
-        (true, Some(r)) => println!(
-            "object lock  enabled, new objects locked for {} day{} in {} mode",
-            r.days,
-            if r.days == 1 { "" } else { "s" },
-            r.mode
-        ),
+        (true, Some(r)) => println!("object lock  enabled, new objects locked for {} in {} mode", days(r.days), r.mode),
         (true, None) => println!(
             "object lock  enabled, but no default retention: new objects are not locked (`storage lock set --days N`)"
         ),
@@ -160,4 +167,13 @@ fn status(g: &Global, b: &S3Backend) -> Result<i32> {
         ),
     }
     Ok(exit::OK)
+}
+
+/// "1 day", "30 days".
+fn days(n: u32) -> String {
+    if n == 1 {
+        "1 day".to_owned()
+    } else {
+        format!("{n} days")
+    }
 }
