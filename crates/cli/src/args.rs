@@ -123,8 +123,12 @@ pub enum Command {
         /// Shell to generate completions for
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout
-    Man,
+    /// Print the man page (roff) to stdout, or write one page per command into a directory
+    Man {
+        /// Write lifeboat.1, lifeboat-backup.1, … into this directory instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -378,7 +382,7 @@ pub enum LockAction {
 #[derive(Args, Debug)]
 pub struct StorageTestArgs {
     /// Size of the probe object: bytes, or with a K, M or G suffix (powers of 1024)
-    #[arg(long, default_value = "4M", value_parser = crate::cmd::storage::parse_size, value_name = "SIZE")]
+    #[arg(long, default_value = "4M", value_parser = parse_size, value_name = "SIZE")]
     pub size: u64,
 }
 
@@ -685,4 +689,39 @@ pub enum DrillCommand {
         #[arg(long, value_name = "FILE")]
         public_key: Option<PathBuf>,
     },
+}
+
+/// Parses a size such as `4M`, `512K`, `16MiB` or `1000` (bytes) for `--size`.
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..digits].parse().map_err(|_| format!("invalid size {s:?} (examples: 4M, 512K, 1000)"))?;
+    let unit: u64 = match t[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        u => return Err(format!("invalid size {s:?}: unknown unit {u:?} (use K, M or G)")),
+    };
+    let bytes = n.checked_mul(unit).ok_or_else(|| format!("size {s:?} is too large"))?;
+    if bytes > 1 << 30 {
+        return Err(format!("size {s:?} is too large (at most 1G)"));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("4M"), Ok(4 << 20));
+        assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("2G").is_err());
+        assert!(parse_size("4X").is_err());
+        assert!(parse_size("M").is_err());
+    }
 }

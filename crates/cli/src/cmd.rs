@@ -1,11 +1,13 @@
-//! One module per command; `run` dispatches and returns the exit code.
+//! One module per command; `run` dispatches and returns the exit code. Commands parse their
+//! arguments into service requests, call the service, and render what it returns.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Result;
+use lifeboat_service::{FilterSpec, Session};
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, Global, SnapshotFilter};
 
 mod backup;
 mod check;
@@ -16,64 +18,69 @@ mod drill;
 mod forget;
 mod health;
 mod init;
-pub(crate) mod key;
+mod key;
 mod ls;
 mod restore;
 mod snapshots;
-pub mod sources;
-pub mod storage;
+mod sources;
+mod storage;
 mod verify;
+
+/// What every command gets.
+pub struct Ctx<'a> {
+    /// The global options.
+    pub g: &'a Global,
+    /// The service session built from them.
+    pub session: Session,
+    /// Set on Ctrl-C.
+    pub interrupt: Arc<AtomicBool>,
+}
 
 /// Run the parsed command line.
 pub fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> Result<i32> {
     let g = &cli.global;
+    let c = Ctx { g, session: crate::context::session(g), interrupt };
     match cli.command {
-        Command::Init(a) => init::run(g, &a),
-        Command::Backup(a) => backup::run(g, &a, interrupt),
-        Command::Snapshots(a) => snapshots::run(g, &a),
-        Command::Sources => sources::list(g),
-        Command::Config(crate::args::ConfigCommand::Check) => sources::config_check(g),
-        Command::Ls(a) => ls::run(g, &a),
-        Command::Restore(a) => restore::run(g, &a, interrupt),
-        Command::Health(a) => health::run(g, &a),
-        Command::Check(a) => check::run(g, &a, interrupt),
-        Command::Verify(a) => verify::run(g, &a, interrupt),
-        Command::Compare(a) => compare::run(g, &a),
-        Command::Drill(a) => drill::run(g, &a, interrupt),
-        Command::Storage(c) => storage::run(g, &c),
-        Command::Key(k) => key::run(g, k),
-        Command::Unlock(a) => key::unlock(g, &a),
-        Command::Forget(a) => forget::forget(g, &a, interrupt),
-        Command::Prune(a) => forget::prune(g, &a, interrupt),
-        Command::ApplyRetention(a) => forget::apply_retention(g, &a, interrupt),
-        Command::Audit(a) => forget::audit_log(g, &a),
-        Command::Copy(a) => copy::run(g, &a, interrupt),
-        Command::AppendOnly { state } => forget::append_only(g, state.as_deref()),
-        Command::Demo(a) => demo::run(g, &a, interrupt),
+        Command::Init(a) => init::run(&c, &a),
+        Command::Backup(a) => backup::run(&c, &a),
+        Command::Snapshots(a) => snapshots::run(&c, &a),
+        Command::Sources => sources::list(&c),
+        Command::Config(crate::args::ConfigCommand::Check) => sources::config_check(&c),
+        Command::Ls(a) => ls::run(&c, &a),
+        Command::Restore(a) => restore::run(&c, &a),
+        Command::Health(a) => health::run(&c, &a),
+        Command::Check(a) => check::run(&c, &a),
+        Command::Verify(a) => verify::run(&c, &a),
+        Command::Compare(a) => compare::run(&c, &a),
+        Command::Drill(a) => drill::run(&c, &a),
+        Command::Storage(s) => storage::run(&c, &s),
+        Command::Key(k) => key::run(&c, k),
+        Command::Unlock(a) => key::unlock(&c, &a),
+        Command::Forget(a) => forget::forget(&c, &a),
+        Command::Prune(a) => forget::prune(&c, &a),
+        Command::ApplyRetention(a) => forget::apply_retention(&c, &a),
+        Command::Audit(a) => forget::audit_log(&c, &a),
+        Command::Copy(a) => copy::run(&c, &a),
+        Command::AppendOnly { state } => forget::append_only(&c, state.as_deref()),
+        Command::Demo(a) => demo::run(&c, &a),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "lifeboat", &mut std::io::stdout());
             Ok(crate::exit::OK)
         }
-        Command::Man => {
-            use clap::CommandFactory;
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
-            Ok(crate::exit::OK)
-        }
+        Command::Man { dir } => crate::man::write(dir.as_deref()),
     }
 }
 
-/// Build a snapshot filter from the CLI flags.
-pub fn filter(f: &crate::args::SnapshotFilter) -> Result<lifeboat_repository::snapshots::Filter> {
-    let now = chrono::Utc::now();
-    let time = |t: &Option<String>| t.as_deref().map(|t| lifeboat_ops::duration::parse_time(t, now)).transpose();
-    Ok(lifeboat_repository::snapshots::Filter {
+/// The service's filter from the snapshot-filter flags.
+pub fn filter(f: &SnapshotFilter) -> FilterSpec {
+    FilterSpec {
         tags: f.tags.clone(),
         host: f.host.clone(),
         source: f.source.clone(),
         paths: f.paths.clone(),
-        since: time(&f.since)?,
-        before: time(&f.before)?,
-    })
+        since: f.since.clone(),
+        before: f.before.clone(),
+    }
 }

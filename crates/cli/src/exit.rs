@@ -2,6 +2,7 @@
 
 use lifeboat_backend::BackendError;
 use lifeboat_repository::RepoError;
+use lifeboat_service::ServiceError;
 
 /// Success.
 pub const OK: i32 = 0;
@@ -26,18 +27,33 @@ pub const INTERRUPTED: i32 = 130;
 /// The exit code for an error.
 pub fn code_for(e: &anyhow::Error) -> i32 {
     for cause in e.chain() {
+        if let Some(s) = cause.downcast_ref::<ServiceError>() {
+            if s.is_usage() {
+                return USAGE;
+            }
+            if s.is_no_repository() {
+                return NO_REPOSITORY;
+            }
+            if let Some(r) = s.repo() {
+                return repo_code(r);
+            }
+        }
         if let Some(r) = cause.downcast_ref::<RepoError>() {
-            return match r {
-                RepoError::NotARepository { .. } => NO_REPOSITORY,
-                RepoError::LockHeld { .. } => LOCKED,
-                RepoError::WrongPassword { .. } => WRONG_PASSWORD,
-                RepoError::Interrupted => INTERRUPTED,
-                RepoError::Backend(b) if b.is_not_found() && is_repo_root_missing(b) => NO_REPOSITORY,
-                _ => FAILURE,
-            };
+            return repo_code(r);
         }
     }
     FAILURE
+}
+
+fn repo_code(r: &RepoError) -> i32 {
+    match r {
+        RepoError::NotARepository { .. } => NO_REPOSITORY,
+        RepoError::LockHeld { .. } => LOCKED,
+        RepoError::WrongPassword { .. } => WRONG_PASSWORD,
+        RepoError::Interrupted => INTERRUPTED,
+        RepoError::Backend(b) if b.is_not_found() && is_repo_root_missing(b) => NO_REPOSITORY,
+        _ => FAILURE,
+    }
 }
 
 fn is_repo_root_missing(b: &BackendError) -> bool {

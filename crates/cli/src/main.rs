@@ -3,10 +3,12 @@
 
 mod args;
 mod cmd;
-mod config;
 mod context;
 mod exit;
+mod man;
 mod output;
+
+pub use lifeboat_service::session::DEFAULT_CONFIG;
 
 use clap::Parser;
 
@@ -45,9 +47,33 @@ fn default_sigpipe() {
 #[cfg(not(unix))]
 fn default_sigpipe() {}
 
+/// Variables that name a file, a password or a config: set but empty means unset (a common
+/// result of `VAR=$(cat missing-file)` or an empty line in an env file), said on stderr.
+const UNSET_WHEN_EMPTY: &[&str] = &[
+    "LIFEBOAT_PASSWORD",
+    "LIFEBOAT_PASSWORD_FILE",
+    "LIFEBOAT_PASSWORD_COMMAND",
+    "LIFEBOAT_CONFIG",
+    "LIFEBOAT_REPOSITORY",
+    "LIFEBOAT_NEW_PASSWORD",
+    "LIFEBOAT_NEW_PASSWORD_FILE",
+    "LIFEBOAT_TO_PASSWORD",
+    "LIFEBOAT_TO_PASSWORD_FILE",
+];
+
+fn unset_empty_variables() {
+    for var in UNSET_WHEN_EMPTY {
+        if std::env::var_os(var).is_some_and(|v| v.is_empty()) {
+            eprintln!("note: {var} is set but empty; treating it as unset");
+            std::env::remove_var(var);
+        }
+    }
+}
+
 fn main() {
     default_sigpipe();
     limit_malloc_arenas();
+    unset_empty_variables();
     let cli = match args::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -74,7 +100,7 @@ fn main() {
                 let more: Vec<&str> = lines.take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
                 first = format!("{} {}", first, more.join(", "));
             }
-            eprintln!("lifeboat: {} (see 'lifeboat --help')", first.trim_end());
+            eprintln!("lifeboat: {} (see '{} --help')", first.trim_end(), help_for(&e));
             std::process::exit(exit::USAGE);
         }
     };
@@ -88,4 +114,23 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// The command whose help explains a parse error: `lifeboat backup` for an error in backup's
+/// arguments, `lifeboat` for an unknown subcommand.
+fn help_for(e: &clap::Error) -> String {
+    use clap::CommandFactory;
+    let words: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let mut cmd = args::Cli::command();
+    let mut path = vec!["lifeboat".to_string()];
+    for w in words {
+        match cmd.find_subcommand(&w) {
+            Some(sub) if e.kind() != clap::error::ErrorKind::InvalidSubcommand || path.len() > 1 => {
+                path.push(w.clone());
+                cmd = sub.clone();
+            }
+            _ => break,
+        }
+    }
+    path.join(" ")
 }

@@ -1,94 +1,37 @@
-//! Output helpers: human sizes and durations, progress bars (only on a TTY), JSON printing.
+//! Output: human sizes and durations, JSON, and progress drawn from the service's events — a bar
+//! (with a total and an ETA once known) on a terminal, one line per long step when piped.
 
 use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use lifeboat_service::{Event, Observer};
 
-/// `1.5 KiB`, `2.00 GiB`.
-pub fn size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.2} {}", UNITS[u])
-    }
-}
+use crate::args::Global;
 
-/// `850 ms`, `3.2 s`, `4m 05s`, `2h 03m`.
-pub fn duration(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s < 1.0 {
-        format!("{} ms", d.as_millis())
-    } else if s < 60.0 {
-        format!("{s:.1} s")
-    } else if s < 3600.0 {
-        format!("{}m {:02}s", d.as_secs() / 60, d.as_secs() % 60)
-    } else {
-        format!("{}h {:02}m", d.as_secs() / 3600, (d.as_secs() % 3600) / 60)
-    }
-}
+pub use lifeboat_service::human::{count, duration, size};
 
 /// Whether progress may be drawn (stderr is a terminal and output is for humans).
 pub fn interactive(json: bool, quiet: bool) -> bool {
     !json && !quiet && std::io::stderr().is_terminal()
 }
 
-/// A progress bar (hidden when not interactive). `total` 0 = spinner.
+/// A progress bar (hidden when not shown). `total` 0 = spinner.
 pub fn bar(show: bool, total: u64, template: &str) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
     }
     let pb = if total == 0 { ProgressBar::new_spinner() } else { ProgressBar::new(total) };
     pb.set_draw_target(ProgressDrawTarget::stderr_with_hz(8));
-    if let Ok(style) = ProgressStyle::with_template(template) {
-        pb.set_style(style.progress_chars("=> "));
-    }
+    style(&pb, template);
     pb.enable_steady_tick(Duration::from_millis(125));
     pb
 }
 
-/// Runs `tick` every `every` on a thread until stopped (or dropped); stopping wakes it at once,
-/// so a command never waits for a sleeping progress thread at exit.
-pub struct Ticker {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Ticker {
-    /// Start ticking.
-    pub fn start(every: Duration, mut tick: impl FnMut() + Send + 'static) -> Ticker {
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let handle = std::thread::spawn(move || {
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                tick();
-            }
-        });
-        Ticker { stop: Some(stop), handle: Some(handle) }
-    }
-
-    /// Stop and wait for the thread.
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        self.stop = None;
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-impl Drop for Ticker {
-    fn drop(&mut self) {
-        self.shutdown();
+fn style(pb: &ProgressBar, template: &str) {
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        pb.set_style(style.progress_chars("=> "));
     }
 }
 
@@ -98,17 +41,129 @@ pub fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Draws the service's events: on a terminal a bar (spinner until the total is known, then a
+/// bar with an ETA); otherwise, for people (not `--json`/`--quiet`), a line when a long step
+/// starts and when it ends. Warnings always go to stderr.
+pub struct Progress {
+    pb: ProgressBar,
+    observer: Arc<Observer>,
+}
 
-    #[test]
-    fn human_units() {
-        assert_eq!(size(999), "999 B");
-        assert_eq!(size(1536), "1.50 KiB");
-        assert_eq!(size(3 * 1024 * 1024 * 1024), "3.00 GiB");
-        assert_eq!(duration(Duration::from_millis(850)), "850 ms");
-        assert_eq!(duration(Duration::from_secs(245)), "4m 05s");
-        assert_eq!(duration(Duration::from_secs(7380)), "2h 03m");
+impl Progress {
+    /// Progress for the global options.
+    pub fn new(g: &Global) -> Progress {
+        let show = interactive(g.json, g.quiet);
+        let pb = bar(show, 0, "{spinner} {elapsed} {msg}");
+        let lines = !show && !g.json && !g.quiet;
+        let state = Arc::new(Mutex::new((pb.clone(), 0u64)));
+        let observer: Arc<Observer> = Arc::new(move |e: &Event| {
+            let Ok(mut st) = state.lock() else { return };
+            let (pb, total) = &mut *st;
+            match e {
+                Event::Started { step, source, detail, .. } => {
+                    let what = if detail.is_empty() { String::new() } else { format!(": {detail}") };
+                    if lines {
+                        println!("{step} {source} started{what}");
+                    }
+                    pb.set_prefix(format!("{step} {source}"));
+                    pb.set_message(detail.clone());
+                }
+                Event::Finished { step, source, ok, seconds, detail } => {
+                    if lines {
+                        let result = if *ok { "done" } else { "FAILED" };
+                        let took = duration(Duration::from_secs_f64(*seconds));
+                        println!("{step} {source} {result} in {took}: {detail}");
+                    }
+                }
+                Event::Totals { bytes, .. } => {
+                    *total = *bytes;
+                    pb.set_length((*bytes).max(1));
+                    style(pb, "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}");
+                }
+                Event::Progress { files, bytes, bytes_new } => {
+                    pb.set_position(*bytes);
+                    if *total > 0 {
+                        pb.set_message(count(*files as usize, "file"));
+                    } else {
+                        pb.set_message(format!("{} files, {} read, {} new", files, size(*bytes), size(*bytes_new)));
+                    }
+                }
+                Event::Warning { message } => pb.suspend(|| eprintln!("lifeboat: warning: {message}")),
+                _ => {}
+            }
+        });
+        Progress { pb, observer }
+    }
+
+    /// The observer to hand to the service.
+    pub fn observer(&self) -> &Arc<Observer> {
+        &self.observer
+    }
+
+    /// Run `f` (which prints) with the bar hidden.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.pb.suspend(f)
+    }
+
+    /// Remove the bar.
+    pub fn finish(&self) {
+        self.pb.finish_and_clear();
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.pb.finish_and_clear();
+    }
+}
+
+/// The human summary of a copy.
+pub fn copy_report(label: &str, s: &lifeboat_repository::copy::CopyStats, dry_run: bool) {
+    for c in &s.snapshots {
+        let what = match (c.skipped, c.copied_id) {
+            (true, _) => "already there".to_string(),
+            (false, Some(id)) => {
+                format!("copied as {} ({} blobs, {})", id.short(), c.blobs_copied, size(c.bytes_copied))
+            }
+            (false, None) => format!("would copy {} blobs, {}", c.blobs_copied, size(c.bytes_copied)),
+        };
+        println!("  {}  {what}", c.source_id.short());
+    }
+    let copied = s.snapshots.iter().filter(|c| !c.skipped).count();
+    let verb = if dry_run { "would copy" } else { "copied" };
+    println!(
+        "{label}: {verb} {copied} of {} ({} blobs, {} new data, {} stored)",
+        count(s.snapshots.len(), "snapshot"),
+        s.blobs_copied,
+        size(s.bytes_copied),
+        size(s.bytes_stored)
+    );
+}
+
+/// One line for an Object Lock extension.
+pub fn extend_line(r: &lifeboat_backend::ExtendReport) -> String {
+    let until = r.until.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M");
+    let later =
+        if r.already_later > 0 { format!(" ({} already locked longer)", r.already_later) } else { String::new() };
+    format!("object lock: {} of {} objects now locked until {until}{later}", r.extended, r.objects)
+}
+
+/// The exit code of a verification outcome: 0 ok, 1 failed, 3 partial.
+pub fn outcome_code(o: lifeboat_ops::records::Outcome) -> i32 {
+    use lifeboat_ops::records::Outcome;
+    match o {
+        Outcome::Ok => crate::exit::OK,
+        Outcome::Failed => crate::exit::FAILURE,
+        Outcome::Partial => crate::exit::PARTIAL,
+    }
+}
+
+/// `ok`, `FAILED`, `partial`.
+pub fn outcome_word(o: lifeboat_ops::records::Outcome) -> &'static str {
+    use lifeboat_ops::records::Outcome;
+    match o {
+        Outcome::Ok => "ok",
+        Outcome::Failed => "FAILED",
+        Outcome::Partial => "partial",
     }
 }

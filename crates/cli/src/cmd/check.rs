@@ -1,55 +1,45 @@
 //! `lifeboat check [--read-data]`.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::Result;
-use lifeboat_backend::FileType;
-use lifeboat_repository::checker::{check, CheckOptions};
+use lifeboat_service::inventory;
+use lifeboat_service::progress::Ticker;
 
-use crate::args::{CheckArgs, Global};
-use crate::{context, exit, output};
+use super::Ctx;
+use crate::args::CheckArgs;
+use crate::{exit, output};
 
-pub fn run(g: &Global, a: &CheckArgs, interrupt: Arc<AtomicBool>) -> Result<i32> {
-    let repo = context::open(g)?;
-    let _lock = context::lock(g, &repo, false)?;
+pub fn run(c: &Ctx, a: &CheckArgs) -> Result<i32> {
     let packs_done = Arc::new(AtomicU64::new(0));
-    let total = if a.read_data { repo.backend().list(FileType::Pack)?.len() as u64 } else { 0 };
-    let show = output::interactive(g.json, g.quiet) && a.read_data;
-    let pb = output::bar(show, total.max(1), "{elapsed_precise} [{bar:30}] {pos}/{len} packs read");
+    let show = output::interactive(c.g.json, c.g.quiet) && a.read_data;
+    let pb = output::bar(show, 1, "{elapsed_precise} [{bar:30}] {pos}/{len} packs read");
     let ticker = {
         let (p, pb) = (packs_done.clone(), pb.clone());
-        output::Ticker::start(std::time::Duration::from_millis(150), move || pb.set_position(p.load(Ordering::Relaxed)))
+        Ticker::start(std::time::Duration::from_millis(150), move || pb.set_position(p.load(Ordering::Relaxed)))
     };
-    let r = check(
-        &repo,
-        &CheckOptions {
-            read_data: a.read_data,
-            interrupt: Some(interrupt),
-            packs_done: Some(packs_done),
-            ..Default::default()
-        },
-    );
+    let r = inventory::check(&c.session, a.read_data, &c.interrupt, packs_done, &mut |n| pb.set_length(n.max(1)));
     ticker.stop();
     pb.finish_and_clear();
     let res = r?;
-    if g.json {
+    if c.g.json {
         output::json(&res)?;
     } else {
         for n in &res.notices {
-            if g.verbose > 0 || !g.quiet {
+            if c.g.verbose > 0 || !c.g.quiet {
                 eprintln!("notice: {n}");
             }
         }
         for e in &res.errors {
             eprintln!("error: {e}");
         }
-        if !g.quiet {
+        if !c.g.quiet {
             println!(
-                "checked {} snapshots, {} trees, {} packs{}",
-                res.snapshots,
-                res.trees,
-                res.packs,
+                "checked {}, {}, {}{}",
+                output::count(res.snapshots, "snapshot"),
+                output::count(res.trees, "tree"),
+                output::count(res.packs, "pack"),
                 if a.read_data {
                     format!(", read {} ({} packs)", output::size(res.bytes_read), res.packs_read)
                 } else {
@@ -58,11 +48,11 @@ pub fn run(g: &Global, a: &CheckArgs, interrupt: Arc<AtomicBool>) -> Result<i32>
             );
         }
         if res.is_ok() {
-            if !g.quiet {
+            if !c.g.quiet {
                 println!("no errors were found");
             }
         } else {
-            eprintln!("lifeboat: {} errors found: the repository is damaged", res.errors.len());
+            eprintln!("lifeboat: {} found: the repository is damaged", output::count(res.errors.len(), "error"));
         }
     }
     Ok(if res.is_ok() { exit::OK } else { exit::FAILURE })

@@ -1,20 +1,23 @@
 //! `lifeboat demo`: init a local repository, back up a directory twice, restore it, verify the
-//! restore byte for byte and run a full check — the whole job on an embedded default.
+//! restore byte for byte and run a full check — the whole job on an embedded default, through
+//! the same service calls as the real commands.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use lifeboat_backend::Backend;
-use lifeboat_repository::archiver::{backup, BackupOptions};
-use lifeboat_repository::checker::{check, CheckOptions};
-use lifeboat_repository::restorer::{restore, RestoreOptions};
-use lifeboat_repository::{InitOptions, Repository};
-use lifeboat_sources::files::{walk, FilesOptions};
+use lifeboat_service::backup::{self, PathsRequest};
+use lifeboat_service::kinds::RestoreRequest;
+use lifeboat_service::restore::{self, Decision};
+use lifeboat_service::session::{PasswordSource, Session};
+use lifeboat_service::{inventory, progress, FilterSpec};
 
-use crate::args::{DemoArgs, Global};
-use crate::{context, exit, output};
+use super::Ctx;
+use crate::args::DemoArgs;
+use crate::{exit, output};
+
+const PASSWORD: &str = "lifeboat-demo-password";
 
 fn default_dir() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -42,69 +45,61 @@ fn compare(a: &Path, b: &Path) -> Result<u64> {
     Ok(n)
 }
 
-pub fn run(g: &Global, a: &DemoArgs, interrupt: Arc<AtomicBool>) -> Result<i32> {
+pub fn run(c: &Ctx, a: &DemoArgs) -> Result<i32> {
     let dir = a.dir.clone().unwrap_or_else(default_dir);
     let dir = std::path::absolute(&dir)?.components().collect::<PathBuf>();
-    let repo_dir = a.workdir.join("repo");
+    // `--repo` (or LIFEBOAT_REPOSITORY) is honoured; else ./lifeboat-demo/repo (see --workdir).
+    let repo_url = c.g.repo.clone().unwrap_or_else(|| a.workdir.join("repo").display().to_string());
     let restore_dir = a.workdir.join("restore");
     let _ = std::fs::remove_dir_all(&restore_dir);
-    let backend = context::backend(&repo_dir.to_string_lossy())?;
-    let password = b"lifeboat-demo-password";
-    let repo = if backend.has_config()? {
-        Repository::open(backend, password)?
-    } else {
-        Repository::init(backend, password, &InitOptions::default())?
+    let session = Session {
+        repo: Some(repo_url),
+        password: PasswordSource { value: Some(PASSWORD.as_bytes().to_vec()), ..Default::default() },
+        compression: c.g.compression.clone(),
+        ..Session::default()
     };
     let say = |s: String| {
-        if !g.quiet {
+        if !c.g.quiet {
             println!("{s}");
         }
     };
-    say(format!("repository: {} (password: {})", repo.backend().location(), String::from_utf8_lossy(password)));
-    let mut last = None;
+    if !session.backend()?.has_config()? {
+        inventory::init(&session, 32768)?;
+    }
+    say(format!("repository: {} (password: {PASSWORD})", session.backend()?.location()));
+    let quiet = progress::ignore();
     for round in 1..=2 {
-        let (paths, walker) = walk(&FilesOptions { paths: vec![dir.clone()], ..Default::default() })?;
-        let parent =
-            lifeboat_repository::snapshots::find_parent(&repo, &lifeboat_repository::util::hostname(), &paths, None)?;
-        let opts = BackupOptions {
-            paths,
-            parent,
-            tags: vec!["demo".into()],
-            interrupt: Some(interrupt.clone()),
-            ..Default::default()
-        };
-        let mut r = Repository::open(repo.backend().clone(), password)?;
-        r.set_compression(context::compression(g)?);
-        let stats = backup(&r, walker, &opts)?;
+        let req = PathsRequest { paths: vec![dir.clone()], tags: vec!["demo".into()], ..Default::default() };
+        let stats = backup::paths(&session, &req, &c.interrupt, &quiet)?;
         let s = &stats.summary;
         say(format!(
-            "backup {round}: snapshot {} — {} files ({}), {} new, {} unmodified, {} stored, {}",
+            "backup {round}: snapshot {} — {} ({}), {} new, {} unmodified, {} stored, {}",
             stats.snapshot_id.short(),
-            s.total_files_processed,
+            output::count(s.total_files_processed as usize, "file"),
             output::size(s.total_bytes_processed),
             s.files_new,
             s.files_unmodified,
             output::size(s.data_added_packed),
             output::duration(stats.duration)
         ));
-        last = Some(stats.snapshot);
     }
-    let snap = last.context("no snapshot")?;
-    let repo = Repository::open(repo.backend().clone(), password)?;
-    let rs = restore(&repo, &snap.tree, &restore_dir, &RestoreOptions { verify: true, ..Default::default() })?;
+    let spec = FilterSpec { tags: vec!["demo".into()], paths: vec![dir.display().to_string()], ..Default::default() };
+    let req = RestoreRequest { target: restore_dir.clone(), verify: true, ..Default::default() };
+    let done = restore::restore(&session, "latest", &spec, &req, &mut |_| Ok(Decision::Go), &c.interrupt, &quiet)?;
+    let restored = done.context("the restore did not run")?;
+    let files = restored.json["stats"]["files"].as_u64().unwrap_or(0);
     let compared = compare(&dir, &restore_dir.join(dir.strip_prefix("/").unwrap_or(&dir)))?;
     say(format!(
-        "restore: {} files to {}, {} compared byte for byte with the original",
-        rs.files,
-        restore_dir.display(),
-        compared
+        "restore: {} to {}, {compared} compared byte for byte with the original",
+        output::count(files as usize, "file"),
+        restore_dir.display()
     ));
-    let res = check(&repo, &CheckOptions { read_data: true, ..Default::default() })?;
+    let res = inventory::check(&session, true, &c.interrupt, Arc::new(AtomicU64::new(0)), &mut |_| {})?;
     say(format!(
-        "check --read-data: {} packs, {} read, {} errors",
-        res.packs,
+        "check --read-data: {}, {} read, {}",
+        output::count(res.packs, "pack"),
         output::size(res.bytes_read),
-        res.errors.len()
+        output::count(res.errors.len(), "error")
     ));
     if !res.is_ok() {
         bail!("check found damage: {}", res.errors[0]);

@@ -6,8 +6,8 @@ use lifeboat_format::mode::unix_permissions_from_go;
 use lifeboat_format::NodeType;
 use lifeboat_repository::{snapshots, tree};
 
-use crate::args::{Global, LsArgs};
-use crate::{context, output};
+use crate::args::LsArgs;
+use crate::output;
 
 fn type_char(t: NodeType) -> char {
     match t {
@@ -21,9 +21,9 @@ fn type_char(t: NodeType) -> char {
     }
 }
 
-pub fn run(g: &Global, a: &LsArgs) -> Result<i32> {
-    let repo = context::open(g)?;
-    let snap = snapshots::find(&repo, &a.snapshot, &crate::cmd::filter(&a.filter)?)?;
+pub fn run(c: &super::Ctx, a: &LsArgs) -> Result<i32> {
+    let repo = c.session.open()?;
+    let snap = snapshots::find(&repo, &a.snapshot, &super::filter(&a.filter).filter()?)?;
     let prefix = a.path.as_deref().map(|p| format!("/{}", p.trim_matches('/'))).filter(|p| p != "/");
     let mut start = snap.snapshot.tree;
     let mut base = String::new();
@@ -40,7 +40,7 @@ pub fn run(g: &Global, a: &LsArgs) -> Result<i32> {
     }
     let mut rows = Vec::new();
     tree::walk(&repo, &start, &base, &mut |e| {
-        if g.json {
+        if c.g.json {
             rows.push(serde_json::json!({
                 "path": e.path, "type": e.node.node_type, "size": e.node.size,
                 "mode": unix_permissions_from_go(e.node.mode), "uid": e.node.uid, "gid": e.node.gid,
@@ -66,7 +66,7 @@ pub fn run(g: &Global, a: &LsArgs) -> Result<i32> {
         }
         Ok(true)
     })?;
-    if g.json {
+    if c.g.json {
         output::json(&rows)?;
     }
     Ok(crate::exit::OK)

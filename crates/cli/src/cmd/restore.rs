@@ -1,78 +1,119 @@
-//! `lifeboat restore SNAPSHOT --target DIR`: file trees here; database-like kinds in
-//! [`crate::cmd::sources`]. Every kind builds a [`plan::Plan`] and passes [`guard::gate`] first.
+//! `lifeboat restore SNAPSHOT --target …`: the plan, the gate (`--dry-run` prints the plan; a
+//! guarded restore needs `--force` and the source's name typed back), then the restore.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::io::{BufRead, IsTerminal, Write};
 
-use anyhow::Result;
-use lifeboat_repository::archiver::Progress;
-use lifeboat_repository::restorer::{restore, RestoreOptions};
-use lifeboat_repository::snapshots;
+use anyhow::{Context as _, Result};
+use lifeboat_service::guard::confirm;
+use lifeboat_service::kinds::RestoreRequest;
+use lifeboat_service::plan::{Guarded, Plan};
+use lifeboat_service::restore::{self, Decision};
 
+use super::Ctx;
 use crate::args::{Global, RestoreArgs};
-use crate::{context, exit, output};
+use crate::exit;
+use crate::output::{self, Progress};
 
-pub mod guard;
-pub mod plan;
-
-pub fn run(g: &Global, a: &RestoreArgs, interrupt: Arc<AtomicBool>) -> Result<i32> {
-    let repo = context::open(g)?;
-    let _lock = context::lock(g, &repo, false)?;
-    let snap = snapshots::find(&repo, &a.snapshot, &crate::cmd::filter(&a.filter)?)?;
-    if let Some(code) = crate::cmd::sources::restore(g, a, &repo, &snap)? {
-        return Ok(code);
-    }
-    let include: Vec<String> = a.include.iter().map(|p| format!("/{}", p.trim_matches('/'))).collect();
-    let mut opts =
-        RestoreOptions { include, overwrite: a.overwrite, dry_run: true, verify: a.verify, ..Default::default() };
-    // Plan first: it gives the totals for the progress bar and the dry-run output.
-    let plan = restore(&repo, &snap.snapshot.tree, &a.target, &opts)?;
-    let mut steps = plan::files(&snap, &a.target, &opts.include, &plan, a.overwrite);
-    steps.verify = a.verify.then(|| "read every restored file back and compare it with the snapshot".to_string());
-    if let Some(code) = guard::gate(g, a, &repo, steps)? {
-        return Ok(code);
-    }
-    let progress = Arc::new(Progress::default());
-    let pb = output::bar(
-        output::interactive(g.json, g.quiet),
-        plan.bytes.max(1),
-        "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
-    );
-    let ticker = {
-        let (p, pb) = (progress.clone(), pb.clone());
-        output::Ticker::start(std::time::Duration::from_millis(150), move || {
-            pb.set_position(p.bytes.load(Ordering::Relaxed));
-            pb.set_message(format!("{} files", p.files.load(Ordering::Relaxed)));
-        })
+pub fn run(c: &Ctx, a: &RestoreArgs) -> Result<i32> {
+    let req = RestoreRequest {
+        target: a.target.clone(),
+        include: a.include.clone(),
+        overwrite: a.overwrite,
+        verify: a.verify,
+        streams: a.streams.clone(),
+        from: a.from.clone(),
+        until: a.until.clone(),
+        globals: a.globals,
     };
-    opts.dry_run = false;
-    opts.interrupt = Some(interrupt);
-    opts.progress = Some(progress);
-    let start = Instant::now();
-    let r = restore(&repo, &snap.snapshot.tree, &a.target, &opts);
-    ticker.stop();
-    pb.finish_and_clear();
-    let stats = r?;
-    for w in &stats.warnings {
+    let mut code = exit::OK;
+    let mut decide = |plan: &Plan| -> lifeboat_service::Result<Decision> {
+        let d = gate(c.g, a, plan).map_err(|e| lifeboat_service::ServiceError::msg(exit::message(&e)))?;
+        if let Some(stop) = d {
+            code = stop;
+            return Ok(Decision::Stop);
+        }
+        Ok(Decision::Go)
+    };
+    let progress = Progress::new(c.g);
+    let spec = super::filter(&a.filter);
+    let done = restore::restore(&c.session, &a.snapshot, &spec, &req, &mut decide, &c.interrupt, progress.observer());
+    progress.finish();
+    let Some(r) = done? else { return Ok(code) };
+    for w in &r.warnings {
         eprintln!("lifeboat: warning: {w}");
     }
-    if g.json {
-        output::json(&serde_json::json!({
-            "snapshot": snap.id, "target": a.target, "stats": stats,
-            "duration_seconds": start.elapsed().as_secs_f64(),
-        }))?;
-    } else if !g.quiet {
-        println!(
-            "restored snapshot {} to {}: {} files ({}), {} directories in {}{}",
-            snap.id.short(),
-            a.target.display(),
-            stats.files,
-            output::size(stats.bytes),
-            stats.dirs,
-            output::duration(start.elapsed()),
-            if a.verify { format!("; {} files verified", stats.verified) } else { String::new() }
-        );
+    if c.g.json {
+        output::json(&r.json)?;
+    } else if !c.g.quiet {
+        for l in &r.lines {
+            println!("{l}");
+        }
     }
+    for m in &r.mismatches {
+        eprintln!("lifeboat: verify: {m}");
+    }
+    r.check()?;
     Ok(exit::OK)
+}
+
+/// `Some(exit code)` when the restore must stop here (a dry run, printed; or a guarded restore
+/// that was not confirmed, refused with one line), `None` to go ahead.
+fn gate(g: &Global, a: &RestoreArgs, plan: &Plan) -> Result<Option<i32>> {
+    if a.dry_run {
+        print(g, plan)?;
+        return Ok(Some(exit::OK));
+    }
+    let (Some(guarded), Some(name)) = (&plan.guarded, &plan.source) else { return Ok(None) };
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let typed = match (&a.confirm, a.force) {
+        (Some(c), _) => Some(c.clone()),
+        (None, true) if interactive => Some(prompt(plan, guarded, name)?),
+        _ => None,
+    };
+    match confirm(name, a.force, typed.as_deref()) {
+        Ok(()) => Ok(None),
+        Err(r) => {
+            eprintln!("lifeboat: {}", lifeboat_service::guard::refusal(plan, guarded, name, &r));
+            Ok(Some(exit::REFUSED))
+        }
+    }
+}
+
+/// Ask for the source's name on the terminal.
+fn prompt(plan: &Plan, guarded: &Guarded, name: &str) -> Result<String> {
+    let mut err = std::io::stderr();
+    writeln!(err, "{}.", plan.summary())?;
+    writeln!(err, "This restore is guarded because {}.", lifeboat_service::guard::reasons(guarded))?;
+    write!(err, "Type the source name ({name}) to go ahead: ")?;
+    err.flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("cannot read the confirmation")?;
+    Ok(line)
+}
+
+/// Print the plan: JSON, or a headline and a table.
+fn print(g: &Global, plan: &Plan) -> Result<()> {
+    if g.json {
+        return output::json(plan);
+    }
+    let headline = if plan.headline.is_empty() {
+        format!("would restore {} to {}:", plan.subject(), plan.target)
+    } else {
+        plan.headline.clone()
+    };
+    println!("{headline}");
+    println!("  {:<16} {:>10}  WHAT", "ACTION", "SIZE");
+    for s in &plan.steps {
+        println!("  {:<16} {:>10}  {}", s.action, s.bytes.map(output::size).unwrap_or_default(), s.what);
+    }
+    if let Some(v) = &plan.verify {
+        println!("  {:<16} {:>10}  {v}", "verify", "");
+    }
+    for b in &plan.blockers {
+        println!("  blocked: {b}");
+    }
+    if let Some(gd) = &plan.guarded {
+        println!("  guarded because {}: a real run needs {}", lifeboat_service::guard::reasons(gd), gd.rerun_with);
+    }
+    Ok(())
 }

@@ -1,34 +1,23 @@
 //! `lifeboat snapshots`.
 
-use std::collections::HashMap;
-
 use anyhow::Result;
 use chrono::Local;
-use lifeboat_format::Id;
-use lifeboat_ops::records::{self, Outcome, Verification};
-use lifeboat_repository::snapshots;
+use lifeboat_ops::records::Verification;
+use lifeboat_service::inventory::{self, status_word, StatusFilter};
 
-use crate::args::{Global, SnapshotsArgs};
-use crate::{context, output};
+use super::Ctx;
+use crate::args::SnapshotsArgs;
+use crate::output::{self, Progress};
 
-pub fn run(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
-    let repo = context::open(g)?;
-    let (all, bad) = snapshots::list(&repo)?;
-    for (name, e) in &bad {
-        eprintln!("lifeboat: skipping snapshot {}: {e}", name.get(..8).unwrap_or(name));
-    }
-    let f = crate::cmd::filter(&a.filter)?;
-    let latest = latest_verifications(&repo);
-    let mut list: Vec<_> =
-        all.into_iter().filter(|s| f.matches(&s.snapshot) && status_matches(a, latest.get(&s.id))).collect();
-    if let Some(n) = a.limit {
-        list.drain(..list.len().saturating_sub(n));
-    }
-    if g.json {
+pub fn run(c: &Ctx, a: &SnapshotsArgs) -> Result<i32> {
+    let status = StatusFilter { verified_only: a.verified_only, status: a.status.clone(), limit: a.limit };
+    let progress = Progress::new(c.g);
+    let list = inventory::snapshots(&c.session, &super::filter(&a.filter), &status, progress.observer().as_ref())?;
+    if c.g.json {
         let mut out = Vec::new();
-        for s in &list {
-            let mut v = serde_json::to_value(s)?;
-            v["verification"] = serde_json::to_value(latest.get(&s.id))?;
+        for l in &list {
+            let mut v = serde_json::to_value(&l.entry)?;
+            v["verification"] = serde_json::to_value(&l.verification)?;
             out.push(v);
         }
         output::json(&out)?;
@@ -38,10 +27,8 @@ pub fn run(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
         "{:<8}  {:<19}  {:<12}  {:<10}  {:>10}  {:>10}  {:<18}  paths",
         "ID", "time", "host", "tags", "size", "added", "verified"
     );
-    let source_of =
-        |sn: &lifeboat_format::Snapshot| sn.source.as_ref().map(|s| format!("[{}] ", s.name)).unwrap_or_default();
-    for s in &list {
-        let sn = &s.snapshot;
+    for l in &list {
+        let sn = &l.entry.snapshot;
         let (size, added) = sn
             .summary
             .as_ref()
@@ -49,45 +36,19 @@ pub fn run(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
             .unwrap_or_default();
         println!(
             "{:<8}  {:<19}  {:<12}  {:<10}  {:>10}  {:>10}  {:<18}  {}{}",
-            s.id.short(),
+            l.entry.id.short(),
             sn.time.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S"),
             sn.hostname,
             sn.tags.join(","),
             size,
             added,
-            verified(latest.get(&s.id)),
-            source_of(sn),
+            verified(l.verification.as_ref()),
+            sn.source.as_ref().map(|s| format!("[{}] ", s.name)).unwrap_or_default(),
             sn.paths.join(", ")
         );
     }
-    println!("{} snapshots", list.len());
+    println!("{}", output::count(list.len(), "snapshot"));
     Ok(crate::exit::OK)
-}
-
-/// The newest verification record of each snapshot (a listing still works when they cannot be
-/// read: the column then says `unverified`, with a warning).
-fn latest_verifications(repo: &lifeboat_repository::Repository) -> HashMap<Id, Verification> {
-    match records::verifications(repo) {
-        Ok(all) => all.into_iter().map(|v| (v.snapshot, v)).collect(),
-        Err(e) => {
-            eprintln!("lifeboat: warning: cannot read verification records: {e}");
-            HashMap::new()
-        }
-    }
-}
-
-/// `--verified-only` (latest verification ok) and `--status ok|failed|partial|unverified`.
-fn status_matches(a: &SnapshotsArgs, v: Option<&Verification>) -> bool {
-    let word = v.map(|v| outcome_word(v.outcome)).unwrap_or("unverified");
-    (!a.verified_only || word == "ok") && a.status.as_deref().is_none_or(|s| s == word)
-}
-
-fn outcome_word(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Ok => "ok",
-        Outcome::Failed => "failed",
-        Outcome::Partial => "partial",
-    }
 }
 
 /// `ok 2h ago`, `failed 3d ago`, `unverified`.
@@ -100,5 +61,5 @@ fn verified(v: Option<&Verification>) -> String {
         s if s < 86_400 => format!("{}h ago", s / 3600),
         s => format!("{}d ago", s / 86_400),
     };
-    format!("{} {age}", outcome_word(v.outcome))
+    format!("{} {age}", status_word(v.outcome))
 }

@@ -1,20 +1,18 @@
-//! What a restore will do, in one shape for every kind: printed by `--dry-run` (a table, or
+//! What a restore will do, in one shape for every kind: shown by `--dry-run` (a table, or
 //! `--json`) and quoted by the guard when it refuses a restore.
 
 use std::path::Path;
 
-use anyhow::Result;
 use lifeboat_format::Id;
 use lifeboat_ops::guard::{Location, Reason, Server};
 use lifeboat_repository::restorer::RestoreStats;
 use lifeboat_repository::snapshots::SnapshotEntry;
 use serde::Serialize;
 
-use crate::args::Global;
-use crate::output;
+use crate::human::{count, size};
 
 /// One thing a restore does.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Step {
     /// `write`, `replace`, `delete`, `drop-database`, `create-database`, `load`,
     /// `apply-globals`, `restore-keys`, `write-file`, `replace-file`, `create-stream`,
@@ -78,7 +76,7 @@ impl Plan {
             dry_run: true,
             snapshot: snap.id,
             source: src.map(|s| s.name.clone()),
-            kind: src.map(|s| s.kind.clone()).unwrap_or_else(|| "files".into()),
+            kind: src.map(|s| s.kind.clone()).unwrap_or_else(|| crate::kinds::all()[0].name().into()),
             target: target.into(),
             steps: Vec::new(),
             bytes: 0,
@@ -116,43 +114,6 @@ impl Plan {
             None => format!("snapshot {}", self.snapshot.short()),
         }
     }
-
-    /// Print the plan: JSON, or a headline and a table.
-    pub fn print(&self, g: &Global) -> Result<()> {
-        if g.json {
-            return output::json(self);
-        }
-        let headline = if self.headline.is_empty() {
-            format!("would restore {} to {}:", self.subject(), self.target)
-        } else {
-            self.headline.clone()
-        };
-        println!("{headline}");
-        println!("  {:<16} {:>10}  WHAT", "ACTION", "SIZE");
-        for s in &self.steps {
-            println!("  {:<16} {:>10}  {}", s.action, s.bytes.map(output::size).unwrap_or_default(), s.what);
-        }
-        if let Some(v) = &self.verify {
-            println!("  {:<16} {:>10}  {v}", "verify", "");
-        }
-        for b in &self.blockers {
-            println!("  blocked: {b}");
-        }
-        if let Some(gd) = &self.guarded {
-            let why: Vec<String> = gd.reasons.iter().map(ToString::to_string).collect();
-            println!("  guarded because {}: a real run needs {}", why.join(" and "), gd.rerun_with);
-        }
-        Ok(())
-    }
-}
-
-/// `1 table`, `3 tables`, `2 directories`.
-pub fn count(n: usize, word: &str) -> String {
-    match (n, word.strip_suffix('y')) {
-        (1, _) => format!("1 {word}"),
-        (_, Some(stem)) => format!("{n} {stem}ies"),
-        _ => format!("{n} {word}s"),
-    }
 }
 
 /// `path` as an absolute path with symbolic links of its existing part resolved (the rest is
@@ -184,7 +145,7 @@ pub fn files(snap: &SnapshotEntry, target: &Path, include: &[String], stats: &Re
         p.subject(),
         target.display(),
         stats.files,
-        output::size(stats.bytes),
+        size(stats.bytes),
         stats.dirs,
         stats.others
     );

@@ -1,0 +1,297 @@
+//! Backing up: the config's sources (each into its own snapshot, a failing source reported and
+//! the others still run, then the `after_backup` copies), or paths given directly.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use lifeboat_format::SourceInfo;
+use lifeboat_repository::archiver::{backup as run_backup, BackupOptions, BackupStats, Entry};
+use lifeboat_repository::snapshots::{self, SnapshotEntry};
+use lifeboat_repository::{util, RepoError, Repository};
+use lifeboat_sources::files::{walk, FilesOptions};
+use serde::Serialize;
+
+use crate::config::{Config, SourceConfig};
+use crate::copy::{self, Destination};
+use crate::error::{Result, ServiceError};
+use crate::kinds::Generated;
+use crate::progress::{Event, Observer, Ticker};
+use crate::session::{one_line, Session};
+
+/// Options of a backup of config sources.
+#[derive(Clone, Debug, Default)]
+pub struct SourcesRequest {
+    /// Extra tags for every snapshot.
+    pub tags: Vec<String>,
+    /// Read every file even when unchanged since the parent snapshot.
+    pub force: bool,
+}
+
+/// One source's outcome.
+#[derive(Debug)]
+pub struct SourceBackup {
+    /// Source name.
+    pub source: String,
+    /// Source kind.
+    pub kind: &'static str,
+    /// The new snapshot, or why there is none.
+    pub result: std::result::Result<BackupStats, String>,
+    /// Wall time.
+    pub seconds: f64,
+    /// The copy destinations that received the snapshot.
+    pub copied_to: Vec<String>,
+}
+
+impl SourceBackup {
+    /// The outcome as one JSON object (the shape of `backup --all --json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = match &self.result {
+            Ok(stats) => serde_json::json!({
+                "source": self.source, "kind": self.kind, "ok": true, "snapshot_id": stats.snapshot_id,
+                "summary": stats.summary, "manifest": stats.snapshot.source.as_ref().and_then(|s| s.manifest.clone()),
+                "errors": stats.errors, "duration_seconds": self.seconds,
+            }),
+            Err(e) => serde_json::json!({ "source": self.source, "kind": self.kind, "ok": false, "error": e }),
+        };
+        if !self.copied_to.is_empty() {
+            v["copied_to"] = serde_json::json!(self.copied_to);
+        }
+        v
+    }
+}
+
+/// A copy after the backup that failed (the snapshots are kept).
+#[derive(Debug, Serialize)]
+pub struct CopyFailure {
+    /// The destination's label.
+    pub destination: String,
+    /// Why.
+    pub error: String,
+}
+
+/// What a backup of config sources did.
+#[derive(Debug, Default)]
+pub struct SourcesReport {
+    /// Each source, in order.
+    pub sources: Vec<SourceBackup>,
+    /// Copies made after the backup (destination label and what was copied).
+    pub copies: Vec<(String, lifeboat_repository::copy::CopyStats)>,
+    /// Copies that failed.
+    pub copy_failures: Vec<CopyFailure>,
+}
+
+impl SourcesReport {
+    /// Whether any source failed or any copy failed.
+    pub fn failed(&self) -> bool {
+        self.sources.iter().any(|s| s.result.is_err()) || !self.copy_failures.is_empty()
+    }
+
+    /// Whether some snapshot misses entries that could not be read.
+    pub fn partial(&self) -> bool {
+        self.sources.iter().any(|s| s.result.as_ref().is_ok_and(|st| !st.errors.is_empty()))
+    }
+}
+
+/// Back up `selected` sources of `cfg`, each into its own snapshot.
+pub fn sources(
+    session: &Session,
+    cfg: &Config,
+    selected: &[&SourceConfig],
+    req: &SourcesRequest,
+    interrupt: &Arc<AtomicBool>,
+    observer: &Arc<Observer>,
+) -> Result<SourcesReport> {
+    let repo = session.open()?;
+    let _lock = session.lock(&repo, false)?;
+    // Listed once for every source's parent lookup (each listing decrypts every snapshot).
+    let (known, _) = snapshots::list(&repo)?;
+    let mut report = SourcesReport::default();
+    let mut new = Vec::new();
+    for src in selected {
+        let started = Instant::now();
+        observer(&Event::Started {
+            step: "backup",
+            source: src.name.clone(),
+            kind: src.kind().into(),
+            detail: String::new(),
+        });
+        let result = one(&repo, &known, src, req, interrupt, observer);
+        if interrupt.load(Ordering::Relaxed) {
+            return Err(RepoError::Interrupted.into());
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let detail = match &result {
+            Ok(s) => format!("snapshot {}", s.snapshot_id.short()),
+            Err(e) => one_line(e),
+        };
+        observer(&Event::Finished { step: "backup", source: src.name.clone(), ok: result.is_ok(), seconds, detail });
+        if let Ok(stats) = &result {
+            new.push(SnapshotEntry { id: stats.snapshot_id, snapshot: stats.snapshot.clone() });
+        }
+        report.sources.push(SourceBackup {
+            source: src.name.clone(),
+            kind: src.kind(),
+            result: result.map_err(|e| one_line(&e)),
+            seconds,
+            copied_to: Vec::new(),
+        });
+    }
+    if !new.is_empty() && cfg.copies.iter().any(|c| c.after_backup) {
+        // The index cached at the start does not know the blobs just written.
+        let mut repo = repo;
+        repo.reset_index();
+        copy_after_backup(session, cfg, &repo, &new, &mut report, interrupt);
+    }
+    Ok(report)
+}
+
+/// Back up one source into its own snapshot.
+fn one(
+    repo: &Repository,
+    known: &[SnapshotEntry],
+    src: &SourceConfig,
+    req: &SourcesRequest,
+    interrupt: &Arc<AtomicBool>,
+    observer: &Arc<Observer>,
+) -> Result<BackupStats> {
+    let host = util::hostname();
+    let mut tags = src.tags.clone();
+    tags.extend(req.tags.iter().cloned());
+    let mut archive = |g: Generated| -> Result<BackupStats> {
+        let info = SourceInfo { name: src.name.clone(), kind: src.kind().into(), manifest: g.manifest };
+        let parent = if req.force { None } else { snapshots::parent_in(known, &host, &g.paths, Some(&src.name)) };
+        let opts = BackupOptions {
+            paths: g.paths,
+            tags: tags.clone(),
+            hostname: Some(host.clone()),
+            excludes: g.excludes,
+            parent,
+            source: Some(info),
+            finish: g.finish,
+            chunk_sizes: g.chunk_sizes,
+            interrupt: Some(interrupt.clone()),
+            ..Default::default()
+        };
+        archive(repo, g.entries, &opts, observer)
+    };
+    src.source.backup(&src.name, &mut archive)
+}
+
+/// Run the engine with progress events.
+fn archive(
+    repo: &Repository,
+    entries: Box<dyn Iterator<Item = Entry>>,
+    opts: &BackupOptions,
+    observer: &Arc<Observer>,
+) -> Result<BackupStats> {
+    let counters = Arc::new(lifeboat_repository::archiver::Progress::default());
+    let ticker = Ticker::counters(counters.clone(), observer.clone());
+    let opts = BackupOptions { progress: Some(counters), ..opts.clone() };
+    let r = run_backup(repo, entries, &opts);
+    ticker.stop();
+    Ok(r?)
+}
+
+/// Copy the snapshots just made to every `[[copy]]` destination with `after_backup = true`; a
+/// failed copy fails the run but keeps the snapshots.
+fn copy_after_backup(
+    session: &Session,
+    cfg: &Config,
+    repo: &Repository,
+    new: &[SnapshotEntry],
+    report: &mut SourcesReport,
+    interrupt: &Arc<AtomicBool>,
+) {
+    let mut copied_to = Vec::new();
+    for c in cfg.copies.iter().filter(|c| c.after_backup) {
+        let opts = lifeboat_repository::copy::CopyOptions { dry_run: false, interrupt: Some(interrupt.clone()) };
+        let result = Destination::from_section(session, c)
+            .and_then(|dest| copy::copy_to(session, repo, &dest, false, new, &opts));
+        match result {
+            Ok(stats) => {
+                report.copies.push((c.label().to_string(), stats));
+                copied_to.push(c.label().to_string());
+            }
+            Err(e) => {
+                report.copy_failures.push(CopyFailure { destination: c.label().to_string(), error: one_line(&e) })
+            }
+        }
+    }
+    for s in report.sources.iter_mut().filter(|s| s.result.is_ok()) {
+        s.copied_to = copied_to.clone();
+    }
+}
+
+/// A backup of paths given directly (no config source).
+#[derive(Clone, Debug, Default)]
+pub struct PathsRequest {
+    /// Files and directories.
+    pub paths: Vec<PathBuf>,
+    /// Exclude globs.
+    pub excludes: Vec<String>,
+    /// Stay on one file system.
+    pub one_file_system: bool,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Host name to record (default: this host).
+    pub host: Option<String>,
+    /// Parent snapshot reference (default: the latest with the same host and paths).
+    pub parent: Option<String>,
+    /// Read every file, even unchanged ones.
+    pub force: bool,
+}
+
+/// Back up paths into one snapshot. Emits [`Event::Totals`] once a second walk of the paths
+/// (on its own thread) knows their size, and [`Event::Progress`] while the backup runs.
+pub fn paths(
+    session: &Session,
+    req: &PathsRequest,
+    interrupt: &Arc<AtomicBool>,
+    observer: &Arc<Observer>,
+) -> Result<BackupStats> {
+    if session.as_of.is_some() {
+        return Err(ServiceError::msg(
+            "--as-of gives a read-only view of the past: back up into the live repository (without --as-of)",
+        ));
+    }
+    let repo = session.open()?;
+    let _lock = session.lock(&repo, false)?;
+    let opts =
+        FilesOptions { paths: req.paths.clone(), excludes: req.excludes.clone(), one_file_system: req.one_file_system };
+    let (paths, walker) = walk(&opts)?;
+    let host = req.host.clone().unwrap_or_else(util::hostname);
+    let parent = match (&req.parent, req.force) {
+        (_, true) => None,
+        (Some(p), false) => Some(snapshots::find(&repo, p, &Default::default())?.id),
+        (None, false) => snapshots::find_parent(&repo, &host, &paths, None)?,
+    };
+    scan_totals(opts, observer.clone());
+    let bopts = BackupOptions {
+        paths,
+        tags: req.tags.clone(),
+        hostname: Some(host),
+        excludes: req.excludes.clone(),
+        parent,
+        interrupt: Some(interrupt.clone()),
+        ..Default::default()
+    };
+    archive(&repo, Box::new(walker), &bopts, observer)
+}
+
+/// Walk the paths a second time on a thread, summing file sizes, and report the totals (what
+/// restic's scanner does): the front end can then show a percentage and an ETA.
+fn scan_totals(opts: FilesOptions, observer: Arc<Observer>) {
+    std::thread::spawn(move || {
+        let Ok((_, walker)) = walk(&opts) else { return };
+        let (mut files, mut bytes) = (0u64, 0u64);
+        for e in walker {
+            if let Entry::File { node, .. } = e {
+                files += 1;
+                bytes += node.size;
+            }
+        }
+        observer(&Event::Totals { files, bytes });
+    });
+}

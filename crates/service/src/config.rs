@@ -1,0 +1,563 @@
+//! `lifeboat.toml`: the repository and the sources of a service, in one file, typed per kind.
+//!
+//! Every `[[source]]` has the common fields ([`COMMON_FIELDS`]: name, kind, tags, schedule, rpo,
+//! rto, retention, protected) plus the fields of its kind, which the kind's module declares as a
+//! struct (see [`crate::kinds`]). Errors name the file and line (`lifeboat.toml:12: source "x":
+//! unknown field `pathz` for a files source; did you mean `paths`? …`) and list only the fields
+//! of that kind. `${VAR}` in string values is replaced from the environment when the value is
+//! used, so the secret never appears in the file, in argv or in snapshot metadata (manifests
+//! record the unsubstituted text).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Context as _, Result, ServiceError};
+use crate::kinds::{self, Source};
+
+mod fields;
+
+pub use fields::of as fields_of;
+pub mod schedule;
+
+pub use schedule::Schedule;
+
+/// Fields every source has, whatever its kind.
+pub const COMMON_FIELDS: &[&str] = &["name", "kind", "tags", "schedule", "rpo", "rto", "retention", "protected"];
+
+/// The whole file.
+#[derive(Debug, Default)]
+pub struct Config {
+    /// Where backups go.
+    pub repository: RepositorySection,
+    /// What to back up, in file order.
+    pub sources: Vec<SourceConfig>,
+    /// Second repositories (3-2-1) for `copy`.
+    pub copies: Vec<CopySection>,
+    /// Notification targets; parsed now, used by the daemon.
+    pub notify: Vec<toml::Table>,
+    /// The HTTP server (metrics, health); parsed now, used by the daemon.
+    pub server: Option<toml::Table>,
+    /// `drill` settings.
+    pub drill: Option<DrillSection>,
+    /// Where the file was read from (for messages).
+    pub path: PathBuf,
+}
+
+/// The file as serde sees it before sources are typed by kind.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    repository: RepositorySection,
+    #[serde(default)]
+    source: Vec<toml::Spanned<toml::Table>>,
+    #[serde(default)]
+    copy: Vec<toml::Spanned<CopySection>>,
+    #[serde(default)]
+    notify: Vec<toml::Table>,
+    #[serde(default)]
+    server: Option<toml::Table>,
+    #[serde(default)]
+    drill: Option<DrillSection>,
+}
+
+/// `[drill]`: where drill reports go and the key that signs them.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DrillSection {
+    /// Ed25519 secret key file from `lifeboat drill keygen` (`${VAR}` allowed).
+    pub signing_key: Option<String>,
+    /// Directory under which each drill writes `lifeboat-drill-TIME/` (default: the current one).
+    pub report_dir: Option<String>,
+}
+
+/// `[repository]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RepositorySection {
+    /// Repository location.
+    pub url: Option<String>,
+    /// File holding the password.
+    pub password_file: Option<String>,
+    /// Command printing the password.
+    pub password_command: Option<String>,
+    /// Compression for new data.
+    pub compression: Option<String>,
+    /// Credentials and defaults for `s3:` URLs (`s3 = { access_key_id = "${…}", … }`).
+    pub s3: Option<toml::Spanned<S3Section>>,
+    /// Refuse forget/prune from this machine even if the repository allows them.
+    #[serde(default)]
+    pub append_only: bool,
+}
+
+/// `[repository] s3 = { … }`: what the `AWS_*` variables would otherwise give. Values may use
+/// `${VAR}`; keep the secrets there rather than in the file.
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct S3Section {
+    /// Access key id.
+    pub access_key_id: Option<String>,
+    /// Secret access key.
+    pub secret_access_key: Option<String>,
+    /// Session token of temporary credentials.
+    pub session_token: Option<String>,
+    /// Endpoint for `s3://BUCKET/PREFIX` URLs, e.g. `http://minio:9000`.
+    pub endpoint: Option<String>,
+    /// Region (default `us-east-1`).
+    pub region: Option<String>,
+}
+
+impl std::fmt::Debug for S3Section {
+    /// Never shows the secret or the token, even unsubstituted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Section")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<set>"))
+            .field("session_token", &self.session_token.as_ref().map(|_| "<set>"))
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .finish()
+    }
+}
+
+/// One `[[copy]]`: a second repository that `copy` (and `backup` with `after_backup`) copies
+/// snapshots into.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CopySection {
+    /// Name used by `copy --to NAME` (default: the URL).
+    pub name: Option<String>,
+    /// Repository location (directory, `s3:…`); `${VAR}` allowed.
+    pub url: String,
+    /// File holding this repository's password.
+    pub password_file: Option<String>,
+    /// Command printing this repository's password.
+    pub password_command: Option<String>,
+    /// Copy each source's new snapshot right after a backup of config sources.
+    #[serde(default)]
+    pub after_backup: bool,
+}
+
+impl CopySection {
+    /// The name `copy --to` matches.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.url)
+    }
+}
+
+/// A duration objective as written (`1h`) and parsed.
+#[derive(Clone, Debug)]
+pub struct Objective {
+    /// As written.
+    pub text: String,
+    /// Parsed.
+    pub duration: Duration,
+}
+
+impl Serialize for Objective {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+/// One `[[source]]`: the common fields, typed, and the kind's own settings.
+#[derive(Debug)]
+pub struct SourceConfig {
+    /// Unique name.
+    pub name: String,
+    /// Tags for every snapshot of the source.
+    pub tags: Vec<String>,
+    /// When the daemon backs it up.
+    pub schedule: Option<Schedule>,
+    /// Recovery point objective.
+    pub rpo: Option<Objective>,
+    /// Recovery time objective.
+    pub rto: Option<Objective>,
+    /// Retention policy (`apply-retention`).
+    pub retention: Option<lifeboat_ops::retention::Policy>,
+    /// The retention table as written (for listings).
+    pub retention_table: Option<toml::Table>,
+    /// Restoring onto it needs `--force` and confirmation.
+    pub protected: bool,
+    /// `file:line` of its `[[source]]` header.
+    pub at: String,
+    /// The kind's settings and operations.
+    pub source: Box<dyn Source>,
+}
+
+impl SourceConfig {
+    /// The kind's name (`postgres`).
+    pub fn kind(&self) -> &'static str {
+        self.source.kind()
+    }
+}
+
+/// The common fields as serde reads them (the kind's fields are read by the kind).
+#[derive(Deserialize)]
+struct Common {
+    name: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    schedule: Option<String>,
+    rpo: Option<String>,
+    rto: Option<String>,
+    retention: Option<toml::Table>,
+    #[serde(default)]
+    protected: bool,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
+impl Config {
+    /// Load and validate a config file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ServiceError::io(format!("cannot read config {}", path.display()), e))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse and validate config text.
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let at_offset = |offset: usize| format!("{}:{}", path.display(), line_of(text, offset));
+        let toml_error = |e: toml::de::Error| {
+            let line = e.span().map(|s| format!(":{}", line_of(text, s.start))).unwrap_or_default();
+            ServiceError::msg(format!("{}{line}: {}", path.display(), e.message().trim().replace('\n', " ")))
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(toml_error)?;
+        // The same text with a span on every key, to type each source by its kind.
+        let doc = toml::de::DeTable::parse(text).map_err(toml_error)?;
+        let tables: Vec<toml::Spanned<toml::de::DeValue>> = doc
+            .get_ref()
+            .iter()
+            .find(|(k, _)| k.get_ref().as_ref() == "source")
+            .and_then(|(_, v)| match v.get_ref() {
+                toml::de::DeValue::Array(a) => Some(a.iter().cloned().collect()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let mut sources = Vec::new();
+        let mut names: BTreeMap<String, String> = BTreeMap::new();
+        for (i, header) in raw.source.iter().enumerate() {
+            let at = at_offset(header.span().start);
+            let value = tables.get(i).cloned().context(format!("{at}: cannot read this [[source]]"))?;
+            let s = parse_source(text, path, &at, header.get_ref(), value)?;
+            if let Some(prev) = names.insert(s.name.clone(), at.clone()) {
+                return Err(ServiceError::msg(format!("{at}: source name {:?} is already used at {prev}", s.name)));
+            }
+            sources.push(s);
+        }
+        let mut copies = Vec::new();
+        for c in raw.copy {
+            let at = at_offset(c.span().start);
+            let cp = c.into_inner();
+            if cp.password_file.is_none() && cp.password_command.is_none() {
+                return Err(ServiceError::msg(format!(
+                    "{at}: copy destination {:?} needs `password_file` or `password_command` (its own password)",
+                    cp.label()
+                )));
+            }
+            copies.push(cp);
+        }
+        let cfg = Config {
+            repository: raw.repository,
+            sources,
+            copies,
+            notify: raw.notify,
+            server: raw.server,
+            drill: raw.drill,
+            path: path.to_path_buf(),
+        };
+        cfg.validate_repository(&at_offset)?;
+        Ok(cfg)
+    }
+
+    fn validate_repository(&self, at_offset: &dyn Fn(usize) -> String) -> Result<()> {
+        if let Some(s3) = &self.repository.s3 {
+            let (at, s) = (at_offset(s3.span().start), s3.get_ref());
+            let fail = |m: String| Err(ServiceError::msg(format!("{at}: {m}")));
+            if s.access_key_id.is_some() != s.secret_access_key.is_some() {
+                return fail("[repository] s3 needs both access_key_id and secret_access_key (or neither, to use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)".into());
+            }
+            if s.session_token.is_some() && s.access_key_id.is_none() {
+                return fail("[repository] s3 session_token needs access_key_id and secret_access_key".into());
+            }
+            if let Some(e) = s.endpoint.as_deref().filter(|e| !e.contains("${")) {
+                if !e.starts_with("http://") && !e.starts_with("https://") {
+                    return fail(format!("[repository] s3 endpoint {e:?} must start with http:// or https://"));
+                }
+            }
+            if let Some(url) = self.repository.url.as_deref().filter(|u| !u.contains("${")) {
+                if !lifeboat_backend::is_s3_url(url) {
+                    return fail(format!("[repository] s3 settings apply to s3: URLs only, but url is {url:?}"));
+                }
+            }
+        }
+        if let Some(c) = &self.repository.compression {
+            c.parse::<lifeboat_repository::Compression>()
+                .map_err(|e| ServiceError::msg(format!("{}: [repository] compression: {e}", self.path.display())))?;
+        }
+        Ok(())
+    }
+
+    /// The sources, in file order.
+    pub fn sources(&self) -> impl Iterator<Item = &SourceConfig> {
+        self.sources.iter()
+    }
+
+    /// A source by name.
+    pub fn find(&self, name: &str) -> Result<&SourceConfig> {
+        self.sources.iter().find(|s| s.name == name).with_context(|| {
+            let known: Vec<&str> = self.sources.iter().map(|s| s.name.as_str()).collect();
+            format!("no source named {name:?} in {} (sources: {})", self.path.display(), known.join(", "))
+        })
+    }
+
+    /// Sources by name (all of them when `names` is empty and `all` is set).
+    pub fn select(&self, names: &[String], all: bool) -> Result<Vec<&SourceConfig>> {
+        let selected: Vec<&SourceConfig> = if all {
+            self.sources.iter().collect()
+        } else {
+            names.iter().map(|n| self.find(n)).collect::<Result<_>>()?
+        };
+        if selected.is_empty() {
+            return Err(ServiceError::msg(format!("{} defines no sources", self.path.display())));
+        }
+        Ok(selected)
+    }
+
+    /// `${VAR}`s used anywhere in the file whose variable is not set (each once, in file order),
+    /// for `config check`: a backup would fail on them.
+    pub fn undefined_variables(text: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut rest = text;
+        while let Some(i) = rest.find("${") {
+            let after = &rest[i + 2..];
+            let Some(end) = after.find('}') else { break };
+            let var = &after[..end];
+            if std::env::var_os(var).is_none() && !out.iter().any(|v| v == var) {
+                out.push(var.to_string());
+            }
+            rest = &after[end + 1..];
+        }
+        out
+    }
+}
+
+/// Type one `[[source]]` table by its kind: unknown fields (with a suggestion and the kind's own
+/// field list), the kind's field types and rules, the common fields.
+fn parse_source(
+    text: &str,
+    path: &Path,
+    at: &str,
+    table: &toml::Table,
+    value: toml::Spanned<toml::de::DeValue>,
+) -> Result<SourceConfig> {
+    let name = table.get("name").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let err = |m: String| ServiceError::msg(format!("{at}: source {name:?}: {m}"));
+    let Some(kind_name) = table.get("kind").and_then(|v| v.as_str()) else {
+        return Err(ServiceError::msg(format!(
+            "{at}: source {name:?} needs `kind = \"…\"` (one of: {})",
+            kinds::names().join(", ")
+        )));
+    };
+    let Some(kind) = kinds::kind(kind_name) else {
+        return Err(err(format!("unknown kind {kind_name:?} (expected one of: {})", kinds::names().join(", "))));
+    };
+    // Fields: the common ones and the kind's own; the offending key's own line when unknown.
+    if let toml::de::DeValue::Table(t) = value.get_ref() {
+        for (k, _) in t.iter() {
+            let key = k.get_ref().as_ref();
+            if COMMON_FIELDS.contains(&key) || kind.fields().contains(&key) {
+                continue;
+            }
+            let key_at = format!("{}:{}", path.display(), line_of(text, k.span().start));
+            return Err(ServiceError::msg(format!("{key_at}: source {name:?}: {}", fields::unknown(kind, key))));
+        }
+    }
+    let common = Common::deserialize(toml::de::ValueDeserializer::from(value.clone())).map_err(|e| {
+        let line = e.span().map(|s| format!(":{}", line_of(text, s.start))).unwrap_or_default();
+        ServiceError::msg(format!("{}{line}: source {name:?}: {}", path.display(), e.message().trim()))
+    })?;
+    if common.name.is_empty() || !common.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(ServiceError::msg(format!(
+            "{at}: source name {:?} must be non-empty letters, digits, '-', '_' or '.'",
+            common.name
+        )));
+    }
+    let source = kind.parse(toml::de::ValueDeserializer::from(value)).map_err(|e| {
+        let line = e.span().map(|s| format!(":{}", line_of(text, s.start))).unwrap_or_default();
+        ServiceError::msg(format!("{}{line}: source {name:?}: {}", path.display(), e.message().trim()))
+    })?;
+    source.validate(&name).map_err(err)?;
+    let objective = |field: &str, v: Option<String>| -> Result<Option<Objective>> {
+        v.map(|text| match lifeboat_ops::duration::parse(&text) {
+            Ok(duration) => Ok(Objective { text, duration }),
+            Err(e) => Err(err(format!("{field}: {e}"))),
+        })
+        .transpose()
+    };
+    let retention = match &common.retention {
+        None => None,
+        Some(t) => {
+            let p: lifeboat_ops::retention::Policy = toml::Value::Table(t.clone())
+                .try_into()
+                .map_err(|e: toml::de::Error| err(format!("retention: {}", e.message())))?;
+            p.validate().map_err(|e| err(format!("retention: {e}")))?;
+            Some(p)
+        }
+    };
+    let schedule = common.schedule.as_deref().map(str::parse::<Schedule>).transpose().map_err(err)?;
+    Ok(SourceConfig {
+        rpo: objective("rpo", common.rpo)?,
+        rto: objective("rto", common.rto)?,
+        name: common.name,
+        tags: common.tags,
+        schedule,
+        retention,
+        retention_table: common.retention,
+        protected: common.protected,
+        at: at.to_string(),
+        source,
+    })
+}
+
+/// Replace `${VAR}` with the environment variable's value; a missing variable is an error that
+/// names it (never its value).
+pub fn substitute(text: &str, what: &str) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let end = after.find('}').with_context(|| format!("{what}: unterminated ${{ in {text:?}"))?;
+        let var = &after[..end];
+        let value =
+            std::env::var(var).ok().with_context(|| format!("{what}: environment variable {var} is not set"))?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Parse `90s`, `20m`, `1h`, `7d`, `2w`, `1y` (or combinations like `1h30m`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    lifeboat_ops::duration::parse(s).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, Path::new("lifeboat.toml"))
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_line() {
+        let e = parse("[repository]\nurl = \"/r\"\n\n[[source]]\nname = \"a\"\nkind = \"files\"\npathz = [\"/x\"]\n")
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("lifeboat.toml:7:"), "{msg}");
+        assert!(msg.contains("pathz"), "{msg}");
+        let e = parse("[[source]]\nname = \"a\"\nkind = \"files\"\npaths = [\"/x\"]\nrpo = \"soon\"\n").unwrap_err();
+        assert!(e.to_string().starts_with("lifeboat.toml:1:"), "{e}");
+        let e = parse("[[source]]\nname = \"a\"\nkind = \"ftp\"\n").unwrap_err();
+        assert!(e.to_string().contains("unknown kind \"ftp\""), "{e}");
+        let e = parse("[[source]]\nname = \"a\"\nkind = \"command\"\ncommand = \"ls | wc\"\n").unwrap_err();
+        assert!(e.to_string().contains("shell = true"), "{e}");
+        let e = parse("[[source]]\nname=\"a\"\nkind=\"files\"\npath=\"/x\"\n[[source]]\nname=\"a\"\nkind=\"files\"\npath=\"/y\"\n").unwrap_err();
+        assert!(e.to_string().contains("already used at lifeboat.toml:1"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_field_lists_the_kinds_own_fields_with_a_suggestion() {
+        let e = parse("[[source]]\nname = \"a\"\nkind = \"files\"\npaths = [\"/x\"]\nexlude = [\"*.tmp\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("lifeboat.toml:5: source \"a\": unknown field `exlude`"), "{e}");
+        assert!(e.contains("did you mean `exclude`?"), "{e}");
+        assert!(e.contains("files fields: paths, path, exclude, one_file_system"), "{e}");
+        // Only the files kind's fields, not every kind's.
+        assert!(!e.contains("database") && !e.contains("streams"), "{e}");
+        // A field of another kind says so.
+        let e = parse("[[source]]\nname = \"a\"\nkind = \"sqlite\"\npath = \"/x.db\"\n\ndatabase = \"d\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("lifeboat.toml:6:"), "{e}");
+        assert!(e.contains("`database` does not apply to a sqlite source"), "{e}");
+        assert!(e.contains("sqlite fields: path"), "{e}");
+    }
+
+    #[test]
+    fn schedules_are_checked_with_file_and_line() {
+        let e = parse("\n[[source]]\nname = \"a\"\nkind = \"files\"\npath = \"/x\"\nschedule = \"every blue moon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("lifeboat.toml:2: source \"a\": schedule \"every blue moon\""), "{e}");
+        let ok =
+            parse("[[source]]\nname = \"a\"\nkind = \"files\"\npath = \"/x\"\nschedule = \"*/15 * * * *\"\n").unwrap();
+        assert!(matches!(ok.sources[0].schedule, Some(Schedule::Cron { .. })));
+    }
+
+    #[test]
+    fn s3_section_is_checked() {
+        let ok = parse(
+            "[repository]\nurl = \"s3:http://127.0.0.1:8333/b/p\"\ns3 = { access_key_id = \"${ID}\", secret_access_key = \"${SECRET}\", region = \"eu\" }\n",
+        )
+        .unwrap();
+        let s3 = ok.repository.s3.as_ref().unwrap().get_ref();
+        assert_eq!(s3.region.as_deref(), Some("eu"));
+        assert!(!format!("{s3:?}").contains("SECRET"), "{s3:?}");
+        for (text, want) in [
+            (
+                "[repository]\nurl = \"/r\"\ns3 = { region = \"eu\" }\n",
+                "lifeboat.toml:3: [repository] s3 settings apply to s3: URLs only",
+            ),
+            ("[repository]\n\ns3 = { access_key_id = \"x\" }\n", "lifeboat.toml:3: [repository] s3 needs both"),
+            ("[repository]\ns3 = { endpoint = \"minio:9000\" }\n", "must start with http://"),
+            ("[repository]\ns3 = { secret = \"x\" }\n", "lifeboat.toml:2:"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn dump_options_belong_to_their_kind_and_combine_sensibly() {
+        let src = |kind: &str, extra: &str| {
+            format!("[[source]]\nname = \"a\"\nkind = \"{kind}\"\ndatabase = \"d\"\n{extra}\n")
+        };
+        let err = |text: String| parse(&text).unwrap_err().to_string();
+        assert!(parse(&src("postgres", "format = \"directory\"\njobs = 4\nglobals = true\ntmp_dir = \"/t\"")).is_ok());
+        assert!(parse(&src("redis", "mode = \"rdb\"").replace("database = \"d\"\n", "")).is_ok());
+        assert!(err(src("postgres", "jobs = 4")).contains("needs format = \"directory\""));
+        assert!(err(src("postgres", "format = \"tar\"")).contains("format \"tar\" is unknown"));
+        assert!(err(src("postgres", "compress = 10")).contains("compress must be"));
+        assert!(err(src("postgres", "mode = \"rdb\"")).contains("`mode` does not apply to a postgres source"));
+        assert!(err(src("redis", "mode = \"rdb\"\npattern = \"x*\"").replace("database = \"d\"\n", ""))
+            .contains("remove `databases`/`pattern`"));
+        assert!(err(src("mariadb", "globals = true")).starts_with("lifeboat.toml:5: source \"a\": `globals`"));
+    }
+
+    #[test]
+    fn substitution_and_durations() {
+        std::env::set_var("LIFEBOAT_TEST_SUBST", "s3cr3t");
+        assert_eq!(substitute("a ${LIFEBOAT_TEST_SUBST} b", "x").unwrap(), "a s3cr3t b");
+        let e = substitute("${LIFEBOAT_TEST_MISSING_VAR}", "source x").unwrap_err();
+        assert!(e.to_string().contains("LIFEBOAT_TEST_MISSING_VAR is not set"));
+        assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("5q").is_err());
+        assert_eq!(
+            Config::undefined_variables("a ${LIFEBOAT_TEST_SUBST} ${LIFEBOAT_NOPE} ${LIFEBOAT_NOPE}"),
+            ["LIFEBOAT_NOPE"]
+        );
+    }
+}

@@ -1,0 +1,87 @@
+//! `health`: per config source — the newest backup against its RPO, the newest verification,
+//! the newest drill — graded by [`lifeboat_ops::health`], and the overall grade.
+
+use chrono::{DateTime, Utc};
+use lifeboat_ops::health::{self, Facts, SourceHealth, Status, Thresholds};
+use lifeboat_ops::records::{self, DrillSummary, Verification};
+use lifeboat_repository::snapshots::{self, SnapshotEntry};
+use serde::Serialize;
+
+use crate::config::SourceConfig;
+use crate::error::Result;
+use crate::session::Session;
+
+/// One source in the report.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    /// Source name.
+    pub name: String,
+    /// Source kind.
+    pub kind: &'static str,
+    /// RPO as written.
+    pub rpo: Option<String>,
+    /// RTO as written.
+    pub rto: Option<String>,
+    /// The grades.
+    #[serde(flatten)]
+    pub health: SourceHealth,
+    /// What is wrong, in words.
+    pub problems: Vec<String>,
+}
+
+/// The health of the selected sources.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The worst status.
+    pub status: Status,
+    /// When it was taken.
+    pub time: DateTime<Utc>,
+    /// The thresholds used.
+    pub thresholds: Thresholds,
+    /// Each source.
+    pub sources: Vec<Row>,
+}
+
+/// The health of `names` (every config source when empty).
+pub fn health(session: &Session, names: &[String], th: &Thresholds) -> Result<Report> {
+    let cfg = session.require_config("no config file")?;
+    let selected = cfg.select(names, names.is_empty())?;
+    let repo = session.open()?;
+    let (snaps, _) = snapshots::list(&repo)?;
+    let verifications = records::verifications(&repo)?;
+    let drills = records::drills(&repo)?;
+    let now = Utc::now();
+    let rows = selected.into_iter().map(|s| row(s, &snaps, &verifications, &drills, now, th)).collect::<Vec<_>>();
+    let status = health::overall(rows.iter().map(|r| &r.health));
+    Ok(Report { status, time: now, thresholds: th.clone(), sources: rows })
+}
+
+/// Gather one source's facts and grade them.
+fn row(
+    s: &SourceConfig,
+    snaps: &[SnapshotEntry],
+    verifications: &[Verification],
+    drills: &[DrillSummary],
+    now: DateTime<Utc>,
+    th: &Thresholds,
+) -> Row {
+    let own: Vec<&SnapshotEntry> =
+        snaps.iter().filter(|e| e.snapshot.source.as_ref().is_some_and(|x| x.name == s.name)).collect();
+    let ids: Vec<_> = own.iter().map(|e| e.id).collect();
+    let facts = Facts {
+        rpo: s.rpo.as_ref().map(|o| o.duration),
+        rto: s.rto.as_ref().map(|o| o.duration),
+        last_backup: own.iter().max_by_key(|e| e.snapshot.time).map(|e| (e.snapshot.time, e.id)),
+        last_verification: health::latest_verification(verifications, &s.name, &ids),
+        last_drill: health::latest_drill(drills, &s.name),
+    };
+    let h = health::evaluate(&facts, now, th);
+    Row {
+        name: s.name.clone(),
+        kind: s.kind(),
+        rpo: s.rpo.as_ref().map(|o| o.text.clone()),
+        rto: s.rto.as_ref().map(|o| o.text.clone()),
+        problems: h.problems().into_iter().map(String::from).collect(),
+        health: h,
+    }
+}

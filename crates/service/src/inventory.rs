@@ -1,0 +1,137 @@
+//! What the repository and the config hold: repository creation, snapshot listings with their
+//! verification status, the config's sources with their last backup.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use lifeboat_crypto::KdfParams;
+use lifeboat_format::Id;
+use lifeboat_ops::records::{self, Outcome, Verification};
+use lifeboat_repository::snapshots::{self, SnapshotEntry};
+use lifeboat_repository::{InitOptions, Repository};
+
+use crate::config::Config;
+use crate::error::{Result, ServiceError};
+use crate::progress::{Event, Observer};
+use crate::session::{one_line, Session};
+use crate::FilterSpec;
+
+/// `init`: create a repository (asking for the password twice on a terminal).
+pub fn init(session: &Session, kdf_n: u32) -> Result<Repository> {
+    let backend = session.backend()?;
+    if !kdf_n.is_power_of_two() || kdf_n < 1024 {
+        return Err(ServiceError::msg("--kdf-n must be a power of two of at least 1024"));
+    }
+    session.compression()?;
+    let pw = session.password(true)?;
+    let kdf = KdfParams { n: kdf_n, ..KdfParams::default_restic() };
+    Ok(Repository::init(backend, &pw, &InitOptions { kdf, ..InitOptions::default() })?)
+}
+
+/// A verification status filter of a listing.
+#[derive(Clone, Debug, Default)]
+pub struct StatusFilter {
+    /// Only snapshots whose latest verification passed.
+    pub verified_only: bool,
+    /// Only this status: `ok`, `failed`, `partial`, `unverified`.
+    pub status: Option<String>,
+    /// Only the newest N.
+    pub limit: Option<usize>,
+}
+
+/// A snapshot with its newest verification.
+#[derive(Debug)]
+pub struct Listed {
+    /// The snapshot.
+    pub entry: SnapshotEntry,
+    /// Its newest verification, if any.
+    pub verification: Option<Verification>,
+}
+
+/// The snapshots the filters pass, oldest first, each with its newest verification. Snapshot
+/// files that cannot be read are reported as warnings (and do not stop the listing).
+pub fn snapshots(
+    session: &Session,
+    spec: &FilterSpec,
+    status: &StatusFilter,
+    observer: &Observer,
+) -> Result<Vec<Listed>> {
+    let repo = session.open()?;
+    let (all, bad) = snapshots::list(&repo)?;
+    for (name, e) in &bad {
+        observer(&Event::Warning { message: format!("skipping snapshot {}: {e}", name.get(..8).unwrap_or(name)) });
+    }
+    let f = spec.filter()?;
+    let mut latest = latest_verifications(&repo, observer);
+    let mut list: Vec<Listed> = all
+        .into_iter()
+        .filter(|s| f.matches(&s.snapshot))
+        .map(|s| Listed { verification: latest.remove(&s.id), entry: s })
+        .filter(|l| status_matches(status, l.verification.as_ref()))
+        .collect();
+    if let Some(n) = status.limit {
+        list.drain(..list.len().saturating_sub(n));
+    }
+    Ok(list)
+}
+
+/// `ok`, `failed`, `partial` (lower case, as `--status` takes them).
+pub fn status_word(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Ok => "ok",
+        Outcome::Failed => "failed",
+        Outcome::Partial => "partial",
+    }
+}
+
+fn status_matches(f: &StatusFilter, v: Option<&Verification>) -> bool {
+    let word = v.map(|v| status_word(v.outcome)).unwrap_or("unverified");
+    (!f.verified_only || word == "ok") && f.status.as_deref().is_none_or(|s| s == word)
+}
+
+/// The newest verification record of each snapshot (a listing still works when they cannot be
+/// read: then a warning, and every snapshot shows as unverified).
+fn latest_verifications(repo: &Repository, observer: &Observer) -> HashMap<Id, Verification> {
+    match records::verifications(repo) {
+        Ok(all) => all.into_iter().map(|v| (v.snapshot, v)).collect(),
+        Err(e) => {
+            observer(&Event::Warning { message: format!("cannot read verification records: {}", one_line(&e)) });
+            HashMap::new()
+        }
+    }
+}
+
+/// The config's sources, each with its newest snapshot.
+pub fn sources(session: &Session) -> Result<(Arc<Config>, Vec<Option<SnapshotEntry>>)> {
+    let cfg = session.require_config("no config file")?;
+    let repo = session.open()?;
+    let (all, _) = snapshots::list(&repo)?;
+    let last = cfg
+        .sources()
+        .map(|src| all.iter().rev().find(|s| s.snapshot.source.as_ref().is_some_and(|x| x.name == src.name)).cloned())
+        .collect();
+    Ok((cfg, last))
+}
+
+/// `check`: the repository's structure (and with `read_data` every pack read back); the number
+/// of packs to read is given to `total` before reading starts, and `packs_done` counts them.
+pub fn check(
+    session: &Session,
+    read_data: bool,
+    interrupt: &Arc<std::sync::atomic::AtomicBool>,
+    packs_done: Arc<std::sync::atomic::AtomicU64>,
+    total: &mut dyn FnMut(u64),
+) -> Result<lifeboat_repository::checker::CheckResults> {
+    let repo = session.open()?;
+    let _lock = session.lock(&repo, false)?;
+    if read_data {
+        total(repo.backend().list(lifeboat_backend::FileType::Pack)?.len() as u64);
+    }
+    let opts = lifeboat_repository::checker::CheckOptions {
+        read_data,
+        interrupt: Some(interrupt.clone()),
+        packs_done: Some(packs_done),
+        ..Default::default()
+    };
+    Ok(lifeboat_repository::checker::check(&repo, &opts)?)
+}

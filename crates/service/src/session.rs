@@ -1,0 +1,312 @@
+//! What every operation needs: the config file, the repository's location and password, the
+//! storage backend, an open repository and its lock. Front ends fill a [`Session`] from their
+//! flags and environment; the service never reads flags itself.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use lifeboat_backend::{
+    is_s3_url, Backend, Fault, FaultyBackend, LocalBackend, PackCache, RetryBackend, RetryPolicy, S3Backend, S3Options,
+};
+use lifeboat_repository::lock::LockGuard;
+use lifeboat_repository::{Compression, RepoError, Repository};
+
+use crate::config::{substitute, Config};
+use crate::error::{Context as _, Result, ServiceError};
+
+/// The default config file name (in the current directory).
+pub const DEFAULT_CONFIG: &str = "lifeboat.toml";
+
+/// Asks a person for a secret: `(what, confirm)` → the secret. Front ends without a terminal
+/// leave it unset and the operation fails with a hint instead.
+pub type Prompt = dyn Fn(&str, bool) -> Result<Vec<u8>> + Send + Sync;
+
+/// Where the repository's password comes from, besides the config file.
+#[derive(Clone, Debug, Default)]
+pub struct PasswordSource {
+    /// A shell command printing it.
+    pub command: Option<String>,
+    /// A file holding it (first line).
+    pub file: Option<PathBuf>,
+    /// The password itself (from `LIFEBOAT_PASSWORD`).
+    pub value: Option<Vec<u8>>,
+}
+
+/// The settings of one run of a front end.
+#[derive(Clone, Default)]
+pub struct Session {
+    /// Config file given explicitly (else `./lifeboat.toml` when it exists).
+    pub config_path: Option<PathBuf>,
+    /// Repository URL given explicitly (else the config's).
+    pub repo: Option<String>,
+    /// The password, when given outside the config file.
+    pub password: PasswordSource,
+    /// Compression given explicitly (else the config's, else `auto`).
+    pub compression: Option<String>,
+    /// How long to wait for a conflicting lock (`30s`).
+    pub retry_lock: Option<String>,
+    /// A read-only view of the repository at this time (S3 with versioning).
+    pub as_of: Option<String>,
+    /// Asks for passwords on a terminal.
+    pub prompt: Option<Arc<Prompt>>,
+    /// The config file once read (filled on first use).
+    pub loaded: Loaded,
+}
+
+/// The config file of a [`Session`] once read (shared by its clones).
+#[derive(Clone, Default)]
+pub struct Loaded(Arc<OnceLock<std::result::Result<Option<Arc<Config>>, String>>>);
+
+impl Session {
+    /// The config file: read and validated once (the repository URL, the password and the
+    /// compression all consult it); `None` when none is given and `./lifeboat.toml` is absent.
+    pub fn config(&self) -> Result<Option<Arc<Config>>> {
+        let loaded = self.loaded.0.get_or_init(|| {
+            let r = match &self.config_path {
+                Some(p) => Config::load(p).map(Some),
+                None if Path::new(DEFAULT_CONFIG).is_file() => Config::load(Path::new(DEFAULT_CONFIG)).map(Some),
+                None => Ok(None),
+            };
+            r.map(|c| c.map(Arc::new)).map_err(|e| one_line(&e))
+        });
+        loaded.clone().map_err(ServiceError::Message)
+    }
+
+    /// The config file, or an error saying that this operation needs one.
+    pub fn require_config(&self, why: &str) -> Result<Arc<Config>> {
+        self.config()?.with_context(|| format!("{why}: create {DEFAULT_CONFIG} or pass --config FILE"))
+    }
+
+    /// The repository URL: the explicit one, else the config's `[repository] url`.
+    pub fn repo_url(&self) -> Result<String> {
+        if let Some(r) = &self.repo {
+            return Ok(r.clone());
+        }
+        if let Some(url) = self.config()?.and_then(|c| c.repository.url.clone()) {
+            return substitute(&url, "[repository] url");
+        }
+        Err(ServiceError::msg(format!(
+            "no repository given: use --repo DIR, set LIFEBOAT_REPOSITORY, or set [repository] url in {DEFAULT_CONFIG}"
+        )))
+    }
+
+    /// The time of `as_of`, if set.
+    pub fn as_of_time(&self) -> Result<Option<SystemTime>> {
+        let Some(text) = &self.as_of else { return Ok(None) };
+        let t = lifeboat_ops::duration::parse_time(text, chrono::Utc::now())
+            .map_err(|e| ServiceError::usage(format!("--as-of: {e}")))?;
+        Ok(Some(t.into()))
+    }
+
+    /// S3 settings: the config's `[repository] s3` (with `${VAR}` substituted), then the
+    /// standard `AWS_*` environment variables for whatever it leaves unset.
+    pub fn s3_options(&self) -> Result<S3Options> {
+        let mut o = S3Options::default();
+        if let Some(cfg) = self.config()? {
+            if let Some(s3) = &cfg.repository.s3 {
+                let s = s3.get_ref();
+                let sub = |v: &Option<String>, field: &str| {
+                    v.as_deref().map(|v| substitute(v, &format!("[repository] s3 {field}"))).transpose()
+                };
+                o = S3Options {
+                    access_key_id: sub(&s.access_key_id, "access_key_id")?,
+                    secret_access_key: sub(&s.secret_access_key, "secret_access_key")?,
+                    session_token: sub(&s.session_token, "session_token")?,
+                    endpoint: sub(&s.endpoint, "endpoint")?,
+                    region: sub(&s.region, "region")?,
+                };
+            }
+        }
+        Ok(o.or(S3Options::from_env()))
+    }
+
+    /// The backend of the configured repository.
+    pub fn backend(&self) -> Result<Arc<dyn Backend>> {
+        backend_with(&self.repo_url()?, self.s3_options()?, self.as_of_time()?)
+    }
+
+    /// The password: the explicit command, file or value, else the config's command or file,
+    /// else the prompt.
+    pub fn password(&self, confirm: bool) -> Result<Vec<u8>> {
+        if let Some(cmd) = &self.password.command {
+            return run_password_command(cmd);
+        }
+        if let Some(f) = &self.password.file {
+            return read_password_file(f);
+        }
+        if let Some(p) = &self.password.value {
+            return Ok(p.clone());
+        }
+        if let Some(cfg) = self.config()? {
+            let r = &cfg.repository;
+            if let Some(cmd) = &r.password_command {
+                return run_password_command(&substitute(cmd, "[repository] password_command")?);
+            }
+            if let Some(f) = &r.password_file {
+                return read_password_file(Path::new(&substitute(f, "[repository] password_file")?));
+            }
+        }
+        self.ask("repository password", confirm)
+    }
+
+    /// Ask for a secret with the front end's prompt, or fail with where it could come from.
+    pub fn ask(&self, what: &str, confirm: bool) -> Result<Vec<u8>> {
+        match &self.prompt {
+            Some(p) => p(what, confirm),
+            None => Err(ServiceError::msg(format!(
+                "no {what}: set LIFEBOAT_PASSWORD, --password-file or --password-command"
+            ))),
+        }
+    }
+
+    /// The compression setting: explicit, else the config's, else `auto`.
+    pub fn compression(&self) -> Result<Compression> {
+        let text = match &self.compression {
+            Some(c) => c.clone(),
+            None => self.config()?.and_then(|c| c.repository.compression.clone()).unwrap_or_else(|| "auto".into()),
+        };
+        text.parse::<Compression>().map_err(ServiceError::msg)
+    }
+
+    /// Open the repository.
+    pub fn open(&self) -> Result<Repository> {
+        let backend = self.backend()?;
+        if !backend.has_config()? {
+            return Err(RepoError::NotARepository { location: backend.location() }.into());
+        }
+        let pw = self.password(false)?;
+        let mut repo = Repository::open(backend, &pw)?;
+        repo.set_compression(self.compression()?);
+        Ok(repo)
+    }
+
+    /// Lock the repository (shared, or exclusive for commands that delete), waiting up to
+    /// `retry_lock` when another process holds a conflicting lock. A read-only `as_of` view
+    /// takes no lock (it cannot write one, and nothing can change what it reads).
+    pub fn lock(&self, repo: &Repository, exclusive: bool) -> Result<Option<LockGuard>> {
+        if self.as_of.is_some() {
+            if exclusive {
+                return Err(ServiceError::msg(
+                    "--as-of gives a read-only view of the past: this command would change the repository",
+                ));
+            }
+            return Ok(None);
+        }
+        let wait = match &self.retry_lock {
+            Some(d) => {
+                crate::config::parse_duration(d).map_err(|e| ServiceError::usage(format!("--retry-lock: {e}")))?
+            }
+            None => Duration::ZERO,
+        };
+        Ok(Some(lifeboat_repository::lock::acquire_waiting(repo, exclusive, wait, None)?))
+    }
+
+    /// Refuse a deleting command when the repository (or this machine's config) is append-only.
+    pub fn refuse_if_append_only(&self, repo: &Repository, what: &str) -> Result<()> {
+        if self.config()?.is_some_and(|c| c.repository.append_only) {
+            return Err(ServiceError::msg(format!(
+                "the config sets [repository] append_only = true: `{what}` would delete data and is refused on this machine"
+            )));
+        }
+        let settings = lifeboat_repository::settings::load(repo)?;
+        if settings.append_only {
+            let by = settings.changed_by.map(|b| format!(" (set by {b})")).unwrap_or_default();
+            return Err(ServiceError::msg(format!(
+                "the repository is append-only{by}: `{what}` would delete data and is refused; `lifeboat append-only off` lifts it"
+            )));
+        }
+        Ok(())
+    }
+
+    /// This session with another password source (for a second repository).
+    pub fn with_password(&self, password: PasswordSource) -> Session {
+        Session { password, ..self.clone() }
+    }
+}
+
+/// An error as one line: the chain of sources joined with ": ", without repeats.
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = c.source();
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+fn read_password_file(path: &Path) -> Result<Vec<u8>> {
+    let text = std::fs::read(path)
+        .map_err(|e| ServiceError::io(format!("cannot read password file {}", path.display()), e))?;
+    let line = text.split(|b| *b == b'\n').next().unwrap_or_default();
+    Ok(line.strip_suffix(b"\r").unwrap_or(line).to_vec())
+}
+
+fn run_password_command(cmd: &str) -> Result<Vec<u8>> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| ServiceError::io("cannot run the password command", e))?;
+    if !out.status.success() {
+        return Err(ServiceError::msg(format!("the password command failed ({})", out.status)));
+    }
+    let mut p = out.stdout;
+    while p.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        p.pop();
+    }
+    Ok(p)
+}
+
+/// The backend for a repository URL, with S3 settings from the `AWS_*` environment variables
+/// only (no config file).
+pub fn backend(url: &str) -> Result<Arc<dyn Backend>> {
+    backend_with(url, S3Options::from_env(), None)
+}
+
+/// Build the storage backend for a repository URL: a local directory, or S3 with `s3`'s
+/// settings, optionally as a read-only view at a past time (`as_of`, S3 only). Wrapped in
+/// retries (and fault injection when `LIFEBOAT_FAULTS` is set).
+pub fn backend_with(url: &str, s3: S3Options, as_of: Option<SystemTime>) -> Result<Arc<dyn Backend>> {
+    let store: Arc<dyn Backend> = if is_s3_url(url) {
+        let mut b = S3Backend::new(url, &s3)?;
+        if let Some(t) = as_of {
+            b = b.as_of(t);
+        }
+        // Each ranged read is a request: keep tree packs (read blob by blob) in memory.
+        Arc::new(PackCache::new(b))
+    } else if as_of.is_some() {
+        return Err(ServiceError::msg(format!(
+            "--as-of reads old object versions, which only S3 buckets with versioning keep; {url} is a local repository"
+        )));
+    } else {
+        Arc::new(LocalBackend::new(local_path(url)?))
+    };
+    let faults = Fault::from_env().map_err(|e| ServiceError::msg(format!("LIFEBOAT_FAULTS: {e}")))?;
+    let inner: Arc<dyn Backend> = if faults.is_empty() { store } else { Arc::new(FaultyBackend::new(store, faults)) };
+    Ok(Arc::new(RetryBackend::new(inner, RetryPolicy::default())))
+}
+
+/// The directory of a local repository URL (`DIR`, `local:DIR`, `file:///DIR`).
+pub fn local_path(url: &str) -> Result<&str> {
+    let path = if let Some(rest) = url.strip_prefix("local:") {
+        rest
+    } else if let Some(rest) = url.strip_prefix("file://") {
+        rest
+    } else if url.contains("://") || is_s3_url(url) {
+        return Err(ServiceError::msg(format!(
+            "unsupported repository URL {url:?}: use a directory path, local:DIR, file:///DIR, s3:http://HOST:PORT/BUCKET/PREFIX or s3://BUCKET/PREFIX"
+        )));
+    } else {
+        url
+    };
+    if path.is_empty() {
+        return Err(ServiceError::msg("empty repository path"));
+    }
+    Ok(path)
+}

@@ -1,0 +1,303 @@
+//! The repository's storage itself (not its contents): `storage test` (a probe object written,
+//! read whole and in part, listed, deleted, timed — no password or repository needed), usage,
+//! and S3 Object Lock on the bucket.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use chrono::Utc;
+use lifeboat_backend::{
+    is_s3_url, Backend, DefaultRetention, ExtendReport, FileType, LockMode, ObjectLockStatus, S3Backend, Versioning,
+};
+use serde::Serialize;
+
+use crate::error::{Result, ServiceError};
+use crate::session::{local_path, one_line, Session};
+
+/// `storage usage`.
+pub fn usage(session: &Session) -> Result<lifeboat_ops::usage::Usage> {
+    let repo = session.open()?;
+    Ok(lifeboat_ops::usage::usage(&repo)?)
+}
+
+/// One timed step of `storage test`.
+#[derive(Debug, Serialize)]
+pub struct Step {
+    /// `write`, `size`, `read`, `read range`, `list`, `delete`, `gone`.
+    pub step: &'static str,
+    /// Whether it passed.
+    pub ok: bool,
+    /// Latency in milliseconds.
+    pub ms: f64,
+    /// Bytes moved (write and read steps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Throughput of the bytes moved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mib_per_s: Option<f64>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What `storage test` found.
+#[derive(Debug, Serialize)]
+pub struct TestReport {
+    /// The storage tested.
+    pub location: String,
+    /// The probe object.
+    pub object: String,
+    /// Its size.
+    pub size: u64,
+    /// Whether every step passed.
+    pub ok: bool,
+    /// Total time.
+    pub total_ms: f64,
+    /// The steps run (up to the first failure).
+    pub steps: Vec<Step>,
+    /// The bucket's versioning and Object Lock (S3 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLockStatus>,
+    /// Set when a local directory was created for the test.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+}
+
+/// Pseudo-random, incompressible probe content (xorshift64*).
+fn probe_data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
+/// `storage test`: the report, and the step that failed (with why) if one did. A local
+/// directory that does not exist yet is created first (as `init` would) and reported.
+pub fn test(session: &Session, size: u64) -> Result<(TestReport, Option<(&'static str, ServiceError)>)> {
+    let url = session.repo_url()?;
+    let mut created = None;
+    if !is_s3_url(&url) {
+        let dir = std::path::Path::new(local_path(&url)?);
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ServiceError::io(format!("cannot create {}", dir.display()), e))?;
+            created = Some(dir.display().to_string());
+        }
+    }
+    let backend = session.backend()?;
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let name = format!("storage-test/probe-{}-{nanos:x}", std::process::id());
+    let len = usize::try_from(size).map_err(|_| ServiceError::usage("--size is too large"))?;
+    let data = probe_data(len, nanos as u64 ^ u64::from(std::process::id()));
+    let size = data.len() as u64;
+    let (range_off, range_len) = (size / 2, size.min(4096) as u32);
+    let range_off = range_off.min(size - u64::from(range_len));
+    let mut report = TestReport {
+        location: backend.location(),
+        object: format!("lifeboat/{name}"),
+        size,
+        ok: true,
+        total_ms: 0.0,
+        steps: Vec::new(),
+        object_lock: lock_status_if_s3(session),
+        created,
+    };
+    let b: &dyn Backend = &*backend;
+    type Check<'a> = Box<dyn Fn() -> Result<()> + 'a>;
+    let fail = |m: String| Err(ServiceError::msg(m));
+    let steps: Vec<(&'static str, Option<u64>, Check)> = vec![
+        ("write", Some(size), Box::new(|| Ok(b.save(FileType::Lifeboat, &name, &data)?))),
+        (
+            "size",
+            None,
+            Box::new(|| match b.size(FileType::Lifeboat, &name)? {
+                n if n == size => Ok(()),
+                n => fail(format!("the probe has {n} bytes instead of {size}")),
+            }),
+        ),
+        (
+            "read",
+            Some(size),
+            Box::new(|| {
+                if b.load(FileType::Lifeboat, &name)? != data {
+                    return fail("the probe read back differs from what was written".into());
+                }
+                Ok(())
+            }),
+        ),
+        (
+            "read range",
+            Some(u64::from(range_len)),
+            Box::new(|| {
+                let got = b.load_range(FileType::Lifeboat, &name, range_off, range_len)?;
+                let want = &data[range_off as usize..range_off as usize + range_len as usize];
+                if got != want {
+                    return fail(format!("{range_len} bytes at offset {range_off} differ from what was written"));
+                }
+                Ok(())
+            }),
+        ),
+        (
+            "list",
+            None,
+            Box::new(|| {
+                if !b.list(FileType::Lifeboat)?.iter().any(|(n, s)| *n == name && *s == size) {
+                    return fail("the probe is missing from the listing of lifeboat/".into());
+                }
+                Ok(())
+            }),
+        ),
+        ("delete", None, Box::new(|| Ok(b.remove(FileType::Lifeboat, &name)?))),
+        (
+            "gone",
+            None,
+            Box::new(|| match b.load(FileType::Lifeboat, &name) {
+                Err(e) if e.is_not_found() => Ok(()),
+                Err(e) => Err(e.into()),
+                Ok(_) => fail("the probe can still be read after it was deleted".into()),
+            }),
+        ),
+    ];
+    let start = Instant::now();
+    let mut failure = None;
+    for (step, bytes, check) in &steps {
+        let t = Instant::now();
+        let result = check();
+        let took = t.elapsed();
+        let rate = bytes.filter(|n| result.is_ok() && *n >= 1 << 20 && !took.is_zero()).map(|n| {
+            let mib = n as f64 / (1u64 << 20) as f64 / took.as_secs_f64();
+            (mib * 10.0).round() / 10.0
+        });
+        let error = result.as_ref().err().map(|e| one_line(e));
+        report.steps.push(Step { step, ok: result.is_ok(), ms: ms(took), bytes: *bytes, mib_per_s: rate, error });
+        if let Err(e) = result {
+            failure = Some((*step, e));
+            break;
+        }
+    }
+    report.total_ms = ms(start.elapsed());
+    if let Some((step, _)) = &failure {
+        report.ok = false;
+        // Best effort: do not leave the probe behind after a later step failed.
+        if !matches!(*step, "write" | "delete" | "gone") {
+            let _ = b.remove(FileType::Lifeboat, &name);
+        }
+    }
+    Ok((report, failure))
+}
+
+/// The repository's backend as an [`S3Backend`], `None` for a local repository.
+fn s3_backend_if_s3(session: &Session) -> Result<Option<S3Backend>> {
+    let url = session.repo_url()?;
+    if !is_s3_url(&url) {
+        return Ok(None);
+    }
+    Ok(Some(S3Backend::new(&url, &session.s3_options()?)?))
+}
+
+/// The repository's backend as an [`S3Backend`], or a clear error for a local repository.
+pub fn s3_backend(session: &Session) -> Result<S3Backend> {
+    match s3_backend_if_s3(session)? {
+        Some(b) => Ok(b),
+        None => Err(ServiceError::msg(format!(
+            "Object Lock is a feature of S3 buckets and {} is a local repository: use `lifeboat append-only on` (and a second copy) instead",
+            session.repo_url()?
+        ))),
+    }
+}
+
+/// The bucket's Object Lock status when the repository is on S3 (`None` for a directory, or
+/// when the server cannot say).
+pub fn lock_status_if_s3(session: &Session) -> Option<ObjectLockStatus> {
+    s3_backend_if_s3(session).ok()??.object_lock().ok()
+}
+
+/// For `apply-retention`: on an S3 bucket with Object Lock and a default retention, moves the
+/// lock of everything the repository now holds to now + that retention, so old packs that new
+/// snapshots still use stay protected as long as the newest snapshot. `None` elsewhere.
+pub fn extend_after_retention(session: &Session) -> Result<Option<ExtendReport>> {
+    let Some(b) = s3_backend_if_s3(session)? else { return Ok(None) };
+    let status = b.object_lock()?;
+    if !status.lock_enabled || status.default_retention.is_none() {
+        return Ok(None);
+    }
+    let report = extend(&b, &status, None, None).map_err(|e| ServiceError::Context {
+        context: "retention was applied, but extending the object locks failed".into(),
+        source: Box::new(e),
+    })?;
+    Ok(Some(report))
+}
+
+/// A lock mode by name (`compliance`, `governance`).
+pub fn parse_mode(text: &str) -> Result<LockMode> {
+    text.parse::<LockMode>().map_err(ServiceError::usage)
+}
+
+/// `storage lock set`: the bucket's default retention (`None` removes it).
+pub fn set_default_retention(b: &S3Backend, days: Option<u32>, mode: &str) -> Result<()> {
+    let retention = match days {
+        None => None,
+        Some(days) => Some(DefaultRetention { mode: parse_mode(mode)?, days }),
+    };
+    Ok(b.set_default_retention(retention)?)
+}
+
+/// `storage create-bucket`: the bucket (with Object Lock and a default retention if asked).
+pub fn create_bucket(b: &S3Backend, object_lock: bool, days: Option<u32>, mode: &str) -> Result<()> {
+    b.create_bucket(object_lock)?;
+    if object_lock && !b.object_lock()?.lock_enabled {
+        return Err(ServiceError::msg(format!(
+            "the bucket {:?} already exists without Object Lock; use a new bucket name",
+            b.bucket()
+        )));
+    }
+    if let Some(days) = days {
+        b.set_default_retention(Some(DefaultRetention { mode: parse_mode(mode)?, days }))?;
+    }
+    Ok(())
+}
+
+/// Extends the lock of every current object to now + `days` (default: the bucket's default
+/// retention). Fails with a reason when the bucket has no Object Lock.
+pub fn extend(b: &S3Backend, status: &ObjectLockStatus, days: Option<u32>, mode: Option<&str>) -> Result<ExtendReport> {
+    if !status.lock_enabled {
+        return Err(ServiceError::msg(format!(
+            "the bucket {:?} has no Object Lock: it must be created with Object Lock enabled (see docs/storage.md)",
+            b.bucket()
+        )));
+    }
+    let Some(days) = days.or(status.default_retention.map(|r| r.days)) else {
+        return Err(ServiceError::msg(
+            "the bucket has no default retention: give --days, or set one with `lifeboat storage lock set --days N`",
+        ));
+    };
+    let mode = match mode {
+        Some(m) => parse_mode(m)?,
+        None => status.default_retention.map_or(LockMode::Compliance, |r| r.mode),
+    };
+    Ok(b.extend_retention(mode, Utc::now() + chrono::Duration::days(i64::from(days)))?)
+}
+
+/// One line saying how well the bucket protects old versions.
+pub fn protection_line(s: &ObjectLockStatus) -> String {
+    match (s.lock_enabled, s.default_retention, s.versioning) {
+        (true, Some(r), _) => format!("object lock: new objects locked for {} ({} mode)", days(r.days), r.mode),
+        (true, None, _) => "object lock: enabled, but no default retention (new objects are not locked)".into(),
+        (false, _, Versioning::Enabled) => "object lock: off (versioning on: old versions kept, but deletable)".into(),
+        (false, _, _) => "object lock: off (deleting or overwriting destroys objects)".into(),
+    }
+}
+
+/// "1 day", "30 days".
+pub fn days(n: u32) -> String {
+    crate::human::count(n as usize, "day")
+}

@@ -1,0 +1,190 @@
+//! Proving snapshots: structure, every blob read back (`read_data`), a restore into a scratch
+//! target with the kind's native verification (`restore_test`); each result is recorded in the
+//! repository.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use lifeboat_ops::records::{self, Outcome, Verification};
+use lifeboat_ops::verify::{self, CheckOptions, RestoreTest, SnapshotCheck};
+use lifeboat_repository::snapshots::{self, SnapshotEntry};
+use lifeboat_repository::{RepoError, Repository};
+
+use crate::config::Config;
+use crate::error::{Result, ServiceError};
+use crate::kinds;
+use crate::progress::{Event, Observer};
+use crate::session::Session;
+use crate::FilterSpec;
+
+/// What to verify and how deeply.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyRequest {
+    /// One snapshot (`latest`, id or prefix); else the newest of each source among the matches.
+    pub snapshot: Option<String>,
+    /// Which snapshots.
+    pub filter: FilterSpec,
+    /// Every matching snapshot instead of the newest of each source.
+    pub all: bool,
+    /// Read every data blob back.
+    pub read_data: bool,
+    /// Restore into a scratch target and verify natively.
+    pub restore_test: bool,
+}
+
+/// One snapshot's verification.
+#[derive(Debug)]
+pub struct Verified {
+    /// The snapshot.
+    pub snapshot: SnapshotEntry,
+    /// The record stored in the repository.
+    pub record: Verification,
+    /// Structure (and data) check.
+    pub check: SnapshotCheck,
+    /// The restore test, when asked for.
+    pub test: Option<RestoreTest>,
+}
+
+/// Verify the snapshots `req` selects; `each` sees every result as soon as it is recorded.
+pub fn verify(
+    session: &Session,
+    req: &VerifyRequest,
+    interrupt: &Arc<AtomicBool>,
+    observer: &Arc<Observer>,
+    each: &mut dyn FnMut(&Verified),
+) -> Result<Vec<Verified>> {
+    let repo = session.open()?;
+    let _lock = session.lock(&repo, false)?;
+    let snaps = select(&repo, req)?;
+    let cfg = session.config()?;
+    let started = Instant::now();
+    let opts = CheckOptions { read_data: req.read_data, threads: None, interrupt: Some(interrupt.clone()) };
+    let checks = verify::check_snapshots(&repo, &snaps, &opts)?;
+    let share = started.elapsed().as_secs_f64() / snaps.len().max(1) as f64;
+    let mut results = Vec::new();
+    for (snap, check) in snaps.into_iter().zip(checks) {
+        if interrupt.load(Ordering::Relaxed) {
+            return Err(RepoError::Interrupted.into());
+        }
+        let test =
+            if req.restore_test { Some(restore_test(cfg.as_deref(), &repo, &snap, observer.as_ref())) } else { None };
+        let record = record(&snap, req.read_data, &check, test.as_ref(), share);
+        records::record_verification(&repo, &record)?;
+        let v = Verified { snapshot: snap, record, check, test };
+        each(&v);
+        results.push(v);
+    }
+    Ok(results)
+}
+
+/// Restore `snap` into a scratch target of its kind (on its configured source's servers) and
+/// verify it natively; the target is gone afterwards. Emits start and end events.
+pub fn restore_test(cfg: Option<&Config>, repo: &Repository, snap: &SnapshotEntry, observer: &Observer) -> RestoreTest {
+    let started = Instant::now();
+    let label = label(snap);
+    let kind = kinds::of_snapshot(snap).map(|k| k.name()).unwrap_or("unknown");
+    observer(&Event::Started {
+        step: "restore test",
+        source: label.clone(),
+        kind: kind.into(),
+        detail: format!("restoring snapshot {} into a scratch target", snap.id.short()),
+    });
+    let result = kinds::for_snapshot(cfg, snap)
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.source().restore_test(&r.name, repo, snap, None::<&Path>));
+    let mut t = result.unwrap_or_else(|p| RestoreTest { problems: vec![p], ..Default::default() });
+    t.kind = kind.into();
+    t.seconds = started.elapsed().as_secs_f64();
+    observer(&Event::Finished {
+        step: "restore test",
+        source: label,
+        ok: t.outcome() == Outcome::Ok,
+        seconds: t.seconds,
+        detail: t.problems.first().or(t.skipped.first()).cloned().unwrap_or_else(|| "ok".into()),
+    });
+    t
+}
+
+/// The snapshots to verify: the one named, every match with `all`, else the newest of each
+/// source (plain backups: of each host and path set) among the matches.
+fn select(repo: &Repository, req: &VerifyRequest) -> Result<Vec<SnapshotEntry>> {
+    if let Some(s) = &req.snapshot {
+        return Ok(vec![crate::find_snapshot(repo, s, &req.filter)?]);
+    }
+    let f = req.filter.filter()?;
+    let (all, _) = snapshots::list(repo)?;
+    let matching: Vec<SnapshotEntry> = all.into_iter().filter(|s| f.matches(&s.snapshot)).collect();
+    if matching.is_empty() {
+        return Err(ServiceError::msg("no snapshot matches (see `lifeboat snapshots`)"));
+    }
+    if req.all {
+        return Ok(matching);
+    }
+    let mut newest: Vec<SnapshotEntry> = Vec::new();
+    for s in matching.into_iter().rev() {
+        if !newest.iter().any(|n| group(n) == group(&s)) {
+            newest.push(s);
+        }
+    }
+    newest.reverse();
+    Ok(newest)
+}
+
+/// What "the same backup" means for picking the newest: the source, else host and paths.
+fn group(s: &SnapshotEntry) -> (String, Vec<String>) {
+    match &s.snapshot.source {
+        Some(src) => (src.name.clone(), Vec::new()),
+        None => {
+            let mut p = s.snapshot.paths.clone();
+            p.sort();
+            (s.snapshot.hostname.clone(), p)
+        }
+    }
+}
+
+fn record(
+    snap: &SnapshotEntry,
+    read_data: bool,
+    check: &SnapshotCheck,
+    test: Option<&RestoreTest>,
+    share: f64,
+) -> Verification {
+    let mut checks = vec!["structure".to_string()];
+    if read_data {
+        checks.push("read-data".into());
+    }
+    let mut findings = check.findings.clone();
+    let mut outcome = if findings.is_empty() { Outcome::Ok } else { Outcome::Failed };
+    if let Some(t) = test {
+        checks.push("restore-test".into());
+        findings.extend(t.problems.iter().map(|p| format!("restore test: {p}")));
+        findings.extend(t.skipped.iter().map(|p| format!("restore test not done: {p}")));
+        outcome = lifeboat_ops::drill::worst([outcome, t.outcome()]);
+    }
+    Verification {
+        time: Utc::now(),
+        host: records::host(),
+        snapshot: snap.id,
+        source: snap.snapshot.source.as_ref().map(|s| s.name.clone()),
+        checks,
+        outcome,
+        findings,
+        duration_seconds: share + test.map(|t| t.seconds).unwrap_or(0.0),
+    }
+}
+
+/// What a snapshot is, for people: `[source] kind` or its paths.
+pub fn label(snap: &SnapshotEntry) -> String {
+    match &snap.snapshot.source {
+        Some(s) => format!("[{}] {}", s.name, s.kind),
+        None => snap.snapshot.paths.join(", "),
+    }
+}
+
+/// The worst outcome of several verifications (ok when there are none).
+pub fn worst(results: &[Verified]) -> Outcome {
+    lifeboat_ops::drill::worst(results.iter().map(|r| r.record.outcome))
+}
