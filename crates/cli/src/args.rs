@@ -19,8 +19,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every command accepts.
+/// Options every command accepts (listed after each command's own options).
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Config file (default: ./lifeboat.toml when it exists)
     #[arg(long, env = "LIFEBOAT_CONFIG", global = true, value_name = "FILE")]

@@ -100,7 +100,7 @@ fn main() {
                 let more: Vec<&str> = lines.take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
                 first = format!("{} {}", first, more.join(", "));
             }
-            eprintln!("lifeboat: {} (see '{} --help')", first.trim_end(), help_for(&e));
+            eprintln!("lifeboat: {} (see '{} --help')", first.trim_end(), help_for());
             std::process::exit(exit::USAGE);
         }
     };
@@ -117,19 +117,17 @@ fn main() {
 }
 
 /// The command whose help explains a parse error: `lifeboat backup` for an error in backup's
-/// arguments, `lifeboat` for an unknown subcommand.
-fn help_for(e: &clap::Error) -> String {
+/// arguments, `lifeboat` for an unknown subcommand. Words that are not subcommands (flag
+/// values, paths) are skipped.
+fn help_for() -> String {
     use clap::CommandFactory;
-    let words: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let mut cmd = args::Cli::command();
     let mut path = vec!["lifeboat".to_string()];
-    for w in words {
-        match cmd.find_subcommand(&w) {
-            Some(sub) if e.kind() != clap::error::ErrorKind::InvalidSubcommand || path.len() > 1 => {
-                path.push(w.clone());
-                cmd = sub.clone();
-            }
-            _ => break,
+    for w in std::env::args().skip(1).filter(|a| !a.starts_with('-')) {
+        if let Some(sub) = cmd.find_subcommand(&w) {
+            let sub = sub.clone();
+            path.push(w);
+            cmd = sub;
         }
     }
     path.join(" ")

@@ -67,13 +67,15 @@ impl Progress {
                     }
                     pb.set_prefix(format!("{step} {source}"));
                     pb.set_message(detail.clone());
+                    // A new step: its size is not known yet.
+                    *total = 0;
+                    pb.set_position(0);
+                    style(pb, "{spinner} {elapsed} {prefix} {msg}");
                 }
-                Event::Finished { step, source, ok, seconds, detail } => {
-                    if lines {
-                        let result = if *ok { "done" } else { "FAILED" };
-                        let took = duration(Duration::from_secs_f64(*seconds));
-                        println!("{step} {source} {result} in {took}: {detail}");
-                    }
+                Event::Finished { step, source, ok, seconds, detail } if lines => {
+                    let result = if *ok { "done" } else { "FAILED" };
+                    let took = duration(Duration::from_secs_f64(*seconds));
+                    println!("{step} {source} {result} in {took}: {detail}");
                 }
                 Event::Totals { bytes, .. } => {
                     *total = *bytes;

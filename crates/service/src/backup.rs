@@ -174,6 +174,9 @@ fn one(
             interrupt: Some(interrupt.clone()),
             ..Default::default()
         };
+        if let Some(scan) = g.scan {
+            scan_totals(scan, observer.clone());
+        }
         archive(repo, g.entries, &opts, observer)
     };
     src.source.backup(&src.name, &mut archive)

@@ -126,6 +126,8 @@ pub struct Generated {
     pub excludes: Vec<String>,
     /// Chunk sizes for generated files (database dumps); `None` for the repository's.
     pub chunk_sizes: Option<(u32, u32, u32)>,
+    /// Files whose total size a second walk can tell in advance (for progress with an ETA).
+    pub scan: Option<lifeboat_sources::files::FilesOptions>,
 }
 
 impl From<lifeboat_sources::Started> for Generated {
@@ -138,6 +140,7 @@ impl From<lifeboat_sources::Started> for Generated {
             finish: Some(s.finish),
             excludes: Vec::new(),
             chunk_sizes: None,
+            scan: None,
         }
     }
 }

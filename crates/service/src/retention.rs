@@ -280,11 +280,11 @@ pub fn append_only(
     Ok(s)
 }
 
+/// Audit records that cannot be read: (name, why).
+pub type Unreadable = Vec<(String, String)>;
+
 /// The audit log since a time (`30d`, a date), and the records that cannot be read.
-pub fn audit_log(
-    session: &Session,
-    since: Option<&str>,
-) -> Result<(Vec<lifeboat_ops::audit::Event>, Vec<(String, String)>)> {
+pub fn audit_log(session: &Session, since: Option<&str>) -> Result<(Vec<lifeboat_ops::audit::Event>, Unreadable)> {
     let repo = session.open()?;
     let since = since
         .map(|t| lifeboat_ops::duration::parse_time(t, chrono::Utc::now()))

@@ -57,9 +57,6 @@ pub struct TestReport {
     /// The bucket's versioning and Object Lock (S3 only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub object_lock: Option<ObjectLockStatus>,
-    /// Set when a local directory was created for the test.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub created: Option<String>,
 }
 
 /// Pseudo-random, incompressible probe content (xorshift64*).
@@ -83,16 +80,15 @@ fn ms(d: Duration) -> f64 {
 /// `storage test`: the report, and the step that failed (with why) if one did. A local
 /// directory that does not exist yet is created first (as `init` would) and reported.
 pub fn test(session: &Session, size: u64) -> Result<(TestReport, Option<(&'static str, ServiceError)>)> {
+    // A local directory that does not exist yet: say how it comes into being rather than
+    // failing with the OS error of the first write.
     let url = session.repo_url()?;
-    let mut created = None;
-    if !is_s3_url(&url) {
-        let dir = std::path::Path::new(local_path(&url)?);
-        if !dir.exists() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| ServiceError::io(format!("cannot create {}", dir.display()), e))?;
-            created = Some(dir.display().to_string());
-        }
-    }
+    let missing = if is_s3_url(&url) {
+        None
+    } else {
+        let dir = local_path(&url)?;
+        (!std::path::Path::new(dir).exists()).then(|| dir.to_string())
+    };
     let backend = session.backend()?;
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let name = format!("storage-test/probe-{}-{nanos:x}", std::process::id());
@@ -109,8 +105,20 @@ pub fn test(session: &Session, size: u64) -> Result<(TestReport, Option<(&'stati
         total_ms: 0.0,
         steps: Vec::new(),
         object_lock: lock_status_if_s3(session),
-        created,
     };
+    if let Some(dir) = missing {
+        let why = format!("{dir} does not exist yet: `lifeboat init` creates it (or create it with mkdir -p {dir})");
+        report.ok = false;
+        report.steps.push(Step {
+            step: "write",
+            ok: false,
+            ms: 0.0,
+            bytes: None,
+            mib_per_s: None,
+            error: Some(why.clone()),
+        });
+        return Ok((report, Some(("write", ServiceError::msg(why)))));
+    }
     let b: &dyn Backend = &*backend;
     type Check<'a> = Box<dyn Fn() -> Result<()> + 'a>;
     let fail = |m: String| Err(ServiceError::msg(m));

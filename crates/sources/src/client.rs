@@ -38,3 +38,32 @@ impl Connection {
         )
     }
 }
+
+/// Why a program could not be started because it does not exist: where it was looked for
+/// (`bin_dir`, or each directory of `PATH`) and what to install.
+pub fn missing_program(program: &str, bin_dir: Option<&str>, install: &str) -> String {
+    let name = std::path::Path::new(program).file_name().map(|n| n.to_string_lossy().into_owned());
+    let name = name.unwrap_or_else(|| program.to_string());
+    match bin_dir {
+        Some(d) => format!("{name} is not installed in bin_dir {d} ({install}, or fix bin_dir)"),
+        None if program.contains('/') => format!("{program} does not exist ({install})"),
+        None => {
+            let path = std::env::var("PATH").unwrap_or_default();
+            format!("{name} is not installed: not found in PATH ({path}) ({install})")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_program_names_itself_and_where_it_was_looked_for() {
+        let m = missing_program("pg_dump", None, "install postgresql-client or set bin_dir");
+        assert!(m.starts_with("pg_dump is not installed: not found in PATH ("), "{m}");
+        assert!(m.contains(&std::env::var("PATH").unwrap_or_default()), "{m}");
+        let m = missing_program("/opt/pg/bin/pg_dump", Some("/opt/pg/bin"), "install postgresql-client");
+        assert_eq!(m, "pg_dump is not installed in bin_dir /opt/pg/bin (install postgresql-client, or fix bin_dir)");
+    }
+}

@@ -47,12 +47,15 @@ pub fn start(opts: &CommandOptions) -> Result<(Vec<String>, std::vec::IntoIter<E
         c
     };
     let shown = opts.display.join(" ");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| SourceError::Command { command: shown.clone(), message: e.to_string() })?;
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| {
+        let message = if e.kind() == std::io::ErrorKind::NotFound {
+            let program = if opts.shell { "sh" } else { opts.argv.first().map(String::as_str).unwrap_or("") };
+            crate::client::missing_program(program, None, "install it, or give its full path")
+        } else {
+            e.to_string()
+        };
+        SourceError::Command { command: shown.clone(), message }
+    })?;
     let started = Utc::now();
     let clock = Instant::now();
     let stdout = child

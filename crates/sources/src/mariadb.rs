@@ -117,7 +117,7 @@ impl MariaClients for Connection {
 
 fn not_installed(target: &str, program: &str, e: std::io::Error) -> SourceError {
     if e.kind() == std::io::ErrorKind::NotFound {
-        err(target, format!("{program} is not installed (install mariadb-client or set bin_dir)"))
+        err(target, crate::client::missing_program(program, None, "install mariadb-client or set bin_dir"))
     } else {
         err(target, format!("cannot run {program}: {e}"))
     }

@@ -137,7 +137,11 @@ impl PgClients for Connection {
             if e.kind() == std::io::ErrorKind::NotFound {
                 db_err(
                     &self.target(db),
-                    format!("{program} is not installed (install postgresql-client or set bin_dir)"),
+                    crate::client::missing_program(
+                        program,
+                        self.bin_dir.as_deref(),
+                        "install postgresql-client or set bin_dir",
+                    ),
                 )
             } else {
                 db_err(&self.target(db), format!("cannot run {program}: {e}"))

@@ -87,7 +87,7 @@ fn sources(c: &Ctx, report: &SourcesReport) -> Result<i32> {
     }
     if c.g.json {
         output::json(&report.sources.iter().map(|s| s.to_json()).collect::<Vec<_>>())?;
-    } else if human && report.sources.len() > 1 {
+    } else if human {
         let ok = report.sources.iter().filter(|s| s.result.is_ok()).count();
         let took: f64 = report.sources.iter().map(|s| s.seconds).sum();
         println!(

@@ -58,9 +58,6 @@ fn print_test(c: &Ctx, r: &TestReport) -> Result<()> {
     if c.g.quiet {
         return Ok(());
     }
-    if let Some(d) = &r.created {
-        println!("created the directory {d} (it did not exist)");
-    }
     println!("storage test on {}", r.location);
     println!("probe {} ({})", r.object, size(r.size));
     println!("{:<10}  {:>6}  {:>10}  {:>12}", "step", "result", "latency", "rate");

@@ -82,6 +82,7 @@ impl Source for Command {
             finish: Some(hook),
             excludes: Vec::new(),
             chunk_sizes: None,
+            scan: None,
         })
     }
 

@@ -64,6 +64,7 @@ impl Source for Files {
         let paths: Vec<PathBuf> = self.all_paths(name)?.into_iter().map(Into::into).collect();
         let opts = FilesOptions { paths, excludes: self.exclude.clone(), one_file_system: self.one_file_system };
         let (paths, walker) = walk(&opts)?;
+        let scan = Some(FilesOptions { paths: opts.paths.clone(), excludes: opts.excludes.clone(), ..opts });
         archive(Generated {
             manifest: Some(json!({ "paths": paths, "excludes": self.exclude })),
             paths,
@@ -71,6 +72,7 @@ impl Source for Files {
             finish: None,
             excludes: self.exclude.clone(),
             chunk_sizes: None,
+            scan,
         })
     }
 

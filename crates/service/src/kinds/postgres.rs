@@ -119,6 +119,7 @@ impl Source for Postgres {
             finish: Some(started.finish),
             excludes: Vec::new(),
             chunk_sizes: Some(lifeboat_sources::DUMP_CHUNK_SIZES),
+            scan: None,
         })
     }
 

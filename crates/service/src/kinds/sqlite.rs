@@ -56,6 +56,7 @@ impl Source for Sqlite {
             finish: None,
             excludes: Vec::new(),
             chunk_sizes: Some(sqlite::CHUNK_SIZES),
+            scan: None,
         })
     }
 

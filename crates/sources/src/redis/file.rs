@@ -203,7 +203,14 @@ impl Throwaway {
             .spawn()
             .map_err(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
-                    ferr(rdb, "redis-server is not installed (it is needed to verify a restore)")
+                    ferr(
+                        rdb,
+                        crate::client::missing_program(
+                            "redis-server",
+                            None,
+                            "install redis-server: it is needed to verify a restore",
+                        ),
+                    )
                 } else {
                     ferr(rdb, format!("cannot run redis-server: {e}"))
                 }
