@@ -1,6 +1,7 @@
-//! Lifeboat's operations layer (layer 6 of DESIGN.md): what runs on top of the engine and the
-//! sources — retention policies, and (as they land) verification runs, drills, objectives,
-//! notifications and the audit log. Like the engine it never prints: the CLI owns output.
+//! Lifeboat's operations layer (layer 6, docs/architecture.md): policies and proofs as data on
+//! top of the engine and the sources — retention policies, verification records, drills and their
+//! signed reports, health grading against RPO/RTO objectives, the guard's rules, usage and the
+//! audit log. Like the engine it never prints: front ends own output.
 
 pub mod audit;
 pub mod drill;

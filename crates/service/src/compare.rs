@@ -4,9 +4,9 @@
 use lifeboat_repository::snapshots::SnapshotEntry;
 
 use crate::error::{Result, ServiceError};
+use crate::filter::{find_snapshot, FilterSpec};
 use crate::kinds::{self, Row};
 use crate::session::Session;
-use crate::{find_snapshot, FilterSpec};
 
 /// What `compare` found.
 #[derive(Debug)]
@@ -39,7 +39,7 @@ pub fn compare(session: &Session, reference: &str, spec: &FilterSpec, target: &s
         )));
     }
     let cfg = session.config()?;
-    let resolved = kinds::for_snapshot(cfg.as_deref(), &snap)?;
+    let resolved = crate::config::source_for(cfg.as_deref(), &snap)?;
     let c = resolved.source().compare(&resolved.name, &repo, &snap, target)?;
     Ok(Compared { snapshot: snap, what: c.what, rows: c.rows })
 }

@@ -15,11 +15,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Context as _, Result, ServiceError};
+use lifeboat_repository::snapshots::SnapshotEntry;
+
 use crate::kinds::{self, Source};
 
 mod fields;
-
-pub use fields::of as fields_of;
 pub mod schedule;
 
 pub use schedule::Schedule;
@@ -348,6 +348,40 @@ impl Config {
     }
 }
 
+/// The source a snapshot is restored or tested with: its configured source when the config has
+/// one of the same name and kind (its connection settings), else the kind's defaults.
+pub struct Resolved<'c> {
+    /// The source's name (the snapshot's, or empty for a plain backup).
+    pub name: String,
+    source: Either<'c>,
+}
+
+enum Either<'c> {
+    Configured(&'c SourceConfig),
+    Default(Box<dyn Source>),
+}
+
+impl Resolved<'_> {
+    /// The source's operations.
+    pub fn source(&self) -> &dyn Source {
+        match &self.source {
+            Either::Configured(c) => c.source.as_ref(),
+            Either::Default(d) => d.as_ref(),
+        }
+    }
+}
+
+/// Resolve the source of `snap` against the config.
+pub fn source_for<'c>(cfg: Option<&'c Config>, snap: &SnapshotEntry) -> Result<Resolved<'c>> {
+    let kind = kinds::of_snapshot(snap)?;
+    let name = snap.snapshot.source.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+    let source = match cfg.and_then(|c| c.find(&name).ok()).filter(|s| s.kind() == kind.name()) {
+        Some(c) => Either::Configured(c),
+        None => Either::Default(kind.defaults()),
+    };
+    Ok(Resolved { name, source })
+}
+
 /// Type one `[[source]]` table by its kind: unknown fields (with a suggestion and the kind's own
 /// field list), the kind's field types and rules, the common fields.
 fn parse_source(
@@ -426,24 +460,7 @@ fn parse_source(
     })
 }
 
-/// Replace `${VAR}` with the environment variable's value; a missing variable is an error that
-/// names it (never its value).
-pub fn substitute(text: &str, what: &str) -> Result<String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("${") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        let end = after.find('}').with_context(|| format!("{what}: unterminated ${{ in {text:?}"))?;
-        let var = &after[..end];
-        let value =
-            std::env::var(var).ok().with_context(|| format!("{what}: environment variable {var} is not set"))?;
-        out.push_str(&value);
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
+pub use crate::vars::substitute;
 
 /// Parse `90s`, `20m`, `1h`, `7d`, `2w`, `1y` (or combinations like `1h30m`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -11,9 +11,9 @@ use lifeboat_repository::{InitOptions, Repository};
 
 use crate::config::{substitute, CopySection};
 use crate::error::{Context as _, Result, ServiceError};
+use crate::filter::{find_snapshot, FilterSpec};
 use crate::progress::{Event, Observer};
 use crate::session::{self, PasswordSource, Session};
-use crate::{find_snapshot, FilterSpec};
 
 /// Where to copy to: its label, URL and how to get its password.
 pub struct Destination {

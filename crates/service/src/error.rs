@@ -108,14 +108,6 @@ impl ServiceError {
     }
 }
 
-/// `bail!`-like early return with a formatted [`ServiceError::Message`].
-#[macro_export]
-macro_rules! bail {
-    ($($arg:tt)*) => {
-        return Err($crate::ServiceError::Message(format!($($arg)*)))
-    };
-}
-
 /// Adds context to errors, like `anyhow::Context`.
 pub trait Context<T> {
     /// Wrap the error with `context`.

@@ -12,9 +12,9 @@ use lifeboat_repository::{InitOptions, Repository};
 
 use crate::config::Config;
 use crate::error::{Result, ServiceError};
+use crate::filter::FilterSpec;
 use crate::progress::{Event, Observer};
 use crate::session::{one_line, Session};
-use crate::FilterSpec;
 
 /// `init`: create a repository (asking for the password twice on a terminal).
 pub fn init(session: &Session, kdf_n: u32) -> Result<Repository> {

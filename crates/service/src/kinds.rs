@@ -27,6 +27,7 @@ use crate::progress::Observer;
 
 pub mod command;
 pub mod files;
+mod introspect;
 pub mod mariadb;
 pub mod nats;
 pub mod postgres;
@@ -60,7 +61,7 @@ impl<T: Settings> Kind for KindOf<T> {
     }
 
     fn fields(&self) -> &'static [&'static str] {
-        crate::config::fields_of::<T>()
+        introspect::fields_of::<T>()
     }
 
     fn parse(&self, de: toml::de::ValueDeserializer<'_>) -> Result<Box<dyn Source>, toml::de::Error> {
@@ -341,7 +342,7 @@ pub fn artifact(repo: &Repository, snap: &SnapshotEntry, file: &str) -> Result<N
 
 /// A setting with `${VAR}` substituted (errors name the source, never the value).
 pub fn setting(name: &str, v: &Option<String>) -> Result<Option<String>> {
-    v.as_deref().map(|x| crate::config::substitute(x, &format!("source {name}"))).transpose()
+    v.as_deref().map(|x| crate::vars::substitute(x, &format!("source {name}"))).transpose()
 }
 
 /// A scratch directory for a restore test.
@@ -370,38 +371,4 @@ pub fn client_connection(
 /// A postgres or mariadb connection's server, for plans and the guard.
 pub fn server_of(conn: &lifeboat_sources::client::Connection, default_port: u16) -> lifeboat_ops::guard::Server {
     lifeboat_ops::guard::Server::new(conn.host.as_deref(), conn.port.unwrap_or(default_port))
-}
-
-/// The source a snapshot is restored or tested with: its configured source when the config has
-/// one of the same name and kind (its connection settings), else the kind's defaults.
-pub struct Resolved<'c> {
-    /// The source's name (the snapshot's, or empty for a plain backup).
-    pub name: String,
-    source: Either<'c>,
-}
-
-enum Either<'c> {
-    Configured(&'c crate::config::SourceConfig),
-    Default(Box<dyn Source>),
-}
-
-impl Resolved<'_> {
-    /// The source's operations.
-    pub fn source(&self) -> &dyn Source {
-        match &self.source {
-            Either::Configured(c) => c.source.as_ref(),
-            Either::Default(d) => d.as_ref(),
-        }
-    }
-}
-
-/// Resolve the source of `snap` against the config.
-pub fn for_snapshot<'c>(cfg: Option<&'c crate::config::Config>, snap: &SnapshotEntry) -> Result<Resolved<'c>> {
-    let kind = of_snapshot(snap)?;
-    let name = snap.snapshot.source.as_ref().map(|s| s.name.clone()).unwrap_or_default();
-    let source = match cfg.and_then(|c| c.find(&name).ok()).filter(|s| s.kind() == kind.name()) {
-        Some(c) => Either::Configured(c),
-        None => Either::Default(kind.defaults()),
-    };
-    Ok(Resolved { name, source })
 }

@@ -76,7 +76,7 @@ impl Plan {
             dry_run: true,
             snapshot: snap.id,
             source: src.map(|s| s.name.clone()),
-            kind: src.map(|s| s.kind.clone()).unwrap_or_else(|| crate::kinds::all()[0].name().into()),
+            kind: src.map(|s| s.kind.clone()).unwrap_or_default(),
             target: target.into(),
             steps: Vec::new(),
             bytes: 0,
@@ -138,8 +138,18 @@ pub fn resolve(path: &Path) -> std::path::PathBuf {
 }
 
 /// The plan of a file-tree restore, from the engine's dry run.
-pub fn files(snap: &SnapshotEntry, target: &Path, include: &[String], stats: &RestoreStats, overwrite: bool) -> Plan {
+pub fn files(
+    snap: &SnapshotEntry,
+    kind: &str,
+    target: &Path,
+    include: &[String],
+    stats: &RestoreStats,
+    overwrite: bool,
+) -> Plan {
     let mut p = Plan::new(snap, target.display().to_string());
+    if p.kind.is_empty() {
+        p.kind = kind.to_string();
+    }
     p.headline = format!(
         "would restore {} to {}: {} files ({}), {} directories, {} other entries",
         p.subject(),

@@ -5,11 +5,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::kinds::{self, RestoreRequest, Restored, RunContext};
+use crate::filter::{find_snapshot, FilterSpec};
+use crate::guard;
+use crate::kinds::{RestoreRequest, Restored, RunContext};
 use crate::plan::Plan;
 use crate::progress::{Event, Observer};
 use crate::session::{one_line, Session};
-use crate::{find_snapshot, guard, FilterSpec};
 
 /// What the front end decided after seeing the plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,7 +37,7 @@ pub fn restore(
     let _lock = session.lock(&repo, false)?;
     let snap = find_snapshot(&repo, reference, spec)?;
     let cfg = session.config()?;
-    let resolved = kinds::for_snapshot(cfg.as_deref(), &snap)?;
+    let resolved = crate::config::source_for(cfg.as_deref(), &snap)?;
     let prepared = resolved.source().prepare_restore(&resolved.name, &repo, &snap, req)?;
     let mut plan = prepared.plan;
     guard::assess(cfg.as_deref(), &mut plan)?;

@@ -11,9 +11,9 @@ use lifeboat_repository::Repository;
 use serde::Serialize;
 
 use crate::error::{Result, ServiceError};
+use crate::filter::{find_snapshot, FilterSpec};
 use crate::progress::{Event, Observer};
 use crate::session::{one_line, Session};
-use crate::{find_snapshot, FilterSpec};
 
 /// Prune settings.
 #[derive(Clone, Copy, Debug)]

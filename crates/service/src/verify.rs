@@ -15,10 +15,10 @@ use lifeboat_repository::{RepoError, Repository};
 
 use crate::config::Config;
 use crate::error::{Result, ServiceError};
+use crate::filter::FilterSpec;
 use crate::kinds;
 use crate::progress::{Event, Observer};
 use crate::session::Session;
-use crate::FilterSpec;
 
 /// What to verify and how deeply.
 #[derive(Clone, Debug, Default)]
@@ -92,7 +92,7 @@ pub fn restore_test(cfg: Option<&Config>, repo: &Repository, snap: &SnapshotEntr
         kind: kind.into(),
         detail: format!("restoring snapshot {} into a scratch target", snap.id.short()),
     });
-    let result = kinds::for_snapshot(cfg, snap)
+    let result = crate::config::source_for(cfg, snap)
         .map_err(|e| e.to_string())
         .and_then(|r| r.source().restore_test(&r.name, repo, snap, None::<&Path>));
     let mut t = result.unwrap_or_else(|p| RestoreTest { problems: vec![p], ..Default::default() });
@@ -112,7 +112,7 @@ pub fn restore_test(cfg: Option<&Config>, repo: &Repository, snap: &SnapshotEntr
 /// source (plain backups: of each host and path set) among the matches.
 fn select(repo: &Repository, req: &VerifyRequest) -> Result<Vec<SnapshotEntry>> {
     if let Some(s) = &req.snapshot {
-        return Ok(vec![crate::find_snapshot(repo, s, &req.filter)?]);
+        return Ok(vec![crate::filter::find_snapshot(repo, s, &req.filter)?]);
     }
     let f = req.filter.filter()?;
     let (all, _) = snapshots::list(repo)?;

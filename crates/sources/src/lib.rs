@@ -1,8 +1,8 @@
-//! Lifeboat's sources (layer 5 of DESIGN.md): each kind of stateful thing turns into a stream of
-//! [`lifeboat_repository::archiver::Entry`] values that the engine stores as a snapshot.
-//!
-//! `files` and `command` exist so far; database sources will live beside them and are the only
-//! place database clients may appear.
+//! Lifeboat's sources (layer 5, docs/architecture.md): each kind of stateful thing — files, a
+//! command's output, SQLite, PostgreSQL, MariaDB, Redis, NATS JetStream — turns into a stream of
+//! [`lifeboat_repository::archiver::Entry`] values that the engine stores as a snapshot, and is
+//! restored and verified natively. This is the only place database clients appear; the service
+//! layer's `kinds` modules drive them from the config.
 
 mod artifact;
 pub mod client;

@@ -14,8 +14,8 @@ use serde_json::json;
 
 use super::files::{restore_files, Files};
 use super::{Archive, Found, Generated, PreparedRestore, RestoreRequest, Settings, Source};
-use crate::config::substitute;
-use crate::error::Result;
+use crate::error::{Result, ServiceError};
+use crate::vars::substitute;
 
 /// A command as an argv list or a single string.
 #[derive(Debug, Deserialize, Clone)]
@@ -68,7 +68,7 @@ impl Source for Command {
         let (display, shell) = match &self.command {
             Some(CommandSpec::Argv(v)) => (v.clone(), false),
             Some(CommandSpec::Script(s)) => (vec![s.clone()], true),
-            None => crate::bail!("{what}: no command"),
+            None => return Err(ServiceError::msg(format!("{what}: no command"))),
         };
         let argv = display.iter().map(|x| substitute(x, &what)).collect::<Result<Vec<_>>>()?;
         let filename = self.filename.clone().unwrap_or_else(|| format!("{name}.out"));

@@ -15,11 +15,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Archive, Found, Generated, PreparedRestore, RestoreRequest, Restored, RunContext, Settings, Source};
-use crate::config::substitute;
 use crate::error::Result;
 use crate::human::{duration, size};
 use crate::plan::{self, resolve};
 use crate::progress::{Event, Ticker};
+use crate::vars::substitute;
 
 /// Settings of a files source.
 #[derive(Debug, Default, Deserialize)]
@@ -93,7 +93,7 @@ impl Source for Files {
         };
         // The engine's dry run gives the plan and the totals for progress.
         let stats = restorer::restore(repo, &snap.snapshot.tree, &req.target, &opts)?;
-        let mut plan = plan::files(snap, &req.target, &include, &stats, req.overwrite);
+        let mut plan = plan::files(snap, Self::NAME, &req.target, &include, &stats, req.overwrite);
         plan.verify = req.verify.then(|| "read every restored file back and compare it with the snapshot".to_string());
         let total = plan.bytes;
         let run = move |ctx: &RunContext| -> Result<Restored> {

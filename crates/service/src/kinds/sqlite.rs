@@ -1,4 +1,4 @@
-//! `kind = "sqlite"`: a consistent copy of a live database (online backup API) with per-table
+//! `kind = "sqlite"`: a consistent copy of a live database (`VACUUM INTO`) with per-table
 //! row counts. Restores replace the target file atomically after `PRAGMA integrity_check`.
 
 use std::path::Path;
@@ -16,10 +16,10 @@ use super::{
     artifact, manifest_of, rows, Archive, Comparison, Found, Generated, PreparedRestore, RestoreRequest, Restored,
     RunContext, Settings, Source,
 };
-use crate::config::substitute;
 use crate::error::{Result, ServiceError};
 use crate::human::{count, duration};
 use crate::plan::{self, resolve};
+use crate::vars::substitute;
 
 /// Settings of a sqlite source.
 #[derive(Debug, Default, Deserialize)]
