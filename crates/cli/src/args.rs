@@ -108,6 +108,11 @@ pub enum Command {
     ApplyRetention(ApplyRetentionArgs),
     /// Show the audit log: key changes, forget/prune, append-only changes, with time, host and user
     Audit(AuditArgs),
+    /// List recorded runs (backups, verifications, restore tests, drills, retention, copies, checks), failed ones too
+    #[command(after_help = RUNS_HELP)]
+    Runs(RunsArgs),
+    /// Show the messages of recorded runs (errors, warnings, what each run did)
+    Logs(LogsArgs),
     /// Copy snapshots into a second repository (3-2-1) without re-chunking; a second run copies nothing
     #[command(after_help = COPY_EXAMPLES)]
     Copy(CopyArgs),
@@ -571,6 +576,51 @@ pub struct CopyArgs {
     /// Show what would be copied; change nothing
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+}
+
+const RUNS_HELP: &str = "Every run is recorded in the repository when it starts and when it ends, whether the CLI or
+the daemon ran it: a failed backup leaves a record (with its error) although it made no snapshot,
+and a run whose process was killed shows as failed. `health` counts a failed last backup run as at
+least a warning.
+
+Examples:
+  lifeboat runs --failed --since 24h
+  lifeboat runs --source orders-db --kind backup --json
+  lifeboat logs --since 1h --level error";
+
+#[derive(Args, Debug)]
+pub struct RunsArgs {
+    /// Only runs of this source
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Only failed runs
+    #[arg(long)]
+    pub failed: bool,
+    /// Only runs that started at or after TIME (24h = a day ago, 2026-11-20, RFC 3339)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only runs of this kind
+    #[arg(long, value_parser = ["backup", "verify", "restore_test", "drill", "apply_retention", "copy", "check"])]
+    pub kind: Option<String>,
+    /// Only the newest N
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Only messages of runs that started at or after TIME (default: 24h)
+    #[arg(long, value_name = "TIME", default_value = "24h")]
+    pub since: String,
+    /// Only messages at this level or worse
+    #[arg(long, value_parser = ["error", "warning", "info"], default_value = "info")]
+    pub level: String,
+    /// Only the last N messages
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
+    /// Only messages of runs of this source
+    #[arg(long)]
+    pub source: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -21,6 +21,7 @@ mod init;
 mod key;
 mod ls;
 mod restore;
+mod runs;
 mod snapshots;
 mod sources;
 mod storage;
@@ -60,6 +61,8 @@ pub fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> Result<i32> {
         Command::Prune(a) => forget::prune(&c, &a),
         Command::ApplyRetention(a) => forget::apply_retention(&c, &a),
         Command::Audit(a) => forget::audit_log(&c, &a),
+        Command::Runs(a) => runs::list(&c, &a),
+        Command::Logs(a) => runs::logs(&c, &a),
         Command::Copy(a) => copy::run(&c, &a),
         Command::AppendOnly { state } => forget::append_only(&c, state.as_deref()),
         Command::Demo(a) => demo::run(&c, &a),

@@ -4,7 +4,9 @@
 //! Layout (one object per record; records are never rewritten):
 //! - `lifeboat/verify/<snapshot id>/<time>-<rand>.json` — a [`Verification`];
 //! - `lifeboat/drills/<time>-<rand>.json` — a [`DrillSummary`] (the full signed report is stored
-//!   under `lifeboat/drill-reports/` by the drill command).
+//!   under `lifeboat/drill-reports/` by the drill command);
+//! - `lifeboat/runs/<time>-<rand>.start.json` when a run begins and `lifeboat/runs/<time>-<rand>.json`
+//!   when it ends — a [`Run`] (a start without an end is a run whose process died).
 
 use chrono::{DateTime, Utc};
 use lifeboat_backend::FileType;
@@ -134,4 +136,190 @@ pub fn drills(repo: &Repository) -> Result<Vec<DrillSummary>, OpsError> {
 /// This host's name (for new records).
 pub fn host() -> String {
     util::hostname()
+}
+
+/// What a run did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    /// A backup of one source (or of paths).
+    Backup,
+    /// `verify` (structure, read-data).
+    Verify,
+    /// A restore test.
+    RestoreTest,
+    /// A drill.
+    Drill,
+    /// `apply-retention` (forget + prune).
+    ApplyRetention,
+    /// `copy` to a second repository.
+    Copy,
+    /// `check`.
+    Check,
+}
+
+impl RunKind {
+    /// `backup`, `restore_test`, … (as in metrics and the API).
+    pub fn name(self) -> &'static str {
+        match self {
+            RunKind::Backup => "backup",
+            RunKind::Verify => "verify",
+            RunKind::RestoreTest => "restore_test",
+            RunKind::Drill => "drill",
+            RunKind::ApplyRetention => "apply_retention",
+            RunKind::Copy => "copy",
+            RunKind::Check => "check",
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// Still going (only in a start record).
+    Running,
+    /// Done.
+    Ok,
+    /// Done, but part of the work could not be done (unreadable files, a skipped test).
+    Partial,
+    /// Failed: see the error.
+    Failed,
+    /// Not started: the previous run of the same job was still going.
+    Skipped,
+}
+
+impl RunOutcome {
+    /// `ok`, `failed`, … (as in metrics and the API).
+    pub fn name(self) -> &'static str {
+        match self {
+            RunOutcome::Running => "running",
+            RunOutcome::Ok => "ok",
+            RunOutcome::Partial => "partial",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// One message of a run (for `lifeboat logs`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunMessage {
+    /// When.
+    pub time: DateTime<Utc>,
+    /// `error`, `warning` or `info`.
+    pub level: String,
+    /// One line.
+    pub text: String,
+}
+
+/// One run of an operation, by the CLI or the daemon.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// `<time>-<rand>`, also the object name.
+    pub id: String,
+    /// What ran.
+    pub kind: RunKind,
+    /// The source, when the run is about one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Who started it: `cli`, `daemon`, `api`.
+    pub trigger: String,
+    /// Host and process.
+    pub host: String,
+    /// Process id (to tell a dead run from a running one on the same host).
+    pub pid: u32,
+    /// Start.
+    pub started: DateTime<Utc>,
+    /// End (`None` while running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<DateTime<Utc>>,
+    /// Wall time in seconds.
+    #[serde(default)]
+    pub seconds: f64,
+    /// Result.
+    pub outcome: RunOutcome,
+    /// Bytes the run added (backups) or read (checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// The snapshot made or tested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Id>,
+    /// Why it failed (one line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What it said along the way.
+    #[serde(default)]
+    pub messages: Vec<RunMessage>,
+}
+
+impl Run {
+    /// A run that starts now.
+    pub fn start(kind: RunKind, source: Option<String>, trigger: &str) -> Run {
+        let started = Utc::now();
+        Run {
+            id: stamp(started),
+            kind,
+            source,
+            trigger: if trigger.is_empty() { "cli".into() } else { trigger.into() },
+            host: host(),
+            pid: std::process::id(),
+            started,
+            finished: None,
+            seconds: 0.0,
+            outcome: RunOutcome::Running,
+            bytes: None,
+            snapshot: None,
+            error: None,
+            messages: Vec::new(),
+        }
+    }
+
+    /// Add a message.
+    pub fn say(&mut self, level: &str, text: impl Into<String>) {
+        self.messages.push(RunMessage { time: Utc::now(), level: level.into(), text: text.into() });
+    }
+
+    /// End the run now with `outcome`.
+    pub fn finish(&mut self, outcome: RunOutcome) {
+        let now = Utc::now();
+        self.finished = Some(now);
+        self.seconds = (now - self.started).num_milliseconds().max(0) as f64 / 1000.0;
+        self.outcome = outcome;
+    }
+}
+
+/// Store a run: its start record while it is running, its end record once finished.
+pub fn record_run(repo: &Repository, run: &Run) -> Result<(), OpsError> {
+    let suffix = if run.finished.is_some() { "json" } else { "start.json" };
+    store(repo, &format!("runs/{}.{suffix}", run.id), run)
+}
+
+/// Runs that started at or after `since` (all with `None`), oldest first. A run with a start
+/// record and no end record is returned as it started (outcome `running`).
+pub fn runs(repo: &Repository, since: Option<DateTime<Utc>>) -> Result<Vec<Run>, OpsError> {
+    let cutoff = since.map(|t| t.format("%Y%m%dT%H%M%S").to_string());
+    let mut names: Vec<String> = repo
+        .backend()
+        .list(FileType::Lifeboat)
+        .map_err(RepoError::from)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| n.starts_with("runs/") && n.ends_with(".json"))
+        .filter(|n| cutoff.as_ref().is_none_or(|c| n["runs/".len()..].get(..15).is_some_and(|t| t >= c.as_str())))
+        .collect();
+    names.sort();
+    let mut out: std::collections::BTreeMap<String, Run> = std::collections::BTreeMap::new();
+    for name in names {
+        let run: Run = repo.load_json(FileType::Lifeboat, &name)?;
+        match out.get(&run.id) {
+            Some(existing) if existing.finished.is_some() => {}
+            _ => {
+                out.insert(run.id.clone(), run);
+            }
+        }
+    }
+    let mut v: Vec<Run> = out.into_values().collect();
+    v.sort_by(|a, b| a.started.cmp(&b.started).then(a.id.cmp(&b.id)));
+    Ok(v)
 }

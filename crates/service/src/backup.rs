@@ -18,7 +18,9 @@ use crate::copy::{self, Destination};
 use crate::error::{Result, ServiceError};
 use crate::kinds::Generated;
 use crate::progress::{Event, Observer, Ticker};
+use crate::runs;
 use crate::session::{one_line, Session};
+use lifeboat_ops::records::{Run, RunKind, RunOutcome};
 
 /// Options of a backup of config sources.
 #[derive(Clone, Debug, Default)]
@@ -117,10 +119,13 @@ pub fn sources(
             kind: src.kind().into(),
             detail: String::new(),
         });
+        let run = runs::begin(&repo, session, RunKind::Backup, Some(&src.name), observer.as_ref());
         let result = one(&repo, &known, src, req, interrupt, observer);
         if interrupt.load(Ordering::Relaxed) {
+            runs::end(&repo, run, RunOutcome::Failed, Some("interrupted".into()), observer.as_ref());
             return Err(RepoError::Interrupted.into());
         }
+        record(&repo, run, &result, observer.as_ref());
         let seconds = started.elapsed().as_secs_f64();
         let detail = match &result {
             Ok(s) => format!("snapshot {}", s.snapshot_id.short()),
@@ -145,6 +150,25 @@ pub fn sources(
         copy_after_backup(session, cfg, &repo, &new, &mut report, interrupt);
     }
     Ok(report)
+}
+
+/// Record how a backup run ended.
+fn record(repo: &Repository, mut run: Run, result: &Result<BackupStats>, o: &Observer) {
+    match result {
+        Ok(stats) => {
+            run.bytes = Some(stats.summary.data_added_packed);
+            run.snapshot = Some(stats.snapshot_id);
+            for e in &stats.errors {
+                run.say("warning", format!("cannot read {}: {}", e.path, e.message));
+            }
+            run.say("info", format!("snapshot {} saved", stats.snapshot_id.short()));
+            let outcome = if stats.errors.is_empty() { RunOutcome::Ok } else { RunOutcome::Partial };
+            runs::end(repo, run, outcome, None, o);
+        }
+        Err(e) => {
+            runs::end(repo, run, RunOutcome::Failed, Some(one_line(e)), o);
+        }
+    }
 }
 
 /// Back up one source into its own snapshot.
@@ -271,6 +295,7 @@ pub fn paths(
         (None, false) => snapshots::find_parent(&repo, &host, &paths, None)?,
     };
     scan_totals(opts, observer.clone());
+    let run = runs::begin(&repo, session, RunKind::Backup, None, observer.as_ref());
     let bopts = BackupOptions {
         paths,
         tags: req.tags.clone(),
@@ -280,7 +305,9 @@ pub fn paths(
         interrupt: Some(interrupt.clone()),
         ..Default::default()
     };
-    archive(&repo, Box::new(walker), &bopts, observer)
+    let result = archive(&repo, Box::new(walker), &bopts, observer);
+    record(&repo, run, &result, observer.as_ref());
+    result
 }
 
 /// Walk the paths a second time on a thread, summing file sizes, and report the totals (what

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use lifeboat_ops::records::{RunKind, RunOutcome};
 use lifeboat_repository::copy::{copy, CopyOptions, CopyStats};
 use lifeboat_repository::snapshots::{self, SnapshotEntry};
 use lifeboat_repository::{InitOptions, Repository};
@@ -155,6 +156,20 @@ pub fn run(
         return Err(ServiceError::msg("no snapshots match: nothing to copy"));
     }
     let opts = CopyOptions { dry_run: req.dry_run, interrupt: Some(interrupt.clone()) };
-    let stats = copy_to(session, &src, &dest, req.init, &snaps, &opts)?;
-    Ok((dest.label, stats))
+    if req.dry_run {
+        return Ok((dest.label.clone(), copy_to(session, &src, &dest, req.init, &snaps, &opts)?));
+    }
+    let mut run = crate::runs::begin(&src, session, RunKind::Copy, None, observer.as_ref());
+    run.say("info", format!("to {}", dest.label));
+    let result = copy_to(session, &src, &dest, req.init, &snaps, &opts);
+    match &result {
+        Ok(stats) => {
+            run.bytes = Some(stats.bytes_stored);
+            crate::runs::end(&src, run, RunOutcome::Ok, None, observer.as_ref());
+        }
+        Err(e) => {
+            crate::runs::end(&src, run, RunOutcome::Failed, Some(crate::session::one_line(e)), observer.as_ref());
+        }
+    }
+    Ok((dest.label, result?))
 }

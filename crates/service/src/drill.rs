@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use lifeboat_ops::drill::{self, html, sign, Report, SourceResult};
-use lifeboat_ops::records::{self, Verification};
+use lifeboat_ops::records::{self, Outcome, RunKind, RunOutcome, Verification};
 use lifeboat_repository::snapshots::{self, SnapshotEntry};
 use lifeboat_repository::{RepoError, Repository};
 
@@ -68,7 +68,18 @@ pub fn drill(
         if interrupt.load(Ordering::Relaxed) {
             return Err(RepoError::Interrupted.into());
         }
-        results.push(one(&cfg, req, &repo, &all, src, observer.as_ref())?);
+        let run = crate::runs::begin(&repo, session, RunKind::Drill, Some(&src.name), observer.as_ref());
+        let result = one(&cfg, req, &repo, &all, src, observer.as_ref());
+        let (outcome, error) = match &result {
+            Ok(r) if r.outcome == Outcome::Ok => (RunOutcome::Ok, None),
+            Ok(r) if r.outcome == Outcome::Partial => (RunOutcome::Partial, r.findings.first().cloned()),
+            Ok(r) => {
+                (RunOutcome::Failed, Some(r.findings.first().cloned().unwrap_or_else(|| "the drill failed".into())))
+            }
+            Err(e) => (RunOutcome::Failed, Some(crate::session::one_line(e))),
+        };
+        crate::runs::end(&repo, run, outcome, error, observer.as_ref());
+        results.push(result?);
     }
     let report = Report::new(started, repo.config().id.clone(), results);
     let signed = sign::sign(&report, key.as_ref())?;

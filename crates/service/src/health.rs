@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use lifeboat_ops::health::{self, Facts, SourceHealth, Status, Thresholds};
-use lifeboat_ops::records::{self, DrillSummary, Verification};
+use lifeboat_ops::records::{self, DrillSummary, RunKind, RunOutcome, Verification};
 use lifeboat_repository::snapshots::{self, SnapshotEntry};
 use serde::Serialize;
 
@@ -51,7 +51,19 @@ pub fn health(session: &Session, names: &[String], th: &Thresholds) -> Result<Re
     let verifications = records::verifications(&repo)?;
     let drills = records::drills(&repo)?;
     let now = Utc::now();
-    let rows = selected.into_iter().map(|s| row(s, &snaps, &verifications, &drills, now, th)).collect::<Vec<_>>();
+    let filter = crate::runs::RunFilter { kind: Some(RunKind::Backup), ..Default::default() };
+    let backups = crate::runs::list_in(&repo, &filter)?;
+    let mut rows = selected.into_iter().map(|s| row(s, &snaps, &verifications, &drills, now, th)).collect::<Vec<_>>();
+    for r in rows.iter_mut() {
+        let last = backups.iter().rev().find(|b| b.source.as_deref() == Some(&r.name) && b.finished.is_some());
+        if let Some(run) = last.filter(|b| b.outcome == RunOutcome::Failed) {
+            // A failed last run is at least a warning, even while the previous snapshot is
+            // still inside the RPO.
+            r.health.status = r.health.status.max(Status::Warning);
+            let when = run.started.format("%Y-%m-%d %H:%M:%S UTC");
+            r.problems.push(format!("last backup run failed ({when}): {}", run.error.as_deref().unwrap_or("")));
+        }
+    }
     let status = health::overall(rows.iter().map(|r| &r.health));
     Ok(Report { status, time: now, thresholds: th.clone(), sources: rows })
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use lifeboat_crypto::KdfParams;
 use lifeboat_format::Id;
-use lifeboat_ops::records::{self, Outcome, Verification};
+use lifeboat_ops::records::{self, Outcome, RunKind, RunOutcome, Verification};
 use lifeboat_repository::snapshots::{self, SnapshotEntry};
 use lifeboat_repository::{InitOptions, Repository};
 
@@ -133,5 +133,16 @@ pub fn check(
         packs_done: Some(packs_done),
         ..Default::default()
     };
-    Ok(lifeboat_repository::checker::check(&repo, &opts)?)
+    let quiet = crate::progress::ignore();
+    let run = crate::runs::begin(&repo, session, RunKind::Check, None, quiet.as_ref());
+    let result = lifeboat_repository::checker::check(&repo, &opts);
+    let (outcome, error) = match &result {
+        Ok(r) if r.is_ok() => (RunOutcome::Ok, None),
+        Ok(r) => (RunOutcome::Failed, Some(format!("{} errors: {}", r.errors.len(), r.errors[0]))),
+        Err(e) => (RunOutcome::Failed, Some(one_line(e))),
+    };
+    let mut run = run;
+    run.bytes = result.as_ref().ok().map(|r| r.bytes_read);
+    crate::runs::end(&repo, run, outcome, error, quiet.as_ref());
+    Ok(result?)
 }

@@ -26,6 +26,7 @@ pub mod plan;
 pub mod progress;
 pub mod restore;
 pub mod retention;
+pub mod runs;
 pub mod session;
 pub mod storage;
 mod vars;

@@ -4,6 +4,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use lifeboat_backend::{ExtendReport, FileType};
+use lifeboat_ops::records::{RunKind, RunOutcome};
 use lifeboat_ops::retention::{self, Decision, Policy};
 use lifeboat_repository::prune::{PruneOptions, PruneStats};
 use lifeboat_repository::snapshots::{self, SnapshotEntry};
@@ -206,7 +207,37 @@ pub fn apply(
         session.refuse_if_append_only(&repo, "apply-retention")?;
     }
     let _lock = session.lock(&repo, !dry_run)?;
-    let (all, bad) = snapshots::list(&repo)?;
+    if dry_run {
+        return apply_locked(session, &repo, &cfg, true, prune, interrupt, observer);
+    }
+    let run = crate::runs::begin(&repo, session, RunKind::ApplyRetention, None, observer.as_ref());
+    let result = apply_locked(session, &repo, &cfg, false, prune, interrupt, observer);
+    match &result {
+        Ok(a) => {
+            let mut run = run;
+            run.bytes = a.prune.as_ref().map(|p| p.bytes_freed());
+            let removed = a.snapshots.iter().filter(|d| !d.keep).count();
+            run.say("info", format!("removed {removed} snapshots"));
+            crate::runs::end(&repo, run, RunOutcome::Ok, None, observer.as_ref());
+        }
+        Err(e) => {
+            crate::runs::end(&repo, run, RunOutcome::Failed, Some(one_line(e)), observer.as_ref());
+        }
+    }
+    result
+}
+
+fn apply_locked(
+    session: &Session,
+    repo: &Repository,
+    cfg: &crate::config::Config,
+    dry_run: bool,
+    prune: Option<PruneSettings>,
+    interrupt: &Arc<AtomicBool>,
+    observer: &Arc<Observer>,
+) -> Result<Applied> {
+    let repo = repo;
+    let (all, bad) = snapshots::list(repo)?;
     warn_unreadable(&bad, observer.as_ref());
     let mut report = Vec::new();
     let mut decisions = Vec::new();
@@ -226,13 +257,13 @@ pub fn apply(
         });
         decisions.extend(d);
     }
-    remove(&repo, &decisions, dry_run)?;
+    remove(repo, &decisions, dry_run)?;
     let stats = match prune {
-        Some(p) => Some(lifeboat_repository::prune::prune(&repo, &prune_options(p, interrupt))?),
+        Some(p) => Some(lifeboat_repository::prune::prune(repo, &prune_options(p, interrupt))?),
         None => None,
     };
     if !dry_run {
-        audit_forget(&repo, "apply-retention", &decisions, stats.as_ref(), observer.as_ref());
+        audit_forget(repo, "apply-retention", &decisions, stats.as_ref(), observer.as_ref());
     }
     let locks = if dry_run { None } else { crate::storage::extend_after_retention(session)? };
     Ok(Applied { dry_run, sources: report, snapshots: decisions, prune: stats, object_lock: locks })

@@ -50,6 +50,8 @@ pub struct Session {
     pub as_of: Option<String>,
     /// Asks for passwords on a terminal.
     pub prompt: Option<Arc<Prompt>>,
+    /// Who runs the operations, for the run history: `cli` (the default), `daemon`, `api`.
+    pub trigger: String,
     /// The config file once read (filled on first use).
     pub loaded: Loaded,
 }

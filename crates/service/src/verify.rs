@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use lifeboat_ops::records::{self, Outcome, Verification};
+use lifeboat_ops::records::{self, Outcome, RunKind, RunOutcome, Verification};
 use lifeboat_ops::verify::{self, CheckOptions, RestoreTest, SnapshotCheck};
 use lifeboat_repository::snapshots::{self, SnapshotEntry};
 use lifeboat_repository::{RepoError, Repository};
@@ -73,11 +73,30 @@ pub fn verify(
             if req.restore_test { Some(restore_test(cfg.as_deref(), &repo, &snap, observer.as_ref())) } else { None };
         let record = record(&snap, req.read_data, &check, test.as_ref(), share);
         records::record_verification(&repo, &record)?;
+        record_run(&repo, session, &snap, &record, req.restore_test, observer.as_ref());
         let v = Verified { snapshot: snap, record, check, test };
         each(&v);
         results.push(v);
     }
     Ok(results)
+}
+
+/// Record a verification as a run (its start is the verification's start).
+fn record_run(repo: &Repository, session: &Session, snap: &SnapshotEntry, v: &Verification, test: bool, o: &Observer) {
+    let kind = if test { RunKind::RestoreTest } else { RunKind::Verify };
+    let source = snap.snapshot.source.as_ref().map(|s| s.name.as_str());
+    let mut run = crate::runs::begin(repo, session, kind, source, o);
+    run.snapshot = Some(snap.id);
+    for f in &v.findings {
+        run.say("warning", f.clone());
+    }
+    let outcome = match v.outcome {
+        Outcome::Ok => RunOutcome::Ok,
+        Outcome::Partial => RunOutcome::Partial,
+        Outcome::Failed => RunOutcome::Failed,
+    };
+    let error = (outcome == RunOutcome::Failed).then(|| v.findings.first().cloned().unwrap_or_default());
+    crate::runs::end(repo, run, outcome, error, o);
 }
 
 /// Restore `snap` into a scratch target of its kind (on its configured source's servers) and
