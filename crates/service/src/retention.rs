@@ -236,7 +236,6 @@ fn apply_locked(
     interrupt: &Arc<AtomicBool>,
     observer: &Arc<Observer>,
 ) -> Result<Applied> {
-    let repo = repo;
     let (all, bad) = snapshots::list(repo)?;
     warn_unreadable(&bad, observer.as_ref());
     let mut report = Vec::new();
