@@ -19,9 +19,11 @@ use lifeboat_repository::snapshots::SnapshotEntry;
 
 use crate::kinds::{self, Source};
 
+pub mod daemon;
 mod fields;
 pub mod schedule;
 
+pub use daemon::{JobSpec, JobTable, JobsSection, NotifySection, ServerSection};
 pub use schedule::Schedule;
 
 /// Fields every source has, whatever its kind.
@@ -36,10 +38,12 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// Second repositories (3-2-1) for `copy`.
     pub copies: Vec<CopySection>,
-    /// Notification targets; parsed now, used by the daemon.
-    pub notify: Vec<toml::Table>,
-    /// The HTTP server (metrics, health); parsed now, used by the daemon.
-    pub server: Option<toml::Table>,
+    /// Where alerts go.
+    pub notify: Vec<NotifySection>,
+    /// The daemon's HTTP server (metrics, health, API).
+    pub server: Option<ServerSection>,
+    /// Repository jobs and scheduling limits of the daemon.
+    pub jobs: JobsSection,
     /// `drill` settings.
     pub drill: Option<DrillSection>,
     /// Where the file was read from (for messages).
@@ -57,9 +61,11 @@ struct RawConfig {
     #[serde(default)]
     copy: Vec<toml::Spanned<CopySection>>,
     #[serde(default)]
-    notify: Vec<toml::Table>,
+    notify: Vec<toml::Spanned<NotifySection>>,
     #[serde(default)]
-    server: Option<toml::Table>,
+    server: Option<ServerSection>,
+    #[serde(default)]
+    jobs: Option<toml::Spanned<JobsSection>>,
     #[serde(default)]
     drill: Option<DrillSection>,
 }
@@ -263,12 +269,29 @@ impl Config {
             }
             copies.push(cp);
         }
+        let mut notify = Vec::new();
+        for n in raw.notify {
+            let at = at_offset(n.span().start);
+            let n = n.into_inner();
+            n.validate().map_err(|e| ServiceError::msg(format!("{at}: [[notify]] {}: {e}", n.label())))?;
+            notify.push(n);
+        }
+        let jobs = match raw.jobs {
+            Some(j) => {
+                let at = at_offset(j.span().start);
+                let j = j.into_inner();
+                j.validate().map_err(|e| ServiceError::msg(format!("{at}: {e}")))?;
+                j
+            }
+            None => JobsSection::default(),
+        };
         let cfg = Config {
             repository: raw.repository,
             sources,
             copies,
-            notify: raw.notify,
+            notify,
             server: raw.server,
+            jobs,
             drill: raw.drill,
             path: path.to_path_buf(),
         };
@@ -521,6 +544,31 @@ mod tests {
         let ok =
             parse("[[source]]\nname = \"a\"\nkind = \"files\"\npath = \"/x\"\nschedule = \"*/15 * * * *\"\n").unwrap();
         assert!(matches!(ok.sources[0].schedule, Some(Schedule::Cron { .. })));
+    }
+
+    #[test]
+    fn jobs_and_notify_are_checked_with_the_line() {
+        let ok = parse(
+            "[jobs]\ntimezone = \"+02:00\"\njitter = \"5m\"\ncheck = { schedule = \"@weekly\", read_data_percent = 10 }\napply_retention = \"@daily\"\n\n[[notify]]\nkind = \"webhook\"\nurl = \"${HOOK}\"\nevents = [\"backup_failed\"]\n",
+        )
+        .unwrap();
+        assert_eq!(ok.jobs.jobs().len(), 2);
+        assert_eq!(ok.jobs.offset().unwrap().local_minus_utc(), 7200);
+        assert!(ok.notify[0].wants("backup_failed") && !ok.notify[0].wants("rpo_breached"));
+        for (text, want) in [
+            ("\n[jobs]\ncheck = \"every blue moon\"\n", "lifeboat.toml:2: [jobs] check: schedule"),
+            ("[jobs]\ntimezone = \"Mars/Olympus\"\n", "timezone"),
+            ("[jobs]\nchekc = \"@daily\"\n", "chekc"),
+            ("[[notify]]\nkind = \"pager\"\nurl = \"x\"\n", "lifeboat.toml:1: [[notify]] pager: unknown notify kind"),
+            ("[[notify]]\nkind = \"slack\"\n", "needs `url`"),
+            (
+                "[[notify]]\nkind = \"webhook\"\nurl = \"x\"\nevents = [\"backup_faild\"]\n",
+                "unknown event \"backup_faild\"",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
     }
 
     #[test]
