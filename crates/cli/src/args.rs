@@ -122,6 +122,12 @@ pub enum Command {
         #[arg(value_parser = ["on", "off"])]
         state: Option<String>,
     },
+    /// Run the config's schedules in the foreground: backups, retention, checks, verification, drills, copies; alerts, metrics, API
+    #[command(after_help = DAEMON_HELP)]
+    Daemon(DaemonArgs),
+    /// Send a test alert to the config's [[notify]] targets
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// Back up, restore and verify a directory in a local repository: a self-contained tour
     Demo(DemoArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell
@@ -453,6 +459,36 @@ pub struct UnlockArgs {
     /// Remove every lock, not only stale ones (only when no other lifeboat/restic is running!)
     #[arg(long)]
     pub remove_all: bool,
+}
+
+const DAEMON_HELP: &str = "Runs each source's `schedule` (cron, @hourly/@daily/…, `every 15m`) and the [jobs] section
+(apply_retention, check, verify, drill, copy) until SIGTERM. A job still running when it is due
+again is skipped (and recorded); [jobs] max_concurrent limits runs at once; runs missed while the
+daemon was down run once at start. SIGTERM: no new runs, running work gets [jobs] grace (60s)
+to finish, then is interrupted cleanly; exit 0. SIGHUP: reload the config (an invalid one is
+refused, the old one keeps running, config_invalid is alerted). Alerts go to [[notify]];
+[server] listen serves /metrics, /healthz, /readyz and /api/v1. One log line per event on stderr.
+
+Example:
+  lifeboat daemon --config /etc/lifeboat/lifeboat.toml --log-format json";
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// Log lines as text or one JSON object per line
+    #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+    pub log_format: String,
+    /// Listen here instead of [server] listen (e.g. 127.0.0.1:9848)
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NotifyCommand {
+    /// Send a test alert to every [[notify]] target, or to the one named
+    Test {
+        /// A target's name (default: all)
+        name: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -13,6 +13,7 @@ mod backup;
 mod check;
 mod compare;
 mod copy;
+mod daemon;
 mod demo;
 mod drill;
 mod forget;
@@ -65,6 +66,8 @@ pub fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> Result<i32> {
         Command::Logs(a) => runs::logs(&c, &a),
         Command::Copy(a) => copy::run(&c, &a),
         Command::AppendOnly { state } => forget::append_only(&c, state.as_deref()),
+        Command::Daemon(a) => daemon::run(&c, &a),
+        Command::Notify(crate::args::NotifyCommand::Test { name }) => daemon::notify_test(&c, name.as_deref()),
         Command::Demo(a) => demo::run(&c, &a),
         Command::Completions { shell } => {
             use clap::CommandFactory;

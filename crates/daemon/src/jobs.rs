@@ -1,0 +1,198 @@
+//! What the daemon runs and when: a backup job per source with a `schedule`, and the
+//! repository jobs of `[jobs]`; next times in the configured time zone with jitter; catch-up of
+//! runs missed while the daemon was down (once, not once per missed slot).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lifeboat_ops::records::{Run, RunKind, RunOutcome};
+use lifeboat_service::config::{Config, JobTable, Schedule};
+
+/// What a job does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Work {
+    /// Back up one source.
+    Backup(String),
+    /// `apply-retention`.
+    ApplyRetention,
+    /// `check` (with `--read-data` when a share is asked for).
+    Check {
+        /// Share of packs to read back (0 = structure only; any share reads all for now).
+        read_data_percent: u8,
+    },
+    /// `verify` of the newest snapshot of each source.
+    Verify {
+        /// With a restore test.
+        restore_test: bool,
+    },
+    /// `drill` of every source.
+    Drill,
+    /// `copy` to one or every `[[copy]]` destination.
+    Copy {
+        /// One destination.
+        to: Option<String>,
+    },
+}
+
+/// A scheduled job.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// `backup:NAME`, `apply_retention`, `check`, …
+    pub name: String,
+    /// What it runs.
+    pub work: Work,
+    /// When.
+    pub schedule: Schedule,
+}
+
+impl Job {
+    /// The run kind it records.
+    pub fn kind(&self) -> RunKind {
+        match self.work {
+            Work::Backup(_) => RunKind::Backup,
+            Work::ApplyRetention => RunKind::ApplyRetention,
+            Work::Check { .. } => RunKind::Check,
+            Work::Verify { restore_test: true } => RunKind::RestoreTest,
+            Work::Verify { restore_test: false } => RunKind::Verify,
+            Work::Drill => RunKind::Drill,
+            Work::Copy { .. } => RunKind::Copy,
+        }
+    }
+
+    /// The source it is about, if any.
+    pub fn source(&self) -> Option<&str> {
+        match &self.work {
+            Work::Backup(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Every job of a config: sources with a schedule (not `continuous`), then `[jobs]`.
+pub fn jobs(cfg: &Config) -> Vec<Job> {
+    let mut out = Vec::new();
+    for s in cfg.sources() {
+        if let Some(schedule) = s.schedule.clone().filter(|x| !matches!(x, Schedule::Continuous)) {
+            out.push(Job { name: format!("backup:{}", s.name), work: Work::Backup(s.name.clone()), schedule });
+        }
+    }
+    for (name, spec) in cfg.jobs.jobs() {
+        let t: JobTable = spec.table();
+        let Ok(schedule) = t.schedule.parse::<Schedule>() else { continue };
+        let work = match name {
+            "apply_retention" => Work::ApplyRetention,
+            "check" => Work::Check { read_data_percent: t.read_data_percent.unwrap_or(0) },
+            "verify" => Work::Verify { restore_test: t.restore_test.unwrap_or(true) },
+            "drill" => Work::Drill,
+            _ => Work::Copy { to: t.to.clone() },
+        };
+        out.push(Job { name: name.to_string(), work, schedule });
+    }
+    out
+}
+
+/// The next time after `after` in the time zone `offset` (`None`: local), plus a random jitter
+/// below `jitter`.
+pub fn next(
+    schedule: &Schedule,
+    after: DateTime<Utc>,
+    offset: Option<chrono::FixedOffset>,
+    jitter: Duration,
+) -> Option<DateTime<Utc>> {
+    let base = match (schedule, offset) {
+        (Schedule::Cron { cron, .. }, Some(tz)) => {
+            cron.find_next_occurrence(&after.with_timezone(&tz), false).ok().map(|t| t.with_timezone(&Utc))
+        }
+        _ => schedule.next_after(after),
+    }?;
+    let jitter_ms = u64::try_from(jitter.as_millis()).unwrap_or(u64::MAX);
+    let extra = if jitter_ms == 0 { 0 } else { rand::random::<u64>() % jitter_ms };
+    Some(base + chrono::Duration::milliseconds(i64::try_from(extra).unwrap_or(0)))
+}
+
+/// The slot before `now`, if the schedule has one (cron: the previous occurrence; interval:
+/// `now` minus the interval).
+fn previous(schedule: &Schedule, now: DateTime<Utc>, offset: Option<chrono::FixedOffset>) -> Option<DateTime<Utc>> {
+    match schedule {
+        Schedule::Cron { cron, .. } => match offset {
+            Some(tz) => {
+                cron.find_previous_occurrence(&now.with_timezone(&tz), true).ok().map(|t| t.with_timezone(&Utc))
+            }
+            None => cron
+                .find_previous_occurrence(&now.with_timezone(&chrono::Local), true)
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+        },
+        Schedule::Every(d) => chrono::Duration::from_std(*d).ok().map(|d| now - d),
+        _ => None,
+    }
+}
+
+/// When a job first runs after the daemon starts: now when a slot passed since its last
+/// successful run (once, however many were missed; a run that failed or died does not count)
+/// or when a backup never succeeded; else its next slot.
+pub fn first_due(
+    job: &Job,
+    history: &[Run],
+    now: DateTime<Utc>,
+    offset: Option<chrono::FixedOffset>,
+    jitter: Duration,
+) -> Option<DateTime<Utc>> {
+    let last = history
+        .iter()
+        .filter(|r| r.kind == job.kind() && r.source.as_deref() == job.source())
+        .filter(|r| matches!(r.outcome, RunOutcome::Ok | RunOutcome::Partial))
+        .map(|r| r.started)
+        .max();
+    match (last, previous(&job.schedule, now, offset)) {
+        (Some(last), Some(prev)) if last < prev => Some(now),
+        (None, _) if matches!(job.work, Work::Backup(_)) => Some(now),
+        _ => next(&job.schedule, now, offset, jitter),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn run(kind: RunKind, source: Option<&str>, started: DateTime<Utc>) -> Run {
+        let mut r = Run::start(kind, source.map(String::from), "daemon");
+        r.started = started;
+        r.outcome = RunOutcome::Ok;
+        r
+    }
+
+    #[test]
+    fn missed_slots_run_once_at_start_and_jitter_stays_below_its_bound() {
+        let now = Utc::now();
+        let job =
+            Job { name: "backup:a".into(), work: Work::Backup("a".into()), schedule: "every 1h".parse().unwrap() };
+        // Never ran: now.
+        assert_eq!(first_due(&job, &[], now, None, Duration::ZERO), Some(now));
+        // Ran 3 h ago (three slots missed): once, now.
+        let h = [run(RunKind::Backup, Some("a"), now - chrono::Duration::hours(3))];
+        assert_eq!(first_due(&job, &h, now, None, Duration::ZERO), Some(now));
+        // Ran 10 min ago: the next slot.
+        let h = [run(RunKind::Backup, Some("a"), now - chrono::Duration::minutes(10))];
+        let due = first_due(&job, &h, now, None, Duration::ZERO).unwrap();
+        assert!(due > now, "{due}");
+        // Another source's run does not count.
+        let h = [run(RunKind::Backup, Some("b"), now)];
+        assert_eq!(first_due(&job, &h, now, None, Duration::ZERO), Some(now));
+        let s: Schedule = "every 10s".parse().unwrap();
+        for _ in 0..50 {
+            let t = next(&s, now, None, Duration::from_secs(2)).unwrap();
+            assert!(t >= now + chrono::Duration::seconds(10) && t < now + chrono::Duration::seconds(12));
+        }
+    }
+
+    #[test]
+    fn cron_in_a_fixed_time_zone() {
+        let s: Schedule = "0 3 * * *".parse().unwrap();
+        let tz = chrono::FixedOffset::east_opt(2 * 3600);
+        let after = DateTime::parse_from_rfc3339("2026-01-01T00:30:00Z").unwrap().with_timezone(&Utc);
+        let t = next(&s, after, tz, Duration::ZERO).unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-01-01T01:00:00+00:00");
+    }
+}
