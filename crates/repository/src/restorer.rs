@@ -47,8 +47,11 @@ pub struct RestoreStats {
     pub files: u64,
     /// Directories created.
     pub dirs: u64,
-    /// Symlinks and other special entries.
+    /// Symlinks, FIFOs, device nodes and sockets in the snapshot.
     pub others: u64,
+    /// Socket entries, which are not recreated (like restic): a socket only means something
+    /// while a process listens on it.
+    pub sockets_skipped: u64,
     /// Bytes of file content.
     pub bytes: u64,
     /// Files verified after writing.
@@ -112,6 +115,10 @@ pub fn restore(repo: &Repository, tree: &Id, target: &Path, opts: &RestoreOption
                 stats.bytes += e.node.size;
             }
             NodeType::Dir => stats.dirs += 1,
+            NodeType::Socket => {
+                stats.others += 1;
+                stats.sockets_skipped += 1;
+            }
             _ => stats.others += 1,
         }
     }
@@ -333,7 +340,11 @@ fn write_file(
 ) -> Result<()> {
     let tmp = tmp_path(path);
     let result = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| RepoError::io(&tmp, e))?;
+        // A leftover temporary of an interrupted restore could be anything (even a FIFO, which
+        // would block an open): remove it and create a fresh file, never following a link.
+        let _ = std::fs::remove_file(&tmp);
+        let mut f =
+            std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| RepoError::io(&tmp, e))?;
         fill(&mut f, &tmp)?;
         drop(f);
         apply_metadata(&tmp, node, warnings)?;
@@ -422,30 +433,36 @@ fn verify_file(index: &Index, path: &Path, node: &Node) -> Result<()> {
     Ok(())
 }
 
+/// Recreate a symlink, FIFO, device node or socket entry. Special files are created with
+/// `mkfifo`/`mknod` and never opened (opening a FIFO blocks until a writer comes).
+///
+/// Sockets are not recreated, as restic does not: a socket file is only meaningful while a
+/// process listens on it, and the process recreates it when it starts. They are counted in
+/// [`RestoreStats::sockets_skipped`]. Device nodes need root (`mknod`); without it they are
+/// skipped with a warning.
 fn restore_special(path: &Path, node: &Node, warnings: &Mutex<Vec<String>>) -> Result<()> {
+    use nix::sys::stat::{mknod, Mode, SFlag};
+    let create = |kind: SFlag, dev: u64| {
+        replace_with(path, |tmp| mknod(tmp, kind, Mode::from_bits_truncate(0o600), dev).map_err(std::io::Error::from))
+    };
     match node.node_type {
-        NodeType::Symlink => {
-            replace_with(path, |tmp| std::os::unix::fs::symlink(&node.linktarget, tmp))?;
-            apply_metadata(path, node, warnings)
-        }
-        NodeType::Fifo => {
-            let status = std::process::Command::new("mkfifo").arg(tmp_path(path)).status();
-            match status {
-                Ok(s) if s.success() => {
-                    std::fs::rename(tmp_path(path), path).map_err(|e| RepoError::io(path, e))?;
-                    apply_metadata(path, node, warnings)
-                }
-                _ => {
-                    warn(warnings, format!("{}: could not create fifo", path.display()));
-                    Ok(())
-                }
+        NodeType::Symlink => replace_with(path, |tmp| std::os::unix::fs::symlink(&node.linktarget, tmp))?,
+        NodeType::Fifo => create(SFlag::S_IFIFO, 0)?,
+        NodeType::Dev | NodeType::Chardev => {
+            if util::current_uid() != 0 {
+                warn(warnings, format!("{}: device nodes can only be restored by root; skipped", path.display()));
+                return Ok(());
             }
+            let kind = if node.node_type == NodeType::Dev { SFlag::S_IFBLK } else { SFlag::S_IFCHR };
+            create(kind, node.device)?
         }
+        NodeType::Socket => return Ok(()),
         _ => {
             warn(warnings, format!("{}: {:?} nodes are not restored", path.display(), node.node_type));
-            Ok(())
+            return Ok(());
         }
     }
+    apply_metadata(path, node, warnings)
 }
 
 fn warn(w: &Mutex<Vec<String>>, msg: String) {
@@ -477,9 +494,9 @@ fn apply_metadata(path: &Path, node: &Node, warnings: &Mutex<Vec<String>>) -> Re
     };
     if let Some(m) = ft(node.mtime) {
         let a = ft(node.atime).unwrap_or(m);
-        let r =
-            if is_link { filetime::set_symlink_file_times(path, a, m) } else { filetime::set_file_times(path, a, m) };
-        r.map_err(|e| RepoError::io(path, e))?;
+        // By path, never following a link and never opening the file: `filetime::set_file_times`
+        // opens it, which blocks forever on a FIFO (and would open a device node).
+        filetime::set_symlink_file_times(path, a, m).map_err(|e| RepoError::io(path, e))?;
     }
     Ok(())
 }
