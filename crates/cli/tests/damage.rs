@@ -3,6 +3,7 @@
 //!
 //! - special files (FIFO, socket, device node) restore without ever being opened, so a restore
 //!   and a restore test end;
+//! - a damaged snapshot file is named by every snapshot selection instead of being skipped.
 //!
 //! Every command that could hang runs under a timeout guard ([`run_limited`]).
 
@@ -13,7 +14,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -110,4 +111,85 @@ fn restore_with_fifo_socket_and_device_ends_and_recreates_them() {
     // A second restore over the first (a FIFO already at the path) ends as well.
     lbt(&repo, &["restore", "latest", "--target", s(&target), "--overwrite"]).ok();
     assert!(fs::symlink_metadata(out.join("pipe")).unwrap().file_type().is_fifo());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Part 2: a damaged snapshot file is never skipped silently.
+
+/// The path of snapshot file `id` (full hex) in a local repository.
+fn snapshot_file(repo: &Path, id: &str) -> PathBuf {
+    repo.join("snapshots").join(id)
+}
+
+/// Garble a repository file in place (works on read-only files too).
+fn garble(path: &Path) {
+    let mode = fs::metadata(path).unwrap().mode();
+    chmod(path, mode | 0o200);
+    let mut data = fs::read(path).unwrap();
+    let mid = data.len() / 2;
+    for b in &mut data[mid..mid + 8] {
+        *b ^= 0x5a;
+    }
+    fs::write(path, data).unwrap();
+    chmod(path, mode & 0o7777);
+}
+
+/// Two snapshots of `src` (different content); returns their full ids, oldest first.
+fn two_snapshots(repo: &Path, src: &Path) -> (String, String) {
+    fs::create_dir_all(src).unwrap();
+    fs::write(src.join("a.txt"), b"first version\n").unwrap();
+    init(repo);
+    let first = backup_json(repo, &[s(src)])["snapshot_id"].as_str().unwrap().to_string();
+    fs::write(src.join("a.txt"), b"second version\n").unwrap();
+    let second = backup_json(repo, &[s(src)])["snapshot_id"].as_str().unwrap().to_string();
+    assert_ne!(first, second);
+    (first, second)
+}
+
+#[test]
+fn damaged_newest_snapshot_is_named_by_every_selection() {
+    let tmp = tempdir();
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    let (first, second) = two_snapshots(&repo, &src);
+    garble(&snapshot_file(&repo, &second));
+
+    // restore latest: an error naming the damaged file, never the older snapshot.
+    let target = tmp.path().join("t1");
+    let r = lbt(&repo, &["restore", "latest", "--target", s(&target)]).code(1);
+    let line = r.one_error_line();
+    assert!(line.contains(&second), "the error must name the damaged file: {line}");
+    assert!(!under(&target, &src).join("a.txt").exists(), "an older snapshot was restored silently");
+
+    // ls latest and an explicit prefix of the damaged snapshot fail the same way.
+    let r = lbt(&repo, &["ls", "latest"]).code(1);
+    assert!(r.stderr.contains(&second), "{}", r.stderr);
+    let r = lbt(&repo, &["restore", &second[..8], "--target", s(&target)]).code(1);
+    assert!(r.stderr.contains(&second), "{}", r.stderr);
+
+    // snapshots: lists the intact one, names the damaged one, exits 1.
+    let r = lbt(&repo, &["snapshots"]).code(1);
+    assert!(r.stdout.contains(&first[..8]), "{}", r.stdout);
+    assert!(r.stderr.contains(&second), "{}", r.stderr);
+    let r = lbt(&repo, &["snapshots", "--json"]).code(1);
+    assert!(r.stderr.contains(&second), "{}", r.stderr);
+
+    // verify at every level reports it and fails.
+    for args in [
+        &["verify"][..],
+        &["verify", "--all"],
+        &["verify", "--all", "--read-data"],
+        &["verify", "latest"],
+        &["verify", "--restore-test"],
+    ] {
+        let r = lbt(&repo, args);
+        assert_eq!(r.code, 1, "{args:?}: {r:?}");
+        assert!(r.stdout.contains(&second) || r.stderr.contains(&second), "{args:?} must name the file: {r:?}");
+    }
+
+    // check names it too; the intact snapshot is still restorable by its id.
+    let r = lbt(&repo, &["check"]).code(1);
+    assert!(r.stdout.contains(&second[..8]) || r.stderr.contains(&second[..8]), "{r:?}");
+    let target = tmp.path().join("t2");
+    lbt(&repo, &["restore", &first, "--target", s(&target)]).ok();
+    assert_eq!(fs::read(under(&target, &src).join("a.txt")).unwrap(), b"first version\n");
 }

@@ -45,7 +45,8 @@ fn drill_sources(g: &Global, a: &DrillRunArgs, interrupt: Arc<AtomicBool>) -> Re
     let key = signing_key(a, &cfg)?;
     let repo = context::open(g)?;
     let _lock = context::lock(g, &repo, false)?;
-    let (all, _) = snapshots::list(&repo)?;
+    // A damaged snapshot file may be a source's newest: the drill stops instead of picking an older one.
+    let all = snapshots::list_intact(&repo)?;
     let started = Utc::now();
     let mut results = Vec::new();
     for src in selected {

@@ -14,8 +14,10 @@ use crate::{context, output};
 pub fn run(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
     let repo = context::open(g)?;
     let (all, bad) = snapshots::list(&repo)?;
-    for (name, e) in &bad {
-        eprintln!("lifeboat: skipping snapshot {}: {e}", name.get(..8).unwrap_or(name));
+    // A damaged snapshot file is named and makes the listing fail (exit 1) after it is printed.
+    let code = if bad.is_empty() { crate::exit::OK } else { crate::exit::FAILURE };
+    for (name, e) in bad {
+        eprintln!("lifeboat: {}", snapshots::damaged(name, e));
     }
     let f = crate::cmd::filter(&a.filter)?;
     let latest = latest_verifications(&repo);
@@ -32,7 +34,7 @@ pub fn run(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
             out.push(v);
         }
         output::json(&out)?;
-        return Ok(crate::exit::OK);
+        return Ok(code);
     }
     println!(
         "{:<8}  {:<19}  {:<12}  {:<10}  {:>10}  {:>10}  {:<18}  paths",
@@ -61,7 +63,7 @@ pub fn run(g: &Global, a: &SnapshotsArgs) -> Result<i32> {
         );
     }
     println!("{} snapshots", list.len());
-    Ok(crate::exit::OK)
+    Ok(code)
 }
 
 /// The newest verification record of each snapshot (a listing still works when they cannot be

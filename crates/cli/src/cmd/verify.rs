@@ -22,7 +22,7 @@ use crate::{context, exit, output};
 pub fn run(g: &Global, a: &VerifyArgs, interrupt: Arc<AtomicBool>) -> Result<i32> {
     let repo = context::open(g)?;
     let _lock = context::lock(g, &repo, false)?;
-    let snaps = select(&repo, a)?;
+    let (snaps, damaged) = select(&repo, a)?;
     let started = Instant::now();
     let opts = CheckOptions { read_data: a.read_data, threads: None, interrupt: Some(interrupt.clone()) };
     let checks = verify::check_snapshots(&repo, &snaps, &opts)?;
@@ -40,8 +40,16 @@ pub fn run(g: &Global, a: &VerifyArgs, interrupt: Arc<AtomicBool>) -> Result<i32
         }
         results.push(serde_json::json!({"verification": record, "check": check, "restore_test": test}));
     }
-    let outcomes: Vec<Outcome> =
+    let mut outcomes: Vec<Outcome> =
         results.iter().filter_map(|r| serde_json::from_value(r["verification"]["outcome"].clone()).ok()).collect();
+    // Damaged snapshot files are failures of their own: the newest of a source may be among them.
+    for e in &damaged {
+        outcomes.push(Outcome::Failed);
+        if !g.json && !g.quiet {
+            println!("FAILED    {e}");
+        }
+        results.push(serde_json::json!({"damaged_snapshot": e.to_string(), "verification": {"outcome": "failed"}}));
+    }
     if g.json {
         output::json(&results)?;
     } else if !g.quiet {
@@ -67,19 +75,21 @@ pub fn code(o: Outcome) -> i32 {
 }
 
 /// The snapshots to verify: the one named, every match with `--all`, else the newest of each
-/// source (plain backups: of each host and path set) among the matches.
-fn select(repo: &Repository, a: &VerifyArgs) -> Result<Vec<SnapshotEntry>> {
+/// source (plain backups: of each host and path set) among the matches; and the snapshot files
+/// that cannot be read (each a failure: it may be the newest of its source).
+fn select(repo: &Repository, a: &VerifyArgs) -> Result<(Vec<SnapshotEntry>, Vec<RepoError>)> {
     let f = crate::cmd::filter(&a.filter)?;
     if let Some(s) = &a.snapshot {
-        return Ok(vec![snapshots::find(repo, s, &f)?]);
+        return Ok((vec![snapshots::find(repo, s, &f)?], Vec::new()));
     }
-    let (all, _) = snapshots::list(repo)?;
+    let (all, bad) = snapshots::list(repo)?;
+    let damaged: Vec<RepoError> = bad.into_iter().map(|(n, e)| snapshots::damaged(n, e)).collect();
     let matching: Vec<SnapshotEntry> = all.into_iter().filter(|s| f.matches(&s.snapshot)).collect();
-    if matching.is_empty() {
+    if matching.is_empty() && damaged.is_empty() {
         anyhow::bail!("no snapshot matches (see `lifeboat snapshots`)");
     }
     if a.all {
-        return Ok(matching);
+        return Ok((matching, damaged));
     }
     let mut newest: Vec<SnapshotEntry> = Vec::new();
     for s in matching.into_iter().rev() {
@@ -88,7 +98,7 @@ fn select(repo: &Repository, a: &VerifyArgs) -> Result<Vec<SnapshotEntry>> {
         }
     }
     newest.reverse();
-    Ok(newest)
+    Ok((newest, damaged))
 }
 
 /// What "the same backup" means for picking the newest: the source, else host and paths.
