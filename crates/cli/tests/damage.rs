@@ -193,3 +193,73 @@ fn damaged_newest_snapshot_is_named_by_every_selection() {
     lbt(&repo, &["restore", &first, "--target", s(&target)]).ok();
     assert_eq!(fs::read(under(&target, &src).join("a.txt")).unwrap(), b"first version\n");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Part 3: a restore goes on past damage.
+
+/// Pack files of a local repository, biggest first.
+fn pack_files(repo: &Path) -> Vec<PathBuf> {
+    let data = repo.join("data");
+    let mut v: Vec<PathBuf> = list_tree(&data).into_iter().map(|p| data.join(p)).filter(|p| p.is_file()).collect();
+    v.sort_by_key(|p| std::cmp::Reverse(fs::metadata(p).map(|m| m.len()).unwrap_or(0)));
+    v
+}
+
+/// Flip one byte of a repository file in place.
+fn flip(path: &Path, at: usize) {
+    let mode = fs::metadata(path).unwrap().mode();
+    chmod(path, mode | 0o200);
+    let mut data = fs::read(path).unwrap();
+    data[at] ^= 0xff;
+    fs::write(path, data).unwrap();
+    chmod(path, mode & 0o7777);
+}
+
+#[test]
+fn restore_goes_on_past_a_damaged_blob_and_names_the_file() {
+    let tmp = tempdir();
+    let (repo, src, target) = (tmp.path().join("repo"), tmp.path().join("src"), tmp.path().join("out"));
+    fs::create_dir(&src).unwrap();
+    for i in 0..200u64 {
+        write_random(&src.join(format!("f{i:03}.bin")), 4000 + i as usize, i + 1);
+    }
+    write_random(&src.join("big.bin"), 3 << 20, 999);
+    init(&repo);
+    lbt(&repo, &["backup", s(&src)]).ok();
+    let pack = pack_files(&repo).into_iter().next().unwrap();
+    let pack_id = pack.file_name().unwrap().to_string_lossy().into_owned();
+    flip(&pack, fs::metadata(&pack).unwrap().len() as usize / 2);
+
+    let r = lbt(&repo, &["restore", "latest", "--target", s(&target)]);
+    assert_eq!(r.code, 1, "a restore with a damaged file exits 1: {r:?}");
+    let named: Vec<&str> = r.stderr.lines().filter(|l| l.contains("not restored")).collect();
+    assert_eq!(named.len(), 1, "exactly the one damaged file is named: {}", r.stderr);
+    assert!(named[0].contains(&format!("in pack {pack_id}")), "the pack is named: {}", named[0]);
+    assert!(named[0].contains(": blob "), "the blob is named: {}", named[0]);
+    assert!(r.stdout.contains("1 files not restored"), "the summary counts it: {}", r.stdout);
+
+    // Every other file is restored byte for byte; the damaged one is absent, never half-written.
+    let out = under(&target, &src);
+    let mut missing = Vec::new();
+    for rel in list_tree(&src) {
+        let (a, b) = (src.join(&rel), out.join(&rel));
+        match fs::read(&b) {
+            Ok(got) => assert_eq!(got, fs::read(&a).unwrap(), "{} restored wrong", rel.display()),
+            Err(_) => missing.push(rel.to_string_lossy().into_owned()),
+        }
+    }
+    assert_eq!(missing.len(), 1, "one file left out: {missing:?}");
+    assert!(named[0].contains(&missing[0]), "the named file is the missing one: {} vs {missing:?}", named[0]);
+    assert!(leftover_tmp(&target).is_empty(), "temporaries left: {:?}", leftover_tmp(&target));
+
+    // --json carries the same as data.
+    let target2 = tmp.path().join("out2");
+    let r = lbt(&repo, &["--json", "restore", "latest", "--target", s(&target2)]).code(1);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["stats"]["files_failed"], 1, "{v:#}");
+    assert_eq!(v["stats"]["failed"][0]["pack"], pack_id.as_str(), "{v:#}");
+
+    // The restore test of verify reports the damage as a failure and still ends.
+    let v = lbt(&repo, &["verify", "latest", "--restore-test"]);
+    assert_eq!(v.code, 1, "{v:?}");
+}

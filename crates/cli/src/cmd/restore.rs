@@ -57,6 +57,9 @@ pub fn run(g: &Global, a: &RestoreArgs, interrupt: Arc<AtomicBool>) -> Result<i3
     for w in &stats.warnings {
         eprintln!("lifeboat: warning: {w}");
     }
+    for f in &stats.failed {
+        eprintln!("lifeboat: not restored (damaged): {f}");
+    }
     if g.json {
         output::json(&serde_json::json!({
             "snapshot": snap.id, "target": a.target, "stats": stats,
@@ -67,12 +70,15 @@ pub fn run(g: &Global, a: &RestoreArgs, interrupt: Arc<AtomicBool>) -> Result<i3
             "restored snapshot {} to {}: {} files ({}), {} directories in {}{}",
             snap.id.short(),
             a.target.display(),
-            stats.files,
+            stats.files.saturating_sub(stats.files_failed),
             output::size(stats.bytes),
             stats.dirs,
             output::duration(start.elapsed()),
             if a.verify { format!("; {} files verified", stats.verified) } else { String::new() }
         );
+        if stats.files_failed > 0 {
+            println!("{} files not restored: their data is damaged (named above; exit code 1)", stats.files_failed);
+        }
     }
-    Ok(exit::OK)
+    Ok(if stats.failed.is_empty() { exit::OK } else { exit::FAILURE })
 }
