@@ -363,6 +363,13 @@ impl<B: Backend> Backend for FaultyBackend<B> {
     fn simulate_interrupted_save(&self, ft: FileType, name: &str, data: &[u8]) -> Result<()> {
         self.inner.simulate_interrupted_save(ft, name, data)
     }
+    fn list_temporary(&self) -> Result<Vec<crate::TemporaryFile>> {
+        self.inner.list_temporary()
+    }
+
+    fn remove_temporary(&self, name: &str) -> Result<()> {
+        self.inner.remove_temporary(name)
+    }
 }
 
 #[cfg(test)]

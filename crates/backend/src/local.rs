@@ -390,4 +390,54 @@ impl Backend for LocalBackend {
         let dir = path.parent().unwrap_or(&self.root);
         self.write_temp(dir, data).map(|_| ()).map_err(|e| BackendError::from_io(self.ctx(Op::Save, Some(ft), key), e))
     }
+    /// `.tmp-…` files anywhere below the repository root (the layout directories, `data/xx/`
+    /// and `lifeboat/…`), with their size and modification time.
+    fn list_temporary(&self) -> Result<Vec<crate::TemporaryFile>> {
+        let err = |e| BackendError::from_io(self.ctx(Op::List, None, ""), e);
+        let mut out = Vec::new();
+        find_temporary(&self.root, "", &mut out).map_err(err)?;
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn remove_temporary(&self, name: &str) -> Result<()> {
+        let ctx = || self.ctx(Op::Remove, None, name);
+        // Only ever a `.tmp-` file below the root: never a path that climbs out or an object.
+        let valid = name.rsplit('/').next().is_some_and(|f| f.starts_with(TEMP_PREFIX))
+            && !name.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+        if !valid {
+            return Err(BackendError::InvalidName { ctx: ctx(), reason: "not a temporary file".into() });
+        }
+        let path = name.split('/').fold(self.root.clone(), |p, c| p.join(c));
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(BackendError::from_io(ctx(), e)),
+        }
+    }
+}
+
+/// Collects `.tmp-…` regular files below `dir` (relative names under `prefix`), not following
+/// symbolic links. A missing directory holds none.
+fn find_temporary(dir: &Path, prefix: &str, out: &mut Vec<crate::TemporaryFile>) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        let Ok(meta) = entry.path().symlink_metadata() else { continue };
+        if meta.is_dir() {
+            find_temporary(&entry.path(), &format!("{prefix}{name}/"), out)?;
+        } else if meta.is_file() && name.starts_with(TEMP_PREFIX) {
+            out.push(crate::TemporaryFile {
+                name: format!("{prefix}{name}"),
+                size: meta.len(),
+                modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+            });
+        }
+    }
+    Ok(())
 }

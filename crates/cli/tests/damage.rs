@@ -263,3 +263,50 @@ fn restore_goes_on_past_a_damaged_blob_and_names_the_file() {
     let v = lbt(&repo, &["verify", "latest", "--restore-test"]);
     assert_eq!(v.code, 1, "{v:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Part 4: temporary files of killed writes are reported and removed.
+
+/// `.tmp-…` files anywhere in a repository.
+fn temporaries(repo: &Path) -> Vec<PathBuf> {
+    list_tree(repo)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".tmp-")))
+        .collect()
+}
+
+#[test]
+fn check_reports_and_prune_removes_temporary_files_of_killed_writes() {
+    let tmp = tempdir();
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    fs::create_dir(&src).unwrap();
+    write_random(&src.join("a.bin"), 2 << 20, 5);
+    init(&repo);
+    lbt(&repo, &["backup", s(&src)]).ok();
+    write_random(&src.join("b.bin"), 2 << 20, 6);
+    // Killed while saving its first pack: half of it stays behind as `data/xx/.tmp-PID-…`.
+    let killed = run_limited(lifeboat(&repo).env("LIFEBOAT_FAULTS", "kill-on-save:pack:1").args(["backup", s(&src)]));
+    assert_eq!(killed.code, -1, "the backup should have been killed: {killed:?}");
+    let temps = temporaries(&repo);
+    assert!(!temps.is_empty(), "the killed save left no temporary file");
+    let bytes: u64 = temps.iter().map(|p| fs::metadata(repo.join(p)).unwrap().len()).sum();
+
+    let c = lbt(&repo, &["check"]).ok();
+    assert!(
+        c.stderr.contains(&format!("{} files", temps.len())) && c.stderr.contains(&format!("{bytes} bytes")),
+        "check must report the count and size of the temporary files: {c:?}"
+    );
+    let j = lbt(&repo, &["--json", "check"]).ok().json();
+    assert_eq!(num(&j, "temporary_files"), temps.len() as u64, "{j:#}");
+    assert_eq!(num(&j, "temporary_bytes"), bytes, "{j:#}");
+
+    let dry = lbt(&repo, &["--json", "prune", "--dry-run"]).ok().json();
+    assert_eq!(num(&dry, "temporary_removed"), temps.len() as u64, "{dry:#}");
+    assert_eq!(temporaries(&repo).len(), temps.len(), "a dry run removes nothing");
+    let p = lbt(&repo, &["prune"]).ok();
+    assert!(p.stdout.contains("temporary files"), "{}", p.stdout);
+    assert!(temporaries(&repo).is_empty(), "left after prune: {:?}", temporaries(&repo));
+    let j = lbt(&repo, &["--json", "check", "--read-data"]).ok().json();
+    assert_eq!(num(&j, "temporary_files"), 0, "{j:#}");
+    assert!(rs(&repo, &["check", "--read-data"]).code == 0, "restic check after prune");
+}

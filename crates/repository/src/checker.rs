@@ -59,6 +59,10 @@ pub struct CheckResults {
     pub packs_read: u64,
     /// Bytes read.
     pub bytes_read: u64,
+    /// Temporary files left by interrupted writes (`.tmp-…` of the local backend).
+    pub temporary_files: usize,
+    /// Their total size.
+    pub temporary_bytes: u64,
 }
 
 impl CheckResults {
@@ -134,6 +138,21 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
             "pack",
             pack.short(),
             "not referenced by any index (left by an interrupted backup; prune removes it)",
+        ));
+    }
+
+    // Temporary files of killed writes: not damage, but space only prune gives back.
+    let temps = repo.backend().list_temporary()?;
+    res.temporary_files = temps.len();
+    res.temporary_bytes = temps.iter().map(|t| t.size).sum();
+    if !temps.is_empty() {
+        res.notices.push(finding(
+            "temporary",
+            format!("{} files", temps.len()),
+            format!(
+                "{} bytes in temporary files left by interrupted writes (e.g. {}); `lifeboat prune` removes them",
+                res.temporary_bytes, temps[0].name
+            ),
         ));
     }
 
