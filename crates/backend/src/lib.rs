@@ -162,6 +162,13 @@ pub trait Backend: Send + Sync {
         let _ = name;
         Ok(())
     }
+    /// Objects of type `ft` that other users of the machine can read, with their Unix mode (the
+    /// local backend: `keys/` files a local user could copy for an offline password attack).
+    /// The default is none: other stores have no local users.
+    fn readable_by_others(&self, ft: FileType) -> Result<Vec<(String, u32)>> {
+        let _ = ft;
+        Ok(Vec::new())
+    }
 }
 
 macro_rules! delegate_backend {
@@ -205,6 +212,9 @@ macro_rules! delegate_backend {
             }
             fn remove_temporary(&self, name: &str) -> Result<()> {
                 (**self).remove_temporary(name)
+            }
+            fn readable_by_others(&self, ft: FileType) -> Result<Vec<(String, u32)>> {
+                (**self).readable_by_others(ft)
             }
         }
     };

@@ -232,6 +232,10 @@ impl<B: Backend> Backend for PackCache<B> {
     fn remove_temporary(&self, name: &str) -> Result<()> {
         self.inner.remove_temporary(name)
     }
+
+    fn readable_by_others(&self, ft: FileType) -> Result<Vec<(String, u32)>> {
+        self.inner.readable_by_others(ft)
+    }
 }
 
 impl<B: std::fmt::Debug> std::fmt::Debug for PackCache<B> {

@@ -310,3 +310,55 @@ fn check_reports_and_prune_removes_temporary_files_of_killed_writes() {
     assert_eq!(num(&j, "temporary_files"), 0, "{j:#}");
     assert!(rs(&repo, &["check", "--read-data"]).code == 0, "restic check after prune");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Part 5: private repositories.
+
+#[test]
+fn local_repositories_are_private_and_check_warns_about_readable_keys() {
+    let tmp = tempdir();
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    fs::create_dir(&src).unwrap();
+    write_random(&src.join("a.bin"), 100_000, 8);
+    // Under the usual umask 022, which used to give 755 directories and 644 files.
+    let init_run = run_limited(
+        Command::new("sh")
+            .args(["-c", "umask 022 && exec \"$@\"", "sh", BIN, "--repo", s(&repo), "init", "--kdf-n", "1024"])
+            .env("LIFEBOAT_PASSWORD", PASSWORD),
+    );
+    assert_eq!(init_run.code, 0, "{init_run:?}");
+    let backup = run_limited(
+        Command::new("sh")
+            .args(["-c", "umask 022 && exec \"$@\"", "sh", BIN, "--repo", s(&repo), "backup", s(&src)])
+            .env("LIFEBOAT_PASSWORD", PASSWORD),
+    );
+    assert_eq!(backup.code, 0, "{backup:?}");
+    let mut seen = (0, 0);
+    for rel in std::iter::once(PathBuf::new()).chain(list_tree(&repo)) {
+        let m = fs::symlink_metadata(repo.join(&rel)).unwrap();
+        let mode = m.permissions().mode() & 0o7777;
+        if m.is_dir() {
+            assert_eq!(mode, 0o700, "directory {} has mode {mode:o}", rel.display());
+            seen.0 += 1;
+        } else {
+            assert_eq!(mode, 0o400, "file {} has mode {mode:o}", rel.display());
+            seen.1 += 1;
+        }
+    }
+    assert!(seen.0 > 256 && seen.1 >= 5, "walked {seen:?}");
+    let c = lbt(&repo, &["check"]).ok();
+    assert!(!c.stderr.contains("warning"), "{c:?}");
+    assert_eq!(rs(&repo, &["check", "--read-data"]).code, 0, "restic accepts the private repository");
+
+    // A key file made world-readable is warned about (not an error).
+    let key = repo.join("keys").join(&list_tree(&repo.join("keys"))[0]);
+    chmod(&key, 0o644);
+    let c = lbt(&repo, &["check"]).ok();
+    let name = key.file_name().unwrap().to_string_lossy().into_owned();
+    let w = c.stderr.lines().find(|l| l.starts_with("warning: key")).unwrap_or_else(|| panic!("no warning: {c:?}"));
+    assert!(w.contains(&name[..8]) && w.contains("0644") && w.contains("readable by other users"), "{w}");
+    let j = lbt(&repo, &["--json", "check"]).ok().json();
+    assert_eq!(j["warnings"][0]["kind"], "key", "{j:#}");
+    chmod(&key, 0o400);
+    assert!(!lbt(&repo, &["check"]).ok().stderr.contains("warning"));
+}

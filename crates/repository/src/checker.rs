@@ -49,6 +49,8 @@ pub struct CheckResults {
     pub errors: Vec<Finding>,
     /// Not damage (e.g. packs no index references, left by an interrupted backup).
     pub notices: Vec<Finding>,
+    /// Not damage, but a risk to act on (e.g. key files other users can read).
+    pub warnings: Vec<Finding>,
     /// Snapshots checked.
     pub snapshots: usize,
     /// Packs in the repository.
@@ -138,6 +140,18 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
             "pack",
             pack.short(),
             "not referenced by any index (left by an interrupted backup; prune removes it)",
+        ));
+    }
+
+    // Key files other local users can read: a copy allows an offline attack on the password.
+    for (name, mode) in repo.backend().readable_by_others(FileType::Key)? {
+        res.warnings.push(finding(
+            "key",
+            short(&name),
+            format!(
+                "readable by other users (mode {mode:04o}): anyone on this machine can copy it and try passwords \
+                 offline; make it private with `chmod 0400` (and the repository's directories `chmod 0700`)"
+            ),
         ));
     }
 

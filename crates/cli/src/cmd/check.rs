@@ -41,6 +41,9 @@ pub fn run(g: &Global, a: &CheckArgs, interrupt: Arc<AtomicBool>) -> Result<i32>
                 eprintln!("notice: {n}");
             }
         }
+        for w in &res.warnings {
+            eprintln!("warning: {w}");
+        }
         for e in &res.errors {
             eprintln!("error: {e}");
         }
