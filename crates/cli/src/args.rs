@@ -96,6 +96,9 @@ pub enum Command {
     /// Manage the repository's keys (passwords)
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Repair a damaged repository: `repair index` rebuilds the index from the packs
+    #[command(subcommand)]
+    Repair(crate::cmd::repair::RepairCommand),
     /// Remove stale locks (or all locks with --remove-all)
     Unlock(UnlockArgs),
     /// Remove snapshots by a retention policy (or by id); with --prune also delete their data

@@ -18,6 +18,7 @@ mod health;
 mod init;
 pub(crate) mod key;
 mod ls;
+pub mod repair;
 mod restore;
 mod snapshots;
 pub mod sources;
@@ -42,6 +43,7 @@ pub fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> Result<i32> {
         Command::Drill(a) => drill::run(g, &a, interrupt),
         Command::Storage(c) => storage::run(g, &c),
         Command::Key(k) => key::run(g, k),
+        Command::Repair(c) => repair::run(g, &c, interrupt),
         Command::Unlock(a) => key::unlock(g, &a),
         Command::Forget(a) => forget::forget(g, &a, interrupt),
         Command::Prune(a) => forget::prune(g, &a, interrupt),

@@ -362,3 +362,90 @@ fn local_repositories_are_private_and_check_warns_about_readable_keys() {
     chmod(&key, 0o400);
     assert!(!lbt(&repo, &["check"]).ok().stderr.contains("warning"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Part 6: `repair index`.
+
+/// Index files of a local repository.
+fn index_files(repo: &Path) -> Vec<PathBuf> {
+    list_tree(&repo.join("index")).into_iter().map(|p| repo.join("index").join(p)).collect()
+}
+
+/// A source tree of a few files (some sharing a pack, one of several blobs) and its backup.
+fn backed_up(tmp: &Path) -> (PathBuf, PathBuf) {
+    let (repo, src) = (tmp.join("repo"), tmp.join("src"));
+    fs::create_dir_all(src.join("sub")).unwrap();
+    for i in 0..20u64 {
+        write_random(&src.join(format!("sub/f{i}.bin")), 3000 + i as usize * 100, i + 40);
+    }
+    write_random(&src.join("big.bin"), 5 << 20, 77);
+    write_compressible(&src.join("text.txt"), 200_000);
+    init(&repo);
+    lbt(&repo, &["backup", s(&src)]).ok();
+    fs::write(src.join("sub/later.txt"), b"a second snapshot\n").unwrap();
+    lbt(&repo, &["backup", s(&src)]).ok();
+    (repo, src)
+}
+
+#[test]
+fn repair_index_rebuilds_a_deleted_index_that_restic_accepts() {
+    let tmp = tempdir();
+    let (repo, src) = backed_up(tmp.path());
+    for f in index_files(&repo) {
+        fs::remove_file(f).unwrap();
+    }
+
+    // Without an index nothing restores, and check points at the repair (not at a prune).
+    let r = lbt(&repo, &["restore", "latest", "--target", s(&tmp.path().join("t0"))]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let c = lbt(&repo, &["check"]).code(1);
+    assert!(c.stderr.contains("lifeboat repair index"), "check must name the repair: {}", c.stderr);
+    assert!(!c.stderr.contains("left by an interrupted backup"), "{}", c.stderr);
+    // prune refuses to delete what only the lost index described.
+    let packs_before = list_tree(&repo.join("data")).len();
+    lbt(&repo, &["prune"]).code(1);
+    assert_eq!(list_tree(&repo.join("data")).len(), packs_before, "prune deleted packs");
+
+    // A dry run changes nothing.
+    let dry = lbt(&repo, &["--json", "repair", "index", "--dry-run"]).ok().json();
+    assert!(num(&dry, "packs_added") >= 2, "{dry:#}");
+    assert_eq!(num(&dry, "index_files_written"), 0, "{dry:#}");
+    assert!(index_files(&repo).is_empty(), "a dry run wrote an index");
+
+    let r = lbt(&repo, &["repair", "index"]).ok();
+    assert!(r.stdout.contains("index files written"), "{}", r.stdout);
+    assert!(!index_files(&repo).is_empty());
+    lbt(&repo, &["check", "--read-data"]).ok();
+    let rc = rs(&repo, &["check", "--read-data"]);
+    assert_eq!(rc.code, 0, "restic check --read-data after repair index: {rc:?}");
+    let target = tmp.path().join("t1");
+    lbt(&repo, &["restore", "latest", "--target", s(&target)]).ok();
+    assert_same_tree(&src, &under(&target, &src), Compare::CONTENT);
+    // restic restores from the rebuilt index too.
+    let target = tmp.path().join("t2");
+    let rr = rs(&repo, &["restore", "latest", "--target", s(&target)]);
+    assert_eq!(rr.code, 0, "{rr:?}");
+    assert_same_tree(&src, &under(&target, &src), Compare::CONTENT);
+    // A second repair finds nothing to do.
+    let again = lbt(&repo, &["--json", "repair", "index"]).ok().json();
+    assert_eq!(num(&again, "packs_added"), 0, "{again:#}");
+    assert_eq!(num(&again, "packs_read"), 0, "{again:#}");
+}
+
+#[test]
+fn repair_index_replaces_a_damaged_index_file() {
+    let tmp = tempdir();
+    let (repo, src) = backed_up(tmp.path());
+    let damaged = index_files(&repo).into_iter().next().unwrap();
+    garble(&damaged);
+    let c = lbt(&repo, &["check"]).code(1);
+    assert!(c.stderr.contains("lifeboat repair index"), "{}", c.stderr);
+    let j = lbt(&repo, &["--json", "repair", "index", "--read-all-packs"]).ok().json();
+    assert_eq!(num(&j, "index_files_damaged"), 1, "{j:#}");
+    assert!(!damaged.exists(), "the damaged index file was not replaced");
+    lbt(&repo, &["check", "--read-data"]).ok();
+    assert_eq!(rs(&repo, &["check", "--read-data"]).code, 0, "restic check after repair");
+    let target = tmp.path().join("t");
+    lbt(&repo, &["restore", "latest", "--target", s(&target)]).ok();
+    assert_same_tree(&src, &under(&target, &src), Compare::CONTENT);
+}

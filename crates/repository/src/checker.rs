@@ -107,7 +107,11 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
                     index.files.push(id);
                 }
             }
-            Err(e) => res.errors.push(finding("index", short(&name), format!("cannot be read: {}", reason(&e)))),
+            Err(e) => res.errors.push(finding(
+                "index",
+                short(&name),
+                format!("cannot be read: {}; `lifeboat repair index` rebuilds the index from the packs", reason(&e)),
+            )),
         }
     }
     let index = repo.set_index(index);
@@ -197,6 +201,21 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
         (trees, data.join())
     });
     let mut trees = trees?;
+    // Snapshots use blobs no index lists while packs no index lists exist: the index lost them
+    // (an index file deleted or damaged), not an interrupted backup. Say so, and name the repair.
+    let lost = trees.errors.iter().any(|f| f.message.starts_with("missing"));
+    if lost {
+        for n in res.notices.iter_mut().filter(|n| n.kind == "pack") {
+            n.message = "not referenced by any index, while snapshots use blobs no index lists: the index is \
+                         damaged or incomplete — run `lifeboat repair index` (a prune now would delete this pack)"
+                .into();
+        }
+        if res.notices.iter().any(|n| n.kind == "pack") {
+            for e in trees.errors.iter_mut().filter(|f| f.message.starts_with("missing")) {
+                e.message.push_str("; `lifeboat repair index` can find it in the packs no index lists");
+            }
+        }
+    }
     res.errors.append(&mut trees.errors);
     res.snapshots = trees.snapshots;
     res.trees = trees.trees;

@@ -115,7 +115,8 @@ fn files_test(repo: &Repository, snap: &SnapshotEntry, s: &Scratch) -> Result<(R
     let target = dir.path().join("restore");
     let opts = RestoreOptions { verify: true, ..Default::default() };
     let stats = restorer::restore(repo, &snap.snapshot.tree, &target, &opts).map_err(|e| format!("restore: {e}"))?;
-    let mut problems: Vec<String> = stats.failed.iter().map(|f| format!("not restorable: {f}")).collect();
+    let mut problems: Vec<String> =
+        stats.failed.iter().map(|f| format!("not restored, its data is damaged: {f}")).collect();
     if stats.verified != stats.files {
         problems.push(format!("{} of {} restored files were verified", stats.verified, stats.files));
     }

@@ -1,0 +1,222 @@
+//! Repairs: `repair index` rebuilds the index from the packs themselves.
+//!
+//! Every pack ends with an encrypted header listing its blobs (type, length, id), so the index
+//! is redundant: it can always be rebuilt by reading the headers, which is what restic's
+//! `repair index` (formerly `rebuild-index`) does. The order of writes keeps the repository
+//! usable at every instant: the new index files are written first, then the old ones deleted,
+//! so a crash in between only leaves duplicate entries (harmless; the next repair or prune
+//! removes them).
+//!
+//! A pack whose index entry is intact and whose stored size matches it is taken from the index
+//! without reading it (fast); with [`RepairIndexOptions::read_all_packs`], or when no readable
+//! index lists it, or its size differs, its header is read. A pack whose header cannot be read
+//! is left out of the index and named: `repair packs` territory, never guessed at.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use lifeboat_backend::FileType;
+use lifeboat_format::{Id, IndexBlob, IndexFile, IndexPack};
+
+use crate::index::IdMap;
+use crate::packer::write_index;
+use crate::{util, RepoError, Repository, Result};
+
+/// Blobs per index file written by a repair (as prune and restic).
+const INDEX_BLOBS_PER_FILE: usize = 50_000;
+
+/// How `repair index` works.
+#[derive(Clone, Debug, Default)]
+pub struct RepairIndexOptions {
+    /// Report what would change; write and delete nothing.
+    pub dry_run: bool,
+    /// Read the header of every pack, even of packs an intact index file already describes.
+    pub read_all_packs: bool,
+    /// Threads reading pack headers (0 = a default).
+    pub threads: usize,
+    /// Set to stop before anything is written.
+    pub interrupt: Option<Arc<AtomicBool>>,
+}
+
+/// A pack whose header cannot be read: it stays out of the index.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct UnreadablePack {
+    /// Pack id (file name).
+    pub pack: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What `repair index` found and did (or would do).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RepairIndexStats {
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Packs in the repository.
+    pub packs: usize,
+    /// Pack headers read.
+    pub packs_read: usize,
+    /// Packs taken from an intact index file without reading them.
+    pub packs_from_index: usize,
+    /// Packs no readable index file listed (or listed with a wrong size), now indexed.
+    pub packs_added: usize,
+    /// Packs the old index listed but that are not in the repository: dropped from the index.
+    pub packs_missing: usize,
+    /// Packs whose header cannot be read: left out of the index.
+    pub unreadable: Vec<UnreadablePack>,
+    /// Index files that could not be read.
+    pub index_files_damaged: usize,
+    /// Old index files deleted (or to delete).
+    pub index_files_removed: usize,
+    /// New index files written (a dry run: 0).
+    pub index_files_written: usize,
+    /// Packs in the new index.
+    pub packs_indexed: usize,
+    /// Blobs in the new index.
+    pub blobs: usize,
+}
+
+impl RepairIndexStats {
+    /// Whether the old index already described every readable pack exactly.
+    pub fn index_was_complete(&self) -> bool {
+        self.packs_added == 0 && self.packs_missing == 0 && self.index_files_damaged == 0
+    }
+}
+
+/// Rebuild the index from pack headers. The caller must hold an exclusive lock.
+pub fn repair_index(repo: &Repository, opts: &RepairIndexOptions) -> Result<RepairIndexStats> {
+    let threads = if opts.threads == 0 { 4 } else { opts.threads };
+    let mut stats = RepairIndexStats { dry_run: opts.dry_run, ..Default::default() };
+    let stopped = || opts.interrupt.as_ref().is_some_and(|f| f.load(Ordering::Relaxed));
+
+    // What the old index says, from every index file that can still be read.
+    let index_names: Vec<String> = repo.backend().list(FileType::Index)?.into_iter().map(|(n, _)| n).collect();
+    let loaded =
+        util::parallel_map(index_names.clone(), threads * 2, |n| Ok(repo.load_json::<IndexFile>(FileType::Index, &n)))?;
+    let mut indexed: IdMap<Vec<IndexBlob>> = IdMap::default();
+    for r in loaded {
+        match r {
+            Ok(f) => {
+                for p in f.packs {
+                    indexed.entry(p.id).or_insert(p.blobs);
+                }
+            }
+            Err(RepoError::Backend(e)) if !e.is_not_found() => return Err(RepoError::Backend(e)),
+            Err(_) => stats.index_files_damaged += 1,
+        }
+    }
+
+    // What the storage holds.
+    let stored: Vec<(Id, u64)> =
+        repo.backend().list(FileType::Pack)?.into_iter().filter_map(|(n, s)| Some((n.parse().ok()?, s))).collect();
+    stats.packs = stored.len();
+    let stored_ids: crate::index::IdSet = stored.iter().map(|(id, _)| *id).collect();
+    stats.packs_missing = indexed.keys().filter(|p| !stored_ids.contains(*p)).count();
+
+    let mut packs: Vec<IndexPack> = Vec::with_capacity(stored.len());
+    // (pack, size, its entry in a readable index file if any)
+    let mut to_read: Vec<(Id, u64, Option<Vec<IndexBlob>>)> = Vec::new();
+    for (id, size) in stored {
+        match indexed.remove(&id) {
+            Some(mut blobs) if !opts.read_all_packs && expected_size(&blobs) == size => {
+                blobs.sort_by_key(|b| b.offset);
+                stats.packs_from_index += 1;
+                packs.push(IndexPack { id, blobs });
+            }
+            old => to_read.push((id, size, old)),
+        }
+    }
+    if stopped() {
+        return Err(RepoError::Interrupted);
+    }
+    stats.packs_read = to_read.len();
+    let read = util::parallel_map(to_read, threads, |(id, size, old)| {
+        let r = read_pack_index(repo, &id, size);
+        Ok((id, size, old, r))
+    })?;
+    for (id, size, old, r) in read {
+        match (r, old) {
+            (Ok(blobs), old) => {
+                stats.packs_added += usize::from(old.is_none());
+                packs.push(IndexPack { id, blobs });
+            }
+            // The header is damaged but the old index describes the pack as it is stored: keep
+            // that description (the blobs themselves are checked when read).
+            (Err(reason), Some(mut blobs)) if expected_size(&blobs) == size => {
+                blobs.sort_by_key(|b| b.offset);
+                stats.unreadable.push(UnreadablePack {
+                    pack: id.to_hex(),
+                    reason: format!("{reason} (its entry in the old index is kept)"),
+                });
+                packs.push(IndexPack { id, blobs });
+            }
+            (Err(reason), _) => stats.unreadable.push(UnreadablePack { pack: id.to_hex(), reason }),
+        }
+    }
+    stats.unreadable.sort_by(|a, b| a.pack.cmp(&b.pack));
+    stats.blobs = packs.iter().map(|p| p.blobs.len()).sum();
+    stats.packs_indexed = packs.len();
+    packs.sort_by_key(|p| p.id);
+    stats.index_files_removed = index_names.len();
+    if opts.dry_run {
+        return Ok(stats);
+    }
+    if stopped() {
+        return Err(RepoError::Interrupted);
+    }
+    let written = if packs.is_empty() { Vec::new() } else { write_index(repo, packs, INDEX_BLOBS_PER_FILE)? };
+    stats.index_files_written = written.len();
+    let new: crate::index::IdSet = written.into_iter().collect();
+    // An old file with identical content has the same name: it is part of the new index.
+    let old: Vec<String> =
+        index_names.into_iter().filter(|n| !n.parse::<Id>().map(|id| new.contains(&id)).unwrap_or(false)).collect();
+    stats.index_files_removed = old.len();
+    repo.backend().remove_many(FileType::Index, &old)?;
+    Ok(stats)
+}
+
+/// Size of a pack implied by its index entries (blobs, header entries, header MAC/nonce and the
+/// 4-byte header length).
+fn expected_size(blobs: &[IndexBlob]) -> u64 {
+    use lifeboat_format::pack::{ENTRY_SIZE_COMPRESSED, ENTRY_SIZE_PLAIN};
+    let data: u64 = blobs.iter().map(|b| b.length as u64).sum();
+    let header: u64 = blobs
+        .iter()
+        .map(|b| if b.uncompressed_length.is_some() { ENTRY_SIZE_COMPRESSED } else { ENTRY_SIZE_PLAIN } as u64)
+        .sum();
+    data + header + 32 + 4
+}
+
+/// Read a pack's header (its last bytes only) and turn it into index entries; the blobs' total
+/// length must fill the pack exactly up to the header, or the header is not this pack's.
+pub fn read_pack_index(repo: &Repository, pack: &Id, size: u64) -> std::result::Result<Vec<IndexBlob>, String> {
+    let name = pack.to_hex();
+    if size < 4 {
+        return Err(format!("{size} bytes: too short to hold a header"));
+    }
+    let tail = repo.backend().load_range(FileType::Pack, &name, size - 4, 4).map_err(|e| e.to_string())?;
+    let hlen = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64;
+    if hlen + 4 > size {
+        return Err(format!("header length {hlen} exceeds the pack size {size}"));
+    }
+    let raw =
+        repo.backend().load_range(FileType::Pack, &name, size - 4 - hlen, hlen as u32).map_err(|e| e.to_string())?;
+    let plain = repo.key().decrypt(&raw).map_err(|e| format!("header cannot be decrypted: {e}"))?;
+    let entries = lifeboat_format::pack::decode_header(&plain).map_err(|e| format!("header cannot be decoded: {e}"))?;
+    let mut offset = 0u64;
+    let mut blobs = Vec::with_capacity(entries.len());
+    for e in entries {
+        blobs.push(IndexBlob {
+            id: e.id,
+            blob_type: e.blob_type,
+            offset: offset as u32,
+            length: e.length,
+            uncompressed_length: e.uncompressed_length,
+        });
+        offset += e.length as u64;
+    }
+    if offset + hlen + 4 != size {
+        return Err(format!("the header lists {offset} bytes of blobs, the pack holds {}", size - hlen - 4));
+    }
+    Ok(blobs)
+}
