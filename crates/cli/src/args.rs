@@ -19,6 +19,11 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `--compression`: checked while parsing, so a bad value is a usage error (exit 2).
+fn compression(s: &str) -> Result<String, String> {
+    s.parse::<lifeboat_repository::Compression>().map(|_| s.to_string())
+}
+
 /// Options every command accepts.
 #[derive(Args, Debug, Clone)]
 pub struct Global {
@@ -36,7 +41,7 @@ pub struct Global {
     #[arg(long, env = "LIFEBOAT_PASSWORD_COMMAND", global = true, value_name = "CMD")]
     pub password_command: Option<String>,
     /// Compression for new data: auto, max, off, or a zstd level 1-22 [default: auto]
-    #[arg(long, env = "LIFEBOAT_COMPRESSION", global = true, value_name = "MODE")]
+    #[arg(long, env = "LIFEBOAT_COMPRESSION", global = true, value_name = "MODE", value_parser = compression)]
     pub compression: Option<String>,
     /// Print machine-readable JSON instead of tables
     #[arg(long, global = true)]
@@ -51,6 +56,10 @@ pub struct Global {
     /// instead of failing at once with exit code 11
     #[arg(long, env = "LIFEBOAT_RETRY_LOCK", global = true, value_name = "DURATION")]
     pub retry_lock: Option<String>,
+    /// Take no lock: for read-only commands (restore, check) on a repository this user cannot
+    /// write (used automatically then, with a notice). Commands that write refuse it
+    #[arg(long, global = true)]
+    pub no_lock: bool,
     /// Read the repository as it was at this time (2026-11-20, "2026-11-20 14:30", RFC 3339, or
     /// a duration ago such as 6h): every object's version from then, read-only, no lock taken.
     /// For S3 buckets with versioning (Object Lock), after objects were deleted or overwritten

@@ -233,6 +233,9 @@ pub fn refuse_if_append_only(g: &Global, repo: &Repository, what: &str) -> Resul
 /// `--retry-lock` when another process holds a conflicting lock. A read-only `--as-of` view
 /// takes no lock (it cannot write one, and nothing can change what it reads).
 pub fn lock(g: &Global, repo: &Repository, exclusive: bool) -> Result<Option<lifeboat_repository::lock::LockGuard>> {
+    if g.no_lock {
+        bail!("--no-lock is only for commands that only read (restore, check): this command writes to the repository");
+    }
     if g.as_of.is_some() {
         if exclusive {
             bail!("--as-of gives a read-only view of the past: this command would change the repository");
@@ -244,4 +247,25 @@ pub fn lock(g: &Global, repo: &Repository, exclusive: bool) -> Result<Option<lif
         None => std::time::Duration::ZERO,
     };
     Ok(Some(lifeboat_repository::lock::acquire_waiting(repo, exclusive, wait, None)?))
+}
+
+/// The lock of a command that only reads (restore, check): none with `--no-lock`, and none —
+/// with a notice on stderr — when the repository cannot be written (a read-only mount, another
+/// user's repository), so a repository that can be read can always be restored from.
+pub fn lock_read_only(g: &Global, repo: &Repository) -> Result<Option<lifeboat_repository::lock::LockGuard>> {
+    use lifeboat_backend::BackendError;
+    use lifeboat_repository::RepoError;
+    if g.no_lock {
+        return Ok(None);
+    }
+    match lock(g, repo, false) {
+        Err(e) => match e.downcast_ref::<RepoError>() {
+            Some(RepoError::Backend(b @ (BackendError::ReadOnly { .. } | BackendError::PermissionDenied { .. }))) => {
+                eprintln!("lifeboat: notice: the repository cannot be written ({b}); reading it without a lock");
+                Ok(None)
+            }
+            _ => Err(e),
+        },
+        ok => ok,
+    }
 }

@@ -449,3 +449,74 @@ fn repair_index_replaces_a_damaged_index_file() {
     lbt(&repo, &["restore", "latest", "--target", s(&target)]).ok();
     assert_same_tree(&src, &under(&target, &src), Compare::CONTENT);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Part 7: read-only access and usage errors.
+
+#[test]
+fn a_repository_that_cannot_be_written_is_read_without_a_lock() {
+    if !is_root() || !Path::new("/usr/bin/setpriv").exists() {
+        println!("note: needs root and setpriv to read as another user; skipped");
+        return;
+    }
+    let tmp = tempdir();
+    chmod(tmp.path(), 0o755);
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    fs::create_dir(&src).unwrap();
+    write_random(&src.join("a.bin"), 300_000, 3);
+    fs::write(src.join("b.txt"), b"read-only access\n").unwrap();
+    chmod(&src, 0o755);
+    init(&repo);
+    lbt(&repo, &["backup", s(&src)]).ok();
+    // Readable by everyone, writable by root only: `nobody` can read but not lock.
+    run(Command::new("chmod").args(["-R", "a+rX", s(&repo)])).ok();
+    let out = tmp.path().join("out");
+    fs::create_dir(&out).unwrap();
+    std::os::unix::fs::chown(&out, Some(65534), Some(65534)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        let mut c = Command::new("/usr/bin/setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+            .env("LIFEBOAT_PASSWORD", PASSWORD)
+            .env_remove("LIFEBOAT_REPOSITORY")
+            .arg("--repo")
+            .arg(&repo)
+            .args(args);
+        run_limited(&mut c)
+    };
+    let r = as_nobody(&["restore", "latest", "--target", s(&out)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("notice: the repository cannot be written"), "{}", r.stderr);
+    assert_same_tree(&src, &under(&out, &src), Compare::CONTENT);
+    let c = as_nobody(&["check"]);
+    assert_eq!(c.code, 0, "{c:?}");
+    let c = as_nobody(&["--no-lock", "check"]);
+    assert_eq!(c.code, 0, "{c:?}");
+    assert!(!c.stderr.contains("notice: the repository cannot be written"), "--no-lock does not try: {}", c.stderr);
+    // Writing still fails as it must.
+    let b = as_nobody(&["backup", s(&src)]);
+    assert_ne!(b.code, 0, "{b:?}");
+}
+
+#[test]
+fn no_lock_is_refused_by_commands_that_write_and_bad_compression_is_a_usage_error() {
+    let tmp = tempdir();
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a.txt"), b"x\n").unwrap();
+    init(&repo);
+    let r = lbt(&repo, &["--no-lock", "backup", s(&src)]).code(1);
+    assert!(r.one_error_line().contains("--no-lock"), "{r:?}");
+    lbt(&repo, &["backup", s(&src)]).ok();
+    // Readers accept it (that they take no lock at all is shown by the read-only test above:
+    // there, with --no-lock, no lock is even attempted).
+    lbt(&repo, &["--no-lock", "check"]).ok();
+    assert!(list_tree(&repo.join("locks")).is_empty());
+    lbt(&repo, &["--no-lock", "restore", "latest", "--target", s(&tmp.path().join("out"))]).ok();
+    for bad in ["99", "fast", "zstd:0"] {
+        let r = lbt(&repo, &["--compression", bad, "backup", s(&src)]);
+        assert_eq!(r.code, 2, "--compression {bad}: {r:?}");
+        let r = run_limited(lifeboat(&repo).env("LIFEBOAT_COMPRESSION", bad).args(["backup", s(&src)]));
+        assert_eq!(r.code, 2, "LIFEBOAT_COMPRESSION={bad}: {r:?}");
+    }
+    lbt(&repo, &["--compression", "max", "backup", s(&src)]).ok();
+}

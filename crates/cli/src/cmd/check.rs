@@ -12,7 +12,7 @@ use crate::{context, exit, output};
 
 pub fn run(g: &Global, a: &CheckArgs, interrupt: Arc<AtomicBool>) -> Result<i32> {
     let repo = context::open(g)?;
-    let _lock = context::lock(g, &repo, false)?;
+    let _lock = context::lock_read_only(g, &repo)?;
     let packs_done = Arc::new(AtomicU64::new(0));
     let total = if a.read_data { repo.backend().list(FileType::Pack)?.len() as u64 } else { 0 };
     let show = output::interactive(g.json, g.quiet) && a.read_data;

@@ -18,7 +18,7 @@ pub mod plan;
 
 pub fn run(g: &Global, a: &RestoreArgs, interrupt: Arc<AtomicBool>) -> Result<i32> {
     let repo = context::open(g)?;
-    let _lock = context::lock(g, &repo, false)?;
+    let _lock = context::lock_read_only(g, &repo)?;
     let snap = snapshots::find(&repo, &a.snapshot, &crate::cmd::filter(&a.filter)?)?;
     if let Some(code) = crate::cmd::sources::restore(g, a, &repo, &snap)? {
         return Ok(code);
