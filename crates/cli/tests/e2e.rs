@@ -650,7 +650,7 @@ fn bad_input_gives_one_line_and_documented_exit_code() {
         Case {
             name: "bad compression",
             run: lb(&repo, &["--compression", "banana", "backup", s(&src)]),
-            code: 1,
+            code: 2, // a usage error since issue 16 (was 1)
             says: "banana",
         },
         Case {
