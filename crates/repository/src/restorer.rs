@@ -524,7 +524,7 @@ fn restore_file(
 ) -> Result<Option<Damage>> {
     let mut damage = None;
     let r = write_file(&item.dest, item.node, warnings, |f, tmp| {
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        let mut w = Sparse::new(f);
         match copy_blobs(repo, index, item.node, &mut w) {
             Ok(Ok(_)) => {}
             Ok(Err(d)) => {
@@ -534,11 +534,73 @@ fn restore_file(
             Err(RepoError::Io { source, .. }) => return Err(RepoError::io(tmp, source)),
             Err(e) => return Err(e),
         }
-        w.flush().map_err(|e| RepoError::io(tmp, e))
+        w.finish().map_err(|e| RepoError::io(tmp, e))
     });
     match damage {
         Some(d) => Ok(Some(d)),
         None => r.map(|()| None),
+    }
+}
+
+/// A writer into a fresh file that leaves holes for blocks of zeros, so sparse files are restored
+/// sparse (and runs of zeros in any file take no space): a whole aligned [`Sparse::BLOCK`] of
+/// zeros only moves the position; [`Sparse::finish`] sets the length.
+struct Sparse<'f> {
+    out: std::io::BufWriter<&'f mut std::fs::File>,
+    /// Bytes written or skipped so far (the logical position).
+    pos: u64,
+    /// Zero bytes skipped since the last real write.
+    hole: u64,
+}
+
+impl<'f> Sparse<'f> {
+    /// Holes are made of whole, aligned blocks of this size (a file system block or a multiple).
+    const BLOCK: u64 = 4096;
+
+    fn new(f: &'f mut std::fs::File) -> Self {
+        Sparse { out: std::io::BufWriter::with_capacity(1 << 20, f), pos: 0, hole: 0 }
+    }
+
+    /// Move past the zeros skipped so far.
+    fn close_hole(&mut self) -> std::io::Result<()> {
+        use std::io::Seek;
+        if self.hole > 0 {
+            self.out.flush()?;
+            let skip = i64::try_from(self.hole).map_err(std::io::Error::other)?;
+            self.out.get_mut().seek(std::io::SeekFrom::Current(skip))?;
+            self.hole = 0;
+        }
+        Ok(())
+    }
+
+    /// Write out what is buffered and give the file its full length (a trailing hole included).
+    fn finish(mut self) -> std::io::Result<()> {
+        self.out.flush()?;
+        self.out.get_mut().set_len(self.pos)
+    }
+}
+
+impl Write for Sparse<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut i = 0;
+        while i < buf.len() {
+            let in_block = (self.pos % Self::BLOCK) as usize;
+            let n = (Self::BLOCK as usize - in_block).min(buf.len() - i);
+            let seg = &buf[i..i + n];
+            if n == Self::BLOCK as usize && seg.iter().all(|b| *b == 0) {
+                self.hole += n as u64;
+            } else {
+                self.close_hole()?;
+                self.out.write_all(seg)?;
+            }
+            i += n;
+            self.pos += n as u64;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
     }
 }
 
