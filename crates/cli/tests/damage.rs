@@ -554,3 +554,98 @@ fn sparse_files_restore_sparse_and_identical() {
         allocated(&restored)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Part 7: `repair snapshots`.
+
+/// Snapshot ids (full) in the repository, sorted.
+fn snapshot_ids(repo: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        list_tree(&repo.join("snapshots")).into_iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+/// The files below `src` that a restore of `snapshot` into a fresh target gives back identical,
+/// and the ones missing; panics on a file restored with wrong content.
+fn restore_and_sort(repo: &Path, snapshot: &str, src: &Path, target: &Path) -> (usize, Vec<String>) {
+    lbt(repo, &["restore", snapshot, "--target", s(target)]).ok();
+    let out = under(target, src);
+    let (mut same, mut missing) = (0, Vec::new());
+    for rel in list_tree(src).into_iter().filter(|r| src.join(r).is_file()) {
+        match fs::read(out.join(&rel)) {
+            Ok(got) => {
+                assert_eq!(got, fs::read(src.join(&rel)).unwrap(), "{} restored wrong", rel.display());
+                same += 1;
+            }
+            Err(_) => missing.push(rel.to_string_lossy().into_owned()),
+        }
+    }
+    (same, missing)
+}
+
+#[test]
+fn repair_snapshots_leaves_out_files_of_a_damaged_blob() {
+    let tmp = tempdir();
+    let (repo, src) = backed_up(tmp.path());
+    let pack = pack_files(&repo).into_iter().next().unwrap();
+    flip(&pack, fs::metadata(&pack).unwrap().len() as usize / 2);
+    let c = lbt(&repo, &["check", "--read-data"]).code(1);
+    assert!(c.stderr.contains("lifeboat repair snapshots --read-data"), "check names the repair: {}", c.stderr);
+    let before = snapshot_ids(&repo);
+
+    // Without --read-data the index still lists the blob: nothing to repair.
+    let j = lbt(&repo, &["--json", "repair", "snapshots"]).ok().json();
+    assert_eq!(j["repaired"].as_array().unwrap().len(), 0, "{j:#}");
+    let dry = lbt(&repo, &["--json", "repair", "snapshots", "--read-data", "--dry-run"]).ok().json();
+    assert_eq!(dry["repaired"].as_array().unwrap().len(), 2, "both snapshots use the damaged blob: {dry:#}");
+    assert_eq!(snapshot_ids(&repo), before, "a dry run wrote a snapshot");
+
+    let r = lbt(&repo, &["repair", "snapshots", "--read-data"]).ok();
+    assert!(r.stdout.contains("left out (data lost)"), "{}", r.stdout);
+    let after = snapshot_ids(&repo);
+    assert_eq!(after.len(), 4, "originals kept, two copies added: {after:?}");
+    let snaps = lbt(&repo, &["--json", "snapshots", "--tag", "repaired"]).ok().json();
+    let repaired = snaps.as_array().unwrap();
+    assert_eq!(repaired.len(), 2, "{snaps:#}");
+    let newest = repaired.iter().max_by_key(|s| s["time"].as_str().unwrap().to_string()).unwrap();
+    assert!(before.contains(&newest["original"].as_str().unwrap().to_string()), "{newest:#}");
+
+    // The repaired copy restores without an error: every file intact, the damaged one absent.
+    // It has its original's time and is `latest`.
+    let (same, missing) = restore_and_sort(&repo, "latest", &src, &tmp.path().join("t"));
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert!(r.stdout.contains(&missing[0]), "the left-out file is named: {}", r.stdout);
+    assert_eq!(same, list_tree(&src).into_iter().filter(|p| src.join(p).is_file()).count() - 1);
+
+    // --forget removes the originals; a second repair has nothing left to do.
+    lbt(&repo, &["repair", "snapshots", "--read-data", "--forget", &before[0][..8], &before[1][..8]]).ok();
+    let now = snapshot_ids(&repo);
+    assert!(before.iter().all(|b| !now.contains(b)), "--forget kept an original: {now:?}");
+    assert_eq!(now.len(), 4, "the first two copies and two new ones: {now:?}");
+    let j = lbt(&repo, &["--json", "repair", "snapshots", "--read-data"]).ok().json();
+    assert_eq!(j["repaired"].as_array().unwrap().len(), 0, "{j:#}");
+    assert_eq!(rs(&repo, &["check"]).code, 0, "restic accepts the repaired repository");
+}
+
+#[test]
+fn a_lost_pack_is_repaired_with_repair_index_then_repair_snapshots() {
+    let tmp = tempdir();
+    let (repo, src) = backed_up(tmp.path());
+    // Lose the biggest data pack altogether.
+    let pack = pack_files(&repo).into_iter().next().unwrap();
+    fs::remove_file(&pack).unwrap();
+    let c = lbt(&repo, &["check"]).code(1);
+    assert!(c.stderr.contains("lifeboat repair index"), "{}", c.stderr);
+    lbt(&repo, &["repair", "index"]).ok();
+    let c = lbt(&repo, &["check"]).code(1);
+    assert!(c.stderr.contains("lifeboat repair snapshots"), "{}", c.stderr);
+    lbt(&repo, &["repair", "snapshots", "--forget"]).ok();
+    lbt(&repo, &["check", "--read-data"]).ok();
+    let rc = rs(&repo, &["check", "--read-data"]);
+    assert_eq!(rc.code, 0, "restic check --read-data after the repairs: {rc:?}");
+    let (same, missing) = restore_and_sort(&repo, "latest", &src, &tmp.path().join("t"));
+    assert!(same > 0 && !missing.is_empty(), "{same} restored, {missing:?} lost");
+    let rr = rs(&repo, &["restore", "latest", "--target", s(&tmp.path().join("t2"))]);
+    assert_eq!(rr.code, 0, "restic restores the repaired snapshot: {rr:?}");
+}

@@ -125,7 +125,11 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
             None => res.errors.push(finding(
                 "pack",
                 pack.short(),
-                format!("missing (the index lists {} blobs in it)", blobs.len()),
+                format!(
+                    "missing (the index lists {} blobs in it); `lifeboat repair index` drops it from the index, then \
+                     `lifeboat repair snapshots` writes copies of the snapshots without what it held",
+                    blobs.len()
+                ),
             )),
             Some(&size) => {
                 let expected = expected_size(blobs);
@@ -210,16 +214,25 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
                          damaged or incomplete — run `lifeboat repair index` (a prune now would delete this pack)"
                 .into();
         }
-        if res.notices.iter().any(|n| n.kind == "pack") {
-            for e in trees.errors.iter_mut().filter(|f| f.message.starts_with("missing")) {
-                e.message.push_str("; `lifeboat repair index` can find it in the packs no index lists");
-            }
+        let hint = if res.notices.iter().any(|n| n.kind == "pack") {
+            "; `lifeboat repair index` can find it in the packs no index lists"
+        } else {
+            "; no pack holds it any more: `lifeboat repair snapshots` writes copies of the snapshots without what is lost"
+        };
+        for e in trees.errors.iter_mut().filter(|f| f.message.starts_with("missing")) {
+            e.message.push_str(hint);
         }
     }
     res.errors.append(&mut trees.errors);
     res.snapshots = trees.snapshots;
     res.trees = trees.trees;
-    let data = data.map_err(|_| RepoError::Invalid("pack reader panicked".into()))??;
+    let mut data = data.map_err(|_| RepoError::Invalid("pack reader panicked".into()))??;
+    for f in data.iter_mut().filter(|f| f.kind == "blob") {
+        f.message.push_str(
+            "; `lifeboat restore` still restores every other file, `lifeboat repair snapshots --read-data` writes \
+             copies of the snapshots without the files that use it",
+        );
+    }
     res.errors.extend(data);
     if opts.read_data {
         res.packs_read = done.load(Ordering::Relaxed);

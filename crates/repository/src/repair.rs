@@ -220,3 +220,217 @@ pub fn read_pack_index(repo: &Repository, pack: &Id, size: u64) -> std::result::
     }
     Ok(blobs)
 }
+
+/// How `repair snapshots` works.
+#[derive(Clone, Debug, Default)]
+pub struct RepairSnapshotsOptions {
+    /// Report what would change; write and delete nothing.
+    pub dry_run: bool,
+    /// Remove each original snapshot once its repaired copy is saved.
+    pub forget: bool,
+    /// Also read every data blob the snapshots use (once each): a blob that fails decryption or
+    /// its hash counts as lost, not only blobs the index or the storage no longer has.
+    pub read_data: bool,
+    /// Only these snapshots (full ids); empty = all.
+    pub snapshots: Vec<Id>,
+    /// Threads reading blobs (0 = a default).
+    pub threads: usize,
+}
+
+/// One snapshot `repair snapshots` rewrote (or would rewrite).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RepairedSnapshot {
+    /// The damaged original.
+    pub original: Id,
+    /// Its repaired copy (a dry run: the id it would have).
+    pub repaired: Option<Id>,
+    /// Files left out of the copy because some of their data is lost.
+    pub removed_files: Vec<String>,
+    /// Directories whose tree cannot be read: empty in the copy.
+    pub emptied_dirs: Vec<String>,
+}
+
+/// What `repair snapshots` found and did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RepairSnapshotsStats {
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Snapshots looked at.
+    pub snapshots: usize,
+    /// Snapshots that needed a repair, with what was left out.
+    pub repaired: Vec<RepairedSnapshot>,
+    /// Snapshots that cannot be repaired (file unreadable, root tree lost), with why.
+    pub unrepairable: Vec<(String, String)>,
+    /// Data blobs read (with `read_data`).
+    pub blobs_read: usize,
+    /// Data blobs counted as lost.
+    pub blobs_lost: usize,
+    /// Originals removed (with `forget`).
+    pub forgotten: usize,
+}
+
+/// The tag of every snapshot written by `repair snapshots` (as restic).
+pub const REPAIRED_TAG: &str = "repaired";
+
+/// Rewrite damaged snapshots without their lost parts: a file missing any data blob is left
+/// out (never kept shorter, which would restore wrong content without an error), a directory
+/// whose tree cannot be read becomes empty. The copy has the original's time, host and paths,
+/// the tag [`REPAIRED_TAG`] and `original` pointing at the damaged snapshot, which is kept
+/// unless `forget` is set. Unchanged trees keep their ids. The caller holds an exclusive lock.
+pub fn repair_snapshots(repo: &Repository, opts: &RepairSnapshotsOptions) -> Result<RepairSnapshotsStats> {
+    let threads = if opts.threads == 0 { 4 } else { opts.threads };
+    let mut stats = RepairSnapshotsStats { dry_run: opts.dry_run, ..Default::default() };
+    let index = repo.index()?;
+    let (all, bad) = crate::snapshots::list(repo)?;
+    for (name, e) in bad {
+        if opts.snapshots.is_empty() || opts.snapshots.iter().any(|id| id.to_hex() == name) {
+            stats.unrepairable.push((name, format!("the snapshot file cannot be read: {e}")));
+        }
+    }
+    let chosen: Vec<_> =
+        all.into_iter().filter(|s| opts.snapshots.is_empty() || opts.snapshots.contains(&s.id)).collect();
+    stats.snapshots = chosen.len();
+
+    // Lost data blobs: not in the index, in a pack the storage no longer has, or (read_data)
+    // failing decryption or the hash.
+    let stored: crate::index::IdSet =
+        repo.backend().list(FileType::Pack)?.into_iter().filter_map(|(n, _)| n.parse().ok()).collect();
+    let mut used = crate::index::IdSet::default();
+    let mut seen_trees = crate::index::IdSet::default();
+    for s in &chosen {
+        collect_data_blobs(repo, s.snapshot.tree, &mut seen_trees, &mut used);
+    }
+    let mut lost = crate::index::IdSet::default();
+    let mut present = Vec::new();
+    for id in used {
+        match index.get(lifeboat_format::BlobType::Data, &id) {
+            Some(loc) if stored.contains(&loc.pack) => present.push(id),
+            _ => {
+                lost.insert(id);
+            }
+        }
+    }
+    if opts.read_data {
+        stats.blobs_read = present.len();
+        let damaged = util::parallel_map(present, threads, |id| {
+            Ok(repo.load_blob(lifeboat_format::BlobType::Data, &id).err().map(|_| id))
+        })?;
+        lost.extend(damaged.into_iter().flatten());
+    }
+    stats.blobs_lost = lost.len();
+
+    let saver = (!opts.dry_run).then(|| crate::packer::BlobSaver::new(repo, index.clone(), 1));
+    let mut fixes = Vec::new();
+    for s in chosen {
+        let mut fix = RepairedSnapshot { original: s.id, ..Default::default() };
+        let mut rw = Rewriter { repo, lost: &lost, saver: saver.as_ref(), fix: &mut fix };
+        let root = match repo.load_tree(&s.snapshot.tree) {
+            Ok(t) => t,
+            Err(e) => {
+                stats.unrepairable.push((s.id.to_hex(), format!("its root tree cannot be read: {e}")));
+                continue;
+            }
+        };
+        if let Some(tree) = rw.rewrite(root, "")? {
+            fixes.push((s, tree, fix));
+        }
+    }
+    if let Some(saver) = saver {
+        let packs = saver.finish()?;
+        write_index(repo, packs, INDEX_BLOBS_PER_FILE)?;
+    }
+    for (s, tree, mut fix) in fixes {
+        let mut snap = s.snapshot.clone();
+        snap.tree = tree;
+        snap.original = Some(snap.original.unwrap_or(s.id));
+        if !snap.tags.iter().any(|t| t == REPAIRED_TAG) {
+            snap.tags.push(REPAIRED_TAG.into());
+        }
+        let json = serde_json::to_vec(&snap).map_err(|e| RepoError::Invalid(e.to_string()))?;
+        fix.repaired = Some(if opts.dry_run {
+            Id(lifeboat_crypto::sha256(&repo.encode_unpacked(&json)))
+        } else {
+            let id = repo.save_unpacked(FileType::Snapshot, &json)?;
+            if opts.forget {
+                repo.backend().remove(FileType::Snapshot, &s.id.to_hex())?;
+                stats.forgotten += 1;
+            }
+            id
+        });
+        stats.repaired.push(fix);
+    }
+    Ok(stats)
+}
+
+/// Every data blob below `tree` (trees that cannot be read are skipped: the rewrite names them).
+fn collect_data_blobs(repo: &Repository, tree: Id, seen: &mut crate::index::IdSet, out: &mut crate::index::IdSet) {
+    if !seen.insert(tree) {
+        return;
+    }
+    let Ok(t) = repo.load_tree(&tree) else { return };
+    for n in t.nodes {
+        out.extend(n.content.unwrap_or_default());
+        if let (lifeboat_format::NodeType::Dir, Some(sub)) = (n.node_type, n.subtree) {
+            collect_data_blobs(repo, sub, seen, out);
+        }
+    }
+}
+
+/// Rewrites one snapshot's trees.
+struct Rewriter<'a> {
+    repo: &'a Repository,
+    lost: &'a crate::index::IdSet,
+    saver: Option<&'a crate::packer::BlobSaver>,
+    fix: &'a mut RepairedSnapshot,
+}
+
+impl Rewriter<'_> {
+    /// The id of the repaired tree when something in or below `tree` changed, `None` when it is
+    /// intact. A subtree that cannot be read becomes an empty directory.
+    fn rewrite(&mut self, mut tree: lifeboat_format::Tree, path: &str) -> Result<Option<Id>> {
+        let mut changed = false;
+        let mut nodes = Vec::with_capacity(tree.nodes.len());
+        for mut node in std::mem::take(&mut tree.nodes) {
+            let p = format!("{}/{}", path, node.name);
+            match node.node_type {
+                lifeboat_format::NodeType::File
+                    if node.content.as_deref().unwrap_or_default().iter().any(|b| self.lost.contains(b)) =>
+                {
+                    self.fix.removed_files.push(p);
+                    changed = true;
+                    continue;
+                }
+                lifeboat_format::NodeType::Dir => {
+                    if let Some(sub) = node.subtree {
+                        let new = match self.repo.load_tree(&sub) {
+                            Ok(t) => self.rewrite(t, &p)?,
+                            Err(_) => {
+                                self.fix.emptied_dirs.push(p);
+                                Some(self.save(&lifeboat_format::Tree { nodes: Vec::new() })?)
+                            }
+                        };
+                        if let Some(new) = new {
+                            node.subtree = Some(new);
+                            changed = true;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            nodes.push(node);
+        }
+        if !changed {
+            return Ok(None);
+        }
+        Ok(Some(self.save(&lifeboat_format::Tree { nodes })?))
+    }
+
+    /// Store a tree blob (a dry run only computes its id).
+    fn save(&self, tree: &lifeboat_format::Tree) -> Result<Id> {
+        let blob = tree.to_blob();
+        match self.saver {
+            Some(s) => Ok(s.save(lifeboat_format::BlobType::Tree, &blob)?.0),
+            None => Ok(Id(lifeboat_crypto::sha256(&blob))),
+        }
+    }
+}

@@ -35,7 +35,14 @@ pub fn list(repo: &Repository) -> Result<(Vec<SnapshotEntry>, Unreadable)> {
             (Ok(_), Err(e)) => bad.push((name.clone(), RepoError::corrupt(format!("snapshot {name}"), e))),
         }
     }
-    ok.sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time).then(a.id.cmp(&b.id)));
+    // A repaired copy has its original's time: it sorts after it, so `latest` is the copy.
+    ok.sort_by(|a, b| {
+        a.snapshot
+            .time
+            .cmp(&b.snapshot.time)
+            .then(a.snapshot.original.is_some().cmp(&b.snapshot.original.is_some()))
+            .then(a.id.cmp(&b.id))
+    });
     Ok((ok, bad))
 }
 

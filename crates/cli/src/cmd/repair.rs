@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use lifeboat_repository::repair::{repair_index, RepairIndexOptions};
+use lifeboat_repository::repair::{repair_index, repair_snapshots, RepairIndexOptions, RepairSnapshotsOptions};
 
 use crate::args::Global;
 use crate::{context, exit, output};
@@ -16,6 +16,24 @@ use crate::{context, exit, output};
 pub enum RepairCommand {
     /// Rebuild the index from the pack headers (after an index file was deleted or damaged)
     Index(RepairIndexArgs),
+    /// Write copies of damaged snapshots without their lost files (tagged `repaired`; originals kept unless --forget)
+    Snapshots(RepairSnapshotsArgs),
+}
+
+/// `lifeboat repair snapshots`
+#[derive(Args, Debug)]
+pub struct RepairSnapshotsArgs {
+    /// Snapshots to repair (ids or prefixes); default: every snapshot
+    pub snapshots: Vec<String>,
+    /// Show what would change; write nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Remove each original once its repaired copy is saved
+    #[arg(long)]
+    pub forget: bool,
+    /// Also read every data blob the snapshots use: damaged blobs count as lost, not only missing ones
+    #[arg(long)]
+    pub read_data: bool,
 }
 
 /// `lifeboat repair index`
@@ -31,7 +49,10 @@ pub struct RepairIndexArgs {
 
 /// Run `repair`.
 pub fn run(g: &Global, c: &RepairCommand, interrupt: Arc<AtomicBool>) -> Result<i32> {
-    let RepairCommand::Index(a) = c;
+    let a = match c {
+        RepairCommand::Index(a) => a,
+        RepairCommand::Snapshots(a) => return snapshots(g, a),
+    };
     let repo = context::open(g)?;
     // It replaces every index file: nothing else may read or write meanwhile.
     let _lock = context::lock(g, &repo, !a.dry_run)?;
@@ -66,4 +87,52 @@ pub fn run(g: &Global, c: &RepairCommand, interrupt: Arc<AtomicBool>) -> Result<
         }
     }
     Ok(if stats.unreadable.is_empty() { exit::OK } else { exit::FAILURE })
+}
+
+/// `repair snapshots`.
+fn snapshots(g: &Global, a: &RepairSnapshotsArgs) -> Result<i32> {
+    let repo = context::open(g)?;
+    if a.forget && !a.dry_run {
+        context::refuse_if_append_only(g, &repo, "repair snapshots --forget")?;
+    }
+    let _lock = context::lock(g, &repo, !a.dry_run)?;
+    let mut ids = Vec::new();
+    for r in &a.snapshots {
+        ids.push(lifeboat_repository::snapshots::find(&repo, r, &Default::default())?.id);
+    }
+    let opts = RepairSnapshotsOptions {
+        dry_run: a.dry_run,
+        forget: a.forget,
+        read_data: a.read_data,
+        snapshots: ids,
+        threads: 0,
+    };
+    let stats = repair_snapshots(&repo, &opts)?;
+    for (id, why) in &stats.unrepairable {
+        eprintln!("lifeboat: snapshot {id} cannot be repaired: {why}");
+    }
+    if g.json {
+        output::json(&stats)?;
+    } else if !g.quiet {
+        let would = if stats.dry_run { "would be " } else { "" };
+        for r in &stats.repaired {
+            let new = r.repaired.map(|i| i.short()).unwrap_or_default();
+            println!("snapshot {} {would}repaired as {new}:", r.original.short());
+            for f in &r.removed_files {
+                println!("  file {f}: left out (data lost)");
+            }
+            for d in &r.emptied_dirs {
+                println!("  dir {d}: empty (tree lost)");
+            }
+        }
+        println!(
+            "{} snapshots checked, {} {would}repaired{}; {} data blobs lost{}",
+            stats.snapshots,
+            stats.repaired.len(),
+            if stats.forgotten > 0 { format!(" ({} originals removed)", stats.forgotten) } else { String::new() },
+            stats.blobs_lost,
+            if a.read_data { format!(" ({} read)", stats.blobs_read) } else { String::new() }
+        );
+    }
+    Ok(if stats.unrepairable.is_empty() { exit::OK } else { exit::FAILURE })
 }
