@@ -649,3 +649,34 @@ fn a_lost_pack_is_repaired_with_repair_index_then_repair_snapshots() {
     let rr = rs(&repo, &["restore", "latest", "--target", s(&tmp.path().join("t2"))]);
     assert_eq!(rr.code, 0, "restic restores the repaired snapshot: {rr:?}");
 }
+
+#[test]
+fn a_damaged_pack_is_salvaged_and_the_repository_passes_restic_check_read_data() {
+    let tmp = tempdir();
+    let (repo, src) = backed_up(tmp.path());
+    let pack = pack_files(&repo).into_iter().next().unwrap();
+    let pack_id = pack.file_name().unwrap().to_string_lossy().into_owned();
+    flip(&pack, fs::metadata(&pack).unwrap().len() as usize / 2);
+    let c = lbt(&repo, &["check", "--read-data"]).code(1);
+    assert!(c.stderr.contains(&format!("lifeboat repair packs {pack_id}")), "{}", c.stderr);
+
+    let dry = lbt(&repo, &["--json", "repair", "packs", "--dry-run"]).ok().json();
+    assert_eq!(dry["damaged"].as_array().unwrap().len(), 1, "{dry:#}");
+    assert_eq!(dry["damaged"][0]["lost"].as_array().unwrap().len(), 1, "{dry:#}");
+    assert!(pack.exists(), "a dry run deleted the pack");
+
+    let r = lbt(&repo, &["repair", "packs", &pack_id]).ok();
+    assert!(r.stdout.contains("1 lost"), "{}", r.stdout);
+    assert!(!pack.exists(), "the damaged pack is still there");
+    // Now the lost blob is missing from the index: check names the snapshot repair.
+    let c = lbt(&repo, &["check"]).code(1);
+    assert!(c.stderr.contains("lifeboat repair snapshots"), "{}", c.stderr);
+    lbt(&repo, &["repair", "snapshots", "--forget"]).ok();
+    lbt(&repo, &["prune"]).ok();
+    lbt(&repo, &["check", "--read-data"]).ok();
+    let rc = rs(&repo, &["check", "--read-data"]);
+    assert_eq!(rc.code, 0, "restic check --read-data after the repairs: {rc:?}");
+    let (same, missing) = restore_and_sort(&repo, "latest", &src, &tmp.path().join("t"));
+    assert_eq!(missing.len(), 1, "only the file of the damaged blob is lost: {missing:?}");
+    assert!(same > 20, "{same}");
+}

@@ -230,7 +230,8 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
     for f in data.iter_mut().filter(|f| f.kind == "blob") {
         f.message.push_str(
             "; `lifeboat restore` still restores every other file, `lifeboat repair snapshots --read-data` writes \
-             copies of the snapshots without the files that use it",
+             copies of the snapshots without the files that use it, `lifeboat repair packs` salvages the rest of \
+             the pack",
         );
     }
     res.errors.extend(data);
@@ -345,7 +346,15 @@ fn read_pack(repo: &Repository, pack: &Id, blobs: &[IndexBlob], bytes: &AtomicU6
     };
     bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
     if Id(sha256(&data)) != *pack {
-        out.push(finding("pack", pack.short(), "content does not match its id (the file is damaged)"));
+        out.push(finding(
+            "pack",
+            pack.short(),
+            format!(
+                "content does not match its id (the file is damaged); `lifeboat repair packs {}` stores its readable \
+                 blobs again and deletes it",
+                pack.to_hex()
+            ),
+        ));
     }
     match parse_header(repo, &data) {
         Ok(entries) => {

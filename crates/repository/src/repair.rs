@@ -434,3 +434,140 @@ impl Rewriter<'_> {
         }
     }
 }
+
+/// How `repair packs` works.
+#[derive(Clone, Debug, Default)]
+pub struct RepairPacksOptions {
+    /// Report what would change; write and delete nothing.
+    pub dry_run: bool,
+    /// The packs to salvage (full ids); empty = read every pack and take those whose content
+    /// does not match their id.
+    pub packs: Vec<Id>,
+    /// Threads reading packs (0 = a default).
+    pub threads: usize,
+}
+
+/// One damaged pack and what became of its blobs.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SalvagedPack {
+    /// The damaged pack.
+    pub pack: Id,
+    /// Blobs read intact and stored again in new packs.
+    pub salvaged: usize,
+    /// Blobs that cannot be read: lost (`repair snapshots` then writes snapshots without them).
+    pub lost: Vec<Id>,
+}
+
+/// What `repair packs` found and did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RepairPacksStats {
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Packs read to find damaged ones.
+    pub packs_read: usize,
+    /// The damaged packs.
+    pub damaged: Vec<SalvagedPack>,
+    /// New packs written with the salvaged blobs.
+    pub packs_written: usize,
+    /// Index files written.
+    pub index_files_written: usize,
+}
+
+/// Salvage the readable blobs of damaged packs: each intact blob is stored again in a new pack,
+/// a new index describes every other pack plus the new ones, then the old index files and the
+/// damaged packs are deleted (in that order, so the repository is usable at every instant).
+/// Blobs that cannot be read are reported lost. The caller holds an exclusive lock.
+pub fn repair_packs(repo: &Repository, opts: &RepairPacksOptions) -> Result<RepairPacksStats> {
+    let threads = if opts.threads == 0 { 4 } else { opts.threads };
+    let mut stats = RepairPacksStats { dry_run: opts.dry_run, ..Default::default() };
+    let index_names: Vec<String> = repo.backend().list(FileType::Index)?.into_iter().map(|(n, _)| n).collect();
+    let files =
+        util::parallel_map(index_names.clone(), threads * 2, |n| repo.load_json::<IndexFile>(FileType::Index, &n))
+            .map_err(|e| RepoError::Invalid(format!("{e}; run `lifeboat repair index` first")))?;
+    let mut listed: IdMap<Vec<IndexBlob>> = IdMap::default();
+    for f in &files {
+        for p in &f.packs {
+            listed.entry(p.id).or_insert_with(|| p.blobs.clone());
+        }
+    }
+    let damaged: Vec<Id> = if opts.packs.is_empty() {
+        let stored: Vec<Id> =
+            repo.backend().list(FileType::Pack)?.into_iter().filter_map(|(n, _)| n.parse().ok()).collect();
+        stats.packs_read = stored.len();
+        let bad = util::parallel_map(stored, threads, |id| {
+            let ok = repo
+                .backend()
+                .load(FileType::Pack, &id.to_hex())
+                .map(|d| Id(lifeboat_crypto::sha256(&d)) == id)
+                .unwrap_or(false);
+            Ok((!ok).then_some(id))
+        })?;
+        bad.into_iter().flatten().collect()
+    } else {
+        opts.packs.clone()
+    };
+    if damaged.is_empty() {
+        return Ok(stats);
+    }
+    let damaged_set: crate::index::IdSet = damaged.iter().copied().collect();
+
+    // Every blob of the damaged packs that still reads intact.
+    let mut good: Vec<(lifeboat_format::BlobType, Vec<u8>)> = Vec::new();
+    for pack in &damaged {
+        let mut entry = SalvagedPack { pack: *pack, ..Default::default() };
+        let data = repo.backend().load(FileType::Pack, &pack.to_hex()).unwrap_or_default();
+        let blobs = match listed.get(pack) {
+            Some(b) => b.clone(),
+            None => read_pack_index(repo, pack, data.len() as u64).unwrap_or_default(),
+        };
+        for b in blobs {
+            let loc = crate::index::BlobLocation {
+                pack: *pack,
+                offset: b.offset,
+                length: b.length,
+                uncompressed_length: b.uncompressed_length,
+            };
+            let stored = data.get(b.offset as usize..b.offset as usize + b.length as usize);
+            match stored.map(|s| repo.decode_blob(&b.id, &loc, s)) {
+                Some(Ok(plain)) => {
+                    entry.salvaged += 1;
+                    good.push((b.blob_type, plain));
+                }
+                _ => entry.lost.push(b.id),
+            }
+        }
+        stats.damaged.push(entry);
+    }
+    if opts.dry_run {
+        return Ok(stats);
+    }
+
+    // The index without the damaged packs; the saver stores each salvaged blob not found
+    // intact elsewhere.
+    let mut kept: Vec<IndexPack> = Vec::new();
+    let mut index = crate::index::Index::new();
+    for (id, blobs) in listed {
+        if !damaged_set.contains(&id) {
+            let p = IndexPack { id, blobs };
+            index.add_pack(&p);
+            kept.push(p);
+        }
+    }
+    let saver = crate::packer::BlobSaver::new(repo, Arc::new(index), 1);
+    for (t, plain) in good {
+        saver.save(t, &plain)?;
+    }
+    let new = saver.finish()?;
+    stats.packs_written = new.len();
+    kept.extend(new);
+    kept.sort_by_key(|p| p.id);
+    let written = write_index(repo, kept, INDEX_BLOBS_PER_FILE)?;
+    stats.index_files_written = written.len();
+    let new_ids: crate::index::IdSet = written.into_iter().collect();
+    let old: Vec<String> =
+        index_names.into_iter().filter(|n| !n.parse::<Id>().map(|id| new_ids.contains(&id)).unwrap_or(false)).collect();
+    repo.backend().remove_many(FileType::Index, &old)?;
+    let doomed: Vec<String> = damaged.iter().map(Id::to_hex).collect();
+    repo.backend().remove_many(FileType::Pack, &doomed)?;
+    Ok(stats)
+}

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use lifeboat_repository::repair::{repair_index, repair_snapshots, RepairIndexOptions, RepairSnapshotsOptions};
+use lifeboat_repository::repair::{
+    repair_index, repair_packs, repair_snapshots, RepairIndexOptions, RepairPacksOptions, RepairSnapshotsOptions,
+};
 
 use crate::args::Global;
 use crate::{context, exit, output};
@@ -18,6 +20,18 @@ pub enum RepairCommand {
     Index(RepairIndexArgs),
     /// Write copies of damaged snapshots without their lost files (tagged `repaired`; originals kept unless --forget)
     Snapshots(RepairSnapshotsArgs),
+    /// Salvage the readable blobs of damaged packs into new packs, then delete the damaged packs
+    Packs(RepairPacksArgs),
+}
+
+/// `lifeboat repair packs`
+#[derive(Args, Debug)]
+pub struct RepairPacksArgs {
+    /// Damaged packs (full ids, as `check` names them); default: read every pack and take the damaged ones
+    pub packs: Vec<String>,
+    /// Show what would be salvaged and lost; write and delete nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
 }
 
 /// `lifeboat repair snapshots`
@@ -52,6 +66,7 @@ pub fn run(g: &Global, c: &RepairCommand, interrupt: Arc<AtomicBool>) -> Result<
     let a = match c {
         RepairCommand::Index(a) => a,
         RepairCommand::Snapshots(a) => return snapshots(g, a),
+        RepairCommand::Packs(a) => return packs(g, a),
     };
     let repo = context::open(g)?;
     // It replaces every index file: nothing else may read or write meanwhile.
@@ -135,4 +150,40 @@ fn snapshots(g: &Global, a: &RepairSnapshotsArgs) -> Result<i32> {
         );
     }
     Ok(if stats.unrepairable.is_empty() { exit::OK } else { exit::FAILURE })
+}
+
+/// `repair packs`.
+fn packs(g: &Global, a: &RepairPacksArgs) -> Result<i32> {
+    let repo = context::open(g)?;
+    if !a.dry_run {
+        context::refuse_if_append_only(g, &repo, "repair packs")?;
+    }
+    let _lock = context::lock(g, &repo, !a.dry_run)?;
+    let ids = a
+        .packs
+        .iter()
+        .map(|p| p.parse().map_err(|e| anyhow::anyhow!("pack {p:?}: {e} (give the full 64-character id)")))
+        .collect::<Result<Vec<_>>>()?;
+    let stats = repair_packs(&repo, &RepairPacksOptions { dry_run: a.dry_run, packs: ids, threads: 0 })?;
+    if g.json {
+        output::json(&stats)?;
+    } else if !g.quiet {
+        let would = if stats.dry_run { "would be " } else { "" };
+        for d in &stats.damaged {
+            println!("pack {}: {} blobs {would}salvaged, {} lost", d.pack, d.salvaged, d.lost.len());
+            for b in &d.lost {
+                println!("  blob {b}: lost");
+            }
+        }
+        if stats.damaged.is_empty() {
+            println!("no damaged pack found ({} read)", stats.packs_read);
+        } else if !stats.dry_run {
+            println!(
+                "{} damaged packs replaced by {} new packs; next: `lifeboat repair snapshots` for the snapshots that used lost blobs",
+                stats.damaged.len(),
+                stats.packs_written
+            );
+        }
+    }
+    Ok(exit::OK)
 }
