@@ -680,3 +680,50 @@ fn a_damaged_pack_is_salvaged_and_the_repository_passes_restic_check_read_data()
     assert_eq!(missing.len(), 1, "only the file of the damaged blob is lost: {missing:?}");
     assert!(same > 20, "{same}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Part 7: smaller points of issue 16.
+
+#[test]
+fn short_snapshot_prefixes_are_looked_up_and_ambiguous_ones_said_so() {
+    let tmp = tempdir();
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    let mut ids = Vec::new();
+    fs::create_dir(&src).unwrap();
+    init(&repo);
+    // Enough snapshots that some one-character prefix is shared.
+    for i in 0..20 {
+        fs::write(src.join("a.txt"), format!("version {i}\n")).unwrap();
+        ids.push(backup_json(&repo, &[s(&src)])["snapshot_id"].as_str().unwrap().to_string());
+    }
+    for len in [1, 2, 3] {
+        for id in &ids {
+            let prefix = &id[..len];
+            let matching = ids.iter().filter(|o| o.starts_with(prefix)).count();
+            let r = lbt(&repo, &["ls", prefix]);
+            if matching == 1 {
+                assert_eq!(r.code, 0, "{prefix} names one snapshot: {r:?}");
+            } else {
+                assert_eq!(r.code, 1, "{r:?}");
+                assert!(r.one_error_line().contains("ambiguous"), "{prefix} matches {matching}: {}", r.stderr);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_key_file_without_optional_fields_opens_as_in_restic() {
+    let tmp = tempdir();
+    let repo = tmp.path().join("repo");
+    assert_eq!(rs(&repo, &["init"]).code, 0);
+    let key = repo.join("keys").join(&list_tree(&repo.join("keys"))[0]);
+    let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&key).unwrap()).unwrap();
+    for field in ["username", "hostname", "created"] {
+        v.as_object_mut().unwrap().remove(field);
+    }
+    chmod(&key, 0o600);
+    fs::write(&key, serde_json::to_vec(&v).unwrap()).unwrap();
+    assert_eq!(rs(&repo, &["snapshots"]).code, 0, "restic opens it");
+    lbt(&repo, &["snapshots"]).ok();
+    lbt(&repo, &["key", "list"]).ok();
+}

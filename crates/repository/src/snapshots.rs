@@ -112,7 +112,9 @@ pub fn find(repo: &Repository, reference: &str, filter: &Filter) -> Result<Snaps
         })?;
         return Ok(SnapshotEntry { id, snapshot });
     }
-    if reference.len() < 4 || !reference.chars().all(|c| c.is_ascii_hexdigit()) {
+    // Any hex prefix is looked up: a short one that matches several snapshots is ambiguous (and
+    // said so), never "not found".
+    if reference.is_empty() || !reference.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(RepoError::SnapshotNotFound(reference.into()));
     }
     let names: Vec<String> = repo
