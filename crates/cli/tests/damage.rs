@@ -727,3 +727,41 @@ fn a_key_file_without_optional_fields_opens_as_in_restic() {
     lbt(&repo, &["snapshots"]).ok();
     lbt(&repo, &["key", "list"]).ok();
 }
+
+#[test]
+fn a_file_that_grows_during_backup_is_reported_with_exit_3() {
+    let tmp = tempdir();
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    fs::create_dir(&src).unwrap();
+    let log = src.join("growing.log");
+    write_random(&log, 64 << 20, 21);
+    fs::write(src.join("still.txt"), b"unchanged\n").unwrap();
+    init(&repo);
+    // A writer appends to the file for as long as the backup runs.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, log) = (stop.clone(), log.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = fs::OpenOptions::new().append(true).open(&log).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                f.write_all(&[b'x'; 512]).unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    let r = lbt(&repo, &["backup", s(&src)]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.contains("growing.log") && r.stderr.contains("changed while it was read"), "{}", r.stderr);
+    assert!(!r.stderr.contains("still.txt"), "{}", r.stderr);
+    // The snapshot was written, with the file as read.
+    let out = tmp.path().join("out");
+    lbt(&repo, &["restore", "latest", "--target", s(&out)]).ok();
+    assert_eq!(fs::read(under(&out, &src).join("still.txt")).unwrap(), b"unchanged\n");
+    assert!(fs::metadata(under(&out, &src).join("growing.log")).unwrap().len() >= 64 << 20);
+    // A second backup of files nobody writes is clean.
+    lbt(&repo, &["backup", s(&src)]).ok();
+}
