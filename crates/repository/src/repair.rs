@@ -265,8 +265,11 @@ pub struct RepairSnapshotsStats {
     pub blobs_read: usize,
     /// Data blobs counted as lost.
     pub blobs_lost: usize,
-    /// Originals removed (with `forget`).
+    /// Originals removed (with `forget`), including those in `removed`.
     pub forgotten: usize,
+    /// Snapshots removed outright (with `forget`) because nothing of them can be read: their
+    /// root tree is lost.
+    pub removed: Vec<(String, String)>,
 }
 
 /// The tag of every snapshot written by `repair snapshots` (as restic).
@@ -327,7 +330,16 @@ pub fn repair_snapshots(repo: &Repository, opts: &RepairSnapshotsOptions) -> Res
         let root = match repo.load_tree(&s.snapshot.tree) {
             Ok(t) => t,
             Err(e) => {
-                stats.unrepairable.push((s.id.to_hex(), format!("its root tree cannot be read: {e}")));
+                // Nothing of it can be restored. With `forget` it goes (as restic does).
+                let mut why = format!("its root tree cannot be read: {e}");
+                if opts.forget && !opts.dry_run {
+                    repo.backend().remove(FileType::Snapshot, &s.id.to_hex())?;
+                    stats.forgotten += 1;
+                    why.push_str("; nothing of it can be restored, so it was removed (--forget)");
+                    stats.removed.push((s.id.to_hex(), why));
+                } else {
+                    stats.unrepairable.push((s.id.to_hex(), why));
+                }
                 continue;
             }
         };

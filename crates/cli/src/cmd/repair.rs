@@ -126,6 +126,9 @@ fn snapshots(g: &Global, a: &RepairSnapshotsArgs) -> Result<i32> {
     for (id, why) in &stats.unrepairable {
         eprintln!("lifeboat: snapshot {id} cannot be repaired: {why}");
     }
+    for (id, why) in &stats.removed {
+        eprintln!("lifeboat: snapshot {id} removed: {why}");
+    }
     if g.json {
         output::json(&stats)?;
     } else if !g.quiet {
