@@ -765,3 +765,40 @@ fn a_file_that_grows_during_backup_is_reported_with_exit_3() {
     // A second backup of files nobody writes is clean.
     lbt(&repo, &["backup", s(&src)]).ok();
 }
+
+#[test]
+fn an_interrupted_copy_resumes_from_the_packs_it_wrote() {
+    let tmp = tempdir();
+    let (repo, dst, src) = (tmp.path().join("repo"), tmp.path().join("dst"), tmp.path().join("src"));
+    fs::create_dir(&src).unwrap();
+    write_random(&src.join("big.bin"), 12 << 20, 31);
+    write_random(&src.join("small.bin"), 20_000, 32);
+    init(&repo);
+    init(&dst);
+    lbt(&repo, &["backup", s(&src)]).ok();
+    let pw = tmp.path().join("pw");
+    fs::write(&pw, PASSWORD).unwrap();
+    let copy = |faults: Option<&str>| {
+        let mut c = lifeboat(&repo);
+        c.env("LIFEBOAT_TO_PASSWORD_FILE", &pw);
+        if let Some(f) = faults {
+            c.env("LIFEBOAT_FAULTS", f);
+        }
+        run_limited(c.args(["--json", "copy", "--to", s(&dst)]))
+    };
+    // Killed after its packs are stored, before its index.
+    let killed = copy(Some("kill-on-save:index:1"));
+    assert_eq!(killed.code, -1, "{killed:?}");
+    let stored = list_tree(&dst.join("data")).into_iter().filter(|p| dst.join("data").join(p).is_file()).count();
+    assert!(stored >= 2, "the killed copy stored {stored} packs");
+    let again = copy(None);
+    assert_eq!(again.code, 0, "{again:?}");
+    let j: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(num(&j, "packs_resumed"), stored as u64, "{j:#}");
+    assert_eq!(num(&j, "bytes_stored"), 0, "nothing stored twice: {j:#}");
+    lbt(&dst, &["check", "--read-data"]).ok();
+    assert_eq!(rs(&dst, &["check", "--read-data"]).code, 0);
+    let out = tmp.path().join("out");
+    lbt(&dst, &["restore", "latest", "--target", s(&out)]).ok();
+    assert_same_tree(&src, &under(&out, &src), Compare::CONTENT);
+}
