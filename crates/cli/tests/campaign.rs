@@ -11,9 +11,8 @@
 //!   file garbled). Expected per kind: `check --read-data` detects it (exit 1); every restore
 //!   either succeeds identical or fails/leaves out *named* files, and every file it does write is
 //!   identical (never a silent wrong restore); after the repairs `check` names
-//!   (`repair index`, `repair packs`, `repair snapshots --read-data --forget`, `prune`; a garbled
-//!   snapshot file is removed by hand) both `check --read-data` and restic's pass, and every
-//!   file not named as lost restores.
+//!   (`repair index`, `repair packs`, `repair snapshots --read-data --forget`, `prune`) both
+//!   `check --read-data` and restic's pass, and every file not named as lost restores.
 //!
 //! `campaign_short` (12 kills, 14 damages) runs with the other tests. The full campaign:
 //!
@@ -343,9 +342,6 @@ fn damage_campaign(n: usize, seed: u64) -> DamageResults {
             let _ = fs::remove_dir_all(&target);
         }
         // Repairs, as check names them.
-        if kind == "snapshot-garble" {
-            fs::remove_file(&damaged).unwrap();
-        }
         lb(&repo, &["repair", "index"]);
         lb(&repo, &["repair", "packs"]);
         lb(&repo, &["repair", "snapshots", "--read-data", "--forget"]);

@@ -192,6 +192,16 @@ fn damaged_newest_snapshot_is_named_by_every_selection() {
     let target = tmp.path().join("t2");
     lbt(&repo, &["restore", &first, "--target", s(&target)]).ok();
     assert_eq!(fs::read(under(&target, &src).join("a.txt")).unwrap(), b"first version\n");
+
+    // The repair: a dry run names it, --forget removes the damaged file; then all is well.
+    let r = lbt(&repo, &["repair", "snapshots", "--dry-run"]).code(1);
+    assert!(r.stderr.contains(&second), "{r:?}");
+    assert!(snapshot_file(&repo, &second).exists());
+    let r = lbt(&repo, &["repair", "snapshots", "--forget"]).ok();
+    assert!(r.stderr.contains(&second) && r.stderr.contains("removed"), "{r:?}");
+    lbt(&repo, &["check"]).ok();
+    lbt(&repo, &["snapshots"]).ok();
+    lbt(&repo, &["restore", "latest", "--target", s(&tmp.path().join("t3"))]).ok();
 }
 
 // ---------------------------------------------------------------------------------------------

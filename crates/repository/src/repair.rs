@@ -286,8 +286,18 @@ pub fn repair_snapshots(repo: &Repository, opts: &RepairSnapshotsOptions) -> Res
     let index = repo.index()?;
     let (all, bad) = crate::snapshots::list(repo)?;
     for (name, e) in bad {
-        if opts.snapshots.is_empty() || opts.snapshots.iter().any(|id| id.to_hex() == name) {
-            stats.unrepairable.push((name, format!("the snapshot file cannot be read: {e}")));
+        if !(opts.snapshots.is_empty() || opts.snapshots.iter().any(|id| id.to_hex() == name)) {
+            continue;
+        }
+        let why = format!("the snapshot file cannot be read: {e}");
+        // Damaged (not merely unreachable): nothing in it can be trusted, not even which tree
+        // it names. With `forget` it goes; the data it shares with others stays.
+        if matches!(e, RepoError::Corrupt { .. }) && opts.forget && !opts.dry_run {
+            repo.backend().remove(FileType::Snapshot, &name)?;
+            stats.forgotten += 1;
+            stats.removed.push((name, format!("{why}; removed (--forget)")));
+        } else {
+            stats.unrepairable.push((name, why));
         }
     }
     let chosen: Vec<_> =
