@@ -46,6 +46,18 @@ pub use s3::{
     Versioning,
 };
 
+/// A temporary file left by a save that never finished (a killed process): never an object,
+/// never listed by [`Backend::list`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemporaryFile {
+    /// Path relative to the repository root (e.g. `data/ab/.tmp-123-4-89abcdef`).
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification.
+    pub modified: std::time::SystemTime,
+}
+
 /// Result type of every backend operation.
 pub type Result<T> = std::result::Result<T, BackendError>;
 
@@ -137,6 +149,26 @@ pub trait Backend: Send + Sync {
         let _ = (ft, name, data);
         Ok(())
     }
+
+    /// Temporary files of saves that never finished (the local backend's `.tmp-PID-…` files).
+    /// The default is none, which is right for stores whose uploads are atomic.
+    fn list_temporary(&self) -> Result<Vec<TemporaryFile>> {
+        Ok(Vec::new())
+    }
+
+    /// Removes a temporary file named by [`Backend::list_temporary`]; a missing one is not an
+    /// error (another prune may have removed it).
+    fn remove_temporary(&self, name: &str) -> Result<()> {
+        let _ = name;
+        Ok(())
+    }
+    /// Objects of type `ft` that other users of the machine can read, with their Unix mode (the
+    /// local backend: `keys/` files a local user could copy for an offline password attack).
+    /// The default is none: other stores have no local users.
+    fn readable_by_others(&self, ft: FileType) -> Result<Vec<(String, u32)>> {
+        let _ = ft;
+        Ok(Vec::new())
+    }
 }
 
 macro_rules! delegate_backend {
@@ -174,6 +206,15 @@ macro_rules! delegate_backend {
             }
             fn simulate_interrupted_save(&self, ft: FileType, name: &str, data: &[u8]) -> Result<()> {
                 (**self).simulate_interrupted_save(ft, name, data)
+            }
+            fn list_temporary(&self) -> Result<Vec<TemporaryFile>> {
+                (**self).list_temporary()
+            }
+            fn remove_temporary(&self, name: &str) -> Result<()> {
+                (**self).remove_temporary(name)
+            }
+            fn readable_by_others(&self, ft: FileType) -> Result<Vec<(String, u32)>> {
+                (**self).readable_by_others(ft)
             }
         }
     };

@@ -15,6 +15,25 @@ use crate::{Backend, FileType, Result};
 /// never start with `.`, so [`Backend::list`] can skip them safely.
 const TEMP_PREFIX: &str = ".tmp-";
 
+/// Mode of new directories: private to the owner, as restic creates them.
+const DIR_MODE: u32 = 0o700;
+/// Mode of a file being written (restic: 0600)…
+const FILE_MODE_WRITING: u32 = 0o600;
+/// …and once complete: objects never change, so read-only for the owner (restic: 0400).
+const FILE_MODE: u32 = 0o400;
+
+/// Creates one directory with [`DIR_MODE`].
+fn mkdir_private(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().mode(DIR_MODE).create(dir)
+}
+
+/// Creates a directory and its missing parents with [`DIR_MODE`] (existing ones keep theirs).
+fn mkdir_all_private(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
+}
+
 /// Per-process counter making temporary names unique across threads.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -76,7 +95,7 @@ impl LocalBackend {
             }
         }
         for d in missing.into_iter().rev() {
-            match fs::create_dir(d) {
+            match mkdir_private(d) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
@@ -94,7 +113,9 @@ impl LocalBackend {
         let mut created_dirs = false;
         loop {
             let path = dir.join(temp_name());
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
+            let mut opts = OpenOptions::new();
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, FILE_MODE_WRITING);
+            match opts.write(true).create_new(true).open(&path) {
                 Ok(file) => return Ok((path, file)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) if e.kind() == io::ErrorKind::NotFound && !created_dirs => {
@@ -110,7 +131,10 @@ impl LocalBackend {
     /// the file again on failure.
     fn write_temp(&self, dir: &Path, data: &[u8]) -> io::Result<PathBuf> {
         let (tmp, mut file) = self.create_temp(dir)?;
-        let written = file.write_all(data).and_then(|()| sync_file(&file));
+        let written = file
+            .write_all(data)
+            .and_then(|()| file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(FILE_MODE)))
+            .and_then(|()| sync_file(&file));
         drop(file);
         match written {
             Ok(()) => Ok(tmp),
@@ -226,14 +250,14 @@ impl Backend for LocalBackend {
             return Err(BackendError::AlreadyExists { ctx: self.ctx(Op::Create, Some(FileType::Config), "config") });
         }
         let root_existed = self.root.is_dir();
-        fs::create_dir_all(&self.root).map_err(|e| err("", e))?;
+        mkdir_all_private(&self.root).map_err(|e| err("", e))?;
         for dir in LAYOUT_DIRS {
-            fs::create_dir_all(self.root.join(dir)).map_err(|e| err(dir, e))?;
+            mkdir_all_private(&self.root.join(dir)).map_err(|e| err(dir, e))?;
         }
         let data = self.root.join("data");
         for i in 0..=255u8 {
             let sub = format!("{i:02x}");
-            fs::create_dir_all(data.join(&sub)).map_err(|e| err(&format!("data/{sub}"), e))?;
+            mkdir_all_private(&data.join(&sub)).map_err(|e| err(&format!("data/{sub}"), e))?;
         }
         sync_dir(&data).map_err(|e| err("data", e))?;
         sync_dir(&self.root).map_err(|e| err("", e))?;
@@ -390,4 +414,69 @@ impl Backend for LocalBackend {
         let dir = path.parent().unwrap_or(&self.root);
         self.write_temp(dir, data).map(|_| ()).map_err(|e| BackendError::from_io(self.ctx(Op::Save, Some(ft), key), e))
     }
+    /// `.tmp-…` files anywhere below the repository root (the layout directories, `data/xx/`
+    /// and `lifeboat/…`), with their size and modification time.
+    fn list_temporary(&self) -> Result<Vec<crate::TemporaryFile>> {
+        let err = |e| BackendError::from_io(self.ctx(Op::List, None, ""), e);
+        let mut out = Vec::new();
+        find_temporary(&self.root, "", &mut out).map_err(err)?;
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn remove_temporary(&self, name: &str) -> Result<()> {
+        let ctx = || self.ctx(Op::Remove, None, name);
+        // Only ever a `.tmp-` file below the root: never a path that climbs out or an object.
+        let valid = name.rsplit('/').next().is_some_and(|f| f.starts_with(TEMP_PREFIX))
+            && !name.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+        if !valid {
+            return Err(BackendError::InvalidName { ctx: ctx(), reason: "not a temporary file".into() });
+        }
+        let path = name.split('/').fold(self.root.clone(), |p, c| p.join(c));
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(BackendError::from_io(ctx(), e)),
+        }
+    }
+
+    fn readable_by_others(&self, ft: FileType) -> Result<Vec<(String, u32)>> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut out = Vec::new();
+        for (name, _) in self.list(ft)? {
+            let (key, path) = self.object(Op::Size, ft, &name)?;
+            match fs::metadata(&path) {
+                Ok(m) if m.permissions().mode() & 0o004 != 0 => out.push((name, m.permissions().mode() & 0o7777)),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(BackendError::from_io(self.ctx(Op::Size, Some(ft), key), e)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Collects `.tmp-…` regular files below `dir` (relative names under `prefix`), not following
+/// symbolic links. A missing directory holds none.
+fn find_temporary(dir: &Path, prefix: &str, out: &mut Vec<crate::TemporaryFile>) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        let Ok(meta) = entry.path().symlink_metadata() else { continue };
+        if meta.is_dir() {
+            find_temporary(&entry.path(), &format!("{prefix}{name}/"), out)?;
+        } else if meta.is_file() && name.starts_with(TEMP_PREFIX) {
+            out.push(crate::TemporaryFile {
+                name: format!("{prefix}{name}"),
+                size: meta.len(),
+                modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+            });
+        }
+    }
+    Ok(())
 }

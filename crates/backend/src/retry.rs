@@ -173,6 +173,17 @@ impl<B: Backend> Backend for RetryBackend<B> {
     fn simulate_interrupted_save(&self, ft: FileType, name: &str, data: &[u8]) -> Result<()> {
         self.inner.simulate_interrupted_save(ft, name, data)
     }
+    fn list_temporary(&self) -> Result<Vec<crate::TemporaryFile>> {
+        self.inner.list_temporary()
+    }
+
+    fn remove_temporary(&self, name: &str) -> Result<()> {
+        self.inner.remove_temporary(name)
+    }
+
+    fn readable_by_others(&self, ft: FileType) -> Result<Vec<(String, u32)>> {
+        self.inner.readable_by_others(ft)
+    }
 }
 
 #[cfg(test)]

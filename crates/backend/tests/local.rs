@@ -148,3 +148,29 @@ fn permission_errors_are_classified() {
         }
     }
 }
+
+#[test]
+fn temporary_files_of_interrupted_saves_are_listed_and_removed() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = LocalBackend::new(root.path());
+    b.create().expect("create");
+    assert!(b.list_temporary().expect("list").is_empty());
+    let id = "cd".repeat(32);
+    b.simulate_interrupted_save(FileType::Pack, &id, &[7u8; 1000]).expect("interrupted pack");
+    b.simulate_interrupted_save(FileType::Index, &id, &[7u8; 10]).expect("interrupted index");
+    b.save(FileType::Snapshot, &id, b"complete").expect("save");
+    let temps = b.list_temporary().expect("list");
+    assert_eq!(temps.len(), 2, "{temps:?}");
+    let pack_tmp = temps.iter().find(|t| t.name.starts_with("data/cd/.tmp-")).expect("pack temporary");
+    assert_eq!(pack_tmp.size, 1000);
+    assert!(temps.iter().any(|t| t.name.starts_with("index/.tmp-") && t.size == 10), "{temps:?}");
+    // Objects are never temporary files, and names that are not temporaries are refused.
+    assert!(b.remove_temporary(&format!("snapshots/{id}")).is_err());
+    assert!(b.remove_temporary("data/../../.tmp-1").is_err());
+    for t in &temps {
+        b.remove_temporary(&t.name).expect("remove");
+        b.remove_temporary(&t.name).expect("a second removal is not an error");
+    }
+    assert!(b.list_temporary().expect("list").is_empty());
+    assert_eq!(b.load(FileType::Snapshot, &id).expect("load"), b"complete");
+}

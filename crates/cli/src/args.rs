@@ -19,6 +19,11 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `--compression`: checked while parsing, so a bad value is a usage error (exit 2).
+fn compression(s: &str) -> Result<String, String> {
+    s.parse::<lifeboat_repository::Compression>().map(|_| s.to_string())
+}
+
 /// Options every command accepts (listed after each command's own options).
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Global options")]
@@ -37,7 +42,7 @@ pub struct Global {
     #[arg(long, env = "LIFEBOAT_PASSWORD_COMMAND", global = true, value_name = "CMD")]
     pub password_command: Option<String>,
     /// Compression for new data: auto, max, off, or a zstd level 1-22 [default: auto]
-    #[arg(long, env = "LIFEBOAT_COMPRESSION", global = true, value_name = "MODE")]
+    #[arg(long, env = "LIFEBOAT_COMPRESSION", global = true, value_name = "MODE", value_parser = compression)]
     pub compression: Option<String>,
     /// Print machine-readable JSON instead of tables
     #[arg(long, global = true)]
@@ -52,6 +57,10 @@ pub struct Global {
     /// instead of failing at once with exit code 11
     #[arg(long, env = "LIFEBOAT_RETRY_LOCK", global = true, value_name = "DURATION")]
     pub retry_lock: Option<String>,
+    /// Take no lock: for read-only commands (restore, check) on a repository this user cannot
+    /// write (used automatically then, with a notice). Commands that write refuse it
+    #[arg(long, global = true)]
+    pub no_lock: bool,
     /// Read the repository as it was at this time (2026-11-20, "2026-11-20 14:30", RFC 3339, or
     /// a duration ago such as 6h): every object's version from then, read-only, no lock taken.
     /// For S3 buckets with versioning (Object Lock), after objects were deleted or overwritten
@@ -97,6 +106,9 @@ pub enum Command {
     /// Manage the repository's keys (passwords)
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Repair a damaged repository: `repair index` rebuilds the index from the packs
+    #[command(subcommand)]
+    Repair(RepairCommand),
     /// Remove stale locks (or all locks with --remove-all)
     Unlock(UnlockArgs),
     /// Remove snapshots by a retention policy (or by id); with --prune also delete their data
@@ -811,4 +823,52 @@ mod tests {
         assert!(parse_size("4X").is_err());
         assert!(parse_size("M").is_err());
     }
+}
+
+/// `lifeboat repair …`
+#[derive(Subcommand, Debug)]
+pub enum RepairCommand {
+    /// Rebuild the index from the pack headers (after an index file was deleted or damaged)
+    Index(RepairIndexArgs),
+    /// Write copies of damaged snapshots without their lost files (tagged `repaired`; originals kept unless --forget)
+    Snapshots(RepairSnapshotsArgs),
+    /// Salvage the readable blobs of damaged packs into new packs, then delete the damaged packs
+    Packs(RepairPacksArgs),
+}
+
+/// `lifeboat repair packs`
+#[derive(Args, Debug)]
+pub struct RepairPacksArgs {
+    /// Damaged packs (full ids, as `check` names them); default: read every pack and take the damaged ones
+    pub packs: Vec<String>,
+    /// Show what would be salvaged and lost; write and delete nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}
+
+/// `lifeboat repair snapshots`
+#[derive(Args, Debug)]
+pub struct RepairSnapshotsArgs {
+    /// Snapshots to repair (ids or prefixes); default: every snapshot
+    pub snapshots: Vec<String>,
+    /// Show what would change; write nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Remove each original once its repaired copy is saved
+    #[arg(long)]
+    pub forget: bool,
+    /// Also read every data blob the snapshots use: damaged blobs count as lost, not only missing ones
+    #[arg(long)]
+    pub read_data: bool,
+}
+
+/// `lifeboat repair index`
+#[derive(Args, Debug)]
+pub struct RepairIndexArgs {
+    /// Show what would change; write and delete nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Read the header of every pack, also of packs an intact index file describes
+    #[arg(long)]
+    pub read_all_packs: bool,
 }

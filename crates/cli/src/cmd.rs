@@ -21,6 +21,7 @@ mod health;
 mod init;
 mod key;
 mod ls;
+mod repair;
 mod restore;
 mod runs;
 mod snapshots;
@@ -57,6 +58,7 @@ pub fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> Result<i32> {
         Command::Drill(a) => drill::run(&c, &a),
         Command::Storage(s) => storage::run(&c, &s),
         Command::Key(k) => key::run(&c, k),
+        Command::Repair(r) => repair::run(&c, &r),
         Command::Unlock(a) => key::unlock(&c, &a),
         Command::Forget(a) => forget::forget(&c, &a),
         Command::Prune(a) => forget::prune(&c, &a),

@@ -32,6 +32,7 @@ pub fn session(g: &Global) -> Session {
         compression: g.compression.clone(),
         retry_lock: g.retry_lock.clone(),
         as_of: g.as_of.clone(),
+        no_lock: g.no_lock,
         ..Session::default()
     };
     if std::io::stdin().is_terminal() {

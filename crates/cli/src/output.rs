@@ -35,6 +35,15 @@ fn style(pb: &ProgressBar, template: &str) {
     }
 }
 
+/// An observer that only prints notices and warnings (for commands with their own progress).
+pub fn notes() -> Arc<Observer> {
+    Arc::new(|e: &Event| match e {
+        Event::Notice { message } => eprintln!("notice: {message}"),
+        Event::Warning { message } => eprintln!("lifeboat: warning: {message}"),
+        _ => {}
+    })
+}
+
 /// Print a value as pretty JSON on stdout.
 pub fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
@@ -91,6 +100,7 @@ impl Progress {
                     }
                 }
                 Event::Warning { message } => pb.suspend(|| eprintln!("lifeboat: warning: {message}")),
+                Event::Notice { message } => pb.suspend(|| eprintln!("notice: {message}")),
                 _ => {}
             }
         });

@@ -308,7 +308,7 @@ fn check_names_damaged_pack_blob_and_index() {
     fs::rename(&aside, &pack).unwrap();
     lb(&repo, &["check"]).ok();
 
-    // (c) a damaged snapshot file is named by check and skipped (with a warning) by snapshots.
+    // (c) a damaged snapshot file is named by check and by snapshots, which fails (issue 16).
     let snap = list_tree(&repo.join("snapshots")).into_iter().next().map(|p| repo.join("snapshots").join(p)).unwrap();
     let snap_id = snap.file_name().unwrap().to_string_lossy().into_owned();
     let len = fs::metadata(&snap).unwrap().len() as usize;
@@ -320,8 +320,8 @@ fn check_names_damaged_pack_blob_and_index() {
         &snap_id[..8],
         c.stderr
     );
-    let l = lb(&repo, &["snapshots"]).ok();
-    assert!(l.stderr.contains(&snap_id[..8]), "damaged snapshot not reported:\n{}", l.stderr);
+    let l = lb(&repo, &["snapshots"]).code(1);
+    assert!(l.stderr.contains(&snap_id), "damaged snapshot not reported:\n{}", l.stderr);
     flip_byte(&snap, len / 2);
     lb(&repo, &["check"]).ok();
 
@@ -650,7 +650,7 @@ fn bad_input_gives_one_line_and_documented_exit_code() {
         Case {
             name: "bad compression",
             run: lb(&repo, &["--compression", "banana", "backup", s(&src)]),
-            code: 1,
+            code: 2, // a usage error since issue 16 (was 1)
             says: "banana",
         },
         Case {

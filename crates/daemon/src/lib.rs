@@ -572,7 +572,7 @@ fn work(session: &Session, cfg: &Config, job: &Job, interrupt: &Arc<AtomicBool>,
         }
         Work::Check { read_data_percent } => {
             let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
-            let r = inventory::check(session, *read_data_percent > 0, interrupt, done, &mut |_| {});
+            let r = inventory::check(session, *read_data_percent > 0, interrupt, done, &mut |_| {}, o.as_ref());
             let ok = r.as_ref().is_ok_and(|c| c.is_ok());
             f.counted.push((RunKind::Check, if ok { RunOutcome::Ok } else { RunOutcome::Failed }));
             if !ok {
@@ -586,8 +586,11 @@ fn work(session: &Session, cfg: &Config, job: &Job, interrupt: &Arc<AtomicBool>,
         Work::Verify { restore_test } => {
             let req = verify::VerifyRequest { restore_test: *restore_test, ..Default::default() };
             match verify::verify(session, &req, interrupt, &o, &mut |_| {}) {
-                Ok(results) => {
-                    for v in results {
+                Ok(report) => {
+                    for d in &report.damaged {
+                        fail(&mut f, "verify_failed", None, format!("damaged snapshot file: {d}"));
+                    }
+                    for v in report.results {
                         let ok = v.record.outcome != lifeboat_ops::records::Outcome::Failed;
                         let kind = if *restore_test { RunKind::RestoreTest } else { RunKind::Verify };
                         f.counted.push((kind, if ok { RunOutcome::Ok } else { RunOutcome::Failed }));

@@ -6,11 +6,14 @@ use serde::{Deserialize, Serialize};
 /// A key file, stored as plain JSON.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KeyFile {
-    /// When the key was added.
+    /// When the key was added. Optional, as in restic (Go reads a missing field as empty).
+    #[serde(default)]
     pub created: DateTime<Utc>,
-    /// User who added it.
+    /// User who added it. Optional, as in restic (Go reads a missing field as empty).
+    #[serde(default)]
     pub username: String,
-    /// Host it was added on.
+    /// Host it was added on. Optional, as in restic (Go reads a missing field as empty).
+    #[serde(default)]
     pub hostname: String,
     /// Key derivation function; always "scrypt".
     pub kdf: String,
@@ -69,5 +72,19 @@ pub mod b64 {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s: std::borrow::Cow<'de, str> = Deserialize::deserialize(d)?;
         base64::engine::general_purpose::STANDARD.decode(s.as_bytes()).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_without_the_optional_fields_parses() {
+        // What another restic implementation may write: no created, username or hostname.
+        let text = r#"{"kdf":"scrypt","N":16384,"r":8,"p":1,"salt":"AAEC","data":"AwQF"}"#;
+        let k: KeyFile = crate::parse_json("key file", text.as_bytes()).expect("parses");
+        assert_eq!((k.n, k.username.as_str(), k.hostname.as_str()), (16384, "", ""));
+        assert_eq!((k.salt, k.data), (vec![0, 1, 2], vec![3, 4, 5]));
     }
 }

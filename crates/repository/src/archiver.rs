@@ -121,7 +121,8 @@ pub struct BackupStats {
     pub snapshot: Snapshot,
     /// Counters, as stored in the snapshot.
     pub summary: SnapshotSummary,
-    /// Entries skipped because they could not be read.
+    /// Entries skipped because they could not be read, and files stored but changed while they
+    /// were read (their message says which).
     pub errors: Vec<EntryError>,
     /// Wall time.
     pub duration: Duration,
@@ -141,6 +142,8 @@ struct FileResult {
     slot: usize,
     existed: bool,
     outcome: std::result::Result<(Vec<Id>, u64), String>,
+    /// The file changed while it was read (size or modification time): what, for a warning.
+    changed: Option<String>,
 }
 
 struct PendingDir {
@@ -318,16 +321,52 @@ fn file_worker(
                     slot: job.slot,
                     existed: job.existed,
                     outcome: Err("backup stopped".into()),
+                    changed: None,
                 });
                 continue;
             }
+            // Files on disk: their state just before reading, to compare with after.
+            let before = match &job.content {
+                Content::Path(p) => std::fs::metadata(p).ok().map(|m| (p.clone(), m)),
+                Content::Reader(_) => None,
+            };
             let outcome = read_file(job.content, job.expected_size, &chunks, ctx);
+            let changed = match (&outcome, before) {
+                (Ok((_, read)), Some((p, m))) => changed_while_read(&p, job.expected_size, &m, *read),
+                _ => None,
+            };
             ctx.progress.files.fetch_add(1, Ordering::Relaxed);
-            out.push(FileResult { dir: job.dir, slot: job.slot, existed: job.existed, outcome });
+            out.push(FileResult { dir: job.dir, slot: job.slot, existed: job.existed, outcome, changed });
         }
         if results.send(out).is_err() {
             return;
         }
+    }
+}
+
+/// Whether a file changed while it was read: its size when scanned, the bytes read and its size
+/// and modification time now must all agree. A snapshot of a file being written may hold a mix
+/// of old and new content, so this is reported (restic does too).
+///
+/// Compared: the size when scanned, the bytes read, and the size and modification time just
+/// before and just after reading (not the node's time: generated artifacts carry their own).
+fn changed_while_read(
+    path: &std::path::Path,
+    scanned_size: u64,
+    before: &std::fs::Metadata,
+    read: u64,
+) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let now = std::fs::metadata(path).ok()?;
+    if read != scanned_size || now.len() != scanned_size {
+        Some(format!(
+            "changed while it was read: {scanned_size} bytes when scanned, {read} read, {} now; the snapshot holds what was read",
+            now.len()
+        ))
+    } else if (now.mtime(), now.mtime_nsec()) != (before.mtime(), before.mtime_nsec()) {
+        Some("changed while it was read (modified meanwhile); the snapshot holds what was read".into())
+    } else {
+        None
     }
 }
 
@@ -573,11 +612,18 @@ impl<'a> Assembler<'a> {
         d.pending -= 1;
         match r.outcome {
             Ok((ids, size)) => {
+                let mut name = String::new();
                 if let Some(Some(node)) = d.children.get_mut(r.slot) {
                     node.content = Some(ids);
                     node.size = size;
+                    name = node.name.clone();
                 }
                 self.summary.total_bytes_processed += size;
+                if let Some(message) = r.changed {
+                    // Stored, but named like an unreadable file: the backup is partial (exit 3).
+                    let path = self.dir_path(r.dir, &name);
+                    self.errors.push(EntryError { path, message });
+                }
             }
             Err(message) => {
                 let name = d.children.get_mut(r.slot).and_then(Option::take).map(|n| n.name).unwrap_or_default();

@@ -49,6 +49,8 @@ pub struct CheckResults {
     pub errors: Vec<Finding>,
     /// Not damage (e.g. packs no index references, left by an interrupted backup).
     pub notices: Vec<Finding>,
+    /// Not damage, but a risk to act on (e.g. key files other users can read).
+    pub warnings: Vec<Finding>,
     /// Snapshots checked.
     pub snapshots: usize,
     /// Packs in the repository.
@@ -59,6 +61,10 @@ pub struct CheckResults {
     pub packs_read: u64,
     /// Bytes read.
     pub bytes_read: u64,
+    /// Temporary files left by interrupted writes (`.tmp-…` of the local backend).
+    pub temporary_files: usize,
+    /// Their total size.
+    pub temporary_bytes: u64,
 }
 
 impl CheckResults {
@@ -101,7 +107,11 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
                     index.files.push(id);
                 }
             }
-            Err(e) => res.errors.push(finding("index", short(&name), format!("cannot be read: {}", reason(&e)))),
+            Err(e) => res.errors.push(finding(
+                "index",
+                short(&name),
+                format!("cannot be read: {}; `lifeboat repair index` rebuilds the index from the packs", reason(&e)),
+            )),
         }
     }
     let index = repo.set_index(index);
@@ -115,7 +125,11 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
             None => res.errors.push(finding(
                 "pack",
                 pack.short(),
-                format!("missing (the index lists {} blobs in it)", blobs.len()),
+                format!(
+                    "missing (the index lists {} blobs in it); `lifeboat repair index` drops it from the index, then \
+                     `lifeboat repair snapshots` writes copies of the snapshots without what it held",
+                    blobs.len()
+                ),
             )),
             Some(&size) => {
                 let expected = expected_size(blobs);
@@ -134,6 +148,33 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
             "pack",
             pack.short(),
             "not referenced by any index (left by an interrupted backup; prune removes it)",
+        ));
+    }
+
+    // Key files other local users can read: a copy allows an offline attack on the password.
+    for (name, mode) in repo.backend().readable_by_others(FileType::Key)? {
+        res.warnings.push(finding(
+            "key",
+            short(&name),
+            format!(
+                "readable by other users (mode {mode:04o}): anyone on this machine can copy it and try passwords \
+                 offline; make it private with `chmod 0400` (and the repository's directories `chmod 0700`)"
+            ),
+        ));
+    }
+
+    // Temporary files of killed writes: not damage, but space only prune gives back.
+    let temps = repo.backend().list_temporary()?;
+    res.temporary_files = temps.len();
+    res.temporary_bytes = temps.iter().map(|t| t.size).sum();
+    if !temps.is_empty() {
+        res.notices.push(finding(
+            "temporary",
+            format!("{} files", temps.len()),
+            format!(
+                "{} bytes in temporary files left by interrupted writes (e.g. {}); `lifeboat prune` removes them",
+                res.temporary_bytes, temps[0].name
+            ),
         ));
     }
 
@@ -164,10 +205,35 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
         (trees, data.join())
     });
     let mut trees = trees?;
+    // Snapshots use blobs no index lists while packs no index lists exist: the index lost them
+    // (an index file deleted or damaged), not an interrupted backup. Say so, and name the repair.
+    let lost = trees.errors.iter().any(|f| f.message.starts_with("missing"));
+    if lost {
+        for n in res.notices.iter_mut().filter(|n| n.kind == "pack") {
+            n.message = "not referenced by any index, while snapshots use blobs no index lists: the index is \
+                         damaged or incomplete — run `lifeboat repair index` (a prune now would delete this pack)"
+                .into();
+        }
+        let hint = if res.notices.iter().any(|n| n.kind == "pack") {
+            "; `lifeboat repair index` can find it in the packs no index lists"
+        } else {
+            "; no pack holds it any more: `lifeboat repair snapshots` writes copies of the snapshots without what is lost"
+        };
+        for e in trees.errors.iter_mut().filter(|f| f.message.starts_with("missing")) {
+            e.message.push_str(hint);
+        }
+    }
     res.errors.append(&mut trees.errors);
     res.snapshots = trees.snapshots;
     res.trees = trees.trees;
-    let data = data.map_err(|_| RepoError::Invalid("pack reader panicked".into()))??;
+    let mut data = data.map_err(|_| RepoError::Invalid("pack reader panicked".into()))??;
+    for f in data.iter_mut().filter(|f| f.kind == "blob") {
+        f.message.push_str(
+            "; `lifeboat restore` still restores every other file, `lifeboat repair snapshots --read-data` writes \
+             copies of the snapshots without the files that use it, `lifeboat repair packs` salvages the rest of \
+             the pack",
+        );
+    }
     res.errors.extend(data);
     if opts.read_data {
         res.packs_read = done.load(Ordering::Relaxed);
@@ -280,7 +346,15 @@ fn read_pack(repo: &Repository, pack: &Id, blobs: &[IndexBlob], bytes: &AtomicU6
     };
     bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
     if Id(sha256(&data)) != *pack {
-        out.push(finding("pack", pack.short(), "content does not match its id (the file is damaged)"));
+        out.push(finding(
+            "pack",
+            pack.short(),
+            format!(
+                "content does not match its id (the file is damaged); `lifeboat repair packs {}` stores its readable \
+                 blobs again and deletes it",
+                pack.to_hex()
+            ),
+        ));
     }
     match parse_header(repo, &data) {
         Ok(entries) => {

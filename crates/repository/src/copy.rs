@@ -6,6 +6,12 @@
 //! its `original` field, which makes copying idempotent: a snapshot whose original is already
 //! in the destination is skipped. Durability order as in backup: packs, then index, then the
 //! snapshot, so an interrupted copy leaves no snapshot pointing at missing data.
+//!
+//! An interrupted copy resumes: the packs it stored before it was stopped are in no index yet,
+//! so each copy first reads the headers of the destination's unindexed packs and counts their
+//! blobs as present (they are indexed with the copy's own packs). A complete pack is the same
+//! whoever wrote it, so a pack a concurrent backup has not indexed yet is only indexed twice,
+//! which is harmless.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -53,6 +59,8 @@ pub struct CopyStats {
     pub bytes_copied: u64,
     /// Bytes stored in the destination (after compression and encryption).
     pub bytes_stored: u64,
+    /// Packs an interrupted copy had stored, found unindexed and reused.
+    pub packs_resumed: usize,
 }
 
 /// The id that identifies a snapshot across copies: its own original if it is itself a copy.
@@ -66,8 +74,31 @@ pub fn copy(src: &Repository, dst: &Repository, snapshots: &[SnapshotEntry], opt
     let present: IdSet = existing.iter().map(origin).collect();
     let src_index = src.index()?;
     let dst_index = dst.index()?;
-    let saver = BlobSaver::new(dst, dst_index.clone(), 2);
     let mut stats = CopyStats::default();
+    // Packs of an interrupted copy (or backup): complete, but in no index yet.
+    let mut resumed: Vec<lifeboat_format::IndexPack> = Vec::new();
+    for (name, size) in dst.backend().list(FileType::Pack)? {
+        let Ok(id) = name.parse::<Id>() else { continue };
+        if !dst_index.has_pack(&id) {
+            if let Ok(blobs) = crate::repair::read_pack_index(dst, &id, size) {
+                resumed.push(lifeboat_format::IndexPack { id, blobs });
+            }
+        }
+    }
+    stats.packs_resumed = resumed.len();
+    let dst_index = if resumed.is_empty() {
+        dst_index
+    } else {
+        let mut index = crate::index::Index::new();
+        for (id, blobs) in dst_index.blobs_by_pack() {
+            index.add_pack(&lifeboat_format::IndexPack { id, blobs });
+        }
+        for p in &resumed {
+            index.add_pack(p);
+        }
+        Arc::new(index)
+    };
+    let saver = BlobSaver::new(dst, dst_index.clone(), 2);
     let mut pending: Vec<(Id, Snapshot)> = Vec::new();
     for e in snapshots {
         if opts.interrupt.as_ref().is_some_and(|i| i.load(Ordering::Relaxed)) {
@@ -102,10 +133,11 @@ pub fn copy(src: &Repository, dst: &Repository, snapshots: &[SnapshotEntry], opt
         });
     }
     stats.bytes_stored = saver.stats().bytes_stored.load(Ordering::Relaxed);
-    let packs = saver.finish()?;
+    let mut packs = saver.finish()?;
     if opts.dry_run {
         return Ok(stats);
     }
+    packs.extend(resumed);
     write_index(dst, packs, 50_000)?;
     for (source_id, snap) in pending {
         let json = serde_json::to_vec(&snap).map_err(|e| RepoError::Invalid(e.to_string()))?;

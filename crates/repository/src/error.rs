@@ -58,6 +58,18 @@ pub enum RepoError {
     /// A snapshot id or prefix did not match.
     #[error("no snapshot matches {0:?}")]
     SnapshotNotFound(String),
+    /// A snapshot file cannot be read (damaged, undecryptable, not a snapshot). Snapshot
+    /// selections stop at it instead of silently picking another snapshot.
+    #[error(
+        "snapshot file snapshots/{name} is damaged ({reason}); no snapshot is selected past it \
+         (`lifeboat check` lists every damaged file; remove or repair it, or name an intact snapshot by id)"
+    )]
+    DamagedSnapshot {
+        /// The snapshot file's name (its full id when intact).
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A snapshot prefix matched several snapshots.
     #[error("snapshot prefix {0:?} is ambiguous")]
     AmbiguousSnapshot(String),

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod lock;
 pub mod packer;
 pub mod prune;
+pub mod repair;
 mod repo;
 pub mod restorer;
 pub mod settings;

@@ -97,6 +97,12 @@ pub struct PruneStats {
     pub packs_after: usize,
     /// Bytes of all packs after prune.
     pub bytes_after: u64,
+    /// Temporary files of interrupted writes removed (a dry run: that would be removed).
+    pub temporary_removed: usize,
+    /// Their total size.
+    pub temporary_bytes_removed: u64,
+    /// Temporary files kept because another process holds a lock (it may still be writing them).
+    pub temporary_kept: usize,
 }
 
 impl PruneStats {
@@ -158,6 +164,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneStats> {
     stats.trees = used.tree.len();
     interrupted(opts)?;
     let plan = decide(repo, files, index_files, &used, opts, &mut stats)?;
+    let temps = stale_temporaries(repo, &mut stats)?;
     if opts.dry_run {
         return Ok(stats);
     }
@@ -166,7 +173,34 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneStats> {
     interrupted(opts)?;
     rewrite_index(repo, &plan, new_packs, &mut stats)?;
     delete_obsolete(repo, &plan)?;
+    for t in &temps {
+        repo.backend().remove_temporary(&t.name)?;
+    }
     Ok(stats)
+}
+
+/// The temporary files of interrupted writes that can go: every one older than the start of
+/// this prune, and only while no process but this one holds a lock (a live writer may be
+/// writing a temporary file right now; the caller's exclusive lock normally rules that out, and
+/// this check keeps it so if a lock was taken without us seeing it).
+fn stale_temporaries(repo: &Repository, stats: &mut PruneStats) -> Result<Vec<lifeboat_backend::TemporaryFile>> {
+    let started = std::time::SystemTime::now();
+    let temps = repo.backend().list_temporary()?;
+    if temps.is_empty() {
+        return Ok(temps);
+    }
+    let (host, pid) = (util::hostname(), std::process::id() as i64);
+    let others =
+        crate::lock::list(repo)?.into_iter().any(|l| !l.stale && (l.lock.hostname != host || l.lock.pid != pid));
+    if others {
+        stats.temporary_kept = temps.len();
+        return Ok(Vec::new());
+    }
+    let (old, young): (Vec<_>, Vec<_>) = temps.into_iter().partition(|t| t.modified <= started);
+    stats.temporary_kept = young.len();
+    stats.temporary_removed = old.len();
+    stats.temporary_bytes_removed = old.iter().map(|t| t.size).sum();
+    Ok(old)
 }
 
 /// Read every index file; an unreadable one aborts (prune must know every pack's content).

@@ -3,6 +3,12 @@
 //! Files are written beside their final name (`.name.lifeboat-tmp`) and renamed into place once
 //! complete, with metadata applied; so an interrupted restore never leaves a half-written file
 //! under its real name. Directory metadata is applied last, deepest first.
+//!
+//! Damage does not stop a restore: a file whose data cannot be read intact (a blob missing from
+//! the index, a pack missing or short, a blob that fails decryption or its hash) is left out —
+//! its temporary is removed, nothing is written under its name — and returned in
+//! [`RestoreStats::failed`] with its path, blob and pack; a directory whose tree cannot be read
+//! is created empty and named the same way. Every other file is restored.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -18,7 +24,7 @@ use lifeboat_format::mode::unix_permissions_from_go;
 use lifeboat_format::{BlobType, Id, Node, NodeType};
 
 use crate::index::Index;
-use crate::tree::{walk, WalkEntry};
+use crate::tree::WalkEntry;
 use crate::{util, RepoError, Repository, Result};
 
 /// Options of a restore.
@@ -47,8 +53,11 @@ pub struct RestoreStats {
     pub files: u64,
     /// Directories created.
     pub dirs: u64,
-    /// Symlinks and other special entries.
+    /// Symlinks, FIFOs, device nodes and sockets in the snapshot.
     pub others: u64,
+    /// Socket entries, which are not recreated (like restic): a socket only means something
+    /// while a process listens on it.
+    pub sockets_skipped: u64,
     /// Bytes of file content.
     pub bytes: u64,
     /// Files verified after writing.
@@ -65,6 +74,62 @@ pub struct RestoreStats {
     pub deleted: u64,
     /// Dry run: the target exists and is not empty, so a real run needs `overwrite`.
     pub target_not_empty: bool,
+    /// Files (and directories whose tree is damaged) left out because their data cannot be
+    /// read intact; nothing was written under their names.
+    pub files_failed: u64,
+    /// Each of them: path, blob, pack and why.
+    pub failed: Vec<FailedFile>,
+}
+
+/// An entry a restore left out because the repository cannot give its data intact.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FailedFile {
+    /// Path inside the snapshot.
+    pub path: String,
+    /// The blob (data, or tree for a directory) that could not be read.
+    pub blob: Option<Id>,
+    /// The pack the index places that blob in; `None` when the index does not list it.
+    pub pack: Option<Id>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl std::fmt::Display for FailedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.path)?;
+        if let Some(b) = &self.blob {
+            write!(f, ": blob {b}")?;
+        }
+        match &self.pack {
+            Some(p) => write!(f, " in pack {p}")?,
+            None if self.blob.is_some() => write!(f, " (in no index)")?,
+            None => {}
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// Why one file's data could not be read: the blob, its pack and the error.
+struct Damage {
+    blob: Id,
+    pack: Option<Id>,
+    error: RepoError,
+}
+
+impl Damage {
+    fn into_failed(self, path: &str) -> FailedFile {
+        let reason = match &self.error {
+            RepoError::Corrupt { reason, .. } => reason.clone(),
+            e => e.to_string(),
+        };
+        FailedFile { path: path.to_string(), blob: Some(self.blob), pack: self.pack, reason }
+    }
+}
+
+/// Whether a backend error means the stored data is gone or cut short (damage), rather than the
+/// storage being unreachable (which stops the restore).
+fn is_damage(e: &lifeboat_backend::BackendError) -> bool {
+    e.is_not_found() || matches!(e, lifeboat_backend::BackendError::ShortRead { .. })
 }
 
 fn matches_include(path: &str, include: &[String]) -> (bool, bool) {
@@ -90,17 +155,21 @@ fn matches_include(path: &str, include: &[String]) -> (bool, bool) {
 pub fn restore(repo: &Repository, tree: &Id, target: &Path, opts: &RestoreOptions) -> Result<RestoreStats> {
     let index = repo.index()?;
     let mut entries: Vec<WalkEntry> = Vec::new();
-    walk(repo, tree, "", &mut |e| {
+    let mut failed: Vec<FailedFile> = Vec::new();
+    let root = repo.load_tree(tree)?;
+    walk_tolerant(repo, &index, root, "", Path::new(""), &mut failed, &mut |e| {
         let (take, descend) = matches_include(&e.path, &opts.include);
         if take || (descend && e.node.node_type == NodeType::Dir) {
             entries.push(e.clone());
         }
-        Ok(descend)
-    })?;
-    // Every include must name something in the snapshot: a typo must not "succeed" quietly.
+        descend
+    });
+    // Every include must name something in the snapshot: a typo must not "succeed" quietly
+    // (unless it lies below a directory whose tree is damaged: that one is named already).
     for inc in &opts.include {
         let inc = inc.trim_end_matches('/');
-        if !entries.iter().any(|e| e.path == inc || e.path.starts_with(&format!("{inc}/"))) {
+        let below_damage = failed.iter().any(|f| inc == f.path || inc.starts_with(&format!("{}/", f.path)));
+        if !below_damage && !entries.iter().any(|e| e.path == inc || e.path.starts_with(&format!("{inc}/"))) {
             return Err(RepoError::PathNotFound(inc.to_string()));
         }
     }
@@ -112,11 +181,17 @@ pub fn restore(repo: &Repository, tree: &Id, target: &Path, opts: &RestoreOption
                 stats.bytes += e.node.size;
             }
             NodeType::Dir => stats.dirs += 1,
+            NodeType::Socket => {
+                stats.others += 1;
+                stats.sockets_skipped += 1;
+            }
             _ => stats.others += 1,
         }
     }
     if opts.dry_run {
         impact(target, &entries, &mut stats);
+        stats.files_failed = failed.len() as u64;
+        stats.failed = failed;
         return Ok(stats);
     }
     check_target(target, opts.overwrite)?;
@@ -144,49 +219,67 @@ pub fn restore(repo: &Repository, tree: &Id, target: &Path, opts: &RestoreOption
     let interrupt = opts.interrupt.clone().unwrap_or_default();
     let progress = opts.progress.clone().unwrap_or_default();
     // Hard links: the first path of an inode is written, later ones are linked to it.
-    let mut first_of_inode: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    let mut first_of_inode: HashMap<(u64, u64), (PathBuf, &str)> = HashMap::new();
     let mut files = Vec::new();
     let mut links = Vec::new();
     for e in entries.iter().filter(|e| e.node.node_type == NodeType::File) {
         let p = dest(e);
         if e.node.links > 1 && e.node.inode != 0 {
-            if let Some(first) = first_of_inode.get(&(e.node.device_id, e.node.inode)) {
-                links.push((first.clone(), p));
+            if let Some((first, first_path)) = first_of_inode.get(&(e.node.device_id, e.node.inode)) {
+                links.push((first.clone(), *first_path, p, e.path.as_str()));
                 continue;
             }
-            first_of_inode.insert((e.node.device_id, e.node.inode), p.clone());
+            first_of_inode.insert((e.node.device_id, e.node.inode), (p.clone(), e.path.as_str()));
         }
-        files.push((p, &e.node));
+        files.push(Item { dest: p, node: &e.node, path: &e.path });
     }
     // Big files first keeps both cores busy until the end.
     let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
     let verified = AtomicU64::new(0);
-    let work = plan_work(&index, files)?;
+    let failures = Mutex::new(failed);
+    let work = plan_work(&index, files);
     util::parallel_map(work, threads + 1, |w| {
         if interrupt.load(Ordering::Relaxed) {
             return Err(RepoError::Interrupted);
         }
-        let done = match w {
-            Work::File(path, node) => {
-                restore_file(repo, &index, &path, node, &warnings)?;
-                vec![(path, node)]
-            }
+        let (done, damaged) = match w {
+            Work::File(item) => match restore_file(repo, &index, &item, &warnings)? {
+                None => (vec![item], Vec::new()),
+                Some(d) => (Vec::new(), vec![d.into_failed(item.path)]),
+            },
             Work::Pack(pack, files) => restore_small_files(repo, &index, &pack, files, &warnings)?,
         };
-        for (path, node) in done {
+        if let Ok(mut f) = failures.lock() {
+            f.extend(damaged);
+        }
+        for item in done {
             if opts.verify {
-                verify_file(&index, &path, node)?;
+                verify_file(&index, &item.dest, item.node)?;
                 verified.fetch_add(1, Ordering::Relaxed);
             }
             progress.files.fetch_add(1, Ordering::Relaxed);
-            progress.bytes.fetch_add(node.size, Ordering::Relaxed);
+            progress.bytes.fetch_add(item.node.size, Ordering::Relaxed);
         }
         Ok(())
     })?;
     stats.verified = verified.load(Ordering::Relaxed);
-    for (first, p) in links {
+    let mut failed = failures.into_inner().unwrap_or_default();
+    for (first, first_path, p, path) in links {
+        if failed.iter().any(|f| f.path == first_path) {
+            // The first path of the inode could not be restored: its links cannot be either.
+            failed.push(FailedFile {
+                path: path.to_string(),
+                blob: None,
+                pack: None,
+                reason: format!("hard link to {first_path}, which could not be restored"),
+            });
+            continue;
+        }
         replace_with(&p, |tmp| std::fs::hard_link(&first, tmp))?;
     }
+    failed.sort_by(|a, b| a.path.cmp(&b.path));
+    stats.files_failed = failed.len() as u64;
+    stats.failed = failed;
     for e in entries.iter().filter(|e| !matches!(e.node.node_type, NodeType::File | NodeType::Dir)) {
         restore_special(&dest(e), &e.node, &warnings)?;
     }
@@ -260,68 +353,137 @@ fn replace_with(p: &Path, make: impl FnOnce(&Path) -> std::io::Result<()>) -> Re
     std::fs::rename(&tmp, p).map_err(|e| RepoError::io(p, e))
 }
 
+/// A file to restore: where it goes, its node, and its path inside the snapshot.
+struct Item<'a> {
+    dest: PathBuf,
+    node: &'a Node,
+    path: &'a str,
+}
+
 /// A unit of restore work.
 enum Work<'a> {
     /// A file of several blobs, restored on its own (big files first).
-    File(PathBuf, &'a Node),
+    File(Item<'a>),
     /// Files of at most one blob each, all in one pack: one read serves them all.
-    Pack(Id, Vec<(PathBuf, &'a Node)>),
+    Pack(Id, Vec<Item<'a>>),
 }
 
 /// Group one-blob files by pack (restic's trick: read each pack once, not once per file) and
-/// order the work so big files start first.
-fn plan_work<'a>(index: &Index, files: Vec<(PathBuf, &'a Node)>) -> Result<Vec<Work<'a>>> {
-    let mut by_pack: crate::index::IdMap<Vec<(PathBuf, &'a Node)>> = Default::default();
+/// order the work so big files start first. A file whose blob is in no index is restored on its
+/// own, which names it as failed.
+fn plan_work<'a>(index: &Index, files: Vec<Item<'a>>) -> Vec<Work<'a>> {
+    let mut by_pack: crate::index::IdMap<Vec<Item<'a>>> = Default::default();
     let mut big = Vec::new();
     let mut empty = Vec::new();
-    for (path, node) in files {
-        match node.content.as_deref().unwrap_or_default() {
-            [] => empty.push((path, node)),
-            [one] => {
-                let loc = index
-                    .get(BlobType::Data, one)
-                    .ok_or(RepoError::BlobNotFound { id: *one, blob_type: BlobType::Data })?;
-                by_pack.entry(loc.pack).or_default().push((path, node));
-            }
-            _ => big.push((path, node)),
+    for item in files {
+        match item.node.content.as_deref().unwrap_or_default() {
+            [] => empty.push(item),
+            [one] => match index.get(BlobType::Data, one) {
+                Some(loc) => by_pack.entry(loc.pack).or_default().push(item),
+                None => big.push(item),
+            },
+            _ => big.push(item),
         }
     }
-    big.sort_by_key(|f| std::cmp::Reverse(f.1.size));
-    let mut work: Vec<Work<'a>> = big.into_iter().map(|(p, n)| Work::File(p, n)).collect();
+    big.sort_by_key(|f| std::cmp::Reverse(f.node.size));
+    let mut work: Vec<Work<'a>> = big.into_iter().map(Work::File).collect();
     work.extend(by_pack.into_iter().map(|(pack, files)| Work::Pack(pack, files)));
-    work.extend(empty.into_iter().map(|(p, n)| Work::File(p, n)));
-    Ok(work)
+    work.extend(empty.into_iter().map(Work::File));
+    work
 }
 
-/// Restore files of one blob each from one pack, reading the span they occupy once.
+/// Like [`crate::tree::walk`], but a directory whose tree cannot be read is still visited (it
+/// is created) and named in `failed` instead of stopping the walk.
+fn walk_tolerant(
+    repo: &Repository,
+    index: &Index,
+    tree: lifeboat_format::Tree,
+    prefix: &str,
+    raw_prefix: &Path,
+    failed: &mut Vec<FailedFile>,
+    visit: &mut dyn FnMut(&WalkEntry) -> bool,
+) {
+    use std::os::unix::ffi::OsStrExt;
+    for node in tree.nodes {
+        let bytes = node.name_bytes();
+        let path = format!("{}/{}", prefix.trim_end_matches('/'), String::from_utf8_lossy(&bytes));
+        let raw = raw_prefix.join(std::ffi::OsStr::from_bytes(&bytes));
+        let subtree = node.subtree.filter(|_| node.node_type == NodeType::Dir);
+        let entry = WalkEntry { path, raw, node };
+        if !visit(&entry) {
+            continue;
+        }
+        let Some(sub) = subtree else { continue };
+        match repo.load_tree(&sub) {
+            Ok(t) => walk_tolerant(repo, index, t, &entry.path, &entry.raw, failed, visit),
+            Err(e) => failed.push(FailedFile {
+                path: entry.path.clone(),
+                blob: Some(sub),
+                pack: index.get(BlobType::Tree, &sub).map(|l| l.pack),
+                reason: format!(
+                    "directory contents cannot be read ({}); the directory is restored empty",
+                    match e {
+                        RepoError::Corrupt { reason, .. } => reason,
+                        e => e.to_string(),
+                    }
+                ),
+            }),
+        }
+    }
+}
+
+/// Restore files of one blob each from one pack, reading the span they occupy once; returns
+/// the files restored and those left out. When the span cannot be read (a pack missing or cut
+/// short), each file is tried on its own, so what can be read still is.
 fn restore_small_files<'a>(
     repo: &Repository,
     index: &Index,
     pack: &Id,
-    mut files: Vec<(PathBuf, &'a Node)>,
+    mut files: Vec<Item<'a>>,
     warnings: &Mutex<Vec<String>>,
-) -> Result<Vec<(PathBuf, &'a Node)>> {
-    let loc_of = |n: &Node| {
-        let id = n.content.as_deref().and_then(<[Id]>::first).copied().unwrap_or_default();
-        index.get(BlobType::Data, &id).map(|l| (id, l)).ok_or(RepoError::BlobNotFound { id, blob_type: BlobType::Data })
-    };
+) -> Result<(Vec<Item<'a>>, Vec<FailedFile>)> {
+    let mut done = Vec::with_capacity(files.len());
+    let mut failed = Vec::new();
     let mut located = Vec::with_capacity(files.len());
-    for (path, node) in files.drain(..) {
-        let (id, loc) = loc_of(node)?;
-        located.push((loc.offset, id, loc, path, node));
+    for item in files.drain(..) {
+        let id = item.node.content.as_deref().and_then(<[Id]>::first).copied().unwrap_or_default();
+        match index.get(BlobType::Data, &id) {
+            Some(loc) => located.push((loc.offset, id, loc, item)),
+            None => failed.push(
+                Damage { blob: id, pack: None, error: RepoError::BlobNotFound { id, blob_type: BlobType::Data } }
+                    .into_failed(item.path),
+            ),
+        }
     }
     located.sort_by_key(|l| l.0);
     let start = located.first().map(|l| l.2.offset).unwrap_or(0);
     let end = located.iter().map(|l| l.2.offset + l.2.length).max().unwrap_or(0);
-    let buf = repo.backend().load_range(FileType::Pack, &pack.to_hex(), start as u64, end - start)?;
-    let mut done = Vec::with_capacity(located.len());
-    for (_, id, loc, path, node) in located {
+    let buf = match repo.backend().load_range(FileType::Pack, &pack.to_hex(), start as u64, end - start) {
+        Ok(buf) => buf,
+        Err(e) if is_damage(&e) => {
+            for (_, _, _, item) in located {
+                match restore_file(repo, index, &item, warnings)? {
+                    None => done.push(item),
+                    Some(d) => failed.push(d.into_failed(item.path)),
+                }
+            }
+            return Ok((done, failed));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for (_, id, loc, item) in located {
         let at = (loc.offset - start) as usize;
-        let data = repo.decode_blob(&id, &loc, &buf[at..at + loc.length as usize])?;
-        write_file(&path, node, warnings, |w, tmp| w.write_all(&data).map_err(|e| RepoError::io(tmp, e)))?;
-        done.push((path, node));
+        match repo.decode_blob(&id, &loc, &buf[at..at + loc.length as usize]) {
+            Ok(data) => {
+                write_file(&item.dest, item.node, warnings, |w, tmp| {
+                    w.write_all(&data).map_err(|e| RepoError::io(tmp, e))
+                })?;
+                done.push(item);
+            }
+            Err(error) => failed.push(Damage { blob: id, pack: Some(loc.pack), error }.into_failed(item.path)),
+        }
     }
-    Ok(done)
+    Ok((done, failed))
 }
 
 /// Write a file beside its final name, apply its metadata, then rename it into place.
@@ -333,7 +495,11 @@ fn write_file(
 ) -> Result<()> {
     let tmp = tmp_path(path);
     let result = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| RepoError::io(&tmp, e))?;
+        // A leftover temporary of an interrupted restore could be anything (even a FIFO, which
+        // would block an open): remove it and create a fresh file, never following a link.
+        let _ = std::fs::remove_file(&tmp);
+        let mut f =
+            std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| RepoError::io(&tmp, e))?;
         fill(&mut f, &tmp)?;
         drop(f);
         apply_metadata(&tmp, node, warnings)?;
@@ -348,32 +514,121 @@ fn write_file(
     result
 }
 
+/// Restore one file; `Ok(Some(damage))` when its data cannot be read intact (then nothing is
+/// left at its name or its temporary).
 fn restore_file(
     repo: &Repository,
     index: &Index,
-    path: &Path,
-    node: &Node,
+    item: &Item<'_>,
     warnings: &Mutex<Vec<String>>,
-) -> Result<()> {
-    write_file(path, node, warnings, |f, tmp| {
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-        copy_content(repo, index, node, &mut w).map_err(|e| match e {
-            RepoError::Io { source, .. } => RepoError::io(tmp, source),
-            e => e,
-        })?;
-        w.flush().map_err(|e| RepoError::io(tmp, e))
-    })
+) -> Result<Option<Damage>> {
+    let mut damage = None;
+    let r = write_file(&item.dest, item.node, warnings, |f, tmp| {
+        let mut w = Sparse::new(f);
+        match copy_blobs(repo, index, item.node, &mut w) {
+            Ok(Ok(_)) => {}
+            Ok(Err(d)) => {
+                damage = Some(d);
+                return Err(RepoError::Invalid("damaged".into()));
+            }
+            Err(RepoError::Io { source, .. }) => return Err(RepoError::io(tmp, source)),
+            Err(e) => return Err(e),
+        }
+        w.finish().map_err(|e| RepoError::io(tmp, e))
+    });
+    match damage {
+        Some(d) => Ok(Some(d)),
+        None => r.map(|()| None),
+    }
+}
+
+/// A writer into a fresh file that leaves holes for blocks of zeros, so sparse files are restored
+/// sparse (and runs of zeros in any file take no space): a whole aligned [`Sparse::BLOCK`] of
+/// zeros only moves the position; [`Sparse::finish`] sets the length.
+struct Sparse<'f> {
+    out: std::io::BufWriter<&'f mut std::fs::File>,
+    /// Bytes written or skipped so far (the logical position).
+    pos: u64,
+    /// Zero bytes skipped since the last real write.
+    hole: u64,
+}
+
+impl<'f> Sparse<'f> {
+    /// Holes are made of whole, aligned blocks of this size (a file system block or a multiple).
+    const BLOCK: u64 = 4096;
+
+    fn new(f: &'f mut std::fs::File) -> Self {
+        Sparse { out: std::io::BufWriter::with_capacity(1 << 20, f), pos: 0, hole: 0 }
+    }
+
+    /// Move past the zeros skipped so far.
+    fn close_hole(&mut self) -> std::io::Result<()> {
+        use std::io::Seek;
+        if self.hole > 0 {
+            self.out.flush()?;
+            let skip = i64::try_from(self.hole).map_err(std::io::Error::other)?;
+            self.out.get_mut().seek(std::io::SeekFrom::Current(skip))?;
+            self.hole = 0;
+        }
+        Ok(())
+    }
+
+    /// Write out what is buffered and give the file its full length (a trailing hole included).
+    fn finish(mut self) -> std::io::Result<()> {
+        self.out.flush()?;
+        self.out.get_mut().set_len(self.pos)
+    }
+}
+
+impl Write for Sparse<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut i = 0;
+        while i < buf.len() {
+            let in_block = (self.pos % Self::BLOCK) as usize;
+            let n = (Self::BLOCK as usize - in_block).min(buf.len() - i);
+            let seg = &buf[i..i + n];
+            if n == Self::BLOCK as usize && seg.iter().all(|b| *b == 0) {
+                self.hole += n as u64;
+            } else {
+                self.close_hole()?;
+                self.out.write_all(seg)?;
+            }
+            i += n;
+            self.pos += n as u64;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// Stream a file node's content into `w`, checking every blob; returns the bytes written.
 /// Runs of blobs stored next to each other in one pack are read with one request.
 pub fn copy_content(repo: &Repository, index: &Index, node: &Node, w: &mut dyn Write) -> Result<u64> {
+    copy_blobs(repo, index, node, w)?.map_err(|d| d.error)
+}
+
+/// [`copy_content`], telling damage (the inner error: a blob that cannot be read intact) from
+/// failures that stop everything (the outer one: the output cannot be written, the storage
+/// cannot be reached).
+fn copy_blobs(
+    repo: &Repository,
+    index: &Index,
+    node: &Node,
+    w: &mut dyn Write,
+) -> Result<std::result::Result<u64, Damage>> {
     let content = node.content.as_deref().unwrap_or_default();
-    let missing = |id: &Id| RepoError::BlobNotFound { id: *id, blob_type: BlobType::Data };
+    let missing = |id: &Id| Damage {
+        blob: *id,
+        pack: None,
+        error: RepoError::BlobNotFound { id: *id, blob_type: BlobType::Data },
+    };
     let mut written = 0u64;
     let mut i = 0;
     while i < content.len() {
-        let first = index.get(BlobType::Data, &content[i]).ok_or_else(|| missing(&content[i]))?;
+        let Some(first) = index.get(BlobType::Data, &content[i]) else { return Ok(Err(missing(&content[i]))) };
         let mut j = i + 1;
         let mut end = first.offset as u64 + first.length as u64;
         while j < content.len() && end - (first.offset as u64) < 32 << 20 {
@@ -386,17 +641,26 @@ pub fn copy_content(repo: &Repository, index: &Index, node: &Node, w: &mut dyn W
             }
         }
         let len = (end - first.offset as u64) as u32;
-        let buf = repo.backend().load_range(FileType::Pack, &first.pack.to_hex(), first.offset as u64, len)?;
+        let buf = match repo.backend().load_range(FileType::Pack, &first.pack.to_hex(), first.offset as u64, len) {
+            Ok(b) => b,
+            Err(e) if is_damage(&e) => {
+                return Ok(Err(Damage { blob: content[i], pack: Some(first.pack), error: e.into() }))
+            }
+            Err(e) => return Err(e.into()),
+        };
         for id in &content[i..j] {
-            let loc = index.get(BlobType::Data, id).ok_or_else(|| missing(id))?;
+            let Some(loc) = index.get(BlobType::Data, id) else { return Ok(Err(missing(id))) };
             let at = (loc.offset - first.offset) as usize;
-            let data = repo.decode_blob(id, &loc, &buf[at..at + loc.length as usize])?;
+            let data = match repo.decode_blob(id, &loc, &buf[at..at + loc.length as usize]) {
+                Ok(d) => d,
+                Err(error) => return Ok(Err(Damage { blob: *id, pack: Some(loc.pack), error })),
+            };
             w.write_all(&data).map_err(|e| RepoError::io("(output)", e))?;
             written += data.len() as u64;
         }
         i = j;
     }
-    Ok(written)
+    Ok(Ok(written))
 }
 
 fn verify_file(index: &Index, path: &Path, node: &Node) -> Result<()> {
@@ -422,30 +686,36 @@ fn verify_file(index: &Index, path: &Path, node: &Node) -> Result<()> {
     Ok(())
 }
 
+/// Recreate a symlink, FIFO, device node or socket entry. Special files are created with
+/// `mkfifo`/`mknod` and never opened (opening a FIFO blocks until a writer comes).
+///
+/// Sockets are not recreated, as restic does not: a socket file is only meaningful while a
+/// process listens on it, and the process recreates it when it starts. They are counted in
+/// [`RestoreStats::sockets_skipped`]. Device nodes need root (`mknod`); without it they are
+/// skipped with a warning.
 fn restore_special(path: &Path, node: &Node, warnings: &Mutex<Vec<String>>) -> Result<()> {
+    use nix::sys::stat::{mknod, Mode, SFlag};
+    let create = |kind: SFlag, dev: u64| {
+        replace_with(path, |tmp| mknod(tmp, kind, Mode::from_bits_truncate(0o600), dev).map_err(std::io::Error::from))
+    };
     match node.node_type {
-        NodeType::Symlink => {
-            replace_with(path, |tmp| std::os::unix::fs::symlink(&node.linktarget, tmp))?;
-            apply_metadata(path, node, warnings)
-        }
-        NodeType::Fifo => {
-            let status = std::process::Command::new("mkfifo").arg(tmp_path(path)).status();
-            match status {
-                Ok(s) if s.success() => {
-                    std::fs::rename(tmp_path(path), path).map_err(|e| RepoError::io(path, e))?;
-                    apply_metadata(path, node, warnings)
-                }
-                _ => {
-                    warn(warnings, format!("{}: could not create fifo", path.display()));
-                    Ok(())
-                }
+        NodeType::Symlink => replace_with(path, |tmp| std::os::unix::fs::symlink(&node.linktarget, tmp))?,
+        NodeType::Fifo => create(SFlag::S_IFIFO, 0)?,
+        NodeType::Dev | NodeType::Chardev => {
+            if util::current_uid() != 0 {
+                warn(warnings, format!("{}: device nodes can only be restored by root; skipped", path.display()));
+                return Ok(());
             }
+            let kind = if node.node_type == NodeType::Dev { SFlag::S_IFBLK } else { SFlag::S_IFCHR };
+            create(kind, node.device)?
         }
+        NodeType::Socket => return Ok(()),
         _ => {
             warn(warnings, format!("{}: {:?} nodes are not restored", path.display(), node.node_type));
-            Ok(())
+            return Ok(());
         }
     }
+    apply_metadata(path, node, warnings)
 }
 
 fn warn(w: &Mutex<Vec<String>>, msg: String) {
@@ -477,9 +747,9 @@ fn apply_metadata(path: &Path, node: &Node, warnings: &Mutex<Vec<String>>) -> Re
     };
     if let Some(m) = ft(node.mtime) {
         let a = ft(node.atime).unwrap_or(m);
-        let r =
-            if is_link { filetime::set_symlink_file_times(path, a, m) } else { filetime::set_file_times(path, a, m) };
-        r.map_err(|e| RepoError::io(path, e))?;
+        // By path, never following a link and never opening the file: `filetime::set_file_times`
+        // opens it, which blocks forever on a FIFO (and would open a device node).
+        filetime::set_symlink_file_times(path, a, m).map_err(|e| RepoError::io(path, e))?;
     }
     Ok(())
 }

@@ -35,8 +35,35 @@ pub fn list(repo: &Repository) -> Result<(Vec<SnapshotEntry>, Unreadable)> {
             (Ok(_), Err(e)) => bad.push((name.clone(), RepoError::corrupt(format!("snapshot {name}"), e))),
         }
     }
-    ok.sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time).then(a.id.cmp(&b.id)));
+    // A repaired copy has its original's time: it sorts after it, so `latest` is the copy.
+    ok.sort_by(|a, b| {
+        a.snapshot
+            .time
+            .cmp(&b.snapshot.time)
+            .then(a.snapshot.original.is_some().cmp(&b.snapshot.original.is_some()))
+            .then(a.id.cmp(&b.id))
+    });
     Ok((ok, bad))
+}
+
+/// Every snapshot, oldest first, or the first damaged snapshot file as
+/// [`RepoError::DamagedSnapshot`]: for selections (`latest`, the newest of a source), where
+/// skipping a damaged file would silently pick an older snapshot.
+pub fn list_intact(repo: &Repository) -> Result<Vec<SnapshotEntry>> {
+    let (all, bad) = list(repo)?;
+    match bad.into_iter().next() {
+        Some((name, e)) => Err(damaged(name, e)),
+        None => Ok(all),
+    }
+}
+
+/// A load error of snapshot file `name` as [`RepoError::DamagedSnapshot`] (other errors, such as
+/// a backend that cannot be reached, are returned as they are).
+pub fn damaged(name: String, e: RepoError) -> RepoError {
+    match e {
+        RepoError::Corrupt { reason, .. } => RepoError::DamagedSnapshot { name, reason },
+        e => e,
+    }
 }
 
 /// Filters for picking snapshots.
@@ -71,7 +98,8 @@ impl Filter {
 /// Resolve `latest`, a full id or a unique prefix to one snapshot.
 pub fn find(repo: &Repository, reference: &str, filter: &Filter) -> Result<SnapshotEntry> {
     if reference == "latest" {
-        let (all, _) = list(repo)?;
+        // A damaged snapshot file may be the newest: refuse rather than pick an older one.
+        let all = list_intact(repo)?;
         return all
             .into_iter()
             .rfind(|e| filter.matches(&e.snapshot))
@@ -80,11 +108,13 @@ pub fn find(repo: &Repository, reference: &str, filter: &Filter) -> Result<Snaps
     if let Ok(id) = reference.parse::<Id>() {
         let snapshot = repo.load_json(FileType::Snapshot, &id.to_hex()).map_err(|e| match e {
             RepoError::Backend(b) if b.is_not_found() => RepoError::SnapshotNotFound(reference.into()),
-            e => e,
+            e => damaged(id.to_hex(), e),
         })?;
         return Ok(SnapshotEntry { id, snapshot });
     }
-    if reference.len() < 4 || !reference.chars().all(|c| c.is_ascii_hexdigit()) {
+    // Any hex prefix is looked up: a short one that matches several snapshots is ambiguous (and
+    // said so), never "not found".
+    if reference.is_empty() || !reference.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(RepoError::SnapshotNotFound(reference.into()));
     }
     let names: Vec<String> = repo

@@ -61,7 +61,8 @@ pub fn drill(
     let key = signing_key(req, &cfg)?;
     let repo = session.open()?;
     let _lock = session.lock(&repo, false)?;
-    let (all, _) = snapshots::list(&repo)?;
+    // A damaged snapshot file may be a source's newest: the drill stops instead of picking an older one.
+    let all = snapshots::list_intact(&repo)?;
     let started = Utc::now();
     let mut results = Vec::new();
     for src in selected {

@@ -48,19 +48,17 @@ pub struct Listed {
     pub verification: Option<Verification>,
 }
 
-/// The snapshots the filters pass, oldest first, each with its newest verification. Snapshot
-/// files that cannot be read are reported as warnings (and do not stop the listing).
+/// The snapshots the filters pass, oldest first, each with its newest verification; and the
+/// snapshot files that cannot be read, each named (the listing goes on, the caller fails).
 pub fn snapshots(
     session: &Session,
     spec: &FilterSpec,
     status: &StatusFilter,
     observer: &Observer,
-) -> Result<Vec<Listed>> {
+) -> Result<(Vec<Listed>, Vec<String>)> {
     let repo = session.open()?;
     let (all, bad) = snapshots::list(&repo)?;
-    for (name, e) in &bad {
-        observer(&Event::Warning { message: format!("skipping snapshot {}: {e}", name.get(..8).unwrap_or(name)) });
-    }
+    let damaged: Vec<String> = bad.into_iter().map(|(n, e)| snapshots::damaged(n, e).to_string()).collect();
     let f = spec.filter()?;
     let mut latest = latest_verifications(&repo, observer);
     let mut list: Vec<Listed> = all
@@ -72,7 +70,7 @@ pub fn snapshots(
     if let Some(n) = status.limit {
         list.drain(..list.len().saturating_sub(n));
     }
-    Ok(list)
+    Ok((list, damaged))
 }
 
 /// `ok`, `failed`, `partial` (lower case, as `--status` takes them).
@@ -121,9 +119,11 @@ pub fn check(
     interrupt: &Arc<std::sync::atomic::AtomicBool>,
     packs_done: Arc<std::sync::atomic::AtomicU64>,
     total: &mut dyn FnMut(u64),
+    observer: &Observer,
 ) -> Result<lifeboat_repository::checker::CheckResults> {
     let repo = session.open()?;
-    let _lock = session.lock(&repo, false)?;
+    let _lock = session.lock_read_only(&repo, observer)?;
+    let writable = _lock.is_some();
     if read_data {
         total(repo.backend().list(lifeboat_backend::FileType::Pack)?.len() as u64);
     }
@@ -133,6 +133,10 @@ pub fn check(
         packs_done: Some(packs_done),
         ..Default::default()
     };
+    if !writable {
+        // A repository read without a lock: no run record either.
+        return Ok(lifeboat_repository::checker::check(&repo, &opts)?);
+    }
     let quiet = crate::progress::ignore();
     let run = crate::runs::begin(&repo, session, RunKind::Check, None, quiet.as_ref());
     let result = lifeboat_repository::checker::check(&repo, &opts);

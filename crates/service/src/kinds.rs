@@ -210,6 +210,8 @@ pub struct Restored {
     pub mismatches: Vec<String>,
     /// What the mismatches are about (`database`, `keys`, `stream`).
     pub what: &'static str,
+    /// Files not restored because their data is damaged (path, blob, pack); the rest was.
+    pub failed: Vec<String>,
 }
 
 impl Restored {

@@ -24,6 +24,7 @@ pub mod keys;
 pub mod kinds;
 pub mod plan;
 pub mod progress;
+pub mod repair;
 pub mod restore;
 pub mod retention;
 pub mod runs;

@@ -52,6 +52,11 @@ pub enum Event {
         /// Bytes of new data stored (backups).
         bytes_new: u64,
     },
+    /// Information worth a line (not a problem): e.g. reading without a lock.
+    Notice {
+        /// The message (one line).
+        message: String,
+    },
     /// Something the operator should know that does not stop the operation.
     Warning {
         /// The message (one line).

@@ -34,7 +34,7 @@ pub fn restore(
     observer: &Arc<Observer>,
 ) -> Result<Option<Restored>> {
     let repo = session.open()?;
-    let _lock = session.lock(&repo, false)?;
+    let _lock = session.lock_read_only(&repo, observer.as_ref())?;
     let snap = find_snapshot(&repo, reference, spec)?;
     let cfg = session.config()?;
     let resolved = crate::config::source_for(cfg.as_deref(), &snap)?;

@@ -52,6 +52,8 @@ pub struct Session {
     pub prompt: Option<Arc<Prompt>>,
     /// Who runs the operations, for the run history: `cli` (the default), `daemon`, `api`.
     pub trigger: String,
+    /// Take no lock (read-only commands on a repository this user cannot write).
+    pub no_lock: bool,
     /// The config file once read (filled on first use).
     pub loaded: Loaded,
 }
@@ -187,6 +189,11 @@ impl Session {
     /// `retry_lock` when another process holds a conflicting lock. A read-only `as_of` view
     /// takes no lock (it cannot write one, and nothing can change what it reads).
     pub fn lock(&self, repo: &Repository, exclusive: bool) -> Result<Option<LockGuard>> {
+        if self.no_lock {
+            return Err(ServiceError::usage(
+                "--no-lock is only for commands that only read (restore, check): this command writes to the repository",
+            ));
+        }
         if self.as_of.is_some() {
             if exclusive {
                 return Err(ServiceError::msg(
@@ -202,6 +209,27 @@ impl Session {
             None => Duration::ZERO,
         };
         Ok(Some(lifeboat_repository::lock::acquire_waiting(repo, exclusive, wait, None)?))
+    }
+
+    /// The lock of an operation that only reads (restore, check): none with `no_lock`, and none —
+    /// with a notice — when the repository cannot be written (a read-only mount, another user's
+    /// repository), so a repository that can be read can always be restored from.
+    pub fn lock_read_only(&self, repo: &Repository, o: &crate::progress::Observer) -> Result<Option<LockGuard>> {
+        use lifeboat_backend::BackendError;
+        if self.no_lock {
+            return Ok(None);
+        }
+        match self.lock(repo, false) {
+            Err(ServiceError::Repo(RepoError::Backend(
+                b @ (BackendError::ReadOnly { .. } | BackendError::PermissionDenied { .. }),
+            ))) => {
+                o(&crate::progress::Event::Notice {
+                    message: format!("the repository cannot be written ({b}); reading it without a lock"),
+                });
+                Ok(None)
+            }
+            other => other,
+        }
     }
 
     /// Refuse a deleting command when the repository (or this machine's config) is append-only.

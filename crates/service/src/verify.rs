@@ -48,6 +48,24 @@ pub struct Verified {
     pub test: Option<RestoreTest>,
 }
 
+/// What `verify` found: each snapshot's verification, and the snapshot files that cannot be
+/// read (each a failure: it may be the newest of its source).
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    /// Per snapshot.
+    pub results: Vec<Verified>,
+    /// Damaged snapshot files, named.
+    pub damaged: Vec<String>,
+}
+
+impl VerifyReport {
+    /// The worst outcome (a damaged snapshot file is a failure).
+    pub fn worst(&self) -> Outcome {
+        let damaged = (!self.damaged.is_empty()).then_some(Outcome::Failed);
+        lifeboat_ops::drill::worst(self.results.iter().map(|r| r.record.outcome).chain(damaged))
+    }
+}
+
 /// Verify the snapshots `req` selects; `each` sees every result as soon as it is recorded.
 pub fn verify(
     session: &Session,
@@ -55,10 +73,10 @@ pub fn verify(
     interrupt: &Arc<AtomicBool>,
     observer: &Arc<Observer>,
     each: &mut dyn FnMut(&Verified),
-) -> Result<Vec<Verified>> {
+) -> Result<VerifyReport> {
     let repo = session.open()?;
     let _lock = session.lock(&repo, false)?;
-    let snaps = select(&repo, req)?;
+    let (snaps, damaged) = select(&repo, req)?;
     let cfg = session.config()?;
     let started = Instant::now();
     let opts = CheckOptions { read_data: req.read_data, threads: None, interrupt: Some(interrupt.clone()) };
@@ -78,7 +96,7 @@ pub fn verify(
         each(&v);
         results.push(v);
     }
-    Ok(results)
+    Ok(VerifyReport { results, damaged })
 }
 
 /// Record a verification as a run (its start is the verification's start).
@@ -129,18 +147,19 @@ pub fn restore_test(cfg: Option<&Config>, repo: &Repository, snap: &SnapshotEntr
 
 /// The snapshots to verify: the one named, every match with `all`, else the newest of each
 /// source (plain backups: of each host and path set) among the matches.
-fn select(repo: &Repository, req: &VerifyRequest) -> Result<Vec<SnapshotEntry>> {
+fn select(repo: &Repository, req: &VerifyRequest) -> Result<(Vec<SnapshotEntry>, Vec<String>)> {
     if let Some(s) = &req.snapshot {
-        return Ok(vec![crate::filter::find_snapshot(repo, s, &req.filter)?]);
+        return Ok((vec![crate::filter::find_snapshot(repo, s, &req.filter)?], Vec::new()));
     }
     let f = req.filter.filter()?;
-    let (all, _) = snapshots::list(repo)?;
+    let (all, bad) = snapshots::list(repo)?;
+    let damaged: Vec<String> = bad.into_iter().map(|(n, e)| snapshots::damaged(n, e).to_string()).collect();
     let matching: Vec<SnapshotEntry> = all.into_iter().filter(|s| f.matches(&s.snapshot)).collect();
-    if matching.is_empty() {
+    if matching.is_empty() && damaged.is_empty() {
         return Err(ServiceError::msg("no snapshot matches (see `lifeboat snapshots`)"));
     }
     if req.all {
-        return Ok(matching);
+        return Ok((matching, damaged));
     }
     let mut newest: Vec<SnapshotEntry> = Vec::new();
     for s in matching.into_iter().rev() {
@@ -149,7 +168,7 @@ fn select(repo: &Repository, req: &VerifyRequest) -> Result<Vec<SnapshotEntry>> 
         }
     }
     newest.reverse();
-    Ok(newest)
+    Ok((newest, damaged))
 }
 
 /// What "the same backup" means for picking the newest: the source, else host and paths.
@@ -201,9 +220,4 @@ pub fn label(snap: &SnapshotEntry) -> String {
         Some(s) => format!("[{}] {}", s.name, s.kind),
         None => snap.snapshot.paths.join(", "),
     }
-}
-
-/// The worst outcome of several verifications (ok when there are none).
-pub fn worst(results: &[Verified]) -> Outcome {
-    lifeboat_ops::drill::worst(results.iter().map(|r| r.record.outcome))
 }

@@ -19,7 +19,15 @@ pub fn run(c: &Ctx, a: &CheckArgs) -> Result<i32> {
         let (p, pb) = (packs_done.clone(), pb.clone());
         Ticker::start(std::time::Duration::from_millis(150), move || pb.set_position(p.load(Ordering::Relaxed)))
     };
-    let r = inventory::check(&c.session, a.read_data, &c.interrupt, packs_done, &mut |n| pb.set_length(n.max(1)));
+    let notes = output::notes();
+    let r = inventory::check(
+        &c.session,
+        a.read_data,
+        &c.interrupt,
+        packs_done,
+        &mut |n| pb.set_length(n.max(1)),
+        notes.as_ref(),
+    );
     ticker.stop();
     pb.finish_and_clear();
     let res = r?;
@@ -30,6 +38,9 @@ pub fn run(c: &Ctx, a: &CheckArgs) -> Result<i32> {
             if c.g.verbose > 0 || !c.g.quiet {
                 eprintln!("notice: {n}");
             }
+        }
+        for w in &res.warnings {
+            eprintln!("warning: {w}");
         }
         for e in &res.errors {
             eprintln!("error: {e}");

@@ -96,6 +96,14 @@ fn print_prune(s: &PruneStats) {
         size(s.bytes_unindexed)
     );
     println!("{would}repack {} packs ({}), copying {} blobs", s.packs_repacked, size(s.bytes_repacked), s.blobs_copied);
+    if s.temporary_removed + s.temporary_kept > 0 {
+        println!(
+            "{would}remove {} temporary files of interrupted writes ({}); {} kept (another process holds a lock)",
+            s.temporary_removed,
+            size(s.temporary_bytes_removed),
+            s.temporary_kept
+        );
+    }
     if s.packs_partly_used_kept > 0 {
         println!(
             "keep {} partly used packs as they are ({} unused in them, above the repack threshold)",

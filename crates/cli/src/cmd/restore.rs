@@ -42,6 +42,9 @@ pub fn run(c: &Ctx, a: &RestoreArgs) -> Result<i32> {
     for w in &r.warnings {
         eprintln!("lifeboat: warning: {w}");
     }
+    for f in &r.failed {
+        eprintln!("lifeboat: not restored (damaged): {f}");
+    }
     if c.g.json {
         output::json(&r.json)?;
     } else if !c.g.quiet {
@@ -53,7 +56,7 @@ pub fn run(c: &Ctx, a: &RestoreArgs) -> Result<i32> {
         eprintln!("lifeboat: verify: {m}");
     }
     r.check()?;
-    Ok(exit::OK)
+    Ok(if r.failed.is_empty() { exit::OK } else { exit::FAILURE })
 }
 
 /// `Some(exit code)` when the restore must stop here (a dry run, printed; or a guarded restore

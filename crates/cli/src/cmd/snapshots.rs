@@ -12,7 +12,13 @@ use crate::output::{self, Progress};
 pub fn run(c: &Ctx, a: &SnapshotsArgs) -> Result<i32> {
     let status = StatusFilter { verified_only: a.verified_only, status: a.status.clone(), limit: a.limit };
     let progress = Progress::new(c.g);
-    let list = inventory::snapshots(&c.session, &super::filter(&a.filter), &status, progress.observer().as_ref())?;
+    let (list, damaged) =
+        inventory::snapshots(&c.session, &super::filter(&a.filter), &status, progress.observer().as_ref())?;
+    // A damaged snapshot file is named and makes the listing fail (exit 1) after it is printed.
+    let code = if damaged.is_empty() { crate::exit::OK } else { crate::exit::FAILURE };
+    for d in &damaged {
+        eprintln!("lifeboat: {d}");
+    }
     if c.g.json {
         let mut out = Vec::new();
         for l in &list {
@@ -21,7 +27,7 @@ pub fn run(c: &Ctx, a: &SnapshotsArgs) -> Result<i32> {
             out.push(v);
         }
         output::json(&out)?;
-        return Ok(crate::exit::OK);
+        return Ok(code);
     }
     println!(
         "{:<8}  {:<19}  {:<12}  {:<10}  {:>10}  {:>10}  {:<18}  paths",
@@ -48,7 +54,7 @@ pub fn run(c: &Ctx, a: &SnapshotsArgs) -> Result<i32> {
         );
     }
     println!("{}", output::count(list.len(), "snapshot"));
-    Ok(crate::exit::OK)
+    Ok(code)
 }
 
 /// `ok 2h ago`, `failed 3d ago`, `unverified`.

@@ -19,29 +19,37 @@ pub fn run(c: &Ctx, a: &VerifyArgs) -> Result<i32> {
     };
     let human = !c.g.json && !c.g.quiet;
     let progress = Progress::new(c.g);
-    let results = verify::verify(&c.session, &req, &c.interrupt, progress.observer(), &mut |v| {
+    let report = verify::verify(&c.session, &req, &c.interrupt, progress.observer(), &mut |v| {
         if human {
             progress.suspend(|| print(v));
         }
     })?;
     progress.finish();
+    let results = &report.results;
+    // Damaged snapshot files are failures of their own: the newest of a source may be among them.
     if c.g.json {
-        let out: Vec<_> = results
+        let mut out: Vec<_> = results
             .iter()
             .map(|v| serde_json::json!({"verification": v.record, "check": v.check, "restore_test": v.test}))
             .collect();
+        for d in &report.damaged {
+            out.push(serde_json::json!({"damaged_snapshot": d, "verification": {"outcome": "failed"}}));
+        }
         output::json(&out)?;
     } else if !c.g.quiet {
+        for d in &report.damaged {
+            println!("FAILED    {d}");
+        }
         let n = |o: Outcome| results.iter().filter(|v| v.record.outcome == o).count();
         println!(
             "{} verified: {} ok, {} failed, {} partial",
-            output::count(results.len(), "snapshot"),
+            output::count(results.len() + report.damaged.len(), "snapshot"),
             n(Outcome::Ok),
-            n(Outcome::Failed),
+            n(Outcome::Failed) + report.damaged.len(),
             n(Outcome::Partial)
         );
     }
-    Ok(output::outcome_code(verify::worst(&results)))
+    Ok(output::outcome_code(report.worst()))
 }
 
 fn print(v: &Verified) {

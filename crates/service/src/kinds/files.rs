@@ -106,25 +106,32 @@ impl Source for Files {
             let r = restorer::restore(repo, &snap.snapshot.tree, &req.target, &opts);
             ticker.stop();
             let stats = r?;
-            let line = format!(
+            let mut lines = vec![format!(
                 "restored snapshot {} to {}: {} files ({}), {} directories in {}{}",
                 snap.id.short(),
                 req.target.display(),
-                stats.files,
+                stats.files.saturating_sub(stats.files_failed),
                 size(stats.bytes),
                 stats.dirs,
                 duration(start.elapsed()),
                 if req.verify { format!("; {} files verified", stats.verified) } else { String::new() }
-            );
+            )];
+            if stats.files_failed > 0 {
+                lines.push(format!(
+                    "{} files not restored: their data is damaged (named above; exit code 1)",
+                    stats.files_failed
+                ));
+            }
             Ok(Restored {
                 json: json!({
                     "snapshot": snap.id, "target": req.target, "stats": stats,
                     "duration_seconds": start.elapsed().as_secs_f64(),
                 }),
-                lines: vec![line],
+                lines,
                 warnings: stats.warnings.clone(),
                 mismatches: Vec::new(),
                 what: "files",
+                failed: stats.failed.iter().map(ToString::to_string).collect(),
             })
         };
         Ok(PreparedRestore { plan, run: Box::new(run) })
@@ -152,7 +159,8 @@ pub(crate) fn restore_files(
     let target = dir.path().join("restore");
     let opts = RestoreOptions { verify: true, ..Default::default() };
     let stats = restorer::restore(repo, &snap.snapshot.tree, &target, &opts).map_err(|e| format!("restore: {e}"))?;
-    let mut problems = Vec::new();
+    let mut problems: Vec<String> =
+        stats.failed.iter().map(|f| format!("not restored, its data is damaged: {f}")).collect();
     if stats.verified != stats.files {
         problems.push(format!("{} of {} restored files were verified", stats.verified, stats.files));
     }
