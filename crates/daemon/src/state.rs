@@ -99,7 +99,9 @@ impl State {
                 }
             }
         }
-        for r in runs.iter().filter(|r| r.kind == RunKind::Backup && r.finished.is_some()) {
+        // A skipped run did not back up anything: it says nothing about the last backup.
+        let ended = |r: &&Run| r.kind == RunKind::Backup && r.finished.is_some() && r.outcome != RunOutcome::Skipped;
+        for r in runs.iter().filter(ended) {
             if let Some(st) = r.source.as_ref().and_then(|n| self.sources.get_mut(n)) {
                 st.last_run_ok = Some(r.outcome != RunOutcome::Failed);
                 st.last_error = r.error.clone();
@@ -195,8 +197,8 @@ impl State {
     }
 }
 
-/// Whether `bytes` is far from the median of `recent` (ten times larger or smaller), once
-/// there are at least five earlier backups to compare with.
+/// Whether `bytes` is far from the median of `recent` (ten times larger or smaller, and more
+/// than [`ANOMALY_FLOOR`] apart), once there are at least five earlier backups to compare with.
 pub fn anomaly(recent: &[u64], bytes: u64) -> Option<u64> {
     if recent.len() < 5 {
         return None;
@@ -204,10 +206,15 @@ pub fn anomaly(recent: &[u64], bytes: u64) -> Option<u64> {
     let mut v = recent.to_vec();
     v.sort_unstable();
     let median = v[v.len() / 2];
-    let far = (median > 0 && (bytes > median.saturating_mul(10) || bytes.saturating_mul(10) < median))
-        || (median == 0 && bytes > 10 << 20);
+    // Without the floor, an unchanged source (0 bytes added, all deduplicated) is "ten times
+    // smaller" than a median of a few hundred bytes of metadata: an alert on every run.
+    let far = bytes.abs_diff(median) > ANOMALY_FLOOR
+        && (bytes > median.saturating_mul(10) || bytes.saturating_mul(10) < median);
     far.then_some(median)
 }
+
+/// Differences in bytes added smaller than this are never an anomaly (10 MiB).
+pub const ANOMALY_FLOOR: u64 = 10 << 20;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -244,10 +251,38 @@ mod tests {
 
     #[test]
     fn size_anomalies_need_history_and_a_tenfold_difference() {
-        assert_eq!(anomaly(&[100, 100], 5000), None);
-        let h = [100, 110, 90, 105, 95, 100];
-        assert_eq!(anomaly(&h, 1000), None);
-        assert_eq!(anomaly(&h, 1100), Some(100));
-        assert_eq!(anomaly(&h, 5), Some(100));
+        const M: u64 = 1 << 20;
+        assert_eq!(anomaly(&[100 * M, 100 * M], 5000 * M), None);
+        let h = [100 * M, 110 * M, 90 * M, 105 * M, 95 * M, 100 * M];
+        assert_eq!(anomaly(&h, 1000 * M), None);
+        assert_eq!(anomaly(&h, 1100 * M), Some(100 * M));
+        assert_eq!(anomaly(&h, 5 * M), Some(100 * M));
+        assert_eq!(anomaly(&h, 0), Some(100 * M));
+        // Nothing stored before: only a large backup is an anomaly.
+        assert_eq!(anomaly(&[0; 6], 11 * M), Some(0));
+        assert_eq!(anomaly(&[0; 6], 5 * M), None);
+    }
+
+    #[test]
+    fn a_skipped_run_after_a_failed_one_leaves_the_source_failed() {
+        let mut s = State::default();
+        s.sources.insert("db".into(), SourceState::default());
+        let mut failed = Run::start(RunKind::Backup, Some("db".into()), "daemon");
+        failed.error = Some("exit status 7".into());
+        failed.finish(RunOutcome::Failed);
+        let mut skipped = Run::start(RunKind::Backup, Some("db".into()), "daemon");
+        skipped.finish(RunOutcome::Skipped);
+        s.load(&[], &[], &[], &[failed, skipped]);
+        assert_eq!(s.sources["db"].last_run_ok, Some(false));
+        assert_eq!(s.sources["db"].last_error.as_deref(), Some("exit status 7"));
+        assert!(s.encode(Utc::now()).contains("lifeboat_last_run_success{source=\"db\"} 0"));
+    }
+
+    #[test]
+    fn an_unchanged_small_source_is_no_size_anomaly() {
+        // A few hundred bytes of metadata at first, then nothing new (all deduplicated).
+        assert_eq!(anomaly(&[270, 270, 270, 270, 270, 0], 0), None);
+        assert_eq!(anomaly(&[0, 0, 0, 0, 0, 270], 270), None);
+        assert_eq!(anomaly(&[200 << 10; 6], 5 << 20), None);
     }
 }
