@@ -49,7 +49,7 @@ impl Alert {
 
     /// Whether the event is bad news (healthchecks: fail), a start, or good news.
     fn is_failure(&self) -> bool {
-        !matches!(self.event.as_str(), "backup_ok" | "rpo_recovered")
+        !matches!(self.event.as_str(), "backup_ok" | "rpo_recovered" | "test")
     }
 }
 

@@ -190,7 +190,7 @@ impl Session {
     /// takes no lock (it cannot write one, and nothing can change what it reads).
     pub fn lock(&self, repo: &Repository, exclusive: bool) -> Result<Option<LockGuard>> {
         if self.no_lock {
-            return Err(ServiceError::usage(
+            return Err(ServiceError::msg(
                 "--no-lock is only for commands that only read (restore, check): this command writes to the repository",
             ));
         }

@@ -11,7 +11,9 @@ pub fn substitute(text: &str, what: &str) -> Result<String> {
     while let Some(i) = rest.find("${") {
         out.push_str(&rest[..i]);
         let after = &rest[i + 2..];
-        let end = after.find('}').with_context(|| format!("{what}: unterminated ${{ in {text:?}"))?;
+        let end = after.find('}').with_context(|| {
+            format!("{what}: a ${{ without its closing }} (the value is not shown: it may hold a secret)")
+        })?;
         let var = &after[..end];
         let value =
             std::env::var(var).ok().with_context(|| format!("{what}: environment variable {var} is not set"))?;
