@@ -288,34 +288,9 @@ pub struct RestoreArgs {
     pub filter: SnapshotFilter,
 }
 
-const RESTORE_HELP: &str = "Targets by kind: files and command: a directory (files land at TARGET/<absolute path>);
-sqlite and redis RDB: a file; postgres and mariadb: a database name; redis: redis://HOST:PORT[/DB]
-or a database index; nats: nats://HOST:PORT[/NEWNAME].
+const RESTORE_HELP: &str = include_str!("../help/restore-help.txt");
 
---dry-run prints the plan (what is written, replaced, dropped or created, and sizes; --json too).
-
-Guarded restores: when the source is `protected = true`, or the target is the source's own live
-data (its directory or file, its database on the same server, its redis databases, its stream on
-the same server), nothing is touched unless --force is given AND the source's name is typed at
-the prompt (or given with --confirm NAME when there is no terminal). Otherwise exit code 4.
-
-Examples:
-  lifeboat restore latest --source memory-db --target /tmp/memory.db --verify
-  lifeboat restore latest --source app-db --target app --overwrite --dry-run
-  lifeboat restore latest --source app-db --target app --overwrite --force --confirm app-db";
-
-const HEALTH_HELP: &str =
-    "Per config source: the newest backup against its `rpo` (critical when older, or none; warning
-above --rpo-warning percent of it), the newest verification (critical when it failed; warning when
-there is none, it was partial, or it is older than --max-verification-age), the newest drill
-(critical when it failed; warning when partial or slower than the RTO).
-
-Exit codes (monitoring-plugin convention): 0 ok, 1 warning, 2 critical, 3 unknown (the health
-could not be determined: no config, repository unreachable, wrong password, ...).
-
-Examples:
-  lifeboat health
-  lifeboat health --json --source memory-db";
+const HEALTH_HELP: &str = include_str!("../help/health-help.txt");
 
 #[derive(Args, Debug)]
 pub struct HealthArgs {
@@ -348,19 +323,7 @@ pub enum StorageCommand {
     },
 }
 
-const LOCK_HELP: &str = "\
-With Object Lock, an S3 bucket keeps every version of every object until its retention date:
-deleting only hides an object, and nobody holding the credentials can destroy a locked version
-(compliance mode: not even the account's root). A deduplicating repository reuses old packs, so
-the locks of everything the repository holds must be moved forward regularly: `apply-retention`
-does it after pruning, `storage lock extend` on its own. After an incident, read the repository
-as it was with --as-of TIME (see docs/storage.md).
-
-Examples:
-  lifeboat storage lock
-  lifeboat storage lock set --days 30 --mode compliance
-  lifeboat storage lock extend
-  lifeboat --as-of \"2026-11-20 14:00\" snapshots";
+const LOCK_HELP: &str = include_str!("../help/lock-help.txt");
 
 /// `storage create-bucket` options.
 #[derive(Args, Debug)]
@@ -437,15 +400,7 @@ pub enum KeyCommand {
     RotateMaster(RotateMasterArgs),
 }
 
-const ROTATE_MASTER_HELP: &str =
-    "restic's format cannot change a repository's master key in place, so this copies every
-snapshot and Lifeboat object into a fresh repository (new master key, same chunker), checks it
-with --read-data, and compares snapshot counts. With --swap (local repositories) the old
-directory is renamed to DIR.retired-TIMESTAMP and the new one takes its place; delete the
-retired copy once you are satisfied. For S3, point [repository] url at the new location.
-
-Example:
-  LIFEBOAT_NEW_PASSWORD_FILE=/etc/lifeboat/new.pw lifeboat key rotate-master --to /srv/backups/lifeboat.new --swap";
+const ROTATE_MASTER_HELP: &str = include_str!("../help/rotate-master-help.txt");
 
 #[derive(Args, Debug)]
 pub struct RotateMasterArgs {
@@ -473,16 +428,7 @@ pub struct UnlockArgs {
     pub remove_all: bool,
 }
 
-const DAEMON_HELP: &str = "Runs each source's `schedule` (cron, @hourly/@daily/…, `every 15m`) and the [jobs] section
-(apply_retention, check, verify, drill, copy) until SIGTERM. A job still running when it is due
-again is skipped (and recorded); [jobs] max_concurrent limits runs at once; runs missed while the
-daemon was down run once at start. SIGTERM: no new runs, running work gets [jobs] grace (60s)
-to finish, then is interrupted cleanly; exit 0. SIGHUP: reload the config (an invalid one is
-refused, the old one keeps running, config_invalid is alerted). Alerts go to [[notify]];
-[server] listen serves /metrics, /healthz, /readyz and /api/v1. One log line per event on stderr.
-
-Example:
-  lifeboat daemon --config /etc/lifeboat/lifeboat.toml --log-format json";
+const DAEMON_HELP: &str = include_str!("../help/daemon-help.txt");
 
 #[derive(Args, Debug)]
 pub struct DaemonArgs {
@@ -513,13 +459,7 @@ pub struct DemoArgs {
     pub workdir: PathBuf,
 }
 
-const FORGET_EXAMPLES: &str = "Examples:
-  lifeboat forget --keep-daily 30 --keep-weekly 13 --keep-monthly 12 --keep-tag pre-upgrade --dry-run
-  lifeboat forget --source memory-db --keep-last 10 --prune
-  lifeboat forget 1a2b3c4d
-
-Snapshots are grouped per host and source (per host and path set for plain file backups); in each
-group the newest snapshot of each of the last N days/weeks/... is kept, like restic's forget.";
+const FORGET_EXAMPLES: &str = include_str!("../help/forget-examples.txt");
 
 /// Keep rules of a retention policy.
 #[derive(Args, Debug, Default, Clone)]
@@ -597,14 +537,7 @@ pub struct ApplyRetentionArgs {
     pub opts: PruneOpts,
 }
 
-const COPY_EXAMPLES: &str = "Examples:
-  lifeboat copy --to offsite                      # a [[copy]] destination of the config file
-  LIFEBOAT_TO_PASSWORD_FILE=/etc/lifeboat/offsite.pw lifeboat copy --to s3:http://10.0.0.5:8333/bk/app --init
-  lifeboat copy --to /mnt/usb/lifeboat --source memory-db --since 7d
-
-The destination has its own password (the [[copy]] entry's password_file/password_command,
---to-password-file, LIFEBOAT_TO_PASSWORD_FILE or LIFEBOAT_TO_PASSWORD, else a prompt). A snapshot
-already copied (its id recorded as `original` in the destination) is skipped.";
+const COPY_EXAMPLES: &str = include_str!("../help/copy-examples.txt");
 
 #[derive(Args, Debug)]
 pub struct CopyArgs {
@@ -626,15 +559,7 @@ pub struct CopyArgs {
     pub dry_run: bool,
 }
 
-const RUNS_HELP: &str = "Every run is recorded in the repository when it starts and when it ends, whether the CLI or
-the daemon ran it: a failed backup leaves a record (with its error) although it made no snapshot,
-and a run whose process was killed shows as failed. `health` counts a failed last backup run as at
-least a warning.
-
-Examples:
-  lifeboat runs --failed --since 24h
-  lifeboat runs --source orders-db --kind backup --json
-  lifeboat logs --since 1h --level error";
+const RUNS_HELP: &str = include_str!("../help/runs-help.txt");
 
 #[derive(Args, Debug)]
 pub struct RunsArgs {
@@ -678,44 +603,11 @@ pub struct AuditArgs {
     pub since: Option<String>,
 }
 
-const VERIFY_HELP: &str = "Without SNAPSHOT or --all, the newest snapshot of each source (of each host and path set for
-plain backups) among those the filters select is verified. Every run checks the structure: every
-tree loads and every blob a file uses is indexed and its pack exists. --read-data reads back and
-hash-checks every blob; a damaged one is named with the snapshot and the file paths that use it.
---restore-test restores into a scratch target and runs the kind's native verification against the
-backup's manifest: files and command output into a temporary directory (hash-checked), sqlite into
-a temporary file (integrity_check, row counts), postgres/mariadb into a new database
-lifeboat_verify_<random>, redis into a throwaway redis-server on a unix socket (RDB: a temporary
-file it loads), nats into new streams LIFEBOAT_VERIFY_<RANDOM>. Scratch targets are removed
-afterwards, also on failure. Each snapshot's result is recorded in the repository (see
-`snapshots --status`). Exit codes: 0 all ok, 1 any failed, 3 some test could not be done here.
+const VERIFY_HELP: &str = include_str!("../help/verify-help.txt");
 
-Examples:
-  lifeboat verify --restore-test
-  lifeboat verify --all --since 7d --read-data
-  lifeboat verify latest --source memory-db --restore-test --json";
+const COMPARE_HELP: &str = include_str!("../help/compare-help.txt");
 
-const COMPARE_HELP: &str =
-    "TARGET by kind: postgres/mariadb: a database name (on the source's configured server); sqlite:
-a database file; redis: redis://HOST:PORT[/DB] or a database index; nats: nats://HOST:PORT[/STREAM]
-or a stream name. Exit code 1 when any count differs.
-
-Examples:
-  lifeboat compare latest /var/lib/continuum/memory.db --source memory-db
-  lifeboat compare 1a2b3c4d app_restored --json";
-
-const DRILL_HELP: &str = "Needs a config file: every source (or --source NAME) is drilled — its latest snapshot (or
---snapshot) is restored into a scratch target as `verify --restore-test` does, verified natively,
-and the wall time to that verified restore is compared with the source's `rto`. The report is
-written as report.json (signed) and report.html (one self-contained page) into --report-dir
-(default ./lifeboat-drill-TIME), and stored in the repository under lifeboat/drill-reports/.
-The signing key comes from --signing-key, LIFEBOAT_DRILL_KEY or [drill] signing_key; without one
-the report is unsigned. Exit code 1 when a source fails or is slower than its RTO.
-
-Examples:
-  lifeboat drill keygen --out /etc/lifeboat/drill.key
-  lifeboat drill --signing-key /etc/lifeboat/drill.key
-  lifeboat drill check-report lifeboat-drill-20260301T020000Z/report.json --public-key drill.key.pub";
+const DRILL_HELP: &str = include_str!("../help/drill-help.txt");
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {

@@ -196,6 +196,21 @@ fn once(t: &NotifySection, a: &Alert) -> Result<(), String> {
     }
 }
 
+/// `notify test`: a test alert to every target (or the one named), each tried once, now;
+/// returns (name, kind, delivered) per target.
+pub fn test(targets: &[NotifySection], name: Option<&str>, log: Log) -> Result<Vec<(String, String, bool)>, String> {
+    let chosen: Vec<&NotifySection> = targets.iter().filter(|t| name.is_none_or(|n| t.label() == n)).collect();
+    if chosen.is_empty() {
+        return Err(match name {
+            Some(n) => format!("no [[notify]] target named {n:?}"),
+            None => "the config has no [[notify]] targets".into(),
+        });
+    }
+    let alert = Alert::new("test", None, "a test alert from `lifeboat notify test`".into(), serde_json::json!({}));
+    let once = Retry { attempts: 1, backoff: Duration::ZERO };
+    Ok(chosen.into_iter().map(|t| (t.label().to_string(), t.kind.clone(), deliver(t, &alert, log, once))).collect())
+}
+
 /// The HMAC-SHA256 of `body` under `key`, in hex (what `X-Lifeboat-Signature: sha256=…` carries).
 pub fn sign(key: &[u8], body: &[u8]) -> String {
     match Hmac::<Sha256>::new_from_slice(key) {

@@ -2,7 +2,7 @@
 //! the newest drill — graded by [`lifeboat_ops::health`], and the overall grade.
 
 use chrono::{DateTime, Utc};
-use lifeboat_ops::health::{self, Facts, SourceHealth, Status, Thresholds};
+use lifeboat_ops::health::{self, short_duration, Facts, SourceHealth, Status, Thresholds};
 use lifeboat_ops::records::{self, DrillSummary, RunKind, RunOutcome, Verification};
 use lifeboat_repository::snapshots::{self, SnapshotEntry};
 use serde::Serialize;
@@ -96,4 +96,59 @@ fn row(
         problems: h.problems().into_iter().map(String::from).collect(),
         health: h,
     }
+}
+
+fn ago(age: Option<i64>) -> String {
+    age.map(|a| format!("{} ago", short_duration(a.unsigned_abs()))).unwrap_or_else(|| "never".into())
+}
+
+fn word<T: Serialize>(o: &Option<T>) -> String {
+    o.as_ref().and_then(|o| serde_json::to_value(o).ok()).and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}
+
+/// The report as a table for people, with the overall line last.
+pub fn table_lines(r: &Report) -> Vec<String> {
+    let (rows, overall, now) = (&r.sources, r.status, r.time);
+    let mut out = Vec::new();
+    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(6).max(6);
+    out.push(format!(
+        "{:<w$}  {:<8}  {:<8}  {:<14}  {:<6}  {:<18}  {:<18}  PROBLEMS",
+        "SOURCE", "KIND", "STATUS", "LAST BACKUP", "RPO", "VERIFIED", "DRILL"
+    ));
+    for r in rows {
+        let h = &r.health;
+        let verified = match &h.verification.outcome {
+            Some(_) => format!("{} {}", word(&h.verification.outcome), ago(h.verification.age_seconds)),
+            None => "never".into(),
+        };
+        let drill = match (h.drill.last, h.drill.rto_seconds) {
+            (Some(t), Some(took)) => format!(
+                "{} {} ({})",
+                word(&h.drill.outcome),
+                ago(Some((now - t).num_seconds().max(0))),
+                short_duration(took.max(0.0).round() as u64)
+            ),
+            _ => "never".into(),
+        };
+        out.push(format!(
+            "{:<w$}  {:<8}  {:<8}  {:<14}  {:<6}  {:<18}  {:<18}  {}",
+            r.name,
+            r.kind,
+            h.status.label(),
+            ago(h.backup.age_seconds),
+            r.rpo.as_deref().unwrap_or("-"),
+            verified,
+            drill,
+            if r.problems.is_empty() { "-".to_string() } else { r.problems.join("; ") }
+        ));
+    }
+    let count = |s: Status| rows.iter().filter(|r| r.health.status == s).count();
+    out.push(format!(
+        "overall: {} ({} critical, {} warning, {} ok)",
+        overall.label(),
+        count(Status::Critical),
+        count(Status::Warning),
+        count(Status::Ok)
+    ));
+    out
 }

@@ -107,6 +107,31 @@ impl Plan {
         format!("restoring snapshot {} would {}", self.snapshot.short(), steps.join(", then "))
     }
 
+    /// The plan for people: a headline, a table of steps with sizes, what `--verify` checks,
+    /// what blocks a real run, and why it is guarded.
+    pub fn lines(&self) -> Vec<String> {
+        let headline = if self.headline.is_empty() {
+            format!("would restore {} to {}:", self.subject(), self.target)
+        } else {
+            self.headline.clone()
+        };
+        let mut out = vec![headline, format!("  {:<16} {:>10}  WHAT", "ACTION", "SIZE")];
+        for s in &self.steps {
+            out.push(format!("  {:<16} {:>10}  {}", s.action, s.bytes.map(size).unwrap_or_default(), s.what));
+        }
+        if let Some(v) = &self.verify {
+            out.push(format!("  {:<16} {:>10}  {v}", "verify", ""));
+        }
+        for b in &self.blockers {
+            out.push(format!("  blocked: {b}"));
+        }
+        if let Some(gd) = &self.guarded {
+            let why: Vec<String> = gd.reasons.iter().map(ToString::to_string).collect();
+            out.push(format!("  guarded because {}: a real run needs {}", why.join(" and "), gd.rerun_with));
+        }
+        out
+    }
+
     /// `snapshot 1a2b3c4d (postgres source app-db)`.
     pub fn subject(&self) -> String {
         match &self.source {

@@ -323,3 +323,56 @@ pub fn audit_log(session: &Session, since: Option<&str>) -> Result<(Vec<lifeboat
     let (events, bad) = lifeboat_ops::audit::list(&repo, since)?;
     Ok((events, bad.into_iter().map(|(n, e)| (n, e.to_string())).collect()))
 }
+
+/// What a prune did (or would do), in lines for people.
+pub fn prune_lines(s: &PruneStats) -> Vec<String> {
+    let mut out = Vec::new();
+    let would = if s.dry_run { "would " } else { "" };
+    out.push(format!(
+        "{}, {}; {} in use ({}), {} unused",
+        crate::human::count(s.snapshots, "snapshot"),
+        crate::human::count(s.trees, "tree"),
+        crate::human::count(s.used_blobs, "blob"),
+        crate::human::size(s.used_bytes),
+        s.unused_blobs
+    ));
+    out.push(format!(
+        "{would}delete {} unused packs ({}) and {} packs no index lists ({})",
+        s.packs_unused,
+        crate::human::size(s.bytes_unused),
+        s.packs_unindexed,
+        crate::human::size(s.bytes_unindexed)
+    ));
+    out.push(format!(
+        "{would}repack {} packs ({}), copying {} blobs",
+        s.packs_repacked,
+        crate::human::size(s.bytes_repacked),
+        s.blobs_copied
+    ));
+    if s.temporary_removed + s.temporary_kept > 0 {
+        out.push(format!(
+            "{would}remove {} temporary files of interrupted writes ({}); {} kept (another process holds a lock)",
+            s.temporary_removed,
+            crate::human::size(s.temporary_bytes_removed),
+            s.temporary_kept
+        ));
+    }
+    if s.packs_partly_used_kept > 0 {
+        out.push(format!(
+            "keep {} partly used packs as they are ({} unused in them, above the repack threshold)",
+            s.packs_partly_used_kept,
+            crate::human::size(s.bytes_unused_kept)
+        ));
+    }
+    out.push(format!(
+        "{}: {} in {} packs → {} in {} packs ({} {})",
+        if s.dry_run { "repository would go" } else { "repository" },
+        crate::human::size(s.bytes_before),
+        s.packs_before,
+        crate::human::size(s.bytes_after),
+        s.packs_after,
+        crate::human::size(s.bytes_freed()),
+        if s.dry_run { "to free" } else { "freed" }
+    ));
+    out
+}

@@ -309,3 +309,48 @@ pub fn protection_line(s: &ObjectLockStatus) -> String {
 pub fn days(n: u32) -> String {
     crate::human::count(n as usize, "day")
 }
+
+/// `storage usage` in lines for people: totals, ratios, per source, growth of the last 14 days.
+pub fn usage_lines(u: &lifeboat_ops::usage::Usage) -> Vec<String> {
+    let mut out = Vec::new();
+    out.push(format!(
+        "repository     {}  ({} in {} packs, {} metadata)",
+        crate::human::size(u.pack_bytes + u.metadata_bytes),
+        crate::human::size(u.pack_bytes),
+        u.packs,
+        crate::human::size(u.metadata_bytes)
+    ));
+    out.push(format!(
+        "blobs          {} data, {} tree; {} unique data, {} stored",
+        u.data_blobs,
+        u.tree_blobs,
+        crate::human::size(u.unique_bytes),
+        crate::human::size(u.stored_bytes)
+    ));
+    out.push(format!("snapshots      {}, {} as backed up", u.snapshots, crate::human::size(u.logical_bytes)));
+    out.push(format!(
+        "deduplication  {:.2}x   compression {:.2}x   overall {:.2}x",
+        u.dedup_ratio,
+        u.compression_ratio,
+        u.dedup_ratio * u.compression_ratio
+    ));
+    out.push(String::new());
+    out.push(format!("{:<28} {:>9} {:>12} {:>12}  latest", "source", "snapshots", "latest size", "added"));
+    for s in &u.sources {
+        let latest =
+            s.latest.map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default();
+        out.push(format!(
+            "{:<28} {:>9} {:>12} {:>12}  {latest}",
+            s.source,
+            s.snapshots,
+            crate::human::size(s.latest_bytes),
+            crate::human::size(s.added_bytes)
+        ));
+    }
+    out.push(String::new());
+    out.push(format!("{:<10} {:>9} {:>12}", "day", "snapshots", "added"));
+    for d in u.growth.iter().rev().take(14).rev() {
+        out.push(format!("{:<10} {:>9} {:>12}", d.day, d.snapshots, crate::human::size(d.added_bytes)));
+    }
+    out
+}

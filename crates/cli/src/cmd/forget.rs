@@ -3,13 +3,12 @@
 use anyhow::Result;
 use chrono::Local;
 use lifeboat_ops::retention::{Decision, Policy};
-use lifeboat_repository::prune::PruneStats;
 use lifeboat_service::retention::{self, ForgetRequest, PruneSettings};
 
 use super::Ctx;
 use crate::args::{ApplyRetentionArgs, AuditArgs, ForgetArgs, KeepRules, PruneArgs, PruneOpts};
 use crate::exit;
-use crate::output::{self, size, Progress};
+use crate::output::{self, Progress};
 
 /// The policy given by `--keep-*` flags.
 fn policy_of(k: &KeepRules) -> Policy {
@@ -45,7 +44,9 @@ pub fn forget(c: &Ctx, a: &ForgetArgs) -> Result<i32> {
     } else if !c.g.quiet {
         print_decisions(&f.snapshots, a.dry_run);
         if let Some(s) = &f.prune {
-            print_prune(s);
+            for l in lifeboat_service::retention::prune_lines(s) {
+                println!("{l}");
+            }
         }
     }
     Ok(exit::OK)
@@ -73,54 +74,11 @@ pub fn prune(c: &Ctx, a: &PruneArgs) -> Result<i32> {
     if c.g.json {
         output::json(&stats)?;
     } else if !c.g.quiet {
-        print_prune(&stats);
+        for l in retention::prune_lines(&stats) {
+            println!("{l}");
+        }
     }
     Ok(exit::OK)
-}
-
-fn print_prune(s: &PruneStats) {
-    let would = if s.dry_run { "would " } else { "" };
-    println!(
-        "{}, {}; {} in use ({}), {} unused",
-        output::count(s.snapshots, "snapshot"),
-        output::count(s.trees, "tree"),
-        output::count(s.used_blobs, "blob"),
-        size(s.used_bytes),
-        s.unused_blobs
-    );
-    println!(
-        "{would}delete {} unused packs ({}) and {} packs no index lists ({})",
-        s.packs_unused,
-        size(s.bytes_unused),
-        s.packs_unindexed,
-        size(s.bytes_unindexed)
-    );
-    println!("{would}repack {} packs ({}), copying {} blobs", s.packs_repacked, size(s.bytes_repacked), s.blobs_copied);
-    if s.temporary_removed + s.temporary_kept > 0 {
-        println!(
-            "{would}remove {} temporary files of interrupted writes ({}); {} kept (another process holds a lock)",
-            s.temporary_removed,
-            size(s.temporary_bytes_removed),
-            s.temporary_kept
-        );
-    }
-    if s.packs_partly_used_kept > 0 {
-        println!(
-            "keep {} partly used packs as they are ({} unused in them, above the repack threshold)",
-            s.packs_partly_used_kept,
-            size(s.bytes_unused_kept)
-        );
-    }
-    println!(
-        "{}: {} in {} packs → {} in {} packs ({} {})",
-        if s.dry_run { "repository would go" } else { "repository" },
-        size(s.bytes_before),
-        s.packs_before,
-        size(s.bytes_after),
-        s.packs_after,
-        size(s.bytes_freed()),
-        if s.dry_run { "to free" } else { "freed" }
-    );
 }
 
 /// `lifeboat apply-retention`: each config source's policy, then prune.
@@ -144,7 +102,9 @@ pub fn apply_retention(c: &Ctx, a: &ApplyRetentionArgs) -> Result<i32> {
             print_decisions(&r.snapshots, a.dry_run);
         }
         if let Some(s) = &r.prune {
-            print_prune(s);
+            for l in lifeboat_service::retention::prune_lines(s) {
+                println!("{l}");
+            }
         }
         if let Some(l) = &r.object_lock {
             println!("{}", output::extend_line(l));

@@ -3,10 +3,8 @@
 //! 1 warning, 2 critical; 3 unknown when health cannot be determined).
 
 use anyhow::Result;
-use chrono::{DateTime, Utc};
-use lifeboat_ops::health::{short_duration, Status, Thresholds};
-use lifeboat_service::health::{self, Row};
-use serde::Serialize;
+use lifeboat_ops::health::{Status, Thresholds};
+use lifeboat_service::health;
 
 use super::Ctx;
 use crate::args::HealthArgs;
@@ -37,58 +35,9 @@ fn check(c: &Ctx, a: &HealthArgs) -> Result<i32> {
             "sources": r.sources,
         }))?;
     } else if !c.g.quiet || r.status != Status::Ok {
-        print_table(&r.sources, r.status, r.time);
+        for l in health::table_lines(&r) {
+            println!("{l}");
+        }
     }
     Ok(r.status.exit_code())
-}
-
-fn ago(age: Option<i64>) -> String {
-    age.map(|a| format!("{} ago", short_duration(a.unsigned_abs()))).unwrap_or_else(|| "never".into())
-}
-
-fn word<T: Serialize>(o: &Option<T>) -> String {
-    o.as_ref().and_then(|o| serde_json::to_value(o).ok()).and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
-}
-
-fn print_table(rows: &[Row], overall: Status, now: DateTime<Utc>) {
-    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(6).max(6);
-    println!(
-        "{:<w$}  {:<8}  {:<8}  {:<14}  {:<6}  {:<18}  {:<18}  PROBLEMS",
-        "SOURCE", "KIND", "STATUS", "LAST BACKUP", "RPO", "VERIFIED", "DRILL"
-    );
-    for r in rows {
-        let h = &r.health;
-        let verified = match &h.verification.outcome {
-            Some(_) => format!("{} {}", word(&h.verification.outcome), ago(h.verification.age_seconds)),
-            None => "never".into(),
-        };
-        let drill = match (h.drill.last, h.drill.rto_seconds) {
-            (Some(t), Some(took)) => format!(
-                "{} {} ({})",
-                word(&h.drill.outcome),
-                ago(Some((now - t).num_seconds().max(0))),
-                short_duration(took.max(0.0).round() as u64)
-            ),
-            _ => "never".into(),
-        };
-        println!(
-            "{:<w$}  {:<8}  {:<8}  {:<14}  {:<6}  {:<18}  {:<18}  {}",
-            r.name,
-            r.kind,
-            h.status.label(),
-            ago(h.backup.age_seconds),
-            r.rpo.as_deref().unwrap_or("-"),
-            verified,
-            drill,
-            if r.problems.is_empty() { "-".to_string() } else { r.problems.join("; ") }
-        );
-    }
-    let count = |s: Status| rows.iter().filter(|r| r.health.status == s).count();
-    println!(
-        "overall: {} ({} critical, {} warning, {} ok)",
-        overall.label(),
-        count(Status::Critical),
-        count(Status::Warning),
-        count(Status::Ok)
-    );
 }

@@ -99,24 +99,8 @@ fn print(g: &Global, plan: &Plan) -> Result<()> {
     if g.json {
         return output::json(plan);
     }
-    let headline = if plan.headline.is_empty() {
-        format!("would restore {} to {}:", plan.subject(), plan.target)
-    } else {
-        plan.headline.clone()
-    };
-    println!("{headline}");
-    println!("  {:<16} {:>10}  WHAT", "ACTION", "SIZE");
-    for s in &plan.steps {
-        println!("  {:<16} {:>10}  {}", s.action, s.bytes.map(output::size).unwrap_or_default(), s.what);
-    }
-    if let Some(v) = &plan.verify {
-        println!("  {:<16} {:>10}  {v}", "verify", "");
-    }
-    for b in &plan.blockers {
-        println!("  blocked: {b}");
-    }
-    if let Some(gd) = &plan.guarded {
-        println!("  guarded because {}: a real run needs {}", lifeboat_service::guard::reasons(gd), gd.rerun_with);
+    for l in plan.lines() {
+        println!("{l}");
     }
     Ok(())
 }

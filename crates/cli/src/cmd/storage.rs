@@ -1,7 +1,6 @@
 //! `lifeboat storage test|usage|create-bucket|lock`: the repository's storage itself.
 
 use anyhow::{Context as _, Result};
-use chrono::Local;
 use lifeboat_backend::{Backend as _, S3Backend, Versioning};
 use lifeboat_service::storage::{self, TestReport};
 
@@ -79,48 +78,10 @@ fn usage(c: &Ctx) -> Result<i32> {
     let u = storage::usage(&c.session)?;
     if c.g.json {
         output::json(&u)?;
-        return Ok(exit::OK);
-    }
-    if c.g.quiet {
-        return Ok(exit::OK);
-    }
-    println!(
-        "repository     {}  ({} in {} packs, {} metadata)",
-        size(u.pack_bytes + u.metadata_bytes),
-        size(u.pack_bytes),
-        u.packs,
-        size(u.metadata_bytes)
-    );
-    println!(
-        "blobs          {} data, {} tree; {} unique data, {} stored",
-        u.data_blobs,
-        u.tree_blobs,
-        size(u.unique_bytes),
-        size(u.stored_bytes)
-    );
-    println!("snapshots      {}, {} as backed up", u.snapshots, size(u.logical_bytes));
-    println!(
-        "deduplication  {:.2}x   compression {:.2}x   overall {:.2}x",
-        u.dedup_ratio,
-        u.compression_ratio,
-        u.dedup_ratio * u.compression_ratio
-    );
-    println!();
-    println!("{:<28} {:>9} {:>12} {:>12}  latest", "source", "snapshots", "latest size", "added");
-    for s in &u.sources {
-        let latest = s.latest.map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default();
-        println!(
-            "{:<28} {:>9} {:>12} {:>12}  {latest}",
-            s.source,
-            s.snapshots,
-            size(s.latest_bytes),
-            size(s.added_bytes)
-        );
-    }
-    println!();
-    println!("{:<10} {:>9} {:>12}", "day", "snapshots", "added");
-    for d in u.growth.iter().rev().take(14).rev() {
-        println!("{:<10} {:>9} {:>12}", d.day, d.snapshots, size(d.added_bytes));
+    } else if !c.g.quiet {
+        for l in storage::usage_lines(&u) {
+            println!("{l}");
+        }
     }
     Ok(exit::OK)
 }
