@@ -140,6 +140,8 @@ pub enum Command {
     /// Send a test alert to the config's [[notify]] targets
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// Next runs of the config's jobs, or the jobs as cron, systemd or Kubernetes files (no daemon)
+    Schedule(ScheduleArgs),
     /// Back up, restore and verify a directory in a local repository: a self-contained tour
     Demo(DemoArgs),
     /// Print shell completions for bash, zsh, fish, elvish or powershell
@@ -438,6 +440,29 @@ pub struct DaemonArgs {
     /// Listen here instead of [server] listen (e.g. 127.0.0.1:9848)
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ScheduleArgs {
+    /// show: next run of each job; print: the files on stdout; install/uninstall: into --dir
+    #[arg(value_parser = ["show", "print", "install", "uninstall"], default_value = "show")]
+    pub action: String,
+    /// For print/install: cron (one /etc/cron.d file), systemd (service + timer per job),
+    /// kubernetes (a CronJob per job), kubernetes-daemon (a Deployment running the daemon)
+    #[arg(long, value_parser = ["cron", "systemd", "kubernetes", "kubernetes-daemon"], default_value = "systemd")]
+    pub format: String,
+    /// install/uninstall: where (default /etc/systemd/system or /etc/cron.d)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The lifeboat binary the jobs run
+    #[arg(long, default_value = "/usr/local/bin/lifeboat", value_name = "PATH")]
+    pub binary: String,
+    /// The user the jobs run as (cron, systemd)
+    #[arg(long, default_value = "root")]
+    pub user: String,
+    /// The container image (kubernetes)
+    #[arg(long, default_value = "lifeboat:latest")]
+    pub image: String,
 }
 
 #[derive(Subcommand, Debug)]

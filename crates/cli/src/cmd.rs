@@ -24,6 +24,7 @@ mod ls;
 mod repair;
 mod restore;
 mod runs;
+mod schedule;
 mod snapshots;
 mod sources;
 mod storage;
@@ -70,6 +71,7 @@ pub fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> Result<i32> {
         Command::AppendOnly { state } => forget::append_only(&c, state.as_deref()),
         Command::Daemon(a) => daemon::run(&c, &a),
         Command::Notify(crate::args::NotifyCommand::Test { name }) => daemon::notify_test(&c, name.as_deref()),
+        Command::Schedule(a) => schedule::run(&c, &a),
         Command::Demo(a) => demo::run(&c, &a),
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -84,6 +84,18 @@ pub fn jobs(cfg: &Config) -> Vec<Job> {
             "check" => Work::Check { read_data_percent: t.read_data_percent.unwrap_or(0) },
             "verify" => Work::Verify { restore_test: t.restore_test.unwrap_or(true) },
             "drill" => Work::Drill,
+            _ if t.to.is_none() => {
+                // A copy job per destination, so each is scheduled, skipped and reported alone.
+                for c in &cfg.copies {
+                    let to = c.label().to_string();
+                    out.push(Job {
+                        name: format!("copy:{to}"),
+                        work: Work::Copy { to: Some(to) },
+                        schedule: schedule.clone(),
+                    });
+                }
+                continue;
+            }
             _ => Work::Copy { to: t.to.clone() },
         };
         out.push(Job { name: name.to_string(), work, schedule });

@@ -33,6 +33,7 @@ pub mod jobs;
 pub mod log;
 pub mod notify;
 pub mod state;
+pub mod units;
 
 use jobs::{Job, Work};
 use log::Log;

@@ -150,3 +150,52 @@ pub fn check(
     crate::runs::end(&repo, run, outcome, error, quiet.as_ref());
     Ok(result?)
 }
+
+/// Compare every regular file below `a` with the same path below `b`, byte for byte; returns
+/// how many were compared, or an error naming the first that differs or is missing.
+pub fn compare_trees(a: &std::path::Path, b: &std::path::Path) -> Result<u64> {
+    let mut n = 0;
+    for entry in std::fs::read_dir(a).map_err(|e| ServiceError::io(a.display().to_string(), e))? {
+        let entry = entry.map_err(|e| ServiceError::io(a.display().to_string(), e))?;
+        let (pa, pb) = (entry.path(), b.join(entry.file_name()));
+        let ft = entry.file_type().map_err(|e| ServiceError::io(pa.display().to_string(), e))?;
+        if ft.is_dir() {
+            n += compare_trees(&pa, &pb)?;
+        } else if ft.is_file() {
+            let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| ServiceError::io(p.display().to_string(), e));
+            if read(&pa)? != read(&pb)? {
+                return Err(ServiceError::msg(format!("{} differs after restore", pa.display())));
+            }
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// `ls`: every entry of the snapshot `reference` below `path` (all with `None`), in tree order.
+pub fn ls(
+    session: &Session,
+    reference: &str,
+    spec: &FilterSpec,
+    path: Option<&str>,
+    each: &mut dyn FnMut(&lifeboat_repository::tree::WalkEntry),
+) -> Result<()> {
+    use lifeboat_repository::tree;
+    let repo = session.open()?;
+    let snap = crate::filter::find_snapshot(&repo, reference, spec)?;
+    let prefix = path.map(|p| format!("/{}", p.trim_matches('/'))).filter(|p| p != "/");
+    let (mut start, mut base) = (snap.snapshot.tree, String::new());
+    if let Some(p) = &prefix {
+        let node = tree::find_node(&repo, &snap.snapshot.tree, p)?
+            .ok_or_else(|| lifeboat_repository::RepoError::PathNotFound(p.clone()))?;
+        match node.subtree {
+            Some(sub) => (start, base) = (sub, p.clone()),
+            None => return Err(ServiceError::msg(format!("{p} is not a directory in snapshot {}", snap.id.short()))),
+        }
+    }
+    tree::walk(&repo, &start, &base, &mut |e| {
+        each(e);
+        Ok(true)
+    })?;
+    Ok(())
+}

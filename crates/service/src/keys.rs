@@ -91,6 +91,23 @@ pub struct Reencrypted {
     pub retired: Option<PathBuf>,
 }
 
+impl Reencrypted {
+    /// What happened, for people (`to` is the new repository's URL).
+    pub fn lines(&self, to: &str) -> Vec<String> {
+        let mut out = vec![format!(
+            "re-encrypted {} ({} blobs, {} Lifeboat objects) under a new master key at {to}; check --read-data passed",
+            crate::human::count(self.snapshots, "snapshot"),
+            self.blobs,
+            self.objects
+        )];
+        out.push(match &self.retired {
+            Some(d) => format!("swapped: the old repository is now {} — delete it once you are satisfied", d.display()),
+            None => format!("point the repository URL at {to} and delete the old repository once you are satisfied"),
+        });
+        out
+    }
+}
+
 /// `key rotate-master`: copy into a fresh repository under a new master key, verify it with
 /// `check --read-data`, optionally swap the directories.
 pub fn rotate_master(

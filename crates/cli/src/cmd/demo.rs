@@ -27,24 +27,6 @@ fn default_dir() -> PathBuf {
     PathBuf::from("/usr/share/doc")
 }
 
-fn compare(a: &Path, b: &Path) -> Result<u64> {
-    let mut n = 0;
-    for entry in std::fs::read_dir(a).with_context(|| a.display().to_string())? {
-        let entry = entry?;
-        let (pa, pb) = (entry.path(), b.join(entry.file_name()));
-        let ft = entry.file_type()?;
-        if ft.is_dir() {
-            n += compare(&pa, &pb)?;
-        } else if ft.is_file() {
-            if std::fs::read(&pa)? != std::fs::read(&pb).with_context(|| format!("{} missing", pb.display()))? {
-                bail!("{} differs after restore", pa.display());
-            }
-            n += 1;
-        }
-    }
-    Ok(n)
-}
-
 pub fn run(c: &Ctx, a: &DemoArgs) -> Result<i32> {
     let dir = a.dir.clone().unwrap_or_else(default_dir);
     let dir = std::path::absolute(&dir)?.components().collect::<PathBuf>();
@@ -88,7 +70,7 @@ pub fn run(c: &Ctx, a: &DemoArgs) -> Result<i32> {
     let done = restore::restore(&session, "latest", &spec, &req, &mut |_| Ok(Decision::Go), &c.interrupt, &quiet)?;
     let restored = done.context("the restore did not run")?;
     let files = restored.json["stats"]["files"].as_u64().unwrap_or(0);
-    let compared = compare(&dir, &restore_dir.join(dir.strip_prefix("/").unwrap_or(&dir)))?;
+    let compared = inventory::compare_trees(&dir, &restore_dir.join(dir.strip_prefix("/").unwrap_or(&dir)))?;
     say(format!(
         "restore: {} to {}, {compared} compared byte for byte with the original",
         output::count(files as usize, "file"),

@@ -51,24 +51,8 @@ pub fn run(c: &Ctx, k: KeyCommand) -> Result<i32> {
             if c.g.json {
                 output::json(&serde_json::json!({ "verified": true, "details": r.details, "retired": r.retired }))?;
             } else if !c.g.quiet {
-                println!(
-                    "re-encrypted {} ({} blobs, {} Lifeboat objects) under a new master key at {}; check --read-data passed",
-                    output::count(r.snapshots, "snapshot"),
-                    r.blobs,
-                    r.objects,
-                    a.to
-                );
-                match r.retired {
-                    Some(d) => {
-                        println!(
-                            "swapped: the old repository is now {} — delete it once you are satisfied",
-                            d.display()
-                        )
-                    }
-                    None => println!(
-                        "point the repository URL at {} and delete the old repository once you are satisfied",
-                        a.to
-                    ),
+                for l in r.lines(&a.to) {
+                    println!("{l}");
                 }
             }
         }

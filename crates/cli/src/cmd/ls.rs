@@ -4,7 +4,6 @@ use anyhow::Result;
 use chrono::Local;
 use lifeboat_format::mode::unix_permissions_from_go;
 use lifeboat_format::NodeType;
-use lifeboat_repository::{snapshots, tree};
 
 use crate::args::LsArgs;
 use crate::output;
@@ -22,24 +21,9 @@ fn type_char(t: NodeType) -> char {
 }
 
 pub fn run(c: &super::Ctx, a: &LsArgs) -> Result<i32> {
-    let repo = c.session.open()?;
-    let snap = snapshots::find(&repo, &a.snapshot, &super::filter(&a.filter).filter()?)?;
-    let prefix = a.path.as_deref().map(|p| format!("/{}", p.trim_matches('/'))).filter(|p| p != "/");
-    let mut start = snap.snapshot.tree;
-    let mut base = String::new();
-    if let Some(p) = &prefix {
-        let node = tree::find_node(&repo, &snap.snapshot.tree, p)?
-            .ok_or_else(|| lifeboat_repository::RepoError::PathNotFound(p.clone()))?;
-        match node.subtree {
-            Some(sub) => {
-                start = sub;
-                base = p.clone();
-            }
-            None => anyhow::bail!("{p} is not a directory in snapshot {}", snap.id.short()),
-        }
-    }
+    let spec = super::filter(&a.filter);
     let mut rows = Vec::new();
-    tree::walk(&repo, &start, &base, &mut |e| {
+    lifeboat_service::inventory::ls(&c.session, &a.snapshot, &spec, a.path.as_deref(), &mut |e| {
         if c.g.json {
             rows.push(serde_json::json!({
                 "path": e.path, "type": e.node.node_type, "size": e.node.size,
@@ -64,7 +48,6 @@ pub fn run(c: &super::Ctx, a: &LsArgs) -> Result<i32> {
         } else {
             println!("{}", e.path);
         }
-        Ok(true)
     })?;
     if c.g.json {
         output::json(&rows)?;

@@ -64,30 +64,13 @@ fn print(v: &Verified) {
         output::duration(std::time::Duration::from_secs_f64(r.duration_seconds))
     );
     if let Some(t) = v.test.as_ref().filter(|t| t.problems.is_empty() && t.skipped.is_empty()) {
-        println!("          restore test: {} ({}), removed again", t.target, summary(&t.details));
+        println!(
+            "          restore test: {} ({}), removed again",
+            t.target,
+            lifeboat_service::verify::test_summary(&t.details)
+        );
     }
     for f in &r.findings {
         println!("          {f}");
     }
-}
-
-/// `3 tables, 40012 rows` / `2 databases, 3005 keys` / `12 files, 3.0 MiB` from a test's details.
-fn summary(d: &serde_json::Value) -> String {
-    let total =
-        |v: &serde_json::Value| v.as_object().map(|m| (m.len(), m.values().filter_map(|x| x.as_u64()).sum::<u64>()));
-    if let Some((n, rows)) = total(&d["tables"]) {
-        return format!("{}, {rows} rows as in the manifest", output::count(n, "table"));
-    }
-    if let Some((n, keys)) = total(&d["keys"]) {
-        return format!("{}, {keys} keys as in the manifest", output::count(n, "database"));
-    }
-    if let Some(list) = d["streams"].as_array() {
-        let msgs: u64 = list.iter().filter_map(|s| s["messages"].as_u64()).sum();
-        return format!("{}, {msgs} messages as in the manifest", output::count(list.len(), "stream"));
-    }
-    format!(
-        "{}, {} read back and hash-checked",
-        output::count(d["files"].as_u64().unwrap_or(0) as usize, "file"),
-        output::size(d["bytes"].as_u64().unwrap_or(0))
-    )
 }
