@@ -837,3 +837,33 @@ fn prune_keeps_the_temporary_file_of_a_live_writer() {
     assert!(!dead.exists(), "the dead writer's temporary was kept: {j:#}");
     assert_eq!((num(&j, "temporary_removed"), num(&j, "temporary_kept")), (1, 1), "{j:#}");
 }
+
+#[test]
+fn a_damaged_key_file_does_not_lock_out_the_other_keys() {
+    let tmp = tempdir();
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a.txt"), b"a\n").unwrap();
+    init(&repo);
+    let first = list_tree(&repo.join("keys"))[0].to_string_lossy().into_owned();
+    let other_pw = "a second, independent password";
+    let added =
+        run_limited(lifeboat(&repo).env("LIFEBOAT_NEW_PASSWORD", other_pw).args(["--json", "key", "add"])).ok().json();
+    let second = added["id"].as_str().unwrap().to_string();
+    assert!(repo.join("keys").join(&second).exists(), "{added:#}");
+    // Damage the key file that is listed first, so the intact one comes after it.
+    let (damaged, damaged_pw, good_pw) =
+        if first < second { (first, PASSWORD, other_pw) } else { (second, other_pw, PASSWORD) };
+    let path = repo.join("keys").join(&damaged);
+    chmod(&path, 0o600);
+    let text = fs::read(&path).unwrap();
+    fs::write(&path, &text[..text.len() / 2]).unwrap();
+
+    run_limited(lifeboat_pw(&repo, good_pw).args(["backup", s(&src)])).ok();
+    let r = run_limited(lifeboat_pw(&repo, damaged_pw).args(["snapshots"]));
+    assert_eq!(r.code, 1, "{r:?}");
+    let line = r.one_error_line();
+    assert!(line.contains(&damaged[..8]) && line.contains("damaged"), "{line}");
+    let r = run_limited(lifeboat_pw(&repo, "not any key's password").args(["snapshots"]));
+    assert_eq!(r.code, 1, "a damaged key is named even for an unknown password: {r:?}");
+}
