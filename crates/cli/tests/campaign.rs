@@ -14,7 +14,12 @@
 //!   (`repair index`, `repair packs`, `repair snapshots --read-data --forget`, `prune`) both
 //!   `check --read-data` and restic's pass, and every file not named as lost restores.
 //!
-//! `campaign_short` (12 kills, 14 damages) runs with the other tests. The full campaign:
+//! * **Writers**: four processes back up their own sources while a fifth runs
+//!   `forget --keep-last 3 --prune` in a loop; then both checks pass and every snapshot left
+//!   restores identical.
+//!
+//! `campaign_short` (12 kills, 14 damages, 4 × 3 backups) runs with the other tests. The full
+//! campaign (4 × 25 backups unless `LIFEBOAT_CAMPAIGN_WRITER_ROUNDS` says otherwise):
 //!
 //! ```text
 //! LIFEBOAT_CAMPAIGN_KILLS=500 LIFEBOAT_CAMPAIGN_DAMAGES=200 LIFEBOAT_CAMPAIGN_SEED=1 \
@@ -369,6 +374,97 @@ fn damage_campaign(n: usize, seed: u64) -> DamageResults {
     res
 }
 
+#[derive(Default, Debug)]
+struct WriterResults {
+    backups: usize,
+    prunes_done: usize,
+    prunes_locked: usize,
+    failures: usize,
+    corrupt: usize,
+    wrong_restores: usize,
+}
+
+/// Four writers back up their own sources `rounds` times each while a fifth process forgets
+/// and prunes in a loop; then everything must check clean (lifeboat and restic) and every
+/// snapshot still there must restore identical.
+fn writers_campaign(rounds: usize, seed: u64) -> WriterResults {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let tmp = tempdir();
+    let repo = tmp.path().join("repo");
+    init(&repo);
+    let known: Arc<Mutex<Vec<(String, PathBuf, PathBuf)>>> = Arc::default();
+    let res = Arc::new(Mutex::new(WriterResults::default()));
+    let done = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let (repo, known, res) = (repo.clone(), known.clone(), res.clone());
+            let base = tmp.path().join(format!("w{w}"));
+            std::thread::spawn(move || {
+                let mut rng = Rng::new(seed.wrapping_add(w * 7919));
+                let src = base.join("src");
+                for round in 0..rounds {
+                    mutate(&src, &mut rng, round);
+                    let r = lb(&repo, &["--retry-lock", "5m", "--json", "backup", s(&src)]);
+                    let mut res = res.lock().unwrap();
+                    if r.code != 0 {
+                        res.failures += 1;
+                        eprintln!("writer {w}: backup exit {}: {}", r.code, r.stderr);
+                        continue;
+                    }
+                    res.backups += 1;
+                    let id = serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()["snapshot_id"]
+                        .as_str()
+                        .unwrap()
+                        .to_string();
+                    let copy = base.join(&id);
+                    copy_tree(&src, &copy);
+                    known.lock().unwrap().push((id, copy, src.clone()));
+                }
+            })
+        })
+        .collect();
+    let pruner = {
+        let (repo, res, done) = (repo.clone(), res.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                // Keep the last 3 snapshots of each host and path set; then prune.
+                let f = lb(&repo, &["forget", "--keep-last", "3", "--prune"]);
+                let mut res = res.lock().unwrap();
+                match f.code {
+                    0 => res.prunes_done += 1,
+                    11 => res.prunes_locked += 1,
+                    c => {
+                        res.failures += 1;
+                        eprintln!("forget --prune exit {c}: {}", f.stderr);
+                    }
+                }
+                drop(res);
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        })
+    };
+    for w in writers {
+        w.join().unwrap();
+    }
+    done.store(true, Ordering::Relaxed);
+    pruner.join().unwrap();
+    let mut res = Arc::try_unwrap(res).unwrap().into_inner().unwrap();
+    let (c, e) = check(&repo);
+    res.corrupt += usize::from(c != 0 || e != 0) + usize::from(!restic_ok(&repo));
+    let ids = snapshot_ids(&repo);
+    for (id, copy, src) in known.lock().unwrap().iter().filter(|k| ids.contains(&k.0)) {
+        let target = tmp.path().join(format!("r-{id}"));
+        let r = lb(&repo, &["restore", id, "--target", s(&target)]);
+        let (_, missing, wrong) = judge(copy, &under(&target, src));
+        if r.code != 0 || !missing.is_empty() || !wrong.is_empty() {
+            res.wrong_restores += 1;
+        }
+        let _ = fs::remove_dir_all(&target);
+    }
+    res
+}
+
 fn campaign(kills: usize, damages: usize, seed: u64) {
     let k = kill_campaign(kills, seed);
     println!(
@@ -380,6 +476,14 @@ fn campaign(kills: usize, damages: usize, seed: u64) {
         "damages: {} ({:?}), {} detected, {} silent wrong restores, {} repaired to pass both checks, {} of {} files of the newest snapshot lost (seed {seed})",
         d.damages, d.per_kind, d.detected, d.silent_wrong_restores, d.repaired, d.files_lost, d.files_total
     );
+    let rounds = env_n("LIFEBOAT_CAMPAIGN_WRITER_ROUNDS", if kills > 100 { 25 } else { 3 });
+    let w = writers_campaign(rounds, seed);
+    println!(
+        "writers: 4 × {rounds} backups beside a forget --prune loop: {} backups, {} prunes done, {} refused (locked), {} failures, {} corrupt, {} wrong restores (seed {seed})",
+        w.backups, w.prunes_done, w.prunes_locked, w.failures, w.corrupt, w.wrong_restores
+    );
+    assert_eq!((w.failures, w.corrupt, w.wrong_restores), (0, 0, 0), "{w:?}");
+    assert_eq!(w.backups, 4 * rounds, "{w:?}");
     assert_eq!((k.corrupt, k.lost_snapshots, k.wrong_restores), (0, 0, 0), "{k:?}");
     assert!(k.killed > 0, "no run was killed: the faults never hit: {k:?}");
     assert_eq!(d.detected, d.damages, "{d:?}");

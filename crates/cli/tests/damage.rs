@@ -812,3 +812,58 @@ fn an_interrupted_copy_resumes_from_the_packs_it_wrote() {
     lbt(&dst, &["restore", "latest", "--target", s(&out)]).ok();
     assert_same_tree(&src, &under(&out, &src), Compare::CONTENT);
 }
+
+#[test]
+fn prune_keeps_the_temporary_file_of_a_live_writer() {
+    let tmp = tempdir();
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a.txt"), b"a\n").unwrap();
+    init(&repo);
+    lbt(&repo, &["backup", s(&src)]).ok();
+    // A process saving its lock file has a temporary in locks/ before its lock exists: it
+    // must survive a prune. This test process stands in for that writer (it is alive).
+    let live = repo.join("locks").join(format!(".tmp-{}-0-0000abcd", std::process::id()));
+    fs::write(&live, b"half a lock").unwrap();
+    // A writer that is gone: a process that has exited.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    let dead = repo.join("locks").join(format!(".tmp-{dead_pid}-0-0000dcba"));
+    fs::write(&dead, b"half a lock").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let j = lbt(&repo, &["--json", "prune"]).ok().json();
+    assert!(live.exists(), "the live writer's temporary was removed: {j:#}");
+    assert!(!dead.exists(), "the dead writer's temporary was kept: {j:#}");
+    assert_eq!((num(&j, "temporary_removed"), num(&j, "temporary_kept")), (1, 1), "{j:#}");
+}
+
+#[test]
+fn a_damaged_key_file_does_not_lock_out_the_other_keys() {
+    let tmp = tempdir();
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a.txt"), b"a\n").unwrap();
+    init(&repo);
+    let first = list_tree(&repo.join("keys"))[0].to_string_lossy().into_owned();
+    let other_pw = "a second, independent password";
+    let added =
+        run_limited(lifeboat(&repo).env("LIFEBOAT_NEW_PASSWORD", other_pw).args(["--json", "key", "add"])).ok().json();
+    let second = added["id"].as_str().unwrap().to_string();
+    assert!(repo.join("keys").join(&second).exists(), "{added:#}");
+    // Damage the key file that is listed first, so the intact one comes after it.
+    let (damaged, damaged_pw, good_pw) =
+        if first < second { (first, PASSWORD, other_pw) } else { (second, other_pw, PASSWORD) };
+    let path = repo.join("keys").join(&damaged);
+    chmod(&path, 0o600);
+    let text = fs::read(&path).unwrap();
+    fs::write(&path, &text[..text.len() / 2]).unwrap();
+
+    run_limited(lifeboat_pw(&repo, good_pw).args(["backup", s(&src)])).ok();
+    let r = run_limited(lifeboat_pw(&repo, damaged_pw).args(["snapshots"]));
+    assert_eq!(r.code, 1, "{r:?}");
+    let line = r.one_error_line();
+    assert!(line.contains(&damaged[..8]) && line.contains("damaged"), "{line}");
+    let r = run_limited(lifeboat_pw(&repo, "not any key's password").args(["snapshots"]));
+    assert_eq!(r.code, 1, "a damaged key is named even for an unknown password: {r:?}");
+}

@@ -157,6 +157,7 @@ fn interrupted(opts: &PruneOptions) -> Result<()> {
 
 /// Prune the repository. The caller must hold an exclusive lock.
 pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneStats> {
+    let started = std::time::SystemTime::now();
     let mut stats = PruneStats { dry_run: opts.dry_run, ..PruneStats::default() };
     let (index_files, files) = load_index_files(repo, opts.threads)?;
     let used = mark(repo, &files, opts)?;
@@ -164,7 +165,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneStats> {
     stats.trees = used.tree.len();
     interrupted(opts)?;
     let plan = decide(repo, files, index_files, &used, opts, &mut stats)?;
-    let temps = stale_temporaries(repo, &mut stats)?;
+    let temps = stale_temporaries(repo, started, &mut stats)?;
     if opts.dry_run {
         return Ok(stats);
     }
@@ -179,12 +180,18 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneStats> {
     Ok(stats)
 }
 
-/// The temporary files of interrupted writes that can go: every one older than the start of
-/// this prune, and only while no process but this one holds a lock (a live writer may be
-/// writing a temporary file right now; the caller's exclusive lock normally rules that out, and
-/// this check keeps it so if a lock was taken without us seeing it).
-fn stale_temporaries(repo: &Repository, stats: &mut PruneStats) -> Result<Vec<lifeboat_backend::TemporaryFile>> {
-    let started = std::time::SystemTime::now();
+/// The temporary files of interrupted writes that can go: those last modified before this
+/// prune started, whose writer (the PID in the name, `.tmp-PID-…`) is not a live process on
+/// this host, and only while no process but this one holds a lock.
+///
+/// The caller's exclusive lock rules out live writers of packs, indexes and snapshots — but not
+/// a process that is just saving its *lock file*: that temporary exists before the lock does.
+/// The PID check keeps those (a campaign with four writers and a prune loop found the race).
+fn stale_temporaries(
+    repo: &Repository,
+    started: std::time::SystemTime,
+    stats: &mut PruneStats,
+) -> Result<Vec<lifeboat_backend::TemporaryFile>> {
     let temps = repo.backend().list_temporary()?;
     if temps.is_empty() {
         return Ok(temps);
@@ -196,7 +203,13 @@ fn stale_temporaries(repo: &Repository, stats: &mut PruneStats) -> Result<Vec<li
         stats.temporary_kept = temps.len();
         return Ok(Vec::new());
     }
-    let (old, young): (Vec<_>, Vec<_>) = temps.into_iter().partition(|t| t.modified <= started);
+    let writer_alive = |name: &str| {
+        let file = name.rsplit('/').next().unwrap_or(name);
+        let pid = file.strip_prefix(".tmp-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<i64>().ok());
+        pid.is_some_and(util::process_alive)
+    };
+    let (old, young): (Vec<_>, Vec<_>) =
+        temps.into_iter().partition(|t| t.modified <= started && !writer_alive(&t.name));
     stats.temporary_kept = young.len();
     stats.temporary_removed = old.len();
     stats.temporary_bytes_removed = old.iter().map(|t| t.size).sum();

@@ -123,14 +123,34 @@ impl Repository {
             return Err(RepoError::NotARepository { location: backend.location() });
         }
         let mut found = None;
+        // A damaged key file must not lock out the others: try every key, and only if none
+        // opens say which ones are damaged (one of them may be the password's).
+        let mut damaged = Vec::new();
         for (name, _) in backend.list(FileType::Key)? {
             let data = backend.load(FileType::Key, &name)?;
-            if let Some(key) = open_key_file(&data, &name, password)? {
-                found = Some((name, key));
-                break;
+            match open_key_file(&data, &name, password) {
+                Ok(Some(key)) => {
+                    found = Some((name, key));
+                    break;
+                }
+                Ok(None) => {}
+                Err(RepoError::Corrupt { what, reason }) => damaged.push((what, reason)),
+                Err(e) => return Err(e),
             }
         }
         let Some((key_name, key)) = found else {
+            if !damaged.is_empty() {
+                let what: Vec<String> = damaged.iter().map(|(w, _)| w.clone()).collect();
+                let why: Vec<String> = damaged.into_iter().map(|(_, r)| r).collect();
+                return Err(RepoError::corrupt(
+                    what.join(", "),
+                    format!(
+                        "{}; no other key opens with this password (it may be the damaged key's password; \
+                         another key's password still opens the repository)",
+                        why.join("; ")
+                    ),
+                ));
+            }
             return Err(RepoError::WrongPassword { location: backend.location() });
         };
         let raw = backend.load(FileType::Config, "config")?;

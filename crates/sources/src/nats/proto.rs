@@ -263,3 +263,38 @@ HMSG snap 2 $JS.SNAPSHOT.ACK.S.x.3.1 12 15\r\nNATS/1.0\r\n\r\nabc\r\n";
         }
     }
 }
+
+/// Fuzzing with arbitrary bytes (proptest): the protocol reader returns an operation or an
+/// error for any input, never panics.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn line() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(b"PING\r\n".to_vec()),
+            Just(b"MSG a 1 3\r\nabc\r\n".to_vec()),
+            Just(b"HMSG a 1 r 12 14\r\nNATS/1.0\r\n\r\nab\r\n".to_vec()),
+            Just(b"MSG a 1 99999999999999999999\r\n".to_vec()),
+            Just(b"-ERR 'x'\r\n".to_vec()),
+            (any::<u64>(), any::<u64>()).prop_map(|(h, t)| format!("HMSG s 1 {h} {t}\r\n").into_bytes()),
+            proptest::collection::vec(any::<u8>(), 0..24),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn read_op_never_panics(lines in proptest::collection::vec(line(), 0..10)) {
+            let bytes = lines.concat();
+            let mut r = std::io::BufReader::new(bytes.as_slice());
+            for _ in 0..12 {
+                match read_op(&mut r) {
+                    Ok(Some(_)) => {}
+                    _ => break,
+                }
+            }
+        }
+    }
+}

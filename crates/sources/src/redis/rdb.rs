@@ -531,3 +531,27 @@ pub(crate) mod tests {
         assert!(s.stopped.as_deref().unwrap_or_default().contains("opcode 246"), "{s:?}");
     }
 }
+
+/// Fuzzing with arbitrary bytes (proptest): walking and checking an RDB stream returns an error
+/// or a summary for any input, never panics.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn rdb_walk_never_panics(body in proptest::collection::vec(any::<u8>(), 0..512), v in 1u32..12) {
+            let mut bytes = format!("REDIS{v:04}").into_bytes();
+            bytes.extend_from_slice(&body);
+            let _ = walk(&mut bytes.as_slice(), 0);
+            let _ = check(bytes.as_slice(), 0);
+        }
+
+        #[test]
+        fn rdb_noise_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = check(bytes.as_slice(), 0);
+        }
+    }
+}
