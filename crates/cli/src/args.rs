@@ -687,6 +687,9 @@ pub struct DrillRunArgs {
     /// Ed25519 key file to sign the report with (from `lifeboat drill keygen`)
     #[arg(long, env = "LIFEBOAT_DRILL_KEY", value_name = "FILE")]
     pub signing_key: Option<PathBuf>,
+    /// Restore a random snapshot of each source instead of its newest (old ones must restore too)
+    #[arg(long, conflicts_with = "snapshot")]
+    pub random_snapshot: bool,
 }
 
 #[derive(Subcommand, Debug)]

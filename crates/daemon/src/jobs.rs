@@ -17,7 +17,7 @@ pub enum Work {
     ApplyRetention,
     /// `check` (with `--read-data` when a share is asked for).
     Check {
-        /// Share of packs to read back (0 = structure only; any share reads all for now).
+        /// Share of packs to read back (0 = structure only), a different random part each run.
         read_data_percent: u8,
     },
     /// `verify` of the newest snapshot of each source.
@@ -26,7 +26,10 @@ pub enum Work {
         restore_test: bool,
     },
     /// `drill` of every source.
-    Drill,
+    Drill {
+        /// A random snapshot of each source instead of the newest.
+        random: bool,
+    },
     /// `copy` to one or every `[[copy]]` destination.
     Copy {
         /// One destination.
@@ -54,7 +57,7 @@ impl Job {
             Work::Check { .. } => RunKind::Check,
             Work::Verify { restore_test: true } => RunKind::RestoreTest,
             Work::Verify { restore_test: false } => RunKind::Verify,
-            Work::Drill => RunKind::Drill,
+            Work::Drill { .. } => RunKind::Drill,
             Work::Copy { .. } => RunKind::Copy,
         }
     }
@@ -83,7 +86,7 @@ pub fn jobs(cfg: &Config) -> Vec<Job> {
             "apply_retention" => Work::ApplyRetention,
             "check" => Work::Check { read_data_percent: t.read_data_percent.unwrap_or(0) },
             "verify" => Work::Verify { restore_test: t.restore_test.unwrap_or(true) },
-            "drill" => Work::Drill,
+            "drill" => Work::Drill { random: t.random_snapshot },
             _ if t.to.is_none() => {
                 // A copy job per destination, so each is scheduled, skipped and reported alone.
                 for c in &cfg.copies {

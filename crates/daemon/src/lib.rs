@@ -83,6 +83,8 @@ pub struct Finished {
     pub updates: Vec<(String, Update)>,
     /// Runs it made, by kind and outcome.
     pub counted: Vec<(RunKind, RunOutcome)>,
+    /// `[[copy]]` destinations copied to successfully.
+    pub copied: Vec<String>,
 }
 
 /// A change to one source's state.
@@ -269,6 +271,11 @@ fn initial_state(repo: &Repository, cfg: &Config) -> Result<State, DaemonError> 
 }
 
 fn apply_objectives(st: &mut State, cfg: &Config) {
+    let labels: Vec<String> = cfg.copies.iter().map(|c| c.label().to_string()).collect();
+    st.copies.retain(|k, _| labels.contains(k));
+    for l in labels {
+        st.copies.entry(l).or_insert(None);
+    }
     for s in cfg.sources() {
         let e = st.sources.entry(s.name.clone()).or_default();
         e.rpo = s.rpo.as_ref().map(|o| o.duration.as_secs_f64());
@@ -379,6 +386,9 @@ impl Daemon {
         if let Ok(mut st) = self.state.lock() {
             for (k, o) in &f.counted {
                 st.count(*k, *o);
+            }
+            for d in &f.copied {
+                st.copies.insert(d.clone(), Some(Utc::now()));
             }
             for (source, u) in f.updates {
                 let s = st.sources.entry(source.clone()).or_default();
@@ -528,7 +538,13 @@ fn observer(log: Log, job: String) -> Arc<Observer> {
 fn work(session: &Session, cfg: &Config, job: &Job, interrupt: &Arc<AtomicBool>, log: Log) -> Finished {
     use lifeboat_service::{backup, copy, drill, inventory, retention, verify};
     let o = observer(log, job.name.clone());
-    let mut f = Finished { job: job.name.clone(), alerts: Vec::new(), updates: Vec::new(), counted: Vec::new() };
+    let mut f = Finished {
+        job: job.name.clone(),
+        alerts: Vec::new(),
+        updates: Vec::new(),
+        counted: Vec::new(),
+        copied: Vec::new(),
+    };
     let fail = |f: &mut Finished, event: &str, source: Option<&str>, e: String| {
         log.error("run_failed", &[("job", f.job.clone()), ("error", e.clone())]);
         f.alerts.push(Alert::new(event, source, e.clone(), serde_json::json!({"job": f.job, "error": e})));
@@ -573,7 +589,14 @@ fn work(session: &Session, cfg: &Config, job: &Job, interrupt: &Arc<AtomicBool>,
         }
         Work::Check { read_data_percent } => {
             let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
-            let r = inventory::check(session, *read_data_percent > 0, interrupt, done, &mut |_| {}, o.as_ref());
+            let r = inventory::check(
+                session,
+                (*read_data_percent > 0).then_some(*read_data_percent),
+                interrupt,
+                done,
+                &mut |_| {},
+                o.as_ref(),
+            );
             let ok = r.as_ref().is_ok_and(|c| c.is_ok());
             f.counted.push((RunKind::Check, if ok { RunOutcome::Ok } else { RunOutcome::Failed }));
             if !ok {
@@ -608,32 +631,34 @@ fn work(session: &Session, cfg: &Config, job: &Job, interrupt: &Arc<AtomicBool>,
                 Err(e) => fail(&mut f, "verify_failed", None, one_line(&e)),
             }
         }
-        Work::Drill => match drill::drill(session, &drill::DrillRequest::default(), interrupt, &o) {
-            Ok(d) => {
-                for s in &d.report.sources {
-                    let ok = s.outcome != lifeboat_ops::records::Outcome::Failed;
-                    f.counted.push((RunKind::Drill, if ok { RunOutcome::Ok } else { RunOutcome::Failed }));
-                    f.updates.push((s.source.clone(), Update::Drilled(s.rto_seconds)));
-                    if !ok {
-                        fail(
-                            &mut f,
-                            "drill_failed",
-                            Some(&s.source),
-                            format!("drill of {} failed: {}", s.source, s.findings.join("; ")),
-                        );
-                    }
-                    if let Some(target) = s.rto_target_seconds.filter(|t| s.rto_seconds > *t) {
-                        fail(
-                            &mut f,
-                            "rto_exceeded",
-                            Some(&s.source),
-                            format!("drill of {}: recovery took {:.1}s, RTO {target:.0}s", s.source, s.rto_seconds),
-                        );
+        Work::Drill { random } => {
+            match drill::drill(session, &drill::DrillRequest { random: *random, ..Default::default() }, interrupt, &o) {
+                Ok(d) => {
+                    for s in &d.report.sources {
+                        let ok = s.outcome != lifeboat_ops::records::Outcome::Failed;
+                        f.counted.push((RunKind::Drill, if ok { RunOutcome::Ok } else { RunOutcome::Failed }));
+                        f.updates.push((s.source.clone(), Update::Drilled(s.rto_seconds)));
+                        if !ok {
+                            fail(
+                                &mut f,
+                                "drill_failed",
+                                Some(&s.source),
+                                format!("drill of {} failed: {}", s.source, s.findings.join("; ")),
+                            );
+                        }
+                        if let Some(target) = s.rto_target_seconds.filter(|t| s.rto_seconds > *t) {
+                            fail(
+                                &mut f,
+                                "rto_exceeded",
+                                Some(&s.source),
+                                format!("drill of {}: recovery took {:.1}s, RTO {target:.0}s", s.source, s.rto_seconds),
+                            );
+                        }
                     }
                 }
+                Err(e) => fail(&mut f, "drill_failed", None, one_line(&e)),
             }
-            Err(e) => fail(&mut f, "drill_failed", None, one_line(&e)),
-        },
+        }
         Work::Copy { to } => {
             let dests: Vec<String> = match to {
                 Some(t) => vec![t.clone()],
@@ -643,6 +668,9 @@ fn work(session: &Session, cfg: &Config, job: &Job, interrupt: &Arc<AtomicBool>,
                 let req = copy::CopyRequest { to: d.clone(), ..Default::default() };
                 let r = copy::run(session, &req, interrupt, &o);
                 f.counted.push((RunKind::Copy, if r.is_ok() { RunOutcome::Ok } else { RunOutcome::Failed }));
+                if r.is_ok() {
+                    f.copied.push(d.clone());
+                }
                 if let Err(e) = r {
                     fail(&mut f, "copy_behind", None, format!("copy to {d} failed: {}", one_line(&e)));
                 }

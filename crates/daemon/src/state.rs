@@ -51,6 +51,8 @@ pub struct State {
     pub repository: Option<(u64, u64, f64, f64)>,
     /// Next run per job.
     pub next: BTreeMap<String, DateTime<Utc>>,
+    /// Start of the last successful copy per `[[copy]]` destination (`None`: never).
+    pub copies: BTreeMap<String, Option<DateTime<Utc>>>,
     /// Runs by (kind, outcome).
     pub runs: HashMap<(String, String), u64>,
     /// When the daemon started.
@@ -112,6 +114,13 @@ impl State {
                 }
             }
         }
+        for r in runs.iter().filter(|r| r.kind == RunKind::Copy && r.outcome == RunOutcome::Ok) {
+            for m in &r.messages {
+                if let Some(dest) = m.text.strip_prefix("to ") {
+                    self.copies.insert(dest.to_string(), Some(r.started));
+                }
+            }
+        }
         for st in self.sources.values_mut() {
             let n = st.recent_added.len();
             st.recent_added.drain(..n.saturating_sub(10));
@@ -152,6 +161,7 @@ impl State {
         let start = gauge("lifeboat_daemon_start_time_seconds", "When the daemon started");
         let next = gauge("lifeboat_job_next_run_timestamp_seconds", "Next run of each job");
         let config_ok = gauge("lifeboat_config_valid", "0 after a config reload was rejected");
+        let copy_lag = gauge("lifeboat_copy_lag_seconds", "Seconds since the last successful copy to each destination");
         let runs = Family::<Vec<(String, String)>, Counter>::default();
         reg.register("lifeboat_runs", "Runs by kind and outcome", runs.clone());
         let ts = |t: &DateTime<Utc>| t.timestamp_millis() as f64 / 1000.0;
@@ -186,11 +196,16 @@ impl State {
         for (job, t) in &self.next {
             next.get_or_create(&vec![("job".to_string(), job.clone())]).set(ts(t));
         }
+        for (dest, last) in &self.copies {
+            // Never copied: as old as the daemon's view goes (its start).
+            let since = last.unwrap_or(self.started);
+            let lag = (now - since).num_milliseconds().max(0) as f64 / 1000.0;
+            copy_lag.get_or_create(&vec![("destination".to_string(), dest.clone())]).set(lag);
+        }
         for ((kind, outcome), n) in &self.runs {
             runs.get_or_create(&vec![("kind".to_string(), kind.clone()), ("outcome".to_string(), outcome.clone())])
                 .inc_by(*n);
         }
-        let _ = now;
         let mut out = String::new();
         let _ = encode(&mut out, &reg);
         out

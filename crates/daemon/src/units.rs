@@ -31,7 +31,8 @@ pub fn argv(job: &Job, t: &Target) -> Vec<String> {
         Work::Check { .. } => vec!["check"],
         Work::Verify { restore_test: true } => vec!["verify", "--restore-test"],
         Work::Verify { restore_test: false } => vec!["verify"],
-        Work::Drill => vec!["drill"],
+        Work::Drill { random: true } => vec!["drill", "--random-snapshot"],
+        Work::Drill { random: false } => vec!["drill"],
         Work::Copy { to: Some(d) } => vec!["copy", "--to", d],
         // jobs() names a destination for every copy job.
         Work::Copy { to: None } => vec!["copy"],

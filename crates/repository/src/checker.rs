@@ -17,6 +17,9 @@ use crate::{util, RepoError, Repository, Result};
 pub struct CheckOptions {
     /// Read and verify every pack's content.
     pub read_data: bool,
+    /// With `read_data`: read only this share of the packs (1–100 %), a different random part
+    /// each run, so that repeated checks cover the whole repository over time.
+    pub read_data_percent: Option<u8>,
     /// Worker threads.
     pub threads: Option<usize>,
     /// Set to stop early.
@@ -183,8 +186,19 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
     let interrupt = opts.interrupt.clone().unwrap_or_default();
     let done = opts.packs_done.clone().unwrap_or_default();
     let bytes = AtomicU64::new(0);
-    let work: Vec<(Id, Vec<IndexBlob>)> =
-        if opts.read_data { by_pack.into_iter().filter(|(p, _)| stored.contains_key(p)).collect() } else { Vec::new() };
+    let offset = u32::from_le_bytes(lifeboat_crypto::random_bytes::<4>()) % 100;
+    let chosen = |p: &Id| match opts.read_data_percent {
+        Some(pct) if pct < 100 => {
+            let b = p.as_bytes();
+            (u32::from_le_bytes([b[0], b[1], b[2], b[3]]) % 100 + offset) % 100 < u32::from(pct)
+        }
+        _ => true,
+    };
+    let work: Vec<(Id, Vec<IndexBlob>)> = if opts.read_data {
+        by_pack.into_iter().filter(|(p, _)| stored.contains_key(p) && chosen(p)).collect()
+    } else {
+        Vec::new()
+    };
     let (trees, data) = std::thread::scope(|s| {
         let data = s.spawn(|| -> Result<Vec<Finding>> {
             let found = Mutex::new(Vec::new());

@@ -29,6 +29,8 @@ pub struct DrillRequest {
     pub signing_key: Option<PathBuf>,
     /// Report directory (else `[drill] report_dir`/lifeboat-drill-TIME, else ./lifeboat-drill-TIME).
     pub report_dir: Option<PathBuf>,
+    /// A random snapshot of each source instead of its newest (old snapshots must restore too).
+    pub random: bool,
 }
 
 /// What a drill produced.
@@ -114,7 +116,17 @@ fn one(
             let f = snapshots::Filter { source: Some(src.name.clone()), ..Default::default() };
             Some(snapshots::find(repo, id, &f).with_context(|| format!("source {}", src.name))?)
         }
-        None => all.iter().rfind(|s| s.snapshot.source.as_ref().is_some_and(|x| x.name == src.name)).cloned(),
+        None => {
+            let own: Vec<&SnapshotEntry> =
+                all.iter().filter(|s| s.snapshot.source.as_ref().is_some_and(|x| x.name == src.name)).collect();
+            let pick = if req.random && !own.is_empty() {
+                let r = u64::from_le_bytes(lifeboat_crypto::random_bytes::<8>());
+                own.get((r % own.len() as u64) as usize).copied()
+            } else {
+                own.last().copied()
+            };
+            pick.cloned()
+        }
     };
     let Some(snap) = snap else {
         return Ok(SourceResult::failed(&src.name, src.kind(), "no snapshot of this source to restore".into(), rto));

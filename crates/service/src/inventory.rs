@@ -111,11 +111,12 @@ pub fn sources(session: &Session) -> Result<(Arc<Config>, Vec<Option<SnapshotEnt
     Ok((cfg, last))
 }
 
-/// `check`: the repository's structure (and with `read_data` every pack read back); the number
-/// of packs to read is given to `total` before reading starts, and `packs_done` counts them.
+/// `check`: the repository's structure, and with `read_data = Some(percent)` that share of the
+/// packs read back (100: all); the number of packs is given to `total` before reading starts,
+/// and `packs_done` counts those read.
 pub fn check(
     session: &Session,
-    read_data: bool,
+    read_data: Option<u8>,
     interrupt: &Arc<std::sync::atomic::AtomicBool>,
     packs_done: Arc<std::sync::atomic::AtomicU64>,
     total: &mut dyn FnMut(u64),
@@ -124,11 +125,12 @@ pub fn check(
     let repo = session.open()?;
     let _lock = session.lock_read_only(&repo, observer)?;
     let writable = _lock.is_some();
-    if read_data {
+    if read_data.is_some() {
         total(repo.backend().list(lifeboat_backend::FileType::Pack)?.len() as u64);
     }
     let opts = lifeboat_repository::checker::CheckOptions {
-        read_data,
+        read_data: read_data.is_some(),
+        read_data_percent: read_data,
         interrupt: Some(interrupt.clone()),
         packs_done: Some(packs_done),
         ..Default::default()

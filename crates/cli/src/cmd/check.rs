@@ -22,7 +22,7 @@ pub fn run(c: &Ctx, a: &CheckArgs) -> Result<i32> {
     let notes = output::notes();
     let r = inventory::check(
         &c.session,
-        a.read_data,
+        a.read_data.then_some(100),
         &c.interrupt,
         packs_done,
         &mut |n| pb.set_length(n.max(1)),

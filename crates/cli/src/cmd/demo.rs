@@ -76,7 +76,8 @@ pub fn run(c: &Ctx, a: &DemoArgs) -> Result<i32> {
         output::count(files as usize, "file"),
         restore_dir.display()
     ));
-    let res = inventory::check(&session, true, &c.interrupt, Arc::new(AtomicU64::new(0)), &mut |_| {}, quiet.as_ref())?;
+    let res =
+        inventory::check(&session, Some(100), &c.interrupt, Arc::new(AtomicU64::new(0)), &mut |_| {}, quiet.as_ref())?;
     say(format!(
         "check --read-data: {}, {} read, {}",
         output::count(res.packs, "pack"),

@@ -25,6 +25,7 @@ fn drill_sources(c: &Ctx, a: &DrillRunArgs) -> Result<i32> {
         snapshot: a.snapshot.clone(),
         signing_key: a.signing_key.clone(),
         report_dir: a.report_dir.clone(),
+        random: a.random_snapshot,
     };
     let progress = Progress::new(c.g);
     let d = drill::drill(&c.session, &req, &c.interrupt, progress.observer())?;
