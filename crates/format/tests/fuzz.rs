@@ -8,15 +8,15 @@ use lifeboat_format::pack::decode_header;
 use lifeboat_format::{parse_json, Config, IndexFile, KeyFile, Lock, Snapshot, Tree};
 use proptest::prelude::*;
 
-/// Valid documents of each kind, to mutate: the interesting inputs are near-valid ones.
-const SEEDS: &[&str] = &[
-    r#"{"packs":[{"id":"3ec79977ef0cf5de7b08cd12b874cd0f62bbaf7f07f3497a5b1bbcc8cb39b1ce","blobs":[{"id":"3ec79977ef0cf5de7b08cd12b874cd0f62bbaf7f07f3497a5b1bbcc8cb39b1ce","type":"data","offset":0,"length":40,"uncompressed_length":90}]}]}"#,
-    r#"{"nodes":[{"name":"a.txt","type":"file","mode":420,"mtime":"2023-01-02T03:04:05.123456789+01:00","uid":1000,"gid":1000,"size":5,"content":["3ec79977ef0cf5de7b08cd12b874cd0f62bbaf7f07f3497a5b1bbcc8cb39b1ce"]},{"name":"d","type":"dir","mode":2147484141,"subtree":"3ec79977ef0cf5de7b08cd12b874cd0f62bbaf7f07f3497a5b1bbcc8cb39b1ce"}]}"#,
-    r#"{"time":"2023-01-02T03:04:05.1+01:00","tree":"3ec79977ef0cf5de7b08cd12b874cd0f62bbaf7f07f3497a5b1bbcc8cb39b1ce","paths":["/a"],"hostname":"h","tags":["x"]}"#,
-    r#"{"created":"2023-01-02T03:04:05Z","username":"u","hostname":"h","kdf":"scrypt","N":16384,"r":8,"p":1,"salt":"AAEC","data":"AwQF"}"#,
-    r#"{"version":2,"id":"abc","chunker_polynomial":"3da3358b4dc173"}"#,
-    r#"{"time":"2023-01-02T03:04:05Z","exclusive":false,"hostname":"h","username":"u","pid":1,"uid":0,"gid":0}"#,
-];
+/// The corpus (`tests/corpus/`, kept in the repository): valid documents of each kind to
+/// mutate — the interesting inputs are near-valid ones — and inputs that once broke a parser.
+/// Add a file there for every crash a run finds.
+static SEEDS: std::sync::LazyLock<Vec<Vec<u8>>> = std::sync::LazyLock::new(|| {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+});
 
 fn parse_all(bytes: &[u8]) {
     let _ = parse_json::<IndexFile>("index", bytes);
@@ -31,7 +31,7 @@ fn parse_all(bytes: &[u8]) {
 /// A seed with a few bytes replaced, inserted or cut.
 fn mutated() -> impl Strategy<Value = Vec<u8>> {
     (0..SEEDS.len(), proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..6)).prop_map(|(i, edits)| {
-        let mut b = SEEDS[i].as_bytes().to_vec();
+        let mut b = SEEDS[i].clone();
         for (at, byte, op) in edits {
             if b.is_empty() {
                 break;
@@ -45,6 +45,14 @@ fn mutated() -> impl Strategy<Value = Vec<u8>> {
         }
         b
     })
+}
+
+#[test]
+fn every_corpus_file_parses_without_panic_and_the_valid_ones_parse() {
+    assert!(SEEDS.len() >= 6, "the corpus lost files");
+    for b in SEEDS.iter() {
+        parse_all(b);
+    }
 }
 
 proptest! {
@@ -70,10 +78,13 @@ proptest! {
 
 #[test]
 fn seeds_parse() {
-    parse_json::<IndexFile>("index", SEEDS[0].as_bytes()).unwrap();
-    parse_json::<Tree>("tree", SEEDS[1].as_bytes()).unwrap();
-    parse_json::<Snapshot>("snapshot", SEEDS[2].as_bytes()).unwrap();
-    parse_json::<KeyFile>("key", SEEDS[3].as_bytes()).unwrap();
-    parse_json::<Config>("config", SEEDS[4].as_bytes()).unwrap();
-    parse_json::<Lock>("lock", SEEDS[5].as_bytes()).unwrap();
+    let seed = |name: &str| {
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus").join(name)).unwrap()
+    };
+    parse_json::<IndexFile>("index", &seed("index.json")).unwrap();
+    parse_json::<Tree>("tree", &seed("tree.json")).unwrap();
+    parse_json::<Snapshot>("snapshot", &seed("snapshot.json")).unwrap();
+    parse_json::<KeyFile>("key", &seed("key.json")).unwrap();
+    parse_json::<Config>("config", &seed("config.json")).unwrap();
+    parse_json::<Lock>("lock", &seed("lock.json")).unwrap();
 }
