@@ -867,3 +867,42 @@ fn a_damaged_key_file_does_not_lock_out_the_other_keys() {
     let r = run_limited(lifeboat_pw(&repo, "not any key's password").args(["snapshots"]));
     assert_eq!(r.code, 1, "a damaged key is named even for an unknown password: {r:?}");
 }
+
+#[test]
+fn include_of_undamaged_paths_restores_with_a_damaged_index_after_repair_index() {
+    let tmp = tempdir();
+    let (repo, src) = backed_up(tmp.path());
+    for f in index_files(&repo) {
+        garble(&f);
+    }
+    // Every index file is damaged: the restore cannot find the blobs.
+    let target = tmp.path().join("before");
+    let sub = format!("{}/sub", s(&src));
+    let r = lbt(&repo, &["restore", "latest", "--include", &sub, "--target", s(&target)]);
+    assert_ne!(r.code, 0, "{r:?}");
+    lbt(&repo, &["repair", "index"]).ok();
+    let target = tmp.path().join("after");
+    lbt(&repo, &["restore", "latest", "--include", &sub, "--target", s(&target)]).ok();
+    assert_same_tree(&src.join("sub"), &under(&target, &src).join("sub"), Compare::CONTENT);
+    assert!(!under(&target, &src).join("big.bin").exists(), "--include restored only the path asked for");
+}
+
+#[test]
+fn a_key_file_with_a_damaged_salt_is_named_not_reported_as_a_wrong_password() {
+    let tmp = tempdir();
+    let (repo, _) = backed_up(tmp.path());
+    let key = list_tree(&repo.join("keys")).into_iter().map(|p| repo.join("keys").join(p)).next().unwrap();
+    let mode = fs::metadata(&key).unwrap().mode();
+    chmod(&key, mode | 0o200);
+    let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&key).unwrap()).unwrap();
+    v["salt"] = serde_json::json!("!!not base64!!");
+    fs::write(&key, serde_json::to_vec(&v).unwrap()).unwrap();
+    chmod(&key, mode & 0o7777);
+    let r = lbt(&repo, &["snapshots"]).code(1);
+    let line = r.one_error_line();
+    assert!(!line.contains("wrong password"), "{line}");
+    assert!(
+        line.contains(&key.file_name().unwrap().to_string_lossy().to_string()) || line.contains("damaged"),
+        "{line}"
+    );
+}

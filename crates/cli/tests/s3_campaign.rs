@@ -86,12 +86,20 @@ fn s3_writers_prunes_and_kills_leave_a_repository_that_checks_clean_and_restores
     let mut kept: Vec<(String, PathBuf, PathBuf)> = Vec::new();
     for k in 0..kills {
         mutate(&victim, k, 99);
-        let mut child = s3(&url).args(["--json", "backup", s(&victim)]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = s3(&url)
+            .args(["--json", "backup", s(&victim)])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(30 + (k as u64 * 37) % 250));
         let _ = child.kill();
         let out = child.wait_with_output().unwrap();
         if out.status.success() {
-            let id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["snapshot_id"].as_str().unwrap().to_string();
+            let id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["snapshot_id"]
+                .as_str()
+                .unwrap()
+                .to_string();
             let copy = tmp.path().join(format!("victim-{id}"));
             fs::create_dir_all(&copy).unwrap();
             for e in fs::read_dir(&victim).unwrap().flatten() {
@@ -132,7 +140,8 @@ fn s3_writers_prunes_and_kills_leave_a_repository_that_checks_clean_and_restores
         .collect();
     let (pruned, locked) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(0)));
     let pruner = {
-        let (url, done, failures, pruned, locked) = (url.clone(), done.clone(), failures.clone(), pruned.clone(), locked.clone());
+        let (url, done, failures, pruned, locked) =
+            (url.clone(), done.clone(), failures.clone(), pruned.clone(), locked.clone());
         std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
                 let f = lbs(&url, &["forget", "--keep-last", "3", "--prune"]);
