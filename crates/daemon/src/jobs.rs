@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lifeboat_ops::records::{Run, RunKind, RunOutcome};
-use lifeboat_service::config::{Config, JobTable, Schedule};
+use lifeboat_service::config::{Config, JobTable, Schedule, Zone};
 
 /// What a job does.
 #[derive(Clone, Debug, PartialEq)]
@@ -108,14 +108,12 @@ pub fn jobs(cfg: &Config) -> Vec<Job> {
 
 /// The next time after `after` in the time zone `offset` (`None`: local), plus a random jitter
 /// below `jitter`.
-pub fn next(
-    schedule: &Schedule,
-    after: DateTime<Utc>,
-    offset: Option<chrono::FixedOffset>,
-    jitter: Duration,
-) -> Option<DateTime<Utc>> {
-    let base = match (schedule, offset) {
-        (Schedule::Cron { cron, .. }, Some(tz)) => {
+pub fn next(schedule: &Schedule, after: DateTime<Utc>, zone: Option<Zone>, jitter: Duration) -> Option<DateTime<Utc>> {
+    let base = match (schedule, zone) {
+        (Schedule::Cron { cron, .. }, Some(Zone::Fixed(tz))) => {
+            cron.find_next_occurrence(&after.with_timezone(&tz), false).ok().map(|t| t.with_timezone(&Utc))
+        }
+        (Schedule::Cron { cron, .. }, Some(Zone::Named(tz))) => {
             cron.find_next_occurrence(&after.with_timezone(&tz), false).ok().map(|t| t.with_timezone(&Utc))
         }
         _ => schedule.next_after(after),
@@ -127,10 +125,13 @@ pub fn next(
 
 /// The slot before `now`, if the schedule has one (cron: the previous occurrence; interval:
 /// `now` minus the interval).
-fn previous(schedule: &Schedule, now: DateTime<Utc>, offset: Option<chrono::FixedOffset>) -> Option<DateTime<Utc>> {
+fn previous(schedule: &Schedule, now: DateTime<Utc>, zone: Option<Zone>) -> Option<DateTime<Utc>> {
     match schedule {
-        Schedule::Cron { cron, .. } => match offset {
-            Some(tz) => {
+        Schedule::Cron { cron, .. } => match zone {
+            Some(Zone::Fixed(tz)) => {
+                cron.find_previous_occurrence(&now.with_timezone(&tz), true).ok().map(|t| t.with_timezone(&Utc))
+            }
+            Some(Zone::Named(tz)) => {
                 cron.find_previous_occurrence(&now.with_timezone(&tz), true).ok().map(|t| t.with_timezone(&Utc))
             }
             None => cron
@@ -150,7 +151,7 @@ pub fn first_due(
     job: &Job,
     history: &[Run],
     now: DateTime<Utc>,
-    offset: Option<chrono::FixedOffset>,
+    offset: Option<Zone>,
     jitter: Duration,
 ) -> Option<DateTime<Utc>> {
     let last = history
@@ -205,9 +206,16 @@ mod tests {
     #[test]
     fn cron_in_a_fixed_time_zone() {
         let s: Schedule = "0 3 * * *".parse().unwrap();
-        let tz = chrono::FixedOffset::east_opt(2 * 3600);
+        let tz = chrono::FixedOffset::east_opt(2 * 3600).map(Zone::Fixed);
         let after = DateTime::parse_from_rfc3339("2026-01-01T00:30:00Z").unwrap().with_timezone(&Utc);
         let t = next(&s, after, tz, Duration::ZERO).unwrap();
         assert_eq!(t.to_rfc3339(), "2026-01-01T01:00:00+00:00");
+        // A named zone follows daylight saving time: 03:00 in Berlin is 02:00 UTC in winter,
+        // 01:00 UTC in summer.
+        let berlin = Some(Zone::Named(chrono_tz::Europe::Berlin));
+        let winter = DateTime::parse_from_rfc3339("2026-01-10T00:00:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(next(&s, winter, berlin, Duration::ZERO).unwrap().to_rfc3339(), "2026-01-10T02:00:00+00:00");
+        let summer = DateTime::parse_from_rfc3339("2026-07-10T00:00:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(next(&s, summer, berlin, Duration::ZERO).unwrap().to_rfc3339(), "2026-07-10T01:00:00+00:00");
     }
 }

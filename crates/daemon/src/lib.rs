@@ -302,7 +302,7 @@ struct Daemon {
 
 impl Daemon {
     fn set_jobs(&mut self, history: &[Run]) {
-        let (offset, jitter) = (self.cfg.jobs.offset(), self.cfg.jobs.jitter());
+        let (offset, jitter) = (self.cfg.jobs.zone(), self.cfg.jobs.jitter());
         let old = std::mem::take(&mut self.due);
         self.jobs = jobs::jobs(&self.cfg);
         let now = Utc::now();
@@ -341,7 +341,7 @@ impl Daemon {
                 self.spawn(job.clone());
             }
             changed = true;
-            match jobs::next(&job.schedule, now, self.cfg.jobs.offset(), self.cfg.jobs.jitter()) {
+            match jobs::next(&job.schedule, now, self.cfg.jobs.zone(), self.cfg.jobs.jitter()) {
                 Some(t) => self.due.insert(name, t),
                 None => self.due.remove(&name),
             };

@@ -227,7 +227,7 @@ pub fn show(cfg: &Config, t: &Target) -> Vec<serde_json::Value> {
     crate::jobs::jobs(cfg)
         .iter()
         .map(|j| {
-            let next = crate::jobs::next(&j.schedule, now, cfg.jobs.offset(), Duration::ZERO);
+            let next = crate::jobs::next(&j.schedule, now, cfg.jobs.zone(), Duration::ZERO);
             serde_json::json!({"job": j.name, "schedule": j.schedule.text(), "next": next, "command": argv(j, t)})
         })
         .collect()

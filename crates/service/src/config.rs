@@ -23,7 +23,7 @@ pub mod daemon;
 mod fields;
 pub mod schedule;
 
-pub use daemon::{JobSpec, JobTable, JobsSection, NotifySection, ServerSection};
+pub use daemon::{JobSpec, JobTable, JobsSection, NotifySection, ServerSection, Zone};
 pub use schedule::Schedule;
 
 /// Fields every source has, whatever its kind.
@@ -553,7 +553,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.jobs.jobs().len(), 2);
-        assert_eq!(ok.jobs.offset().unwrap().local_minus_utc(), 7200);
+        assert_eq!(ok.jobs.zone(), Some(Zone::Fixed(chrono::FixedOffset::east_opt(7200).unwrap())));
+        let berlin = parse("[jobs]\ntimezone = \"Europe/Berlin\"\n").unwrap();
+        assert_eq!(berlin.jobs.zone(), Some(Zone::Named(chrono_tz::Europe::Berlin)));
         assert!(ok.notify[0].wants("backup_failed") && !ok.notify[0].wants("rpo_breached"));
         for (text, want) in [
             ("\n[jobs]\ncheck = \"every blue moon\"\n", "lifeboat.toml:2: [jobs] check: schedule"),

@@ -49,7 +49,8 @@ impl JobSpec {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobsSection {
-    /// Time zone of cron schedules: `local` (default), `UTC`, or an offset like `+02:00`.
+    /// Time zone of cron schedules: `local` (default), `UTC`, an offset like `+02:00`, or a
+    /// name like `Europe/Berlin` (daylight saving time included).
     pub timezone: Option<String>,
     /// A random delay up to this long before each scheduled run (`5m`), so that many machines
     /// do not hit the storage at the same second.
@@ -124,25 +125,38 @@ impl JobsSection {
         self.max_concurrent.unwrap_or(2).max(1)
     }
 
-    /// The time zone's offset from UTC (`None` = the machine's local time).
-    pub fn offset(&self) -> Option<chrono::FixedOffset> {
+    /// The time zone of cron schedules (`None` = the machine's local time).
+    pub fn zone(&self) -> Option<Zone> {
         self.timezone.as_deref().and_then(|t| parse_timezone(t).ok()).flatten()
     }
 }
 
-/// `local` → `None`; `UTC`/`Z` → +00:00; `+02:00`, `-0530` → that offset.
-pub fn parse_timezone(text: &str) -> Result<Option<chrono::FixedOffset>, String> {
+/// A time zone for cron schedules.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Zone {
+    /// A fixed offset from UTC.
+    Fixed(chrono::FixedOffset),
+    /// A named zone of the tz database (its offset changes with daylight saving time).
+    Named(chrono_tz::Tz),
+}
+
+/// `local` → `None`; `UTC`/`Z` → +00:00; `+02:00`, `-0530` → that offset; `Europe/Berlin` →
+/// that zone.
+pub fn parse_timezone(text: &str) -> Result<Option<Zone>, String> {
     let t = text.trim();
     if t.eq_ignore_ascii_case("local") {
         return Ok(None);
     }
     if t.eq_ignore_ascii_case("utc") || t == "Z" {
-        return Ok(chrono::FixedOffset::east_opt(0));
+        return Ok(chrono::FixedOffset::east_opt(0).map(Zone::Fixed));
+    }
+    if let Ok(tz) = t.parse::<chrono_tz::Tz>() {
+        return Ok(Some(Zone::Named(tz)));
     }
     let (sign, rest) = match t.as_bytes().first() {
         Some(b'+') => (1, &t[1..]),
         Some(b'-') => (-1, &t[1..]),
-        _ => return Err(format!("{text:?} is not local, UTC or an offset like +02:00")),
+        _ => return Err(format!("{text:?} is not local, UTC, an offset like +02:00 or a zone like Europe/Berlin")),
     };
     let digits: String = rest.chars().filter(|c| *c != ':').collect();
     let (h, m) = match digits.len() {
@@ -151,8 +165,10 @@ pub fn parse_timezone(text: &str) -> Result<Option<chrono::FixedOffset>, String>
         _ => (None, None),
     };
     match (h, m) {
-        (Some(h), Some(m)) if h <= 14 && m < 60 => Ok(chrono::FixedOffset::east_opt(sign * (h * 3600 + m * 60))),
-        _ => Err(format!("{text:?} is not local, UTC or an offset like +02:00")),
+        (Some(h), Some(m)) if h <= 14 && m < 60 => {
+            Ok(chrono::FixedOffset::east_opt(sign * (h * 3600 + m * 60)).map(Zone::Fixed))
+        }
+        _ => Err(format!("{text:?} is not local, UTC, an offset like +02:00 or a zone like Europe/Berlin")),
     }
 }
 
