@@ -297,3 +297,36 @@ fn a_restart_runs_a_missed_slot_once_and_a_killed_daemons_run_is_recorded_failed
     );
     lbc(&cfg, &["check"]).ok();
 }
+
+#[test]
+fn storage_low_is_alerted_once_and_free_space_is_a_metric() {
+    let tmp = tempdir();
+    let repo = tmp.path().join("repo");
+    let (hook, got) = receiver();
+    let cfg = tmp.path().join("lifeboat.toml");
+    // 100 %: every file system is "low", so the alert must come (once).
+    let body = format!(
+        "[repository]\nurl = \"{}\"\n\n[jobs]\nstorage_low_percent = 100\n\n[[source]]\nname = \"docs\"\nkind = \"files\"\npath = \"{}\"\n\n[[notify]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{hook}/\"\nevents = [\"storage_low\"]\n",
+        s(&repo),
+        s(tmp.path())
+    );
+    fs::write(&cfg, body).unwrap();
+    lbc(&cfg, &["init", "--kdf-n", "1024"]).ok();
+    let log = tmp.path().join("daemon.log");
+    let mut child = daemon(&cfg, &log);
+    let port = port_of(&log);
+    let alert = wait_for(Duration::from_secs(20), || {
+        got.lock().unwrap().iter().find(|(_, b)| b.contains("\"storage_low\"")).map(|(_, b)| b.clone())
+    });
+    let body = alert.unwrap_or_else(|| panic!("no storage_low alert:\n{}", fs::read_to_string(&log).unwrap()));
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["details"]["threshold_percent"], 100, "{v:#}");
+    assert!(v["details"]["free_bytes"].as_u64().unwrap() > 0);
+    let (_, m) = get(port, "/metrics");
+    assert!(m.contains("lifeboat_repository_free_bytes "), "{m}");
+    signal(&child, "-TERM");
+    let status = wait_for(Duration::from_secs(30), || child.try_wait().unwrap()).expect("daemon did not stop");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(got.lock().unwrap().iter().filter(|(_, b)| b.contains("\"storage_low\"")).count(), 1);
+    let _ = child.kill();
+}

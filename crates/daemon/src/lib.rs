@@ -187,6 +187,7 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
     let n = d.jobs.len();
     d.log.info("daemon_started", &[("jobs", n.to_string()), ("sources", d.cfg.sources.len().to_string())]);
     let mut last_rpo = Instant::now() - Duration::from_secs(3600);
+    let mut last_space = Instant::now() - Duration::from_secs(3600);
     let mut stopping: Option<Instant> = None;
     loop {
         let now = Utc::now();
@@ -196,6 +197,10 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
         if last_rpo.elapsed() >= Duration::from_secs(10) {
             d.evaluate_rpo(now);
             last_rpo = Instant::now();
+        }
+        if last_space.elapsed() >= Duration::from_secs(60) {
+            d.check_space();
+            last_space = Instant::now();
         }
         if let Some(since) = stopping {
             if d.running.is_empty() {
@@ -490,6 +495,32 @@ impl Daemon {
         }
         for a in alerts {
             self.alert(a);
+        }
+    }
+
+    /// Free space of a local repository's file system: metric, and `storage_low` below the
+    /// configured share (once until it recovers).
+    fn check_space(&mut self) {
+        let Ok(url) = self.session.repo_url() else { return };
+        let Ok(path) = lifeboat_service::session::local_path(&url) else { return };
+        let Ok(st) = nix::sys::statvfs::statvfs(path) else { return };
+        let block = st.fragment_size() as u64;
+        let (free, total) = (st.blocks_available() as u64 * block, st.blocks() as u64 * block);
+        if let Ok(mut s) = self.state.lock() {
+            s.free = Some((free, total));
+        }
+        let pct = self.cfg.jobs.storage_low_percent.unwrap_or(10);
+        let low = total > 0 && free.saturating_mul(100) < total.saturating_mul(u64::from(pct));
+        if low {
+            let share = free as f64 * 100.0 / total as f64;
+            self.alert(Alert::new(
+                "storage_low",
+                None,
+                format!("the repository's file system has {share:.1} % free ({free} of {total} bytes), below {pct} %"),
+                serde_json::json!({"free_bytes": free, "total_bytes": total, "threshold_percent": pct}),
+            ));
+        } else {
+            self.alerted.remove(&("storage_low".to_string(), String::new()));
         }
     }
 

@@ -49,6 +49,8 @@ pub struct State {
     pub sources: BTreeMap<String, SourceState>,
     /// Repository size, packs, dedup and compression ratios.
     pub repository: Option<(u64, u64, f64, f64)>,
+    /// Free and total bytes of a local repository's file system.
+    pub free: Option<(u64, u64)>,
     /// Next run per job.
     pub next: BTreeMap<String, DateTime<Utc>>,
     /// Start of the last successful copy per `[[copy]]` destination (`None`: never).
@@ -161,6 +163,10 @@ impl State {
         let start = gauge("lifeboat_daemon_start_time_seconds", "When the daemon started");
         let next = gauge("lifeboat_job_next_run_timestamp_seconds", "Next run of each job");
         let config_ok = gauge("lifeboat_config_valid", "0 after a config reload was rejected");
+        let free = gauge("lifeboat_repository_free_bytes", "Free bytes on a local repository's file system");
+        if let Some((f, _)) = self.free {
+            free.get_or_create(&vec![]).set(f as f64);
+        }
         let copy_lag = gauge("lifeboat_copy_lag_seconds", "Seconds since the last successful copy to each destination");
         let runs = Family::<Vec<(String, String)>, Counter>::default();
         reg.register("lifeboat_runs", "Runs by kind and outcome", runs.clone());

@@ -59,6 +59,9 @@ pub struct JobsSection {
     pub max_concurrent: Option<usize>,
     /// After SIGTERM, how long running work may go on before it is interrupted (default 60s).
     pub grace: Option<String>,
+    /// `storage_low` when a local repository's file system has less than this share free
+    /// (percent, default 10; checked every minute).
+    pub storage_low_percent: Option<u8>,
     /// `apply-retention`.
     pub apply_retention: Option<JobSpec>,
     /// `check`.
@@ -100,6 +103,9 @@ impl JobsSection {
             if let Some(v) = v {
                 lifeboat_ops::duration::parse(v).map_err(|e| format!("[jobs] {field}: {e}"))?;
             }
+        }
+        if self.storage_low_percent.is_some_and(|p| p > 100) {
+            return Err("[jobs] storage_low_percent must be 0 to 100".into());
         }
         if self.max_concurrent == Some(0) {
             return Err("[jobs] max_concurrent must be at least 1".into());
