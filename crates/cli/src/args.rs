@@ -451,6 +451,15 @@ pub struct ScheduleArgs {
     /// kubernetes (a CronJob per job), kubernetes-daemon (a Deployment running the daemon)
     #[arg(long, value_parser = ["cron", "systemd", "kubernetes", "kubernetes-daemon"], default_value = "systemd")]
     pub format: String,
+    /// Short for --format systemd
+    #[arg(long, conflicts_with_all = ["cron", "kubernetes"])]
+    pub systemd: bool,
+    /// Short for --format cron
+    #[arg(long, conflicts_with = "kubernetes")]
+    pub cron: bool,
+    /// Short for --format kubernetes
+    #[arg(long)]
+    pub kubernetes: bool,
     /// install/uninstall: where (default /etc/systemd/system or /etc/cron.d)
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,

@@ -82,6 +82,10 @@ fn cron_file_lines_parse_and_intervals_cron_cannot_say_are_explained() {
     let tmp = tempdir();
     let cfg = config(tmp.path());
     let text = run(bare().arg("--config").arg(&cfg).args(["schedule", "print", "--format", "cron"])).ok().stdout;
+    // The spelling is the same command.
+    assert_eq!(run(bare().arg("--config").arg(&cfg).args(["schedule", "print", "--cron"])).ok().stdout, text);
+    let k = run(bare().arg("--config").arg(&cfg).args(["schedule", "print", "--kubernetes"])).ok().stdout;
+    assert_eq!(k.matches("kind: CronJob").count(), 3, "{k}");
     let mut jobs = 0;
     for line in text.lines().filter(|l| !l.starts_with('#') && !l.contains('=') && !l.trim().is_empty()) {
         let f: Vec<&str> = line.split_whitespace().collect();

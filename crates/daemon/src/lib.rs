@@ -504,8 +504,12 @@ impl Daemon {
         let Ok(url) = self.session.repo_url() else { return };
         let Ok(path) = lifeboat_service::session::local_path(&url) else { return };
         let Ok(st) = nix::sys::statvfs::statvfs(path) else { return };
-        let block = st.fragment_size() as u64;
-        let (free, total) = (st.blocks_available() as u64 * block, st.blocks() as u64 * block);
+        // The statvfs field types differ between platforms (u64 on Linux x86_64, u32 elsewhere).
+        #[allow(clippy::unnecessary_cast)]
+        let (free, total) = {
+            let block = st.fragment_size() as u64;
+            (st.blocks_available() as u64 * block, st.blocks() as u64 * block)
+        };
         if let Ok(mut s) = self.state.lock() {
             s.free = Some((free, total));
         }

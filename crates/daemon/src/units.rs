@@ -228,7 +228,8 @@ pub fn show(cfg: &Config, t: &Target) -> Vec<serde_json::Value> {
         .iter()
         .map(|j| {
             let next = crate::jobs::next(&j.schedule, now, cfg.jobs.zone(), Duration::ZERO);
-            serde_json::json!({"job": j.name, "schedule": j.schedule.text(), "next": next, "command": argv(j, t)})
+            let local = next.map(|n| n.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string());
+            serde_json::json!({"job": j.name, "schedule": j.schedule.text(), "next": next, "next_local": local, "command": argv(j, t)})
         })
         .collect()
 }

@@ -2,7 +2,6 @@
 //! the same jobs for cron, systemd or Kubernetes when no daemon runs.
 
 use anyhow::{anyhow, Result};
-use chrono::{DateTime, Local, Utc};
 use lifeboat_daemon::units::{self, Target};
 
 use super::Ctx;
@@ -19,21 +18,22 @@ pub fn run(c: &Ctx, a: &ScheduleArgs) -> Result<i32> {
             output::json(&rows)?;
         } else {
             for r in &rows {
-                let next =
-                    r["next"].as_str().and_then(|n| n.parse::<DateTime<Utc>>().ok()).map(|n| n.with_timezone(&Local));
-                let when = next.map(|n| n.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or("-".into());
+                let (job, every, next) = (&r["job"], &r["schedule"], &r["next_local"]);
                 println!(
-                    "{:<28} {:<20} next {when}",
-                    r["job"].as_str().unwrap_or(""),
-                    r["schedule"].as_str().unwrap_or("")
+                    "{:<28} {:<20} next {}",
+                    job.as_str().unwrap_or(""),
+                    every.as_str().unwrap_or(""),
+                    next.as_str().unwrap_or("-")
                 );
             }
         }
         return Ok(exit::OK);
     }
-    let default_dir = if a.format == "cron" { "/etc/cron.d" } else { "/etc/systemd/system" };
+    let flags = [(a.systemd, "systemd"), (a.cron, "cron"), (a.kubernetes, "kubernetes")];
+    let format = flags.into_iter().find(|f| f.0).map_or(a.format.as_str(), |f| f.1);
+    let default_dir = if format == "cron" { "/etc/cron.d" } else { "/etc/systemd/system" };
     let dir = a.dir.clone().unwrap_or_else(|| default_dir.into());
-    let files = units::files(&a.format, &cfg, &t, &a.image).map_err(|e| anyhow!(e))?;
+    let files = units::files(format, &cfg, &t, &a.image).map_err(|e| anyhow!(e))?;
     let done = match a.action.as_str() {
         "print" => {
             for (name, text) in &files {
