@@ -112,7 +112,8 @@ fn kubernetes_cronjobs_and_the_daemon_deployment_validate_offline() {
         run(bare().arg("--config").arg(&cfg).args(args)).ok();
         let yaml = dir.join("lifeboat.yaml");
         let text = fs::read_to_string(&yaml).unwrap();
-        assert!(!text.contains("password = ") || text.contains("password_file"), "no secret values");
+        // The password reaches the pods only as a Secret reference, never as a literal value.
+        assert!(text.contains("secretKeyRef") && !text.contains("value: "), "{text}");
         if format == "kubernetes" {
             assert_eq!(text.matches("kind: CronJob").count(), 3, "{text}");
             assert!(text.contains("concurrencyPolicy: Forbid") && text.contains("secretKeyRef"), "{text}");

@@ -118,14 +118,15 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
     let cfg = session.require_config("the daemon needs a config file")?;
     let repo = session.open()?;
     let quiet = lifeboat_service::progress::ignore();
-    for r in lifeboat_service::runs::reap(&repo, quiet.as_ref())? {
+    // The run history is read once: reaped, then used for the state and the first due times.
+    let (history, died) = lifeboat_service::runs::reap(&repo, quiet.as_ref())?;
+    for r in died {
         log.warn(
             "run_died",
             &[("run", r.id.clone()), ("kind", r.kind.name().into()), ("source", r.source.clone().unwrap_or_default())],
         );
     }
-    let state = Arc::new(Mutex::new(initial_state(&repo, &cfg)?));
-    let history = records::runs(&repo, None).map_err(lifeboat_service::ServiceError::from)?;
+    let state = Arc::new(Mutex::new(initial_state(&repo, &cfg, &history)?));
     let (tx, rx) = channel::<Msg>();
     // The HTTP server.
     let listen = opts.listen.clone().or_else(|| cfg.server.as_ref().and_then(|s| s.listen.clone()));
@@ -258,17 +259,12 @@ fn read_token(
 }
 
 /// The state from the repository's records, with every config source (even never backed up).
-fn initial_state(repo: &Repository, cfg: &Config) -> Result<State, DaemonError> {
+fn initial_state(repo: &Repository, cfg: &Config, history: &[Run]) -> Result<State, DaemonError> {
     let svc = |e: lifeboat_ops::OpsError| DaemonError::Service(e.into());
     let (snaps, _) = lifeboat_repository::snapshots::list(repo).map_err(|e| DaemonError::Service(e.into()))?;
     let mut st = State { started: Utc::now(), config_ok: true, ..State::default() };
     apply_objectives(&mut st, cfg);
-    st.load(
-        &snaps,
-        &records::verifications(repo).map_err(svc)?,
-        &records::drills(repo).map_err(svc)?,
-        &records::runs(repo, None).map_err(svc)?,
-    );
+    st.load(&snaps, &records::verifications(repo).map_err(svc)?, &records::drills(repo).map_err(svc)?, history);
     if let Ok(u) = lifeboat_ops::usage::usage(repo) {
         st.repository = Some((u.pack_bytes + u.metadata_bytes, u.packs as u64, u.dedup_ratio, u.compression_ratio));
     }

@@ -76,16 +76,18 @@ pub fn list_in(repo: &Repository, f: &RunFilter) -> Result<Vec<Run>> {
     Ok(runs)
 }
 
-/// Record every run of this host whose process died as failed; returns them (the daemon does
-/// this when it starts).
-pub fn reap(repo: &Repository, o: &Observer) -> Result<Vec<Run>> {
-    let mut out = Vec::new();
-    for r in records::runs(repo, None)? {
-        if r.outcome == RunOutcome::Running && is_dead(&r) {
-            out.push(end(repo, r, RunOutcome::Failed, Some(DIED.into()), o));
+/// Record every run of this host whose process died as failed (the daemon does this when it
+/// starts). Returns the whole history, read once, with those runs ended, and the runs that died.
+pub fn reap(repo: &Repository, o: &Observer) -> Result<(Vec<Run>, Vec<Run>)> {
+    let mut died = Vec::new();
+    let mut history = records::runs(repo, None)?;
+    for r in history.iter_mut() {
+        if r.outcome == RunOutcome::Running && is_dead(r) {
+            *r = end(repo, r.clone(), RunOutcome::Failed, Some(DIED.into()), o);
+            died.push(r.clone());
         }
     }
-    Ok(out)
+    Ok((history, died))
 }
 
 /// A `running` run of this host whose process no longer exists (or is another program now).
