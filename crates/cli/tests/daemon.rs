@@ -62,6 +62,14 @@ fn get(port: u16, path: &str) -> (u16, String) {
     (code, out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
 }
 
+fn post(port: u16, path: &str) -> u16 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
 fn write_config(path: &Path, repo: &Path, data: &Path, hook: u16, broken: bool) {
     let body = format!(
         r#"[repository]
@@ -180,6 +188,9 @@ fn daemon_runs_schedules_records_alerts_serves_metrics_reloads_and_stops_cleanly
     ] {
         assert!(m.contains(want), "{want} missing from:\n{m}");
     }
+    // "Back up now" through the API: a known source is queued, an unknown one is refused.
+    assert_eq!(post(port, "/api/v1/sources/docs/backup"), 202);
+    assert_eq!(post(port, "/api/v1/sources/nope/backup"), 404);
     let (code, api) = get(port, "/api/v1/runs?source=docs");
     assert_eq!(code, 200, "{api}");
     assert!(serde_json::from_str::<serde_json::Value>(&api).unwrap().as_array().unwrap().len() >= 2);

@@ -143,6 +143,11 @@ async fn backup(Axum(s): Axum<Shared>, headers: HeaderMap, Path(name): Path<Stri
     if !authorized(&headers, s.admin.as_deref().or(s.token.as_deref())) {
         return refused();
     }
+    let known = s.session.lock().ok().and_then(|x| x.config().ok().flatten()).is_some_and(|c| c.find(&name).is_ok());
+    if !known {
+        return (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({"error": format!("no source named {name:?}")})))
+            .into_response();
+    }
     let sent = s.tx.lock().map(|tx| tx.send(Msg::RunNow(format!("backup:{name}"))).is_ok());
     match sent {
         Ok(true) => {

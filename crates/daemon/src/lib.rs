@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use lifeboat_ops::records::{self, Run, RunKind, RunOutcome};
 use lifeboat_repository::Repository;
-use lifeboat_service::config::Config;
+use lifeboat_service::config::{Config, Schedule};
 use lifeboat_service::progress::{Event, Observer};
 use lifeboat_service::session::Loaded;
 use lifeboat_service::{one_line, Session};
@@ -229,8 +229,13 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
             }
             Ok(Msg::Done(f)) => d.finished(*f),
             Ok(Msg::RunNow(job)) => {
+                let source = job.strip_prefix("backup:").filter(|n| d.cfg.find(n).is_ok()).map(String::from);
                 if d.jobs.iter().any(|j| j.name == job) {
                     d.due.insert(job, Utc::now());
+                } else if let (Some(name), false) = (source, d.running.contains_key(&job)) {
+                    // A source without a schedule: one run now (the API's "back up now").
+                    let once = Job { name: job, work: Work::Backup(name), schedule: Schedule::Continuous };
+                    d.spawn(once);
                 } else {
                     d.log.warn("unknown_job", &[("job", job)]);
                 }
