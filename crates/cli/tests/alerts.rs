@@ -458,7 +458,9 @@ events = ["backup_ok"]
         let r = got.lock().unwrap().clone();
         let hook_oks = r.iter().filter(|x| x.path == "/hook").count();
         let has = |p: &str| r.iter().any(|x| x.path.starts_with(p));
-        (has("/hc/bad/fail")
+        let hc_fails = r.iter().filter(|x| x.path == "/hc/bad/fail").count();
+        (hc_fails >= 2
+            && has("/hc/good")
             && has("/slack")
             && has("/ntfy")
             && hook_oks >= 2
@@ -470,12 +472,31 @@ events = ["backup_ok"]
     let all = got.lock().unwrap().clone();
     assert!(hc_fail.is_some(), "not every target was reached:\n{all:#?}\nlog:\n{}", read(&log));
 
-    // healthchecks: the failing source's fail ping, by POST.
+    // healthchecks: per source, a start ping before each run's end ping (POST); the failing
+    // source's end pings are /fail every run (a ping is the check's state, not deduplicated), the
+    // good source's are the bare success URL.
     let hc = to(&got, "/hc");
     let bad = hc.iter().find(|r| r.path == "/hc/bad/fail").unwrap();
     assert_eq!(bad.method, "POST");
     assert!(bad.body.contains("bad"), "{bad:#?}");
-    assert!(!hc.iter().any(|r| r.path.contains("good")), "the good source is not a failure: {hc:#?}");
+    for src in ["bad", "good"] {
+        let (start, end) = (
+            format!("/hc/{src}/start"),
+            if src == "bad" { "/hc/bad/fail".to_string() } else { "/hc/good".to_string() },
+        );
+        let mut open = 0i32;
+        for r in hc.iter().filter(|r| r.path.starts_with(&format!("/hc/{src}"))) {
+            if r.path == start {
+                open += 1;
+            } else {
+                assert_eq!(r.path, end, "{src}: unexpected ping {}: {hc:#?}", r.path);
+                open -= 1;
+                assert!(open >= 0, "{src}: an end ping before its start ping: {hc:#?}");
+            }
+        }
+        assert!(hc.iter().any(|r| r.path == start), "{src}: no start ping: {hc:#?}");
+    }
+    assert!(hc.iter().filter(|r| r.path == "/hc/bad/fail").count() >= 2, "{hc:#?}");
     // slack and ntfy got backup_failed of bad.
     let slack = to(&got, "/slack");
     assert!(

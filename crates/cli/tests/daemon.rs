@@ -232,6 +232,14 @@ fn daemon_runs_schedules_records_alerts_serves_metrics_reloads_and_stops_cleanly
         .contains("lifeboat_config_valid 1")
         .then_some(()))
     .is_some());
+    // A source added by a reload is known to the API at once (it answered 404 before).
+    assert_eq!(post(port, "/api/v1/sources/added/backup"), 404);
+    let mut text = fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!("\n[[source]]\nname = \"added\"\nkind = \"files\"\npath = \"{}\"\n", s(&data)));
+    fs::write(&cfg, text).unwrap();
+    signal(&child, "-HUP");
+    let known = wait_for(Duration::from_secs(10), || (post(port, "/api/v1/sources/added/backup") == 202).then_some(()));
+    assert!(known.is_some(), "{}", fs::read_to_string(&log).unwrap());
 
     // SIGTERM: running work finishes within the grace period, exit 0, no lock, clean check.
     signal(&child, "-TERM");
@@ -340,4 +348,113 @@ fn storage_low_is_alerted_once_and_free_space_is_a_metric() {
     assert_eq!(status.code(), Some(0));
     assert_eq!(got.lock().unwrap().iter().filter(|(_, b)| b.contains("\"storage_low\"")).count(), 1);
     let _ = child.kill();
+}
+
+fn read(p: &Path) -> String {
+    fs::read_to_string(p).unwrap_or_default()
+}
+
+/// A self-signed certificate for 127.0.0.1 made by openssl: (cert.pem, key.pem).
+fn self_signed(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", &format!("/CN={name}"), "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    (cert, key)
+}
+
+/// An HTTPS client trusting only `ca`.
+fn tls_client(ca: &Path) -> reqwest::blocking::Client {
+    let ca = reqwest::Certificate::from_pem(&fs::read(ca).unwrap()).unwrap();
+    reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn tls_serves_https_only_picks_up_a_renewed_certificate_and_refuses_a_bad_pair() {
+    let tmp = tempdir();
+    let (repo, data) = (tmp.path().join("repo"), tmp.path().join("data"));
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("a"), "alpha").unwrap();
+    let (first, first_key) = self_signed(tmp.path(), "first");
+    let (second, second_key) = self_signed(tmp.path(), "second");
+    let (cert, key) = (tmp.path().join("server.crt"), tmp.path().join("server.key"));
+    fs::copy(&first, &cert).unwrap();
+    fs::copy(&first_key, &key).unwrap();
+    let cfg = tmp.path().join("lifeboat.toml");
+    let head = format!(
+        "[repository]\nurl = \"{}\"\n\n[[source]]\nname = \"a\"\nkind = \"files\"\npath = \"{}\"\n",
+        s(&repo),
+        s(&data)
+    );
+    let server = |cert: &Path, key: Option<&Path>| {
+        let key = key.map(|k| format!("tls_key = \"{}\"\n", s(k))).unwrap_or_default();
+        format!("{head}\n[server]\ntls_cert = \"{}\"\n{key}", s(cert))
+    };
+    fs::write(&cfg, server(&cert, Some(&key))).unwrap();
+    lbc(&cfg, &["init", "--kdf-n", "1024"]).ok();
+
+    let log = tmp.path().join("daemon.log");
+    let mut d = daemon(&cfg, &log);
+    let port = port_of(&log);
+    assert!(read(&log).contains("server_listening scheme=https"), "{}", read(&log));
+    let url = format!("https://127.0.0.1:{port}");
+    // HTTPS with the served certificate: health, metrics and the API answer.
+    let r = tls_client(&first).get(format!("{url}/healthz")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().unwrap(), "ok\n");
+    let metrics = tls_client(&first).get(format!("{url}/metrics")).send().unwrap().text().unwrap();
+    assert!(metrics.contains("lifeboat_up 1"), "{metrics}");
+    // A client that trusts only the other certificate is refused by its own TLS check.
+    assert!(tls_client(&second).get(format!("{url}/healthz")).send().is_err());
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    assert!(!String::from_utf8_lossy(&out).contains("200 OK"), "plain HTTP was served: {out:?}");
+
+    // A renewed certificate is served without a restart; a broken renewal keeps the last good one.
+    fs::copy(&second, &cert).unwrap();
+    fs::copy(&second_key, &key).unwrap();
+    let renewed = wait_for(Duration::from_secs(10), || {
+        tls_client(&second).get(format!("{url}/healthz")).send().ok().filter(|r| r.status() == 200)
+    });
+    assert!(renewed.is_some(), "the renewed certificate was not served\n{}", read(&log));
+    fs::write(&cert, "not a certificate\n").unwrap();
+    let r = tls_client(&second).get(format!("{url}/healthz")).send().unwrap();
+    assert_eq!(r.status(), 200, "a broken renewal replaced the good certificate");
+    signal(&d, "-TERM");
+    assert_eq!(d.wait().unwrap().code(), Some(0), "{}", read(&log));
+
+    // Bad pairs fail the start with one line naming the problem.
+    fs::copy(&second, &cert).unwrap();
+    for (text, want) in [
+        (server(&cert, None), "tls_cert and tls_key go together"),
+        (server(&cert, Some(&first_key)), "does not belong to the certificate"),
+        (server(&tmp.path().join("missing.crt"), Some(&key)), "missing.crt"),
+        (server(&first_key, Some(&key)), "no PEM certificate"),
+    ] {
+        fs::write(&cfg, text).unwrap();
+        let out = lbc(&cfg, &["daemon", "--listen", "127.0.0.1:0"]);
+        assert_ne!(out.code, 0, "{out:#?}");
+        let err: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("lifeboat:")).collect();
+        assert_eq!(err.len(), 1, "{out:#?}");
+        assert!(err[0].contains(want), "want {want:?}: {out:#?}");
+        assert!(!out.stderr.contains("panicked"), "{out:#?}");
+    }
 }

@@ -2,7 +2,8 @@
 //! in-memory state (a scrape never reads the repository), `/healthz`, `/readyz`, and the API the
 //! dashboard will use — `GET /api/v1/status`, `GET /api/v1/runs`, `POST
 //! /api/v1/sources/NAME/backup`. Off loopback a bearer token is required for everything but
-//! `/healthz`; starting a backup always needs the admin token when one is configured.
+//! `/healthz`; starting a backup always needs the admin token when one is configured. With
+//! `tls_cert` and `tls_key` it speaks HTTPS only ([`tls`]).
 
 use std::net::SocketAddr;
 use std::sync::mpsc::Sender;
@@ -17,6 +18,8 @@ use lifeboat_service::Session;
 
 use crate::state::State;
 use crate::Msg;
+
+pub mod tls;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -33,8 +36,9 @@ pub struct Shared {
     pub admin: Option<String>,
 }
 
-/// Serve until the process ends. Returns the bound address (port 0 picks a free one).
-pub fn serve(addr: SocketAddr, shared: Shared) -> std::io::Result<SocketAddr> {
+/// Serve until the process ends, over TLS when `tls` is given. Returns the bound address (port 0
+/// picks a free one).
+pub fn serve(addr: SocketAddr, shared: Shared, tls: Option<Arc<tls::CertFiles>>) -> std::io::Result<SocketAddr> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let listener = rt.block_on(tokio::net::TcpListener::bind(addr))?;
     let bound = listener.local_addr()?;
@@ -46,9 +50,24 @@ pub fn serve(addr: SocketAddr, shared: Shared) -> std::io::Result<SocketAddr> {
         .route("/api/v1/runs", get(runs))
         .route("/api/v1/sources/{name}/backup", post(backup))
         .with_state(shared);
+    // The TLS listener's accept task is spawned on the runtime, so it is built inside it.
+    enum Accept {
+        Plain(tokio::net::TcpListener),
+        Tls(tls::Listener),
+    }
+    let accept = match tls {
+        Some(files) => {
+            let _inside = rt.enter();
+            Accept::Tls(tls::Listener::new(listener, files)?)
+        }
+        None => Accept::Plain(listener),
+    };
     std::thread::spawn(move || {
         rt.block_on(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = match accept {
+                Accept::Plain(l) => axum::serve(l, app).await,
+                Accept::Tls(l) => axum::serve(l, app).await,
+            };
         })
     });
     Ok(bound)

@@ -2,6 +2,7 @@
 //! repository jobs of `[jobs]`; next times in the configured time zone with jitter; catch-up of
 //! runs missed while the daemon was down (once, not once per missed slot).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -144,6 +145,70 @@ fn previous(schedule: &Schedule, now: DateTime<Utc>, zone: Option<Zone>) -> Opti
     }
 }
 
+/// What the start needs from the run history, which it reads newest first and stops reading
+/// once every need is met (a long history is not read whole):
+/// - per job, its newest successful run; a backup job also stops looking past its previous slot
+///   (no success since then means "due now" either way);
+/// - per source, its newest ended backup run, looking back to a little before its newest snapshot
+///   (a backup that made it is a success) or 30 days when it has none.
+pub struct Needs {
+    jobs: Vec<JobNeed>,
+    sources: HashMap<String, DateTime<Utc>>,
+}
+
+/// One job's need: its kind and source, where a backup job stops looking, and whether it is met.
+type JobNeed = (RunKind, Option<String>, Option<DateTime<Utc>>, bool);
+
+impl Needs {
+    /// The needs of `jobs` and `sources`, with each source's newest snapshot time.
+    pub fn new(
+        jobs: &[Job],
+        sources: &[String],
+        newest: &HashMap<String, DateTime<Utc>>,
+        now: DateTime<Utc>,
+        zone: Option<Zone>,
+    ) -> Needs {
+        let margin = chrono::Duration::minutes(5);
+        Needs {
+            jobs: jobs
+                .iter()
+                .map(|j| {
+                    let stop = match j.work {
+                        Work::Backup(_) => previous(&j.schedule, now, zone),
+                        _ => None,
+                    };
+                    (j.kind(), j.source().map(String::from), stop, false)
+                })
+                .collect(),
+            sources: sources
+                .iter()
+                .map(|s| {
+                    let back = newest.get(s).map(|t| *t - margin).unwrap_or(now - chrono::Duration::days(30));
+                    (s.clone(), back)
+                })
+                .collect(),
+        }
+    }
+
+    /// Take in the next older run; `false` once nothing more is needed.
+    pub fn more(&mut self, r: &Run) -> bool {
+        for (kind, source, stop, met) in self.jobs.iter_mut().filter(|j| !j.3) {
+            let success = matches!(r.outcome, RunOutcome::Ok | RunOutcome::Partial);
+            if (*kind == r.kind && source.as_deref() == r.source.as_deref() && success)
+                || stop.is_some_and(|t| r.started < t)
+            {
+                *met = true;
+            }
+        }
+        let ended_backup = r.kind == RunKind::Backup && r.finished.is_some() && r.outcome != RunOutcome::Skipped;
+        self.sources.retain(|name, back| {
+            let found = ended_backup && r.source.as_deref() == Some(name.as_str());
+            !found && r.started >= *back
+        });
+        !self.sources.is_empty() || self.jobs.iter().any(|j| !j.3)
+    }
+}
+
 /// When a job first runs after the daemon starts: now when a slot passed since its last
 /// successful run (once, however many were missed; a run that failed or died does not count)
 /// or when a backup never succeeded; else its next slot.
@@ -217,5 +282,40 @@ mod tests {
         assert_eq!(next(&s, winter, berlin, Duration::ZERO).unwrap().to_rfc3339(), "2026-01-10T02:00:00+00:00");
         let summer = DateTime::parse_from_rfc3339("2026-07-10T00:00:00Z").unwrap().with_timezone(&Utc);
         assert_eq!(next(&s, summer, berlin, Duration::ZERO).unwrap().to_rfc3339(), "2026-07-10T01:00:00+00:00");
+    }
+
+    #[test]
+    fn the_start_reads_history_only_as_far_as_the_jobs_and_sources_need() {
+        let now = Utc::now();
+        let ago = |m: i64| now - chrono::Duration::minutes(m);
+        let backup =
+            Job { name: "backup:a".into(), work: Work::Backup("a".into()), schedule: "every 1h".parse().unwrap() };
+        let verify = Job {
+            name: "verify".into(),
+            work: Work::Verify { restore_test: false },
+            schedule: "every 1d".parse().unwrap(),
+        };
+        let newest: HashMap<String, DateTime<Utc>> = [("a".to_string(), ago(30))].into();
+        let names = ["a".to_string()];
+        let mut failed = run(RunKind::Backup, Some("a"), ago(10));
+        failed.outcome = RunOutcome::Failed;
+        failed.finished = Some(ago(9));
+        // Newest first: a's failed backup (the source's newest ended backup), then a's success of
+        // 30 minutes ago (the backup job's), then the verify success: everything is met there.
+        let mut n = Needs::new(&[backup.clone(), verify.clone()], &names, &newest, now, None);
+        assert!(n.more(&failed));
+        assert!(n.more(&run(RunKind::Backup, Some("a"), ago(30))));
+        assert!(!n.more(&run(RunKind::Verify, None, ago(600))));
+        // A backup job with no success since its previous slot (an hour ago) stops looking there.
+        let mut n = Needs::new(std::slice::from_ref(&backup), &names, &newest, now, None);
+        assert!(n.more(&failed));
+        assert!(!n.more(&run(RunKind::Copy, None, ago(61))));
+        // A verify job that never succeeded needs the whole history.
+        let mut n = Needs::new(std::slice::from_ref(&verify), &[], &HashMap::new(), now, None);
+        assert!(n.more(&run(RunKind::Backup, Some("a"), ago(60 * 24 * 400))));
+        // A source with no ended backup run since a little before its newest snapshot: met there.
+        let mut n = Needs::new(&[], &names, &newest, now, None);
+        assert!(n.more(&run(RunKind::Verify, None, ago(31))));
+        assert!(!n.more(&run(RunKind::Verify, None, ago(36))));
     }
 }

@@ -118,17 +118,28 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
     let cfg = session.require_config("the daemon needs a config file")?;
     let repo = session.open()?;
     let quiet = lifeboat_service::progress::ignore();
-    // The run history is read once: reaped, then used for the state and the first due times.
-    let (history, died) = lifeboat_service::runs::reap(&repo, quiet.as_ref())?;
+    // Runs whose process died are ended first; then only as much history as the state and the
+    // first due times need is read, newest first.
+    let died = lifeboat_service::runs::reap(&repo, quiet.as_ref())?;
     for r in died {
         log.warn(
             "run_died",
             &[("run", r.id.clone()), ("kind", r.kind.name().into()), ("source", r.source.clone().unwrap_or_default())],
         );
     }
-    let state = Arc::new(Mutex::new(initial_state(&repo, &cfg, &history)?));
+    let (snaps, _) = lifeboat_repository::snapshots::list(&repo).map_err(|e| DaemonError::Service(e.into()))?;
+    let mut newest: HashMap<String, DateTime<Utc>> = HashMap::new();
+    for s in &snaps {
+        if let Some(src) = &s.snapshot.source {
+            let t = newest.entry(src.name.clone()).or_insert(s.snapshot.time);
+            *t = (*t).max(s.snapshot.time);
+        }
+    }
+    let history = read_history(&repo, &cfg, &newest).map_err(|e| DaemonError::Service(e.into()))?;
+    let state = Arc::new(Mutex::new(initial_state(&repo, &cfg, &snaps, &history)?));
     let (tx, rx) = channel::<Msg>();
     // The HTTP server.
+    let api_session = Arc::new(Mutex::new(session.clone()));
     let listen = opts.listen.clone().or_else(|| cfg.server.as_ref().and_then(|s| s.listen.clone()));
     if cfg.server.is_some() || opts.listen.is_some() {
         let addr: SocketAddr = listen
@@ -145,14 +156,16 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
         }
         let shared = http::Shared {
             state: state.clone(),
-            session: Arc::new(Mutex::new(session.clone())),
+            session: api_session.clone(),
             tx: Arc::new(Mutex::new(tx.clone())),
             token,
             admin,
         };
+        let tls = tls_files(&cfg)?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let bound =
-            http::serve(addr, shared).map_err(|e| DaemonError::Server(format!("cannot listen on {addr}: {e}")))?;
-        log.info("server_listening", &[("address", bound.to_string())]);
+            http::serve(addr, shared, tls).map_err(|e| DaemonError::Server(format!("cannot listen on {addr}: {e}")))?;
+        log.info("server_listening", &[("scheme", scheme.into()), ("address", bound.to_string())]);
     }
     // Signals.
     {
@@ -172,6 +185,7 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
         });
     }
     let mut d = Daemon {
+        api_session,
         session,
         cfg,
         repo: Arc::new(repo),
@@ -183,6 +197,7 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
         running: HashMap::new(),
         interrupt: Arc::new(AtomicBool::new(false)),
         alerted: HashMap::new(),
+        started: HashMap::new(),
     };
     d.set_jobs(&history);
     let n = d.jobs.len();
@@ -263,13 +278,42 @@ fn read_token(
     Ok(Some(t))
 }
 
+/// The run history the start needs (see [`jobs::Needs`]), oldest first.
+fn read_history(
+    repo: &Repository,
+    cfg: &Config,
+    newest: &HashMap<String, DateTime<Utc>>,
+) -> Result<Vec<Run>, lifeboat_ops::OpsError> {
+    let names: Vec<String> = cfg.sources().map(|s| s.name.clone()).collect();
+    let mut needs = jobs::Needs::new(&jobs::jobs(cfg), &names, newest, Utc::now(), cfg.jobs.zone());
+    records::recent_runs(repo, |r| needs.more(r))
+}
+
+/// `[server] tls_cert` and `tls_key`: both or neither; the pair must load now.
+fn tls_files(cfg: &Config) -> Result<Option<Arc<http::tls::CertFiles>>, DaemonError> {
+    let Some(server) = cfg.server.as_ref() else { return Ok(None) };
+    let (cert, key) = match (server.tls_cert.as_deref(), server.tls_key.as_deref()) {
+        (None, None) => return Ok(None),
+        (Some(c), Some(k)) => (c, k),
+        _ => return Err(DaemonError::Server("[server] tls_cert and tls_key go together: set both or neither".into())),
+    };
+    let cert = lifeboat_service::config::substitute(cert, "[server] tls_cert")?;
+    let key = lifeboat_service::config::substitute(key, "[server] tls_key")?;
+    let files = http::tls::CertFiles::open(cert.into(), key.into()).map_err(DaemonError::Server)?;
+    Ok(Some(Arc::new(files)))
+}
+
 /// The state from the repository's records, with every config source (even never backed up).
-fn initial_state(repo: &Repository, cfg: &Config, history: &[Run]) -> Result<State, DaemonError> {
+fn initial_state(
+    repo: &Repository,
+    cfg: &Config,
+    snaps: &[lifeboat_repository::snapshots::SnapshotEntry],
+    history: &[Run],
+) -> Result<State, DaemonError> {
     let svc = |e: lifeboat_ops::OpsError| DaemonError::Service(e.into());
-    let (snaps, _) = lifeboat_repository::snapshots::list(repo).map_err(|e| DaemonError::Service(e.into()))?;
     let mut st = State { started: Utc::now(), config_ok: true, ..State::default() };
     apply_objectives(&mut st, cfg);
-    st.load(&snaps, &records::verifications(repo).map_err(svc)?, &records::drills(repo).map_err(svc)?, history);
+    st.load(snaps, &records::verifications(repo).map_err(svc)?, &records::drills(repo).map_err(svc)?, history);
     if let Ok(u) = lifeboat_ops::usage::usage(repo) {
         st.repository = Some((u.pack_bytes + u.metadata_bytes, u.packs as u64, u.dedup_ratio, u.compression_ratio));
     }
@@ -292,6 +336,8 @@ fn apply_objectives(st: &mut State, cfg: &Config) {
 }
 
 struct Daemon {
+    /// The session the HTTP API reads with (replaced on reload).
+    api_session: Arc<Mutex<Session>>,
     session: Session,
     cfg: Arc<Config>,
     repo: Arc<Repository>,
@@ -304,6 +350,8 @@ struct Daemon {
     interrupt: Arc<AtomicBool>,
     /// Alerts sent per (event family, source), so repeats are not re-sent.
     alerted: HashMap<(String, String), bool>,
+    /// Deliveries of `backup_started` per source, which the end of that backup waits for.
+    started: HashMap<String, Vec<std::thread::JoinHandle<bool>>>,
 }
 
 impl Daemon {
@@ -376,6 +424,19 @@ impl Daemon {
 
     fn spawn(&mut self, job: Job) {
         self.log.info("run_started", &[("job", job.name.clone())]);
+        if let Work::Backup(name) = &job.work {
+            // healthchecks-style start pings (and anyone who asked for backup_started).
+            let a = Alert::new(
+                "backup_started",
+                Some(name),
+                format!("backup of {name} started"),
+                serde_json::json!({"job": job.name}),
+            );
+            let handles = notify::send(&self.cfg.notify, &a, self.log, Retry::default());
+            if !handles.is_empty() {
+                self.started.insert(name.clone(), handles);
+            }
+        }
         self.running.insert(job.name.clone(), Instant::now());
         let (session, cfg, tx, interrupt, log) =
             (self.session.clone(), self.cfg.clone(), self.tx.clone(), self.interrupt.clone(), self.log);
@@ -446,8 +507,17 @@ impl Daemon {
         let key = (family, a.source.clone().unwrap_or_default());
         let bad = !matches!(a.event.as_str(), "backup_ok" | "rpo_recovered");
         let before = self.alerted.insert(key, bad).unwrap_or(false);
+        // A backup's end ping goes out after its start ping, and to healthchecks targets every
+        // time: a ping is the check's state, not a message to people.
+        let after = match (a.event.as_str(), &a.source) {
+            ("backup_ok" | "backup_failed", Some(s)) => self.started.remove(s).unwrap_or_default(),
+            _ => Vec::new(),
+        };
         if bad && before && a.event != "size_anomaly" && a.event != "config_invalid" {
-            return; // already reported, not recovered since
+            // Already reported, not recovered since.
+            let pings: Vec<_> = self.cfg.notify.iter().filter(|t| t.kind == "healthchecks").cloned().collect();
+            let _ = notify::send_after(&pings, &a, self.log, Retry::default(), after);
+            return;
         }
         if a.event == "rpo_recovered" && !before {
             return;
@@ -460,7 +530,7 @@ impl Daemon {
                 ("message", a.message.clone()),
             ],
         );
-        let _ = notify::send(&self.cfg.notify, &a, self.log, Retry::default());
+        let _ = notify::send_after(&self.cfg.notify, &a, self.log, Retry::default(), after);
     }
 
     fn evaluate_rpo(&mut self, now: DateTime<Utc>) {
@@ -534,12 +604,19 @@ impl Daemon {
         match fresh.require_config("reload") {
             Ok(cfg) => {
                 self.session = fresh;
+                if let Ok(mut api) = self.api_session.lock() {
+                    *api = self.session.clone();
+                }
                 self.cfg = cfg;
                 if let Ok(mut st) = self.state.lock() {
                     apply_objectives(&mut st, &self.cfg);
                     st.config_ok = true;
                 }
-                let history = records::runs(&self.repo, None).unwrap_or_default();
+                let newest: HashMap<String, DateTime<Utc>> = match self.state.lock() {
+                    Ok(st) => st.sources.iter().filter_map(|(n, s)| Some((n.clone(), s.last_success?))).collect(),
+                    Err(_) => HashMap::new(),
+                };
+                let history = read_history(&self.repo, &self.cfg, &newest).unwrap_or_default();
                 self.set_jobs(&history);
                 self.log.info("config_reloaded", &[("jobs", self.jobs.len().to_string())]);
             }

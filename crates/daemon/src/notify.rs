@@ -48,8 +48,8 @@ impl Alert {
     }
 
     /// Whether the event is bad news (healthchecks: fail), a start, or good news.
-    fn is_failure(&self) -> bool {
-        !matches!(self.event.as_str(), "backup_ok" | "rpo_recovered" | "test")
+    pub fn is_failure(&self) -> bool {
+        !matches!(self.event.as_str(), "backup_ok" | "rpo_recovered" | "test" | "backup_started")
     }
 }
 
@@ -71,12 +71,44 @@ impl Default for Retry {
 /// Send `alert` to every target that wants it, each on its own thread; returns the threads (the
 /// daemon does not wait for them; `notify test` does).
 pub fn send(targets: &[NotifySection], alert: &Alert, log: Log, retry: Retry) -> Vec<std::thread::JoinHandle<bool>> {
-    targets
-        .iter()
-        .filter(|t| t.wants(&alert.event))
+    send_after(targets, alert, log, retry, Vec::new())
+}
+
+/// [`send`], each delivery waiting first for `before` to end (so a backup's end ping never
+/// overtakes its start ping).
+pub fn send_after(
+    targets: &[NotifySection],
+    alert: &Alert,
+    log: Log,
+    retry: Retry,
+    before: Vec<std::thread::JoinHandle<bool>>,
+) -> Vec<std::thread::JoinHandle<bool>> {
+    let wanted: Vec<NotifySection> = targets.iter().filter(|t| t.wants(&alert.event)).cloned().collect();
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    let gate = (!before.is_empty()).then(|| {
+        std::thread::spawn(move || {
+            for h in before {
+                let _ = h.join();
+            }
+            true
+        })
+    });
+    let gate = std::sync::Arc::new(std::sync::Mutex::new(gate));
+    wanted
+        .into_iter()
         .map(|t| {
-            let (t, a) = (t.clone(), alert.clone());
-            std::thread::spawn(move || deliver(&t, &a, log, retry))
+            let (a, gate) = (alert.clone(), gate.clone());
+            std::thread::spawn(move || {
+                // The first delivery thread joins the gate; the others wait on the lock meanwhile.
+                if let Ok(mut g) = gate.lock() {
+                    if let Some(h) = g.take() {
+                        let _ = h.join();
+                    }
+                }
+                deliver(&t, &a, log, retry)
+            })
         })
         .collect()
 }
@@ -160,14 +192,16 @@ fn once(t: &NotifySection, a: &Alert) -> Result<(), String> {
             http(req.body(a.message.clone()))
         }
         "healthchecks" => {
-            // Ping URL per source: `{url}/{source}` with /fail for failures (healthchecks.io's
-            // slug pings), or `{url}` alone for events about no source.
+            // Ping URL per source: `{url}/{source}`, with /start when a backup starts and /fail for
+            // failures (healthchecks.io's slug pings), or `{url}` alone for events about no source.
             let base = url.ok_or("no url")?.trim_end_matches('/').to_string();
             let mut u = match &a.source {
                 Some(s) => format!("{base}/{s}"),
                 None => base,
             };
-            if a.is_failure() {
+            if a.event == "backup_started" {
+                u.push_str("/start");
+            } else if a.is_failure() {
                 u.push_str("/fail");
             }
             http(client()?.post(u).body(a.message.clone()))

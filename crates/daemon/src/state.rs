@@ -74,10 +74,16 @@ impl State {
         drills: &[DrillSummary],
         runs: &[Run],
     ) {
-        for s in snaps {
+        // Oldest first, so that each source's recent sizes (for size anomalies) end with the newest.
+        let mut ordered: Vec<&SnapshotEntry> = snaps.iter().collect();
+        ordered.sort_by_key(|s| s.snapshot.time);
+        for s in ordered {
             let Some(src) = &s.snapshot.source else { continue };
             let st = self.sources.entry(src.name.clone()).or_default();
             st.snapshots += 1;
+            if let Some(sum) = &s.snapshot.summary {
+                st.recent_added.push(sum.data_added_packed);
+            }
             let end = s.snapshot.summary.as_ref().and_then(|x| x.backup_end).unwrap_or(s.snapshot.time);
             if st.last_success.is_none_or(|t| t < end) {
                 st.last_success = Some(end);
@@ -109,11 +115,6 @@ impl State {
             if let Some(st) = r.source.as_ref().and_then(|n| self.sources.get_mut(n)) {
                 st.last_run_ok = Some(r.outcome != RunOutcome::Failed);
                 st.last_error = r.error.clone();
-                if r.outcome != RunOutcome::Failed {
-                    if let Some(b) = r.bytes {
-                        st.recent_added.push(b);
-                    }
-                }
             }
         }
         for r in runs.iter().filter(|r| r.kind == RunKind::Copy && r.outcome == RunOutcome::Ok) {

@@ -295,31 +295,99 @@ pub fn record_run(repo: &Repository, run: &Run) -> Result<(), OpsError> {
     store(repo, &format!("runs/{}.{suffix}", run.id), run)
 }
 
+/// The runs' ids with whether each has its end record, oldest first; only those that started at
+/// or after `since` when given (the id begins with the start time).
+fn run_ids(repo: &Repository, since: Option<DateTime<Utc>>) -> Result<Vec<(String, bool)>, OpsError> {
+    let cutoff = since.map(|t| t.format("%Y%m%dT%H%M%S").to_string());
+    let mut ids: std::collections::BTreeMap<String, bool> = std::collections::BTreeMap::new();
+    for (name, _) in repo.backend().list(FileType::Lifeboat).map_err(RepoError::from)? {
+        let Some(rest) = name.strip_prefix("runs/") else { continue };
+        let (id, ended) = match rest.strip_suffix(".start.json") {
+            Some(id) => (id, false),
+            None => match rest.strip_suffix(".json") {
+                Some(id) => (id, true),
+                None => continue,
+            },
+        };
+        if cutoff.as_ref().is_some_and(|c| id.get(..15).is_none_or(|t| t < c.as_str())) {
+            continue;
+        }
+        *ids.entry(id.to_string()).or_default() |= ended;
+    }
+    Ok(ids.into_iter().collect())
+}
+
+/// Read runs by id (the end record when there is one, else the start record), several at a time:
+/// the records are small, so the time goes to opening objects, not to decrypting them.
+fn load_runs(repo: &Repository, ids: &[(String, bool)]) -> Result<Vec<Run>, OpsError> {
+    let load = |(id, ended): &(String, bool)| -> Result<Run, OpsError> {
+        let name = if *ended { format!("runs/{id}.json") } else { format!("runs/{id}.start.json") };
+        Ok(repo.load_json::<Run>(FileType::Lifeboat, &name)?)
+    };
+    if ids.len() < 32 {
+        return ids.iter().map(load).collect();
+    }
+    let threads = 8.min(ids.len().div_ceil(16));
+    let per = ids.len().div_ceil(threads);
+    let parts: Vec<Result<Vec<Run>, OpsError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            ids.chunks(per).map(|chunk| scope.spawn(move || chunk.iter().map(load).collect())).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(RepoError::Invalid("a run reader panicked".into()).into())))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(ids.len());
+    for p in parts {
+        out.extend(p?);
+    }
+    Ok(out)
+}
+
+fn by_start(v: &mut [Run]) {
+    v.sort_by(|a, b| a.started.cmp(&b.started).then(a.id.cmp(&b.id)));
+}
+
 /// Runs that started at or after `since` (all with `None`), oldest first. A run with a start
 /// record and no end record is returned as it started (outcome `running`).
 pub fn runs(repo: &Repository, since: Option<DateTime<Utc>>) -> Result<Vec<Run>, OpsError> {
-    let cutoff = since.map(|t| t.format("%Y%m%dT%H%M%S").to_string());
-    let mut names: Vec<String> = repo
-        .backend()
-        .list(FileType::Lifeboat)
-        .map_err(RepoError::from)?
-        .into_iter()
-        .map(|(n, _)| n)
-        .filter(|n| n.starts_with("runs/") && n.ends_with(".json"))
-        .filter(|n| cutoff.as_ref().is_none_or(|c| n["runs/".len()..].get(..15).is_some_and(|t| t >= c.as_str())))
-        .collect();
-    names.sort();
-    let mut out: std::collections::BTreeMap<String, Run> = std::collections::BTreeMap::new();
-    for name in names {
-        let run: Run = repo.load_json(FileType::Lifeboat, &name)?;
-        match out.get(&run.id) {
-            Some(existing) if existing.finished.is_some() => {}
-            _ => {
-                out.insert(run.id.clone(), run);
+    let mut v = load_runs(repo, &run_ids(repo, since)?)?;
+    by_start(&mut v);
+    Ok(v)
+}
+
+/// Runs with a start record and no end record (running, or their process died), oldest first.
+pub fn unfinished_runs(repo: &Repository) -> Result<Vec<Run>, OpsError> {
+    let ids: Vec<(String, bool)> = run_ids(repo, None)?.into_iter().filter(|(_, ended)| !ended).collect();
+    let mut v = load_runs(repo, &ids)?;
+    by_start(&mut v);
+    Ok(v)
+}
+
+/// Runs newest first, read a batch at a time until `more` (called with each run in turn) returns
+/// `false` or the history ends: what the daemon reads at start instead of the whole history.
+/// Returns the runs read, oldest first.
+pub fn recent_runs(repo: &Repository, mut more: impl FnMut(&Run) -> bool) -> Result<Vec<Run>, OpsError> {
+    let mut ids = run_ids(repo, None)?;
+    ids.reverse();
+    let mut out = Vec::new();
+    // Batches double (64, 128, … 4096): a short history costs one small read, a long one few.
+    let (mut at, mut size) = (0, 64);
+    while at < ids.len() {
+        let end = (at + size).min(ids.len());
+        let mut got = load_runs(repo, &ids[at..end])?;
+        (at, size) = (end, (size * 2).min(4096));
+        // Ids sort by start time: newest first within the batch too.
+        got.sort_by(|a, b| b.started.cmp(&a.started).then(b.id.cmp(&a.id)));
+        for r in got {
+            let go_on = more(&r);
+            out.push(r);
+            if !go_on {
+                by_start(&mut out);
+                return Ok(out);
             }
         }
     }
-    let mut v: Vec<Run> = out.into_values().collect();
-    v.sort_by(|a, b| a.started.cmp(&b.started).then(a.id.cmp(&b.id)));
-    Ok(v)
+    by_start(&mut out);
+    Ok(out)
 }

@@ -77,17 +77,15 @@ pub fn list_in(repo: &Repository, f: &RunFilter) -> Result<Vec<Run>> {
 }
 
 /// Record every run of this host whose process died as failed (the daemon does this when it
-/// starts). Returns the whole history, read once, with those runs ended, and the runs that died.
-pub fn reap(repo: &Repository, o: &Observer) -> Result<(Vec<Run>, Vec<Run>)> {
+/// starts); returns those runs. Only runs without an end record are read.
+pub fn reap(repo: &Repository, o: &Observer) -> Result<Vec<Run>> {
     let mut died = Vec::new();
-    let mut history = records::runs(repo, None)?;
-    for r in history.iter_mut() {
-        if r.outcome == RunOutcome::Running && is_dead(r) {
-            *r = end(repo, r.clone(), RunOutcome::Failed, Some(DIED.into()), o);
-            died.push(r.clone());
+    for r in records::unfinished_runs(repo)? {
+        if r.outcome == RunOutcome::Running && is_dead(&r) {
+            died.push(end(repo, r, RunOutcome::Failed, Some(DIED.into()), o));
         }
     }
-    Ok((history, died))
+    Ok(died)
 }
 
 /// A `running` run of this host whose process no longer exists (or is another program now).

@@ -210,7 +210,7 @@ pub struct NotifySection {
     pub token: Option<String>,
     /// command: argv; the event JSON arrives on stdin.
     pub command: Option<Vec<String>>,
-    /// Which events (default: every event except `backup_ok`).
+    /// Which events (default: see [`NotifySection::wants`]).
     #[serde(default)]
     pub events: Vec<String>,
 }
@@ -220,6 +220,7 @@ pub const NOTIFY_KINDS: &[&str] = &["webhook", "slack", "ntfy", "healthchecks", 
 
 /// Every event a notifier can receive.
 pub const EVENTS: &[&str] = &[
+    "backup_started",
     "backup_failed",
     "backup_ok",
     "rpo_breached",
@@ -240,10 +241,15 @@ impl NotifySection {
         self.name.as_deref().unwrap_or(&self.kind)
     }
 
-    /// Whether this target wants `event`.
+    /// Whether this target wants `event`. Without an `events` list: a `healthchecks` target gets
+    /// each backup's start, success and failure pings (healthchecks.io's model of a job); the
+    /// others get every event but `backup_started` and `backup_ok`.
     pub fn wants(&self, event: &str) -> bool {
         if self.events.is_empty() {
-            return event != "backup_ok";
+            if self.kind == "healthchecks" {
+                return matches!(event, "backup_started" | "backup_ok" | "backup_failed");
+            }
+            return event != "backup_ok" && event != "backup_started";
         }
         self.events.iter().any(|e| e == event)
     }
