@@ -104,11 +104,16 @@ failed_at=$(grep backup_failed "$work/hook.log" | head -1 | cut -d' ' -f1)
 breach_at=$(grep rpo_breached "$work/hook.log" | head -1 | cut -d' ' -f1)
 fail_s=$(python3 -c "print(f'{$failed_at-$start:.2f}')")
 rpo_s=$(python3 -c "print(f'{$breach_at-($backed+20):.2f}')")
+started=$(grep daemon_started "$work/alerts.log" | head -1)
+load_s=$(sed -n 's/.* seconds=\([0-9.]*\).*/\1/p' <<<"$started")
+runs_read=$(sed -n 's/.* runs_read=\([0-9]*\).*/\1/p' <<<"$started")
+records=$(ls "$repo/lifeboat/runs" 2>/dev/null | wc -l)
 
 echo "| measure | value | target |"
 echo "|---|---|---|"
 echo "| idle CPU, 20 sources, 60 s | ${cpu} % | ≤ 0.1 % |"
 echo "| idle peak RSS | ${rss} MiB | ≤ 30 MiB |"
 echo "| /metrics p50 / p99, 100 sources, $snapshots snapshots, 200 scrapes | ${lat% *} / ${lat#* } ms | p99 ≤ 20 ms |"
+echo "| daemon start: state loaded, $runs_read of $records run records read | ${load_s} s | |"
 echo "| daemon start → backup_failed at the webhook (includes the run) | ${fail_s} s | ≤ 2 s |"
 echo "| RPO runs out → rpo_breached at the webhook | ${rpo_s} s | ≤ 60 s |"

@@ -110,6 +110,7 @@ pub enum Update {
 /// Run the daemon until SIGTERM/SIGINT; returns the exit code (0).
 pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
     let log = Log::new(opts.log);
+    let began = Instant::now();
     session.trigger = "daemon".into();
     if session.retry_lock.is_none() {
         // Jobs wait for each other's locks (a prune waits for a backup) instead of failing.
@@ -136,6 +137,7 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
         }
     }
     let history = read_history(&repo, &cfg, &newest).map_err(|e| DaemonError::Service(e.into()))?;
+    let (n_snaps, n_runs) = (snaps.len(), history.len());
     let state = Arc::new(Mutex::new(initial_state(&repo, &cfg, &snaps, &history)?));
     let (tx, rx) = channel::<Msg>();
     // The HTTP server.
@@ -201,7 +203,16 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
     };
     d.set_jobs(&history);
     let n = d.jobs.len();
-    d.log.info("daemon_started", &[("jobs", n.to_string()), ("sources", d.cfg.sources.len().to_string())]);
+    d.log.info(
+        "daemon_started",
+        &[
+            ("jobs", n.to_string()),
+            ("sources", d.cfg.sources.len().to_string()),
+            ("snapshots", n_snaps.to_string()),
+            ("runs_read", n_runs.to_string()),
+            ("seconds", format!("{:.2}", began.elapsed().as_secs_f64())),
+        ],
+    );
     let mut last_rpo = Instant::now() - Duration::from_secs(3600);
     let mut last_space = Instant::now() - Duration::from_secs(3600);
     let mut stopping: Option<Instant> = None;
