@@ -83,6 +83,8 @@ pub enum Command {
     Snapshots(SnapshotsArgs),
     /// List files in a snapshot
     Ls(LsArgs),
+    /// What changed between two snapshots: files added, removed, changed (and a text diff of command outputs)
+    Diff(DiffArgs),
     /// Restore a snapshot: files into a directory, a database, a redis server, a stream
     #[command(after_help = RESTORE_HELP)]
     Restore(RestoreArgs),
@@ -118,7 +120,7 @@ pub enum Command {
     Prune(PruneArgs),
     /// Apply every config source's retention policy, then prune (the nightly clean-up)
     ApplyRetention(ApplyRetentionArgs),
-    /// Show the audit log: key changes, forget/prune, append-only changes, with time, host and user
+    /// Show the audit log (backups, restores, verifications, drills, forget/prune, copies, key and append-only changes); `audit verify` checks its hash chain
     Audit(AuditArgs),
     /// List recorded runs (backups, verifications, restore tests, drills, retention, copies, checks), failed ones too
     #[command(after_help = RUNS_HELP)]
@@ -244,6 +246,19 @@ pub struct LsArgs {
     /// Long listing: mode, owner, size, modification time
     #[arg(short, long)]
     pub long: bool,
+    /// Show each file's SHA-256 of its whole content, from the stored data (as sha256sum prints it)
+    #[arg(long)]
+    pub hash: bool,
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// The older snapshot (id, prefix, or "latest")
+    pub first: String,
+    /// The newer snapshot
+    pub second: String,
     #[command(flatten)]
     pub filter: SnapshotFilter,
 }
@@ -286,6 +301,9 @@ pub struct RestoreArgs {
     /// The source's name, confirming a guarded restore without a prompt (scripts, no terminal)
     #[arg(long, value_name = "SOURCE")]
     pub confirm: Option<String>,
+    /// files: after restoring, PATH (inside the snapshot) must have this SHA-256, else exit 1 (repeatable)
+    #[arg(long = "checksum", value_name = "PATH=sha256:HEX", value_parser = lifeboat_service::restore::parse_checksum)]
+    pub checksums: Vec<(String, String)>,
     #[command(flatten)]
     pub filter: SnapshotFilter,
 }
@@ -631,10 +649,23 @@ pub struct LogsArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct AuditArgs {
+    #[command(subcommand)]
+    pub action: Option<AuditCommand>,
     /// Only events at or after TIME (2026-11-20, RFC 3339, or 30d = thirty days ago)
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check the hash chain: exit 1 naming the first broken link (a record deleted, edited or moved)
+    Verify {
+        /// Checkpoints must be signed by this key (public or secret key file) [default: [drill] signing_key]
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
+    },
 }
 
 const VERIFY_HELP: &str = include_str!("../help/verify-help.txt");
@@ -697,7 +728,7 @@ pub struct DrillRunArgs {
     #[arg(long, env = "LIFEBOAT_DRILL_KEY", value_name = "FILE")]
     pub signing_key: Option<PathBuf>,
     /// Restore a random snapshot of each source instead of its newest (old ones must restore too)
-    #[arg(long, conflicts_with = "snapshot")]
+    #[arg(long, visible_alias = "random", conflicts_with = "snapshot")]
     pub random_snapshot: bool,
 }
 

@@ -51,6 +51,10 @@ pub fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> Result<i32> {
         Command::Sources => sources::list(&c),
         Command::Config(crate::args::ConfigCommand::Check) => sources::config_check(&c),
         Command::Ls(a) => ls::run(&c, &a),
+        Command::Diff(a) => {
+            let d = lifeboat_service::diff::diff(&c.session, &a.first, &a.second, &filter(&a.filter))?;
+            crate::output::show(c.g, &d, || print!("{}", d.text())).map(|_| crate::exit::OK)
+        }
         Command::Restore(a) => restore::run(&c, &a),
         Command::Health(a) => health::run(&c, &a),
         Command::Check(a) => check::run(&c, &a),

@@ -50,6 +50,17 @@ pub fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `v` as JSON with `--json`, else `text()` unless `--quiet`.
+pub fn show<T: serde::Serialize>(g: &Global, v: &T, text: impl FnOnce()) -> anyhow::Result<()> {
+    if g.json {
+        return json(v);
+    }
+    if !g.quiet {
+        text();
+    }
+    Ok(())
+}
+
 /// Draws the service's events: on a terminal a bar (spinner until the total is known, then a
 /// bar with an ETA); otherwise, for people (not `--json`/`--quiet`), a line when a long step
 /// starts and when it ends. Warnings always go to stderr.

@@ -125,7 +125,7 @@ pub fn sources(
             runs::end(&repo, run, RunOutcome::Failed, Some("interrupted".into()), observer.as_ref());
             return Err(RepoError::Interrupted.into());
         }
-        record(&repo, run, &result, observer.as_ref());
+        record(&repo, session, run, &result, observer.as_ref());
         let seconds = started.elapsed().as_secs_f64();
         let detail = match &result {
             Ok(s) => format!("snapshot {}", s.snapshot_id.short()),
@@ -147,13 +147,23 @@ pub fn sources(
         // The index cached at the start does not know the blobs just written.
         let mut repo = repo;
         repo.reset_index();
-        copy_after_backup(session, cfg, &repo, &new, &mut report, interrupt);
+        copy_after_backup(session, cfg, &repo, &new, &mut report, interrupt, observer.as_ref());
     }
     Ok(report)
 }
 
-/// Record how a backup run ended.
-fn record(repo: &Repository, mut run: Run, result: &Result<BackupStats>, o: &Observer) {
+/// Record how a backup run ended, in the run history and the audit log.
+fn record(repo: &Repository, session: &Session, mut run: Run, result: &Result<BackupStats>, o: &Observer) {
+    let (snapshot, details) = match result {
+        Ok(stats) => (
+            Some(stats.snapshot_id.to_hex()),
+            serde_json::json!({ "outcome": if stats.errors.is_empty() { "ok" } else { "partial" },
+                "bytes_added": stats.summary.data_added_packed, "trigger": session.trigger }),
+        ),
+        Err(e) => (None, serde_json::json!({ "outcome": "failed", "error": one_line(e), "trigger": session.trigger })),
+    };
+    let event = lifeboat_ops::audit::Event::new("backup", details).about(run.source.as_deref(), snapshot);
+    crate::audit::record(repo, Some(session), event, o);
     match result {
         Ok(stats) => {
             run.bytes = Some(stats.summary.data_added_packed);
@@ -230,12 +240,13 @@ fn copy_after_backup(
     new: &[SnapshotEntry],
     report: &mut SourcesReport,
     interrupt: &Arc<AtomicBool>,
+    observer: &Observer,
 ) {
     let mut copied_to = Vec::new();
     for c in cfg.copies.iter().filter(|c| c.after_backup) {
         let opts = lifeboat_repository::copy::CopyOptions { dry_run: false, interrupt: Some(interrupt.clone()) };
         let result = Destination::from_section(session, c)
-            .and_then(|dest| copy::copy_to(session, repo, &dest, false, new, &opts));
+            .and_then(|dest| copy::copy_to(session, repo, &dest, false, new, &opts, observer));
         match result {
             Ok(stats) => {
                 report.copies.push((c.label().to_string(), stats));
@@ -306,7 +317,7 @@ pub fn paths(
         ..Default::default()
     };
     let result = archive(&repo, Box::new(walker), &bopts, observer);
-    record(&repo, run, &result, observer.as_ref());
+    record(&repo, session, run, &result, observer.as_ref());
     result
 }
 

@@ -106,11 +106,22 @@ pub fn copy_to(
     init: bool,
     snaps: &[SnapshotEntry],
     opts: &CopyOptions,
+    observer: &Observer,
 ) -> Result<CopyStats> {
     let dst = dest.open(session, src, init)?;
     // --as-of is about the source: the destination is written, so it is locked as always.
     let _lock = Session { as_of: None, ..session.clone() }.lock(&dst, false)?;
-    copy(src, &dst, snaps, opts).with_context(|| format!("copy to {}", dest.label))
+    let stats = copy(src, &dst, snaps, opts).with_context(|| format!("copy to {}", dest.label))?;
+    if !opts.dry_run {
+        // In both audit logs: what left this repository, and what arrived in the other.
+        let ids: Vec<String> = snaps.iter().map(|s| s.id.to_hex()).collect();
+        let copied = stats.snapshots.iter().filter(|s| !s.skipped).count();
+        let out = serde_json::json!({ "to": dest.label, "snapshots": ids, "copied": copied });
+        crate::audit::record(src, Some(session), lifeboat_ops::audit::Event::new("copy", out), observer);
+        let into = serde_json::json!({ "from": src.config().id, "snapshots": ids, "copied": copied });
+        crate::audit::record(&dst, None, lifeboat_ops::audit::Event::new("copy (received)", into), observer);
+    }
+    Ok(stats)
 }
 
 /// What `copy` was asked.
@@ -157,11 +168,11 @@ pub fn run(
     }
     let opts = CopyOptions { dry_run: req.dry_run, interrupt: Some(interrupt.clone()) };
     if req.dry_run {
-        return Ok((dest.label.clone(), copy_to(session, &src, &dest, req.init, &snaps, &opts)?));
+        return Ok((dest.label.clone(), copy_to(session, &src, &dest, req.init, &snaps, &opts, observer.as_ref())?));
     }
     let mut run = crate::runs::begin(&src, session, RunKind::Copy, None, observer.as_ref());
     run.say("info", format!("to {}", dest.label));
-    let result = copy_to(session, &src, &dest, req.init, &snaps, &opts);
+    let result = copy_to(session, &src, &dest, req.init, &snaps, &opts, observer.as_ref());
     match &result {
         Ok(stats) => {
             run.bytes = Some(stats.bytes_stored);

@@ -81,6 +81,10 @@ pub fn drill(
             }
             Err(e) => (RunOutcome::Failed, Some(crate::session::one_line(e))),
         };
+        let details = serde_json::json!({ "outcome": outcome.name(), "error": error, "trigger": session.trigger });
+        let snapshot = result.as_ref().ok().and_then(|r| r.snapshot.map(|id| id.to_hex()));
+        let event = lifeboat_ops::audit::Event::new("drill", details).about(Some(&src.name), snapshot);
+        crate::audit::record(&repo, Some(session), event, observer.as_ref());
         crate::runs::end(&repo, run, outcome, error, observer.as_ref());
         results.push(result?);
     }
@@ -97,6 +101,10 @@ pub fn drill(
     }
     let stored = drill::store_report(&repo, &report.id, &json, &page)?;
     records::record_drill(&repo, &report.summary(Some(stored.clone())))?;
+    // The report, then a checkpoint of the audit log signed with the drill's key.
+    let details = serde_json::json!({ "report": stored, "outcome": report.outcome, "signed": key.is_some() });
+    let event = lifeboat_ops::audit::Event::new("drill report", details);
+    crate::audit::append(&repo, &event, key.as_ref(), true, observer.as_ref());
     Ok(Drilled { report, signed, is_signed: key.is_some(), dir, stored_as: format!("lifeboat/{stored}") })
 }
 

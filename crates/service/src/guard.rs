@@ -6,7 +6,6 @@
 
 use lifeboat_ops::guard::{self, Location};
 pub use lifeboat_ops::guard::{confirm, Refusal};
-use lifeboat_repository::Repository;
 
 use crate::config::Config;
 use crate::error::Result;
@@ -44,13 +43,16 @@ pub fn refusal(plan: &Plan, guarded: &Guarded, name: &str, r: &Refusal) -> Strin
     format!("refused: {}; it is guarded because {}; nothing was changed; {how}", plan.summary(), reasons(guarded))
 }
 
-/// Record a confirmed guarded restore in the audit log.
-pub fn record(repo: &Repository, plan: &Plan, guarded: &Guarded) -> Result<()> {
-    let details = serde_json::json!({
-        "snapshot": plan.snapshot, "source": plan.source, "kind": plan.kind, "target": plan.target,
-        "reasons": guarded.reasons, "plan": plan.summary(),
-    });
-    let event = lifeboat_ops::audit::Event::new("restore (guarded)", details);
-    lifeboat_ops::audit::record(repo, &event)?;
-    Ok(())
+/// The audit event of a restore about to run: `restore`, or `restore (guarded)` with why it was
+/// guarded when the operator confirmed a guarded one.
+pub fn event(plan: &Plan) -> lifeboat_ops::audit::Event {
+    let mut details = serde_json::json!({ "kind": plan.kind, "target": plan.target, "plan": plan.summary() });
+    let action = match &plan.guarded {
+        Some(g) => {
+            details["reasons"] = serde_json::json!(g.reasons);
+            "restore (guarded)"
+        }
+        None => "restore",
+    };
+    lifeboat_ops::audit::Event::new(action, details).about(plan.source.as_deref(), Some(plan.snapshot.to_hex()))
 }

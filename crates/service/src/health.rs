@@ -40,6 +40,8 @@ pub struct Report {
     pub thresholds: Thresholds,
     /// Each source.
     pub sources: Vec<Row>,
+    /// A local repository's free space (below the threshold is a warning).
+    pub free_space: Option<crate::storage::FreeSpace>,
 }
 
 /// The health of `names` (every config source when empty).
@@ -64,8 +66,12 @@ pub fn health(session: &Session, names: &[String], th: &Thresholds) -> Result<Re
             r.problems.push(format!("last backup run failed ({when}): {}", run.error.as_deref().unwrap_or("")));
         }
     }
-    let status = health::overall(rows.iter().map(|r| &r.health));
-    Ok(Report { status, time: now, thresholds: th.clone(), sources: rows })
+    let mut status = health::overall(rows.iter().map(|r| &r.health));
+    let free_space = crate::storage::free_space(session)?;
+    if free_space.as_ref().is_some_and(|f| f.low) {
+        status = status.max(Status::Warning);
+    }
+    Ok(Report { status, time: now, thresholds: th.clone(), sources: rows, free_space })
 }
 
 /// Gather one source's facts and grade them.
@@ -141,6 +147,9 @@ pub fn table_lines(r: &Report) -> Vec<String> {
             drill,
             if r.problems.is_empty() { "-".to_string() } else { r.problems.join("; ") }
         ));
+    }
+    if let Some(f) = &r.free_space {
+        out.push(f.line().replacen("free space    ", "free space:", 1));
     }
     let count = |s: Status| rows.iter().filter(|r| r.health.status == s).count();
     out.push(format!(

@@ -174,13 +174,15 @@ pub fn compare_trees(a: &std::path::Path, b: &std::path::Path) -> Result<u64> {
     Ok(n)
 }
 
-/// `ls`: every entry of the snapshot `reference` below `path` (all with `None`), in tree order.
+/// `ls`: every entry of the snapshot `reference` below `path` (all with `None`), in tree order;
+/// with `hash`, each file's whole-content SHA-256 (hex) computed from the stored data.
 pub fn ls(
     session: &Session,
     reference: &str,
     spec: &FilterSpec,
     path: Option<&str>,
-    each: &mut dyn FnMut(&lifeboat_repository::tree::WalkEntry),
+    hash: bool,
+    each: &mut dyn FnMut(&lifeboat_repository::tree::WalkEntry, Option<&str>),
 ) -> Result<()> {
     use lifeboat_repository::tree;
     let repo = session.open()?;
@@ -196,8 +198,68 @@ pub fn ls(
         }
     }
     tree::walk(&repo, &start, &base, &mut |e| {
-        each(e);
+        let sum = match (hash, e.node.node_type) {
+            (true, lifeboat_format::NodeType::File) => Some(crate::diff::file_sha256(&repo, &e.node)?),
+            _ => None,
+        };
+        each(e, sum.as_deref());
         Ok(true)
     })?;
     Ok(())
+}
+
+fn type_char(t: lifeboat_format::NodeType) -> char {
+    use lifeboat_format::NodeType;
+    match t {
+        NodeType::Dir => 'd',
+        NodeType::Symlink => 'l',
+        NodeType::Dev => 'b',
+        NodeType::Chardev => 'c',
+        NodeType::Fifo => 'p',
+        NodeType::Socket => 's',
+        NodeType::File => '-',
+    }
+}
+
+/// One `ls` entry for people: the path; with `long`, mode, owner, size and time first; with a
+/// hash, `sha256sum`'s layout (`HEX  PATH`; directories and other non-files get dashes).
+pub fn ls_line(e: &lifeboat_repository::tree::WalkEntry, long: bool, hash: Option<Option<&str>>) -> String {
+    use lifeboat_format::mode::unix_permissions_from_go;
+    let n = &e.node;
+    let mut out = match hash {
+        Some(h) => format!("{:<64}  ", h.unwrap_or("-")),
+        None => String::new(),
+    };
+    if long {
+        out.push_str(&format!(
+            "{}{:>4o} {:>8} {:>8} {:>10} {} ",
+            type_char(n.node_type),
+            unix_permissions_from_go(n.mode),
+            if n.user.is_empty() { n.uid.to_string() } else { n.user.clone() },
+            if n.group.is_empty() { n.gid.to_string() } else { n.group.clone() },
+            crate::human::size(n.size),
+            n.mtime
+                .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_default(),
+        ));
+    }
+    out.push_str(&e.path);
+    if long && !n.linktarget.is_empty() {
+        out.push_str(&format!(" -> {}", n.linktarget));
+    }
+    out
+}
+
+/// One `ls` entry as JSON (`sha256` with `--hash`, for files).
+pub fn ls_json(e: &lifeboat_repository::tree::WalkEntry, hash: Option<&str>) -> serde_json::Value {
+    let n = &e.node;
+    let mut v = serde_json::json!({
+        "path": e.path, "type": n.node_type, "size": n.size,
+        "mode": lifeboat_format::mode::unix_permissions_from_go(n.mode), "uid": n.uid, "gid": n.gid,
+        "mtime": n.mtime, "linktarget": (!n.linktarget.is_empty()).then_some(&n.linktarget),
+    });
+    if let (Some(h), Some(o)) = (hash, v.as_object_mut()) {
+        o.insert("sha256".into(), h.into());
+    }
+    v
 }

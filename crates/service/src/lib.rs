@@ -9,10 +9,12 @@
 //!   [`copy`], [`health`], [`storage`], [`keys`]) that return typed results and report progress
 //!   as [`progress::Event`]s. Nothing here prints.
 
+pub mod audit;
 pub mod backup;
 pub mod compare;
 pub mod config;
 pub mod copy;
+pub mod diff;
 pub mod drill;
 mod error;
 mod filter;

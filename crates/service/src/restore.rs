@@ -1,16 +1,18 @@
 //! Restoring a snapshot: its kind's plan first, then the gate (a dry run stops there; a guarded
-//! restore needs the front end's confirmation and is recorded in the audit log), then the work.
+//! restore needs the front end's confirmation), the audit log (every restore), then the work.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use crate::error::Result;
+use lifeboat_repository::snapshots::SnapshotEntry;
+
+use crate::error::{Result, ServiceError};
 use crate::filter::{find_snapshot, FilterSpec};
 use crate::guard;
 use crate::kinds::{RestoreRequest, Restored, RunContext};
 use crate::plan::Plan;
-use crate::progress::{Event, Observer};
-use crate::session::{one_line, Session};
+use crate::progress::Observer;
+use crate::session::Session;
 
 /// What the front end decided after seeing the plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,16 +43,97 @@ pub fn restore(
     let prepared = resolved.source().prepare_restore(&resolved.name, &repo, &snap, req)?;
     let mut plan = prepared.plan;
     guard::assess(cfg.as_deref(), &mut plan)?;
+    check_sum_paths(&repo, &snap, &plan, req)?;
     if decide(&plan)? == Decision::Stop {
         return Ok(None);
     }
-    if let Some(g) = &plan.guarded {
-        if let Err(e) = guard::record(&repo, &plan, g) {
-            observer(&Event::Warning {
-                message: format!("the guarded restore could not be recorded in the audit log: {}", one_line(&e)),
-            });
+    // Every restore is in the audit log (guarded ones with why), recorded before it starts.
+    crate::audit::record(&repo, Some(session), guard::event(&plan), observer.as_ref());
+    let ctx = RunContext { interrupt: Some(interrupt.clone()), observer: observer.clone() };
+    let mut restored = (prepared.run)(&ctx)?;
+    check_sums(req, &mut restored)?;
+    Ok(Some(restored))
+}
+
+/// `--checksum PATH=sha256:HEX`: the path inside the snapshot and the lower-case hex digest.
+pub fn parse_checksum(s: &str) -> std::result::Result<(String, String), String> {
+    let bad = || format!("{s:?}: expected PATH=sha256:HEX (a path inside the snapshot and 64 hex digits)");
+    let (path, sum) = s.rsplit_once('=').ok_or_else(bad)?;
+    let hex = sum.strip_prefix("sha256:").ok_or_else(bad)?;
+    if path.trim_matches('/').is_empty() || hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    Ok((format!("/{}", path.trim_matches('/')), hex.to_ascii_lowercase()))
+}
+
+/// Before a restore: every `--checksum` path is a file of this files snapshot.
+fn check_sum_paths(
+    repo: &lifeboat_repository::Repository,
+    snap: &SnapshotEntry,
+    plan: &Plan,
+    req: &RestoreRequest,
+) -> Result<()> {
+    if req.checksums.is_empty() {
+        return Ok(());
+    }
+    if plan.kind != "files" {
+        return Err(ServiceError::usage(format!(
+            "--checksum checks files restored into a directory; snapshot {} is of a {} source",
+            snap.id.short(),
+            plan.kind
+        )));
+    }
+    for (path, _) in &req.checksums {
+        let node = match lifeboat_repository::tree::find_node(repo, &snap.snapshot.tree, path) {
+            Err(lifeboat_repository::RepoError::PathNotFound(_)) => None,
+            other => other?,
+        };
+        if node.is_none_or(|n| n.node_type != lifeboat_format::NodeType::File) {
+            return Err(ServiceError::usage(format!(
+                "--checksum: {path} is not a file in snapshot {}",
+                snap.id.short()
+            )));
         }
     }
-    let ctx = RunContext { interrupt: Some(interrupt.clone()), observer: observer.clone() };
-    (prepared.run)(&ctx).map(Some)
+    Ok(())
+}
+
+/// After a restore: hash each `--checksum` file as restored; a mismatch is an error.
+fn check_sums(req: &RestoreRequest, restored: &mut Restored) -> Result<()> {
+    let mut results = Vec::new();
+    for (path, want) in &req.checksums {
+        let file = req.target.join(path.trim_start_matches('/'));
+        let got =
+            hash_file(&file).map_err(|e| ServiceError::io(format!("--checksum: cannot read {}", file.display()), e))?;
+        if got != *want {
+            return Err(ServiceError::msg(format!(
+                "checksum mismatch: {path} was restored to {} with sha256:{got}, expected sha256:{want}",
+                file.display()
+            )));
+        }
+        restored.lines.push(format!("checksum ok: {path} sha256:{got}"));
+        results.push(serde_json::json!({ "path": path, "sha256": got, "ok": true }));
+    }
+    if !results.is_empty() {
+        if let Some(o) = restored.json.as_object_mut() {
+            o.insert("checksums".into(), results.into());
+        }
+    }
+    Ok(())
+}
+
+/// Hex SHA-256 of a file, streamed.
+fn hash_file(path: &std::path::Path) -> std::io::Result<String> {
+    use lifeboat_crypto::Digest as _;
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = lifeboat_crypto::hasher();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match f.read(&mut buf)? {
+            0 => break,
+            n => h.update(&buf[..n]),
+        }
+    }
+    Ok(hex::encode(h.finalize()))
 }

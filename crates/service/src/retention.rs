@@ -270,11 +270,7 @@ fn apply_locked(
 
 /// Record an audit event; a failure to record is a warning and does not undo the operation.
 pub fn audit(repo: &Repository, action: &str, details: serde_json::Value, observer: &Observer) {
-    if let Err(e) = lifeboat_ops::audit::record(repo, &lifeboat_ops::audit::Event::new(action, details)) {
-        observer(&Event::Warning {
-            message: format!("could not record {action:?} in the audit log: {}", one_line(&e)),
-        });
-    }
+    crate::audit::record(repo, None, lifeboat_ops::audit::Event::new(action, details), observer);
 }
 
 /// Record what a forget/prune removed (snapshot ids and bytes, never contents).

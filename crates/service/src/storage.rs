@@ -19,6 +19,97 @@ pub fn usage(session: &Session) -> Result<lifeboat_ops::usage::Usage> {
     Ok(lifeboat_ops::usage::usage(&repo)?)
 }
 
+/// Free space of the file system a local repository lives on, against the threshold
+/// (`[jobs] storage_low_percent`, default 10 %; the daemon alerts `storage_low` on the same).
+#[derive(Clone, Debug, Serialize)]
+pub struct FreeSpace {
+    /// The repository's directory.
+    pub path: String,
+    /// Bytes available to this user.
+    pub free_bytes: u64,
+    /// Size of the file system.
+    pub total_bytes: u64,
+    /// `free_bytes` as a share of `total_bytes`.
+    pub free_percent: f64,
+    /// Below this share free is low.
+    pub threshold_percent: u8,
+    /// Whether the free share is below the threshold.
+    pub low: bool,
+}
+
+impl FreeSpace {
+    /// One line for people.
+    pub fn line(&self) -> String {
+        let verdict = if self.low { "LOW: below" } else { "ok, threshold" };
+        format!(
+            "free space     {} of {} ({:.1} %) on {}; {verdict} {} % ([jobs] storage_low_percent)",
+            crate::human::size(self.free_bytes),
+            crate::human::size(self.total_bytes),
+            self.free_percent,
+            self.path,
+            self.threshold_percent
+        )
+    }
+}
+
+/// The free space of a local repository's file system (`None` for S3: a bucket has no size).
+pub fn free_space(session: &Session) -> Result<Option<FreeSpace>> {
+    let url = session.repo_url()?;
+    if lifeboat_backend::is_s3_url(&url) {
+        return Ok(None);
+    }
+    let path = crate::session::local_path(&url)?;
+    let st = nix::sys::statvfs::statvfs(path)
+        .map_err(|e| ServiceError::io(format!("cannot read the free space of {path}"), std::io::Error::from(e)))?;
+    // The statvfs field types differ between platforms (u64 on Linux x86_64, u32 elsewhere).
+    #[allow(clippy::unnecessary_cast)]
+    let (free, total) = {
+        let block = st.fragment_size() as u64;
+        (st.blocks_available() as u64 * block, st.blocks() as u64 * block)
+    };
+    let threshold = session.config()?.and_then(|c| c.jobs.storage_low_percent).unwrap_or(10);
+    let free_percent = if total == 0 { 100.0 } else { free as f64 * 100.0 / total as f64 };
+    Ok(Some(FreeSpace {
+        path: path.to_string(),
+        free_bytes: free,
+        total_bytes: total,
+        free_percent,
+        threshold_percent: threshold,
+        low: total > 0 && free.saturating_mul(100) < total.saturating_mul(u64::from(threshold)),
+    }))
+}
+
+/// `storage usage`: what the repository holds, and the free space where it lives.
+#[derive(Debug, Serialize)]
+pub struct UsageReport {
+    /// Sizes, ratios, sources, growth.
+    #[serde(flatten)]
+    pub usage: lifeboat_ops::usage::Usage,
+    /// Local repositories: the file system's free space.
+    pub free_space: Option<FreeSpace>,
+}
+
+impl UsageReport {
+    /// Whether the free space is below the threshold.
+    pub fn low(&self) -> bool {
+        self.free_space.as_ref().is_some_and(|f| f.low)
+    }
+
+    /// The report for people.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = usage_lines(&self.usage);
+        if let Some(f) = &self.free_space {
+            out.insert(1, f.line());
+        }
+        out
+    }
+}
+
+/// [`usage`] and [`free_space`] together.
+pub fn usage_report(session: &Session) -> Result<UsageReport> {
+    Ok(UsageReport { usage: usage(session)?, free_space: free_space(session)? })
+}
+
 /// One timed step of `storage test`.
 #[derive(Debug, Serialize)]
 pub struct Step {

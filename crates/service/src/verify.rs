@@ -92,6 +92,11 @@ pub fn verify(
         let record = record(&snap, req.read_data, &check, test.as_ref(), share);
         records::record_verification(&repo, &record)?;
         record_run(&repo, session, &snap, &record, req.restore_test, observer.as_ref());
+        let details = serde_json::json!({ "checks": record.checks, "outcome": crate::inventory::status_word(record.outcome),
+            "findings": record.findings.len(), "trigger": session.trigger });
+        let source = snap.snapshot.source.as_ref().map(|s| s.name.as_str());
+        let event = lifeboat_ops::audit::Event::new("verify", details).about(source, Some(snap.id.to_hex()));
+        crate::audit::record(&repo, Some(session), event, observer.as_ref());
         let v = Verified { snapshot: snap, record, check, test };
         each(&v);
         results.push(v);

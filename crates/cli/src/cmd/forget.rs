@@ -129,25 +129,20 @@ pub fn append_only(c: &Ctx, state: Option<&str>) -> Result<i32> {
     Ok(exit::OK)
 }
 
-/// `lifeboat audit`.
+/// `lifeboat audit` and `audit verify`.
 pub fn audit_log(c: &Ctx, a: &AuditArgs) -> Result<i32> {
+    if let Some(crate::args::AuditCommand::Verify { public_key }) = &a.action {
+        let v = lifeboat_service::audit::verify(&c.session, public_key.as_deref())?;
+        output::show(c.g, &v, || print!("{}", v.text()))?;
+        return Ok(if v.ok() { exit::OK } else { exit::FAILURE });
+    }
     let (events, bad) = retention::audit_log(&c.session, a.since.as_deref())?;
     for (name, e) in &bad {
         eprintln!("lifeboat: audit record {name} cannot be read (tampered or damaged?): {e}");
     }
-    if c.g.json {
-        output::json(&events)?;
-    } else if !c.g.quiet {
-        for e in &events {
-            println!(
-                "{}  {:<24} {:<22} {}",
-                e.time.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S"),
-                format!("{}@{}", e.user, e.host),
-                e.action,
-                e.details
-            );
-        }
+    output::show(c.g, &events, || {
+        events.iter().for_each(|e| println!("{}", lifeboat_service::audit::line(e)));
         println!("{}", output::count(events.len(), "event"));
-    }
+    })?;
     Ok(if bad.is_empty() { exit::OK } else { exit::FAILURE })
 }

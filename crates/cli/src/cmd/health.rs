@@ -32,7 +32,7 @@ fn check(c: &Ctx, a: &HealthArgs) -> Result<i32> {
     if c.g.json {
         output::json(&serde_json::json!({
             "status": r.status, "exit_code": r.status.exit_code(), "time": r.time, "thresholds": r.thresholds,
-            "sources": r.sources,
+            "sources": r.sources, "free_space": r.free_space,
         }))?;
     } else if !c.g.quiet || r.status != Status::Ok {
         for l in health::table_lines(&r) {

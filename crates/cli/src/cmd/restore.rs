@@ -24,6 +24,7 @@ pub fn run(c: &Ctx, a: &RestoreArgs) -> Result<i32> {
         from: a.from.clone(),
         until: a.until.clone(),
         globals: a.globals,
+        checksums: a.checksums.clone(),
     };
     let mut code = exit::OK;
     let mut decide = |plan: &Plan| -> lifeboat_service::Result<Decision> {

@@ -75,15 +75,9 @@ fn print_test(c: &Ctx, r: &TestReport) -> Result<()> {
 
 /// `lifeboat storage usage`.
 fn usage(c: &Ctx) -> Result<i32> {
-    let u = storage::usage(&c.session)?;
-    if c.g.json {
-        output::json(&u)?;
-    } else if !c.g.quiet {
-        for l in storage::usage_lines(&u) {
-            println!("{l}");
-        }
-    }
-    Ok(exit::OK)
+    let u = storage::usage_report(&c.session)?;
+    output::show(c.g, &u, || u.lines().iter().for_each(|l| println!("{l}")))?;
+    Ok(if u.low() { exit::FAILURE } else { exit::OK })
 }
 
 fn status(c: &Ctx, b: &S3Backend) -> Result<i32> {
