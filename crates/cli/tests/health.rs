@@ -114,16 +114,17 @@ fn health_is_critical_past_the_rpo_or_without_any_backup() {
         (Some("critical"), Some("never backed up"))
     );
 
-    // The table: one line per source, then the overall line.
+    // The table: one line per source, the repository's free space, then the overall line.
     let t = health(&cfg, &[]).code(2).stdout;
     let lines: Vec<&str> = t.lines().collect();
-    assert_eq!(lines.len(), 4, "{t}");
+    assert_eq!(lines.len(), 5, "{t}");
+    assert!(lines[3].starts_with("free space: ") && lines[3].contains("ok, threshold 10 %"), "{t}");
     assert!(
         lines[1].starts_with("ledger") && lines[1].contains("CRITICAL") && lines[1].contains("older than the RPO"),
         "{t}"
     );
     assert!(lines[2].starts_with("proofs") && lines[2].contains("never backed up"), "{t}");
-    assert_eq!(lines[3], "overall: CRITICAL (2 critical, 0 warning, 0 ok)");
+    assert_eq!(lines[4], "overall: CRITICAL (2 critical, 0 warning, 0 ok)");
 
     // --source narrows the report; the exit code follows the selection.
     backup(&cfg, "proofs");
