@@ -301,7 +301,7 @@ pub struct RestoreArgs {
     /// The source's name, confirming a guarded restore without a prompt (scripts, no terminal)
     #[arg(long, value_name = "SOURCE")]
     pub confirm: Option<String>,
-    /// files: after restoring, PATH (inside the snapshot) must have this SHA-256, else exit 1 (repeatable)
+    /// files, command: after restoring, PATH (inside the snapshot) must have this SHA-256, else exit 1 (repeatable)
     #[arg(long = "checksum", value_name = "PATH=sha256:HEX", value_parser = lifeboat_service::restore::parse_checksum)]
     pub checksums: Vec<(String, String)>,
     #[command(flatten)]

@@ -169,7 +169,7 @@ pub struct RestoreRequest {
     pub until: Option<String>,
     /// postgres: apply the snapshot's roles and tablespaces first.
     pub globals: bool,
-    /// files: `(path inside the snapshot, hex SHA-256)` each restored file must have.
+    /// files and command: `(path inside the snapshot, hex SHA-256)` each restored file must have.
     pub checksums: Vec<(String, String)>,
 }
 

@@ -66,7 +66,7 @@ pub fn parse_checksum(s: &str) -> std::result::Result<(String, String), String> 
     Ok((format!("/{}", path.trim_matches('/')), hex.to_ascii_lowercase()))
 }
 
-/// Before a restore: every `--checksum` path is a file of this files snapshot.
+/// Before a restore: every `--checksum` path is a file of this snapshot (of files or a command).
 fn check_sum_paths(
     repo: &lifeboat_repository::Repository,
     snap: &SnapshotEntry,
@@ -76,7 +76,7 @@ fn check_sum_paths(
     if req.checksums.is_empty() {
         return Ok(());
     }
-    if plan.kind != "files" {
+    if plan.kind != "files" && plan.kind != "command" {
         return Err(ServiceError::usage(format!(
             "--checksum checks files restored into a directory; snapshot {} is of a {} source",
             snap.id.short(),
