@@ -158,4 +158,6 @@ pub fn routes() -> Router<Shared> {
         .route("/events", get(live::events))
         .route("/assets/app.css", get(pages::css))
         .route("/assets/app.js", get(pages::js))
+        .route("/assets/icon.svg", get(pages::icon))
+        .route("/favicon.ico", get(pages::icon))
 }

@@ -38,6 +38,15 @@ fn day(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d").to_string()
 }
 
+/// An axis label: the date, with the time when the axis spans less than two days.
+fn tick(t: DateTime<Utc>, t0: DateTime<Utc>, t1: DateTime<Utc>) -> String {
+    if t1 - t0 < chrono::Duration::days(2) {
+        t.format("%Y-%m-%d %H:%M UTC").to_string()
+    } else {
+        day(t)
+    }
+}
+
 fn frame(title: &str, summary: &str, inner: Markup) -> Markup {
     html! {
         figure.chart {
@@ -55,8 +64,8 @@ fn axis_labels(t0: DateTime<Utc>, t1: DateTime<Utc>, top: &str, bottom: &str) ->
     html! {
         line x1=(x0) y1=(H - BOTTOM) x2=(x1) y2=(H - BOTTOM) stroke=(GRID) {}
         line x1=(x0) y1=(TOP) x2=(x1) y2=(TOP) stroke=(GRID) {}
-        text x=(x0) y=(y) fill=(INK) font-size="11" { (day(t0)) }
-        text x=(x1) y=(y) fill=(INK) font-size="11" text-anchor="end" { (day(t1)) }
+        text x=(x0) y=(y) fill=(INK) font-size="11" { (tick(t0, t0, t1)) }
+        text x=(x1) y=(y) fill=(INK) font-size="11" text-anchor="end" { (tick(t1, t0, t1)) }
         text x=(LEFT - 6.0) y=(TOP + 10.0) fill=(INK) font-size="11" text-anchor="end" { (top) }
         text x=(LEFT - 6.0) y=(H - BOTTOM) fill=(INK) font-size="11" text-anchor="end" { (bottom) }
     }
@@ -134,7 +143,8 @@ pub fn bars(title: &str, items: &[(String, f64)], fmt: impl Fn(f64) -> String) -
     }
     let max = items.iter().map(|i| i.1).fold(0.0f64, f64::max).max(f64::MIN_POSITIVE);
     let n = items.len() as f64;
-    let slot = (W - LEFT - RIGHT) / n;
+    // At most 40 units wide: one day alone is a bar, not a wall.
+    let slot = ((W - LEFT - RIGHT) / n).min(40.0);
     let total: f64 = items.iter().map(|i| i.1).sum();
     let summary =
         format!("{} bars from {} to {}, {} in all", items.len(), items[0].0, items[items.len() - 1].0, fmt(total));
@@ -147,7 +157,9 @@ pub fn bars(title: &str, items: &[(String, f64)], fmt: impl Fn(f64) -> String) -
             text x=(LEFT - 6.0) y=(TOP + 10.0) fill=(INK) font-size="11" text-anchor="end" { (fmt(max)) }
             text x=(LEFT - 6.0) y=(H - BOTTOM) fill=(INK) font-size="11" text-anchor="end" { "0" }
             text x=(LEFT) y=(H - 6.0) fill=(INK) font-size="11" { (first) }
-            text x=(W - RIGHT) y=(H - 6.0) fill=(INK) font-size="11" text-anchor="end" { (last) }
+            @if items.len() > 1 {
+                text x=(LEFT + n * slot) y=(H - 6.0) fill=(INK) font-size="11" text-anchor="end" { (last) }
+            }
             @for (i, (label, v)) in items.iter().enumerate() {
                 @let h = v / max * (H - BOTTOM - TOP);
                 rect x=(format!("{:.1}", LEFT + i as f64 * slot + slot * 0.1)) y=(format!("{:.1}", H - BOTTOM - h))

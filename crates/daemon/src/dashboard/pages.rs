@@ -23,6 +23,7 @@ use crate::Msg;
 
 const CSS: &str = include_str!("../../assets/app.css");
 const JS: &str = include_str!("../../assets/app.js");
+const ICON: &str = include_str!("../../assets/icon.svg");
 
 /// Pages in the navigation: (path, label).
 const NAV: &[(&str, &str)] = &[
@@ -41,6 +42,11 @@ pub async fn css() -> Response {
 /// `GET /assets/app.js`.
 pub async fn js() -> Response {
     asset("text/javascript; charset=utf-8", JS)
+}
+
+/// `GET /assets/icon.svg` (also answers `/favicon.ico`).
+pub async fn icon() -> Response {
+    asset("image/svg+xml", ICON)
 }
 
 fn asset(kind: &'static str, body: &'static str) -> Response {
@@ -68,7 +74,9 @@ fn ago(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Markup {
 }
 
 fn seconds(s: f64) -> String {
-    if s < 10.0 {
+    if s < 1.0 {
+        format!("{s:.2}s")
+    } else if s < 10.0 {
         format!("{s:.1}s")
     } else {
         short_duration(s.round() as u64)
@@ -121,6 +129,7 @@ fn page(title: &str, path: &str, a: Option<&Access>, body: Markup) -> Response {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Lifeboat" }
+                link rel="icon" href="/assets/icon.svg" type="image/svg+xml";
                 link rel="stylesheet" href="/assets/app.css";
                 script src="/assets/app.js" defer {}
             }
@@ -128,14 +137,16 @@ fn page(title: &str, path: &str, a: Option<&Access>, body: Markup) -> Response {
                 a.skip href="#main" { "Skip to the content" }
                 header.top {
                     span.brand { "Lifeboat" }
-                    nav aria-label="Main" {
-                        ul {
-                            @for (href, label) in NAV {
-                                li {
-                                    @if *href == path {
-                                        a href=(href) aria-current="page" { (label) }
-                                    } @else {
-                                        a href=(href) { (label) }
+                    @if a.is_some() {
+                        nav aria-label="Main" {
+                            ul {
+                                @for (href, label) in NAV {
+                                    li {
+                                        @if *href == path {
+                                            a href=(href) aria-current="page" { (label) }
+                                        } @else {
+                                            a href=(href) { (label) }
+                                        }
                                     }
                                 }
                             }
