@@ -142,6 +142,18 @@ fn refresher(
     }
 }
 
+/// Adds `Server-Timing: app;dur=MS` (from the request to the response's headers) to every
+/// dashboard response, for bench/dashboard.sh and the browser's developer tools.
+async fn server_timing(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let t = std::time::Instant::now();
+    let mut r = next.run(req).await;
+    let v = format!("app;dur={:.2}", t.elapsed().as_secs_f64() * 1000.0);
+    if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
+        r.headers_mut().insert("server-timing", v);
+    }
+    r
+}
+
 /// The dashboard's routes (merged into the daemon's router).
 pub fn routes() -> Router<Shared> {
     Router::new()
@@ -160,4 +172,5 @@ pub fn routes() -> Router<Shared> {
         .route("/assets/app.js", get(pages::js))
         .route("/assets/icon.svg", get(pages::icon))
         .route("/favicon.ico", get(pages::icon))
+        .layer(axum::middleware::from_fn(server_timing))
 }

@@ -311,7 +311,7 @@ mod tests {
             Job { name: "backup:a".into(), work: Work::Backup("a".into()), schedule: "every 1h".parse().unwrap() };
         let verify = Job {
             name: "verify".into(),
-            work: Work::Verify { restore_test: false },
+            work: Work::Verify { restore_test: false, source: None },
             schedule: "every 1d".parse().unwrap(),
         };
         let newest: HashMap<String, DateTime<Utc>> = [("a".to_string(), ago(30))].into();
