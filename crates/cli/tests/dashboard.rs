@@ -335,6 +335,26 @@ fn off_loopback_the_dashboard_needs_a_token_and_actions_need_the_admin_token_and
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(backup_runs(&cfg, "docs").len(), before + 1);
 
+    // "Verify now" and "Start a drill" run for this source only, as daemon jobs.
+    for (what, kind) in [("verify", "restore_test"), ("drill", "drill")] {
+        let path = format!("/sources/docs/{what}");
+        let r = http(port, "POST", &path, &[("cookie", &as_), ("origin", &origin)], &format!("csrf={csrf}"));
+        assert_eq!(r.code, 303, "{what}: {}", r.body);
+        let done = wait_for(Duration::from_secs(60), || {
+            let runs = lbc(&cfg, &["runs", "--json", "--source", "docs"]).ok().json();
+            let runs = runs.as_array().unwrap().clone();
+            runs.into_iter().find(|x| x["kind"] == kind && x["outcome"] != "running")
+        });
+        let run = done.unwrap_or_else(|| panic!("no {kind} run of docs:\n{}", d.log_text()));
+        assert_eq!((run["outcome"].as_str(), run["trigger"].as_str()), (Some("ok"), Some("daemon")), "{run:#}");
+    }
+    let r =
+        http(port, "POST", "/sources/docs/prune", &[("cookie", &as_), ("origin", &origin)], &format!("csrf={csrf}"));
+    assert_eq!(r.code, 404, "only backup, verify and drill are actions");
+    let r =
+        http(port, "POST", "/sources/nope/backup", &[("cookie", &as_), ("origin", &origin)], &format!("csrf={csrf}"));
+    assert_eq!(r.code, 404, "an unknown source");
+
     // Logout ends the session.
     let r = http(port, "POST", "/logout", &[("cookie", &as_), ("origin", &origin)], &format!("csrf={csrf}"));
     assert_eq!(r.code, 303);

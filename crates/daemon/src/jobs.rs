@@ -288,6 +288,24 @@ mod tests {
     }
 
     #[test]
+    fn one_off_jobs_name_a_known_source_and_an_action() {
+        let dir = std::env::temp_dir();
+        let text = format!(
+            "[repository]\nurl = \"/tmp/x\"\n[[source]]\nname = \"db\"\nkind = \"files\"\npath = \"{}\"\n",
+            dir.display()
+        );
+        let cfg = Config::parse(&text, std::path::Path::new("lifeboat.toml")).unwrap();
+        let v = once("verify:db", &cfg).unwrap();
+        assert_eq!(v.work, Work::Verify { restore_test: true, source: Some("db".into()) });
+        assert_eq!((v.kind(), v.source()), (RunKind::RestoreTest, Some("db")));
+        assert_eq!(once("drill:db", &cfg).unwrap().work, Work::Drill { random: false, source: Some("db".into()) });
+        assert_eq!(once("backup:db", &cfg).unwrap().work, Work::Backup("db".into()));
+        assert!(once("backup:nope", &cfg).is_none());
+        assert!(once("prune:db", &cfg).is_none());
+        assert!(once("check", &cfg).is_none());
+    }
+
+    #[test]
     fn cron_in_a_fixed_time_zone() {
         let s: Schedule = "0 3 * * *".parse().unwrap();
         let tz = chrono::FixedOffset::east_opt(2 * 3600).map(Zone::Fixed);

@@ -146,8 +146,10 @@ pub fn bars(title: &str, items: &[(String, f64)], fmt: impl Fn(f64) -> String) -
     // At most 40 units wide: one day alone is a bar, not a wall.
     let slot = ((W - LEFT - RIGHT) / n).min(40.0);
     let total: f64 = items.iter().map(|i| i.1).sum();
-    let summary =
-        format!("{} bars from {} to {}, {} in all", items.len(), items[0].0, items[items.len() - 1].0, fmt(total));
+    let summary = match items {
+        [one] => format!("1 bar, {}: {}", one.0, fmt(total)),
+        _ => format!("{} bars from {} to {}, {} in all", items.len(), items[0].0, items[items.len() - 1].0, fmt(total)),
+    };
     let (first, last) = (items[0].0.clone(), items[items.len() - 1].0.clone());
     frame(
         title,

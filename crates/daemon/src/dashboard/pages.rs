@@ -483,7 +483,6 @@ fn runs_table(runs: &[Run], with_source: bool, now: DateTime<Utc>) -> Markup {
 
 fn source_body(d: &SourceDetail, a: &Access, q: &Notice, running: &[Running], now: DateTime<Utc>) -> Markup {
     let r = &d.row;
-    let t0 = d.snapshots.first().map(|s| s.time).unwrap_or(now).max(now - chrono::Duration::days(90));
     let mut marks: Vec<(DateTime<Utc>, bool)> = d.snapshots.iter().map(|s| (s.time, true)).collect();
     marks.extend(
         d.runs
@@ -491,6 +490,8 @@ fn source_body(d: &SourceDetail, a: &Access, q: &Notice, running: &[Running], no
             .filter(|x| x.kind.name() == "backup" && x.outcome == RunOutcome::Failed)
             .map(|x| (x.started, false)),
     );
+    // From the first mark, at most 90 days back.
+    let t0 = marks.iter().map(|m| m.0).min().unwrap_or(now).max(now - chrono::Duration::days(90));
     let sizes: Vec<(DateTime<Utc>, f64)> = d.snapshots.iter().map(|s| (s.time, s.logical_bytes as f64)).collect();
     let dedup: Vec<(DateTime<Utc>, f64)> = d.snapshots.iter().map(|s| (s.time, s.dedup_ratio)).collect();
     let size_fmt = |v: f64| human::size(v as u64);
@@ -515,10 +516,14 @@ fn source_body(d: &SourceDetail, a: &Access, q: &Notice, running: &[Running], no
         (running_list(running, Some(&r.name)))
         section aria-labelledby="restore-h" {
             h2 #restore-h { "Restore" }
-            p { "Restores the newest snapshot; change the target (see " code { "lifeboat restore --help" } ") and add " code { "--dry-run" } " to see the plan first." }
-            div.copyable {
-                pre #restore-cmd { code { (d.restore_command) } }
-                button type="button" data-copy="restore-cmd" { "Copy the command" }
+            p hidden[d.snapshots.is_empty()] { "Restores the newest snapshot; change the target (see " code { "lifeboat restore --help" } ") and add " code { "--dry-run" } " to see the plan first." }
+            @if d.snapshots.is_empty() {
+                p { "There is no snapshot to restore yet." }
+            } @else {
+                div.copyable {
+                    pre #restore-cmd { code { (d.restore_command) } }
+                    button type="button" data-copy="restore-cmd" { "Copy the command" }
+                }
             }
         }
         section aria-labelledby="snapshots-h" {
