@@ -34,6 +34,8 @@ pub struct Shared {
     pub token: Option<String>,
     /// Admin token (actions).
     pub admin: Option<String>,
+    /// The dashboard: the repository's records in memory, sessions, live progress.
+    pub dash: Arc<crate::dashboard::Dash>,
 }
 
 /// Serve until the process ends, over TLS when `tls` is given. Returns the bound address (port 0
@@ -49,6 +51,7 @@ pub fn serve(addr: SocketAddr, shared: Shared, tls: Option<Arc<tls::CertFiles>>)
         .route("/api/v1/status", get(status))
         .route("/api/v1/runs", get(runs))
         .route("/api/v1/sources/{name}/backup", post(backup))
+        .merge(crate::dashboard::routes())
         .with_state(shared);
     // The TLS listener's accept task is spawned on the runtime, so it is built inside it.
     enum Accept {

@@ -25,11 +25,15 @@ pub enum Work {
     Verify {
         /// With a restore test.
         restore_test: bool,
+        /// Only this source (the dashboard's "verify now").
+        source: Option<String>,
     },
     /// `drill` of every source.
     Drill {
         /// A random snapshot of each source instead of the newest.
         random: bool,
+        /// Only this source (the dashboard's "start a drill").
+        source: Option<String>,
     },
     /// `copy` to one or every `[[copy]]` destination.
     Copy {
@@ -56,8 +60,8 @@ impl Job {
             Work::Backup(_) => RunKind::Backup,
             Work::ApplyRetention => RunKind::ApplyRetention,
             Work::Check { .. } => RunKind::Check,
-            Work::Verify { restore_test: true } => RunKind::RestoreTest,
-            Work::Verify { restore_test: false } => RunKind::Verify,
+            Work::Verify { restore_test: true, .. } => RunKind::RestoreTest,
+            Work::Verify { restore_test: false, .. } => RunKind::Verify,
             Work::Drill { .. } => RunKind::Drill,
             Work::Copy { .. } => RunKind::Copy,
         }
@@ -67,6 +71,7 @@ impl Job {
     pub fn source(&self) -> Option<&str> {
         match &self.work {
             Work::Backup(s) => Some(s),
+            Work::Verify { source, .. } | Work::Drill { source, .. } => source.as_deref(),
             _ => None,
         }
     }
@@ -86,8 +91,8 @@ pub fn jobs(cfg: &Config) -> Vec<Job> {
         let work = match name {
             "apply_retention" => Work::ApplyRetention,
             "check" => Work::Check { read_data_percent: t.read_data_percent.unwrap_or(0) },
-            "verify" => Work::Verify { restore_test: t.restore_test.unwrap_or(true) },
-            "drill" => Work::Drill { random: t.random_snapshot },
+            "verify" => Work::Verify { restore_test: t.restore_test.unwrap_or(true), source: None },
+            "drill" => Work::Drill { random: t.random_snapshot, source: None },
             _ if t.to.is_none() => {
                 // A copy job per destination, so each is scheduled, skipped and reported alone.
                 for c in &cfg.copies {
@@ -105,6 +110,20 @@ pub fn jobs(cfg: &Config) -> Vec<Job> {
         out.push(Job { name: name.to_string(), work, schedule });
     }
     out
+}
+
+/// A job started once from the API or the dashboard, for a source of the config:
+/// `backup:NAME`, `verify:NAME` (with a restore test) or `drill:NAME`.
+pub fn once(name: &str, cfg: &Config) -> Option<Job> {
+    let (what, source) = name.split_once(':')?;
+    let source = cfg.find(source).ok()?.name.clone();
+    let work = match what {
+        "backup" => Work::Backup(source),
+        "verify" => Work::Verify { restore_test: true, source: Some(source) },
+        "drill" => Work::Drill { random: false, source: Some(source) },
+        _ => return None,
+    };
+    Some(Job { name: name.to_string(), work, schedule: Schedule::Continuous })
 }
 
 /// The next time after `after` in the time zone `offset` (`None`: local), plus a random jitter
@@ -269,6 +288,24 @@ mod tests {
     }
 
     #[test]
+    fn one_off_jobs_name_a_known_source_and_an_action() {
+        let dir = std::env::temp_dir();
+        let text = format!(
+            "[repository]\nurl = \"/tmp/x\"\n[[source]]\nname = \"db\"\nkind = \"files\"\npath = \"{}\"\n",
+            dir.display()
+        );
+        let cfg = Config::parse(&text, std::path::Path::new("lifeboat.toml")).unwrap();
+        let v = once("verify:db", &cfg).unwrap();
+        assert_eq!(v.work, Work::Verify { restore_test: true, source: Some("db".into()) });
+        assert_eq!((v.kind(), v.source()), (RunKind::RestoreTest, Some("db")));
+        assert_eq!(once("drill:db", &cfg).unwrap().work, Work::Drill { random: false, source: Some("db".into()) });
+        assert_eq!(once("backup:db", &cfg).unwrap().work, Work::Backup("db".into()));
+        assert!(once("backup:nope", &cfg).is_none());
+        assert!(once("prune:db", &cfg).is_none());
+        assert!(once("check", &cfg).is_none());
+    }
+
+    #[test]
     fn cron_in_a_fixed_time_zone() {
         let s: Schedule = "0 3 * * *".parse().unwrap();
         let tz = chrono::FixedOffset::east_opt(2 * 3600).map(Zone::Fixed);
@@ -292,7 +329,7 @@ mod tests {
             Job { name: "backup:a".into(), work: Work::Backup("a".into()), schedule: "every 1h".parse().unwrap() };
         let verify = Job {
             name: "verify".into(),
-            work: Work::Verify { restore_test: false },
+            work: Work::Verify { restore_test: false, source: None },
             schedule: "every 1d".parse().unwrap(),
         };
         let newest: HashMap<String, DateTime<Utc>> = [("a".to_string(), ago(30))].into();

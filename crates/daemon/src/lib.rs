@@ -23,11 +23,12 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use lifeboat_ops::records::{self, Run, RunKind, RunOutcome};
 use lifeboat_repository::Repository;
-use lifeboat_service::config::{Config, Schedule};
+use lifeboat_service::config::Config;
 use lifeboat_service::progress::{Event, Observer};
 use lifeboat_service::session::Loaded;
 use lifeboat_service::{one_line, Session};
 
+pub mod dashboard;
 pub mod http;
 pub mod jobs;
 pub mod log;
@@ -140,6 +141,7 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
     let (n_snaps, n_runs) = (snaps.len(), history.len());
     let state = Arc::new(Mutex::new(initial_state(&repo, &cfg, &snaps, &history)?));
     let (tx, rx) = channel::<Msg>();
+    let hub = dashboard::Hub::default();
     // The HTTP server.
     let api_session = Arc::new(Mutex::new(session.clone()));
     let listen = opts.listen.clone().or_else(|| cfg.server.as_ref().and_then(|s| s.listen.clone()));
@@ -156,12 +158,14 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
                 "[server] listen = {addr} is not a loopback address: set token_file (a bearer token is required off loopback)"
             )));
         }
+        let dash = dashboard::Dash::start(&session, &cfg, hub.clone(), log);
         let shared = http::Shared {
             state: state.clone(),
             session: api_session.clone(),
             tx: Arc::new(Mutex::new(tx.clone())),
             token,
             admin,
+            dash,
         };
         let tls = tls_files(&cfg)?;
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -200,6 +204,7 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
         interrupt: Arc::new(AtomicBool::new(false)),
         alerted: HashMap::new(),
         started: HashMap::new(),
+        hub,
     };
     d.set_jobs(&history);
     let n = d.jobs.len();
@@ -255,12 +260,11 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
             }
             Ok(Msg::Done(f)) => d.finished(*f),
             Ok(Msg::RunNow(job)) => {
-                let source = job.strip_prefix("backup:").filter(|n| d.cfg.find(n).is_ok()).map(String::from);
                 if d.jobs.iter().any(|j| j.name == job) {
                     d.due.insert(job, Utc::now());
-                } else if let (Some(name), false) = (source, d.running.contains_key(&job)) {
-                    // A source without a schedule: one run now (the API's "back up now").
-                    let once = Job { name: job, work: Work::Backup(name), schedule: Schedule::Continuous };
+                } else if let (Some(once), false) = (jobs::once(&job, &d.cfg), d.running.contains_key(&job)) {
+                    // Not a scheduled job: one run now (the API's and the dashboard's "back up
+                    // now", "verify now", "start a drill").
                     d.spawn(once);
                 } else {
                     d.log.warn("unknown_job", &[("job", job)]);
@@ -363,6 +367,8 @@ struct Daemon {
     alerted: HashMap<(String, String), bool>,
     /// Deliveries of `backup_started` per source, which the end of that backup waits for.
     started: HashMap<String, Vec<std::thread::JoinHandle<bool>>>,
+    /// Running jobs and their progress, for the dashboard.
+    hub: dashboard::Hub,
 }
 
 impl Daemon {
@@ -449,10 +455,12 @@ impl Daemon {
             }
         }
         self.running.insert(job.name.clone(), Instant::now());
+        self.hub.started(&job.name, job.source());
         let (session, cfg, tx, interrupt, log) =
             (self.session.clone(), self.cfg.clone(), self.tx.clone(), self.interrupt.clone(), self.log);
+        let hub = self.hub.clone();
         std::thread::spawn(move || {
-            let f = work(&session, &cfg, &job, &interrupt, log);
+            let f = work(&session, &cfg, &job, &interrupt, log, &hub);
             let _ = tx.send(Msg::Done(Box::new(f)));
         });
     }
@@ -460,6 +468,7 @@ impl Daemon {
     fn finished(&mut self, f: Finished) {
         let took = self.running.remove(&f.job).map(|t| t.elapsed().as_secs_f64()).unwrap_or(0.0);
         self.log.info("run_finished", &[("job", f.job.clone()), ("seconds", format!("{took:.1}"))]);
+        self.hub.finished(&f.job, f.counted.iter().all(|(_, o)| *o != RunOutcome::Failed));
         let mut alerts = f.alerts;
         if let Ok(mut st) = self.state.lock() {
             for (k, o) in &f.counted {
@@ -649,19 +658,27 @@ impl Daemon {
     }
 }
 
-/// Log the service's warnings.
-fn observer(log: Log, job: String) -> Arc<Observer> {
+/// Log the service's warnings; pass every event to the dashboard's live view.
+fn observer(log: Log, job: String, hub: dashboard::Hub) -> Arc<Observer> {
     Arc::new(move |e: &Event| {
         if let Event::Warning { message } = e {
             log.warn("warning", &[("job", job.clone()), ("message", message.clone())]);
         }
+        hub.event(&job, e);
     })
 }
 
 /// Run one job through the service layer.
-fn work(session: &Session, cfg: &Config, job: &Job, interrupt: &Arc<AtomicBool>, log: Log) -> Finished {
+fn work(
+    session: &Session,
+    cfg: &Config,
+    job: &Job,
+    interrupt: &Arc<AtomicBool>,
+    log: Log,
+    hub: &dashboard::Hub,
+) -> Finished {
     use lifeboat_service::{backup, copy, drill, inventory, retention, verify};
-    let o = observer(log, job.name.clone());
+    let o = observer(log, job.name.clone(), hub.clone());
     let mut f = Finished {
         job: job.name.clone(),
         alerts: Vec::new(),
@@ -731,8 +748,9 @@ fn work(session: &Session, cfg: &Config, job: &Job, interrupt: &Arc<AtomicBool>,
                 log.error("run_failed", &[("job", f.job.clone()), ("error", e)]);
             }
         }
-        Work::Verify { restore_test } => {
-            let req = verify::VerifyRequest { restore_test: *restore_test, ..Default::default() };
+        Work::Verify { restore_test, source } => {
+            let filter = lifeboat_service::FilterSpec { source: source.clone(), ..Default::default() };
+            let req = verify::VerifyRequest { restore_test: *restore_test, filter, ..Default::default() };
             match verify::verify(session, &req, interrupt, &o, &mut |_| {}) {
                 Ok(report) => {
                     for d in &report.damaged {
@@ -755,8 +773,9 @@ fn work(session: &Session, cfg: &Config, job: &Job, interrupt: &Arc<AtomicBool>,
                 Err(e) => fail(&mut f, "verify_failed", None, one_line(&e)),
             }
         }
-        Work::Drill { random } => {
-            match drill::drill(session, &drill::DrillRequest { random: *random, ..Default::default() }, interrupt, &o) {
+        Work::Drill { random, source } => {
+            let req = drill::DrillRequest { random: *random, source: source.clone(), ..Default::default() };
+            match drill::drill(session, &req, interrupt, &o) {
                 Ok(d) => {
                     for s in &d.report.sources {
                         let ok = s.outcome != lifeboat_ops::records::Outcome::Failed;

@@ -29,15 +29,18 @@ pub fn argv(job: &Job, t: &Target) -> Vec<String> {
         Work::ApplyRetention => vec!["apply-retention"],
         Work::Check { read_data_percent } if *read_data_percent > 0 => vec!["check", "--read-data"],
         Work::Check { .. } => vec!["check"],
-        Work::Verify { restore_test: true } => vec!["verify", "--restore-test"],
-        Work::Verify { restore_test: false } => vec!["verify"],
-        Work::Drill { random: true } => vec!["drill", "--random-snapshot"],
-        Work::Drill { random: false } => vec!["drill"],
+        Work::Verify { restore_test: true, .. } => vec!["verify", "--restore-test"],
+        Work::Verify { restore_test: false, .. } => vec!["verify"],
+        Work::Drill { random: true, .. } => vec!["drill", "--random-snapshot"],
+        Work::Drill { random: false, .. } => vec!["drill"],
         Work::Copy { to: Some(d) } => vec!["copy", "--to", d],
         // jobs() names a destination for every copy job.
         Work::Copy { to: None } => vec!["copy"],
     };
     v.extend(rest.into_iter().map(String::from));
+    if let Work::Verify { source: Some(s), .. } | Work::Drill { source: Some(s), .. } = &job.work {
+        v.extend(["--source".to_string(), s.clone()]);
+    }
     v
 }
 

@@ -72,6 +72,12 @@ pub struct Growth {
 
 /// Compute the report.
 pub fn usage(repo: &Repository) -> Result<Usage, OpsError> {
+    let (snaps, _) = snapshots::list(repo)?;
+    usage_of(repo, &snaps)
+}
+
+/// Compute the report with the snapshots already loaded (the dashboard keeps them in memory).
+pub fn usage_of(repo: &Repository, snaps: &[snapshots::SnapshotEntry]) -> Result<Usage, OpsError> {
     let mut u = Usage::default();
     let b = repo.backend();
     let packs = b.list(FileType::Pack).map_err(lifeboat_repository::RepoError::from)?;
@@ -90,11 +96,10 @@ pub fn usage(repo: &Repository) -> Result<Usage, OpsError> {
             u.unique_bytes += blob.uncompressed_length.map_or(blob.length.saturating_sub(32) as u64, u64::from);
         }
     }
-    let (snaps, _) = snapshots::list(repo)?;
     u.snapshots = snaps.len();
     let mut per: BTreeMap<String, SourceUsage> = BTreeMap::new();
     let mut days: BTreeMap<String, Growth> = BTreeMap::new();
-    for s in &snaps {
+    for s in snaps {
         let sn = &s.snapshot;
         let (size, added) =
             sn.summary.as_ref().map(|x| (x.total_bytes_processed, x.data_added_packed)).unwrap_or_default();

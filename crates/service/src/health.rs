@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use lifeboat_ops::health::{self, short_duration, Facts, SourceHealth, Status, Thresholds};
-use lifeboat_ops::records::{self, DrillSummary, RunKind, RunOutcome, Verification};
+use lifeboat_ops::records::{self, DrillSummary, Run, RunKind, RunOutcome, Verification};
 use lifeboat_repository::snapshots::{self, SnapshotEntry};
 use serde::Serialize;
 
@@ -52,10 +52,35 @@ pub fn health(session: &Session, names: &[String], th: &Thresholds) -> Result<Re
     let (snaps, _) = snapshots::list(&repo)?;
     let verifications = records::verifications(&repo)?;
     let drills = records::drills(&repo)?;
-    let now = Utc::now();
     let filter = crate::runs::RunFilter { kind: Some(RunKind::Backup), ..Default::default() };
     let backups = crate::runs::list_in(&repo, &filter)?;
-    let mut rows = selected.into_iter().map(|s| row(s, &snaps, &verifications, &drills, now, th)).collect::<Vec<_>>();
+    let records = Records { snapshots: &snaps, verifications: &verifications, drills: &drills, runs: &backups };
+    let mut report = assess(&selected, &records, Utc::now(), th);
+    report.free_space = crate::storage::free_space(session)?;
+    if report.free_space.as_ref().is_some_and(|f| f.low) {
+        report.status = report.status.max(Status::Warning);
+    }
+    Ok(report)
+}
+
+/// The records a health report is graded from (all oldest first).
+#[derive(Clone, Copy, Debug)]
+pub struct Records<'a> {
+    /// Every snapshot.
+    pub snapshots: &'a [SnapshotEntry],
+    /// Every verification record.
+    pub verifications: &'a [Verification],
+    /// Every drill summary.
+    pub drills: &'a [DrillSummary],
+    /// The run history (runs of other kinds are ignored).
+    pub runs: &'a [Run],
+}
+
+/// Grade `selected` sources from records already read (the dashboard keeps them in memory).
+pub fn assess(selected: &[&SourceConfig], records: &Records<'_>, now: DateTime<Utc>, th: &Thresholds) -> Report {
+    let Records { snapshots: snaps, verifications, drills, runs } = *records;
+    let mut rows = selected.iter().map(|s| row(s, snaps, verifications, drills, now, th)).collect::<Vec<_>>();
+    let backups: Vec<&Run> = runs.iter().filter(|r| r.kind == RunKind::Backup).collect();
     for r in rows.iter_mut() {
         let last = backups.iter().rev().find(|b| b.source.as_deref() == Some(&r.name) && b.finished.is_some());
         if let Some(run) = last.filter(|b| b.outcome == RunOutcome::Failed) {
@@ -66,12 +91,8 @@ pub fn health(session: &Session, names: &[String], th: &Thresholds) -> Result<Re
             r.problems.push(format!("last backup run failed ({when}): {}", run.error.as_deref().unwrap_or("")));
         }
     }
-    let mut status = health::overall(rows.iter().map(|r| &r.health));
-    let free_space = crate::storage::free_space(session)?;
-    if free_space.as_ref().is_some_and(|f| f.low) {
-        status = status.max(Status::Warning);
-    }
-    Ok(Report { status, time: now, thresholds: th.clone(), sources: rows, free_space })
+    let status = health::overall(rows.iter().map(|r| &r.health));
+    Report { status, time: now, thresholds: th.clone(), sources: rows, free_space: None }
 }
 
 /// Gather one source's facts and grade them.

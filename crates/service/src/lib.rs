@@ -24,6 +24,7 @@ pub mod human;
 pub mod inventory;
 pub mod keys;
 pub mod kinds;
+pub mod overview;
 pub mod plan;
 pub mod progress;
 pub mod repair;

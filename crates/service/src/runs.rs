@@ -89,7 +89,7 @@ pub fn reap(repo: &Repository, o: &Observer) -> Result<Vec<Run>> {
 }
 
 /// A `running` run of this host whose process no longer exists (or is another program now).
-fn is_dead(r: &Run) -> bool {
+pub fn is_dead(r: &Run) -> bool {
     if r.host != records::host() {
         return false;
     }
