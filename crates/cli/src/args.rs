@@ -91,6 +91,8 @@ pub enum Command {
     /// Per source: last backup against its RPO, last verification, last drill (exit 0 ok, 1 warning, 2 critical)
     #[command(after_help = HEALTH_HELP)]
     Health(HealthArgs),
+    /// Run the config's probes now (or those named) and keep their values; `probe history NAME` shows the trend (exit 0 ok, 1 warning, 2 critical, 3 unknown)
+    Probe(ProbeArgs),
     /// Check the repository for damage (names each damaged pack, blob, index or snapshot)
     Check(CheckArgs),
     /// Prove snapshots: structure, every blob read back (--read-data), a restore into a scratch target (--restore-test)
@@ -323,6 +325,30 @@ pub struct HealthArgs {
     /// A backup older than this percentage of the RPO is a warning
     #[arg(long, default_value_t = 80, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
     pub rpo_warning: u8,
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ProbeArgs {
+    #[command(subcommand)]
+    pub history: Option<ProbeCommand>,
+    /// Only these probes (default: every `[[probe]]` of the config file)
+    pub names: Vec<String>,
+    /// Do not keep the values in the repository
+    #[arg(long)]
+    pub no_record: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProbeCommand {
+    /// A probe's kept values, the trend per day and when it reaches its critical threshold
+    History {
+        /// The probe
+        name: String,
+        /// Values since (a duration ago such as 30d, or a date)
+        #[arg(long, default_value = "30d", value_name = "TIME")]
+        since: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -57,6 +57,7 @@ pub fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> Result<i32> {
         }
         Command::Restore(a) => restore::run(&c, &a),
         Command::Health(a) => health::run(&c, &a),
+        Command::Probe(a) => health::probe(&c, &a),
         Command::Check(a) => check::run(&c, &a),
         Command::Verify(a) => verify::run(&c, &a),
         Command::Compare(a) => compare::run(&c, &a),

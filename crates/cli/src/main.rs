@@ -47,33 +47,12 @@ fn default_sigpipe() {
 #[cfg(not(unix))]
 fn default_sigpipe() {}
 
-/// Variables that name a file, a password or a config: set but empty means unset (a common
-/// result of `VAR=$(cat missing-file)` or an empty line in an env file), said on stderr.
-const UNSET_WHEN_EMPTY: &[&str] = &[
-    "LIFEBOAT_PASSWORD",
-    "LIFEBOAT_PASSWORD_FILE",
-    "LIFEBOAT_PASSWORD_COMMAND",
-    "LIFEBOAT_CONFIG",
-    "LIFEBOAT_REPOSITORY",
-    "LIFEBOAT_NEW_PASSWORD",
-    "LIFEBOAT_NEW_PASSWORD_FILE",
-    "LIFEBOAT_TO_PASSWORD",
-    "LIFEBOAT_TO_PASSWORD_FILE",
-];
-
-fn unset_empty_variables() {
-    for var in UNSET_WHEN_EMPTY {
-        if std::env::var_os(var).is_some_and(|v| v.is_empty()) {
-            eprintln!("note: {var} is set but empty; treating it as unset");
-            std::env::remove_var(var);
-        }
-    }
-}
-
 fn main() {
     default_sigpipe();
     limit_malloc_arenas();
-    unset_empty_variables();
+    for var in lifeboat_service::session::unset_empty_variables() {
+        eprintln!("note: {var} is set but empty; treating it as unset");
+    }
     let cli = match args::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -458,3 +458,57 @@ fn tls_serves_https_only_picks_up_a_renewed_certificate_and_refuses_a_bad_pair()
         assert!(!out.stderr.contains("panicked"), "{out:#?}");
     }
 }
+
+#[test]
+fn the_daemon_runs_probes_on_their_interval_exports_them_and_alerts_on_changes() {
+    let tmp = tempdir();
+    let (repo, level) = (tmp.path().join("repo"), tmp.path().join("level"));
+    fs::write(&level, "100\n").unwrap();
+    let (hook, got) = receiver();
+    let cfg = tmp.path().join("lifeboat.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[repository]\nurl = \"{}\"\n\n[[probe]]\nname = \"level\"\ncommand = [\"cat\", \"{}\"]\n\
+             warning_below = 50\ncritical_below = 10\ninterval = \"1s\"\n\n[[notify]]\nkind = \"webhook\"\n\
+             url = \"http://127.0.0.1:{hook}/alerts\"\nevents = [\"probe_warning\", \"probe_critical\", \"probe_recovered\"]\n",
+            s(&repo),
+            s(&level)
+        ),
+    )
+    .unwrap();
+    lbc(&cfg, &["init", "--kdf-n", "1024"]).ok();
+    let log = tmp.path().join("daemon.log");
+    let mut d = daemon(&cfg, &log);
+    let port = port_of(&log);
+    let metric = |want: &str| {
+        wait_for(Duration::from_secs(15), || get(port, "/metrics").1.contains(want).then_some(())).is_some()
+    };
+    assert!(metric("lifeboat_probe_value{probe=\"level\"} 100.0"), "{}", read(&log));
+    assert!(metric("lifeboat_probe_status{probe=\"level\"} 0"), "{}", read(&log));
+    let events = || -> Vec<String> {
+        got.lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| serde_json::from_str::<serde_json::Value>(b).unwrap()["event"].as_str().unwrap().to_string())
+            .collect()
+    };
+    fs::write(&level, "5\n").unwrap();
+    assert!(metric("lifeboat_probe_status{probe=\"level\"} 2"), "{}", read(&log));
+    assert!(
+        wait_for(Duration::from_secs(10), || events().contains(&"probe_critical".to_string()).then_some(())).is_some()
+    );
+    fs::write(&level, "100\n").unwrap();
+    assert!(
+        wait_for(Duration::from_secs(15), || events().contains(&"probe_recovered".to_string()).then_some(())).is_some()
+    );
+    // Once per change: a critical level seen for several seconds alerted once.
+    assert_eq!(events(), ["probe_critical", "probe_recovered"], "{}", read(&log));
+    signal(&d, "-TERM");
+    assert_eq!(d.wait().unwrap().code(), Some(0));
+    // The samples are in the repository: their history shows the dip.
+    let h = lbc(&cfg, &["--json", "probe", "history", "level"]).ok();
+    let h: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let values: Vec<f64> = h["samples"].as_array().unwrap().iter().filter_map(|x| x["value"].as_f64()).collect();
+    assert!(values.len() >= 3 && values.contains(&5.0) && values.contains(&100.0), "{values:?}");
+}

@@ -219,3 +219,160 @@ fn health_and_storage_usage_check_free_space_against_the_threshold() {
     assert_ne!(bad.code, 0);
     assert!(bad.one_error_line().contains("storage_low_percent must be 0 to 100"), "{}", bad.stderr);
 }
+
+/// A local HTTP server answering every GET with `body` (status 200), until the test ends.
+fn json_server(body: &'static str) -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(s, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    port
+}
+
+#[test]
+fn probes_grade_a_falling_cycles_balance_keep_its_history_and_forecast_the_critical_threshold() {
+    let dir = tempdir();
+    let (repo, state) = (dir.path().join("repo"), dir.path().join("balance"));
+    // A stand-in for `dfx canister status`: the balance falls by 1 T cycles per call.
+    fs::write(&state, "4000000000000").unwrap();
+    let dfx = dir.path().join("dfx-status");
+    fs::write(
+        &dfx,
+        format!(
+            "#!/bin/sh\nb=$(cat {st})\necho \"Canister status call result for quri.\"\necho \"Status: Running\"\n\
+             printf 'Balance: %s Cycles\\n' \"$(echo $b | sed -e ':a' -e 's/\\([0-9]\\)\\([0-9]\\{{3\\}}\\)\\($\\|_\\)/\\1_\\2\\3/;ta')\"\n\
+             echo $((b - 1000000000000)) > {st}\n",
+            st = s(&state)
+        ),
+    )
+    .unwrap();
+    chmod(&dfx, 0o755);
+    let port = json_server(r#"{"queue":{"depth":"1,250"}}"#);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = dir.path().join("lifeboat.toml");
+    let head = format!("[repository]\nurl = \"{}\"\n", s(&repo));
+    fs::write(
+        &cfg,
+        format!(
+            r#"{head}
+[[probe]]
+name = "cycles"
+command = ["{dfx}"]
+regex = 'Balance: ([0-9_,]+) Cycles'
+warning_below = 2_500_000_000_000
+critical_below = 1_500_000_000_000
+unit = "cycles"
+
+[[probe]]
+name = "queue"
+url = "http://127.0.0.1:{port}/status"
+json_path = "$.queue.depth"
+warning_above = 1000
+
+[[probe]]
+name = "secretless"
+command = ["sh", "-c", "test -n \"$LIFEBOAT_PASSWORD$PROBE_PASSED\" && echo 1 || echo 0"]
+
+[[probe]]
+name = "passed"
+command = ["sh", "-c", "echo $PROBE_PASSED"]
+env = ["PROBE_PASSED"]
+
+[[probe]]
+name = "words"
+command = ["echo", "hello"]
+
+[[probe]]
+name = "hangs"
+command = ["sleep", "30"]
+timeout = "1s"
+
+[[probe]]
+name = "down"
+url = "http://127.0.0.1:{closed}/"
+"#,
+            dfx = s(&dfx)
+        ),
+    )
+    .unwrap();
+    lbc(&cfg, &["init", "--kdf-n", "1024"]).ok();
+    let probe = |args: &[&str]| {
+        run(bare().env("LIFEBOAT_PASSWORD", PASSWORD).env("PROBE_PASSED", "42").arg("--config").arg(&cfg).args(args))
+    };
+
+    // The balance falls: 4 T ok, 3 T ok, 2 T warning, 1 T critical — the exit code says so.
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let r = probe(&["probe", "cycles"]);
+        codes.push(r.code);
+        assert!(r.stdout.contains("cycles"), "{r:#?}");
+    }
+    assert_eq!(codes, [0, 0, 1, 2]);
+    let r = probe(&["--json", "probe", "cycles", "queue", "secretless", "passed"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let value = |name: &str| v["probes"].as_array().unwrap().iter().find(|p| p["probe"] == name).unwrap().clone();
+    assert_eq!(value("cycles")["value"], 0.0);
+    assert_eq!(value("cycles")["status"], "critical");
+    assert!(value("cycles")["message"].as_str().unwrap().contains("below 1_500_000_000_000 cycles"), "{v:#}");
+    assert_eq!(value("queue")["value"], 1250.0);
+    assert_eq!(value("queue")["status"], "warning");
+    // The repository password (and any variable not listed) never reaches a probe; one listed in
+    // `env` does.
+    assert_eq!(value("secretless")["value"], 0.0, "{v:#}");
+    assert_eq!(value("passed")["value"], 42.0, "{v:#}");
+    assert_eq!(r.code, 2, "{r:#?}");
+
+    // Probes that yield no number are unknown (3), each with one line saying why.
+    let r = probe(&["probe", "--no-record"]);
+    assert_eq!(r.code, 3, "{r:#?}");
+    let line = |name: &str| {
+        r.stdout.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name}: {r:#?}")).to_string()
+    };
+    assert!(line("words").contains("unknown") && line("words").contains("printed no number"), "{r:#?}");
+    assert!(line("hangs").contains("did not finish within 1s"), "{r:#?}");
+    assert!(line("down").contains("cannot connect"), "{r:#?}");
+    assert!(!r.stdout.contains(&closed.to_string()), "a probe URL was shown: {r:#?}");
+
+    // History: the kept values (the --no-record run kept none), the trend and the forecast.
+    let h = probe(&["--json", "probe", "history", "cycles", "--since", "1h"]).ok();
+    let h: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let values: Vec<f64> = h["samples"].as_array().unwrap().iter().map(|x| x["value"].as_f64().unwrap()).collect();
+    assert_eq!(values, [4e12, 3e12, 2e12, 1e12, 0.0]);
+    assert!(h["burn_per_day"].as_f64().unwrap() < 0.0, "{h:#}");
+    assert!(h["forecast"].is_null(), "already past the critical threshold: {h:#}");
+    let text = probe(&["probe", "history", "queue"]).ok().stdout;
+    assert!(text.contains("1_250") || text.contains("1250"), "{text}");
+    assert!(text.contains("trend: unknown (1 samples"), "{text}");
+
+    // health shows each probe's newest kept value; a critical probe makes it critical (2).
+    let r = probe(&["health"]);
+    assert_eq!(r.code, 2, "{r:#?}");
+    assert!(r.stdout.contains("probe cycles: critical 0 ("), "{r:#?}");
+    assert!(r.stdout.contains("probe queue: warning 1250 ("), "{r:#?}");
+
+    // Bad input: one line, exit 3 (unknown) as for health.
+    let r = probe(&["probe", "nope"]);
+    assert_eq!(r.code, 3);
+    assert!(r.stderr.trim().starts_with("lifeboat: probe unknown: no probe named \"nope\""), "{r:#?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:#?}");
+    for (bad, want) in [
+        ("[[probe]]\nname = \"x\"\n", "needs `command` (argv) or `url`"),
+        ("[[probe]]\nname = \"x\"\ncommand = [\"true\"]\nregex = \"no group\"\n", "one group"),
+        ("[[probe]]\nname = \"x y\"\ncommand = [\"true\"]\n", "use letters, digits"),
+        (
+            "[[probe]]\nname = \"x\"\ncommand = [\"true\"]\nwarning_below = 1\ncritical_below = 5\n",
+            "critical_below (5) is above warning_below (1)",
+        ),
+    ] {
+        fs::write(&cfg, format!("{head}\n{bad}")).unwrap();
+        let r = lbc(&cfg, &["config", "check"]);
+        assert_ne!(r.code, 0, "{bad}");
+        assert!(r.stderr.contains("lifeboat.toml:4: [[probe]]") && r.stderr.contains(want), "{bad}: {r:#?}");
+    }
+}

@@ -133,7 +133,7 @@ async fn status(Axum(s): Axum<Shared>, headers: HeaderMap) -> Response {
         let r = lifeboat_service::health::health(&session, &[], &th).map_err(|e| lifeboat_service::one_line(&e))?;
         Ok(serde_json::json!({
             "status": r.status, "exit_code": r.status.exit_code(), "time": r.time, "thresholds": r.thresholds,
-            "sources": r.sources,
+            "sources": r.sources, "free_space": r.free_space, "probes": r.probes,
         }))
     })
     .await

@@ -33,6 +33,7 @@ pub mod http;
 pub mod jobs;
 pub mod log;
 pub mod notify;
+pub mod probes;
 pub mod state;
 pub mod units;
 
@@ -71,6 +72,8 @@ pub enum Msg {
     Done(Box<Finished>),
     /// Run this job now (API).
     RunNow(String),
+    /// A probe's sample, stored.
+    Probe(Box<lifeboat_ops::probe::Sample>),
 }
 
 /// A run that ended.
@@ -203,6 +206,7 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
         running: HashMap::new(),
         interrupt: Arc::new(AtomicBool::new(false)),
         alerted: HashMap::new(),
+        probes: probes::Probes::default(),
         started: HashMap::new(),
         hub,
     };
@@ -225,6 +229,7 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
         let now = Utc::now();
         if stopping.is_none() {
             d.start_due(now);
+            d.probes.start_due(&d.cfg, &d.repo, &d.tx, d.log);
         }
         if last_rpo.elapsed() >= Duration::from_secs(10) {
             d.evaluate_rpo(now);
@@ -249,7 +254,7 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
             .min()
             .map(|t| (*t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(Duration::from_secs(1))
-            .min(Duration::from_secs(1));
+            .min(d.probes.wait(Duration::from_secs(1)));
         match rx.recv_timeout(wait) {
             Ok(Msg::Signal(sig)) if sig == signal_hook::consts::SIGHUP => d.reload(),
             Ok(Msg::Signal(_)) => {
@@ -259,6 +264,14 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
                 }
             }
             Ok(Msg::Done(f)) => d.finished(*f),
+            Ok(Msg::Probe(sample)) => {
+                if let Ok(mut st) = d.state.lock() {
+                    st.probes.insert(sample.probe.clone(), (sample.value, sample.status));
+                }
+                if let Some(a) = d.probes.finished(&sample) {
+                    d.alert(a);
+                }
+            }
             Ok(Msg::RunNow(job)) => {
                 if d.jobs.iter().any(|j| j.name == job) {
                     d.due.insert(job, Utc::now());
@@ -363,6 +376,8 @@ struct Daemon {
     due: BTreeMap<String, DateTime<Utc>>,
     running: HashMap<String, Instant>,
     interrupt: Arc<AtomicBool>,
+    /// The probes' schedule and last status.
+    probes: probes::Probes,
     /// Alerts sent per (event family, source), so repeats are not re-sent.
     alerted: HashMap<(String, String), bool>,
     /// Deliveries of `backup_started` per source, which the end of that backup waits for.
@@ -518,6 +533,12 @@ impl Daemon {
     /// Send an alert unless the same condition was already reported (failures are sent once
     /// until the source recovers).
     fn alert(&mut self, a: Alert) {
+        if a.event.starts_with("probe_") {
+            // Probes alert on their own changes of status (see probes.rs): nothing to suppress.
+            self.log.info("alert", &[("alert", a.event.clone()), ("message", a.message.clone())]);
+            let _ = notify::send(&self.cfg.notify, &a, self.log, Retry::default());
+            return;
+        }
         let family = match a.event.as_str() {
             "backup_failed" | "backup_ok" => "backup",
             "rpo_breached" | "rpo_recovered" => "rpo",

@@ -49,7 +49,7 @@ impl Alert {
 
     /// Whether the event is bad news (healthchecks: fail), a start, or good news.
     pub fn is_failure(&self) -> bool {
-        !matches!(self.event.as_str(), "backup_ok" | "rpo_recovered" | "test" | "backup_started")
+        !matches!(self.event.as_str(), "backup_ok" | "rpo_recovered" | "probe_recovered" | "test" | "backup_started")
     }
 }
 

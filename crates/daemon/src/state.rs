@@ -57,6 +57,8 @@ pub struct State {
     pub copies: BTreeMap<String, Option<DateTime<Utc>>>,
     /// Runs by (kind, outcome).
     pub runs: HashMap<(String, String), u64>,
+    /// Each probe's last value and status.
+    pub probes: BTreeMap<String, (Option<f64>, lifeboat_ops::probe::ProbeStatus)>,
     /// When the daemon started.
     pub started: DateTime<Utc>,
     /// Set once the first load from the repository is done.
@@ -169,6 +171,16 @@ impl State {
             free.get_or_create(&vec![]).set(f as f64);
         }
         let copy_lag = gauge("lifeboat_copy_lag_seconds", "Seconds since the last successful copy to each destination");
+        let probe_value = gauge("lifeboat_probe_value", "Each probe's last value");
+        let probe_status =
+            gauge("lifeboat_probe_status", "Each probe's status: 0 ok, 1 warning, 2 critical, 3 unknown");
+        for (name, (v, st)) in &self.probes {
+            let l = vec![("probe".to_string(), name.clone())];
+            if let Some(v) = v {
+                probe_value.get_or_create(&l).set(*v);
+            }
+            probe_status.get_or_create(&l).set(f64::from(st.exit_code()));
+        }
         let runs = Family::<Vec<(String, String)>, Counter>::default();
         reg.register("lifeboat_runs", "Runs by kind and outcome", runs.clone());
         let ts = |t: &DateTime<Utc>| t.timestamp_millis() as f64 / 1000.0;

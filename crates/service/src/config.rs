@@ -21,9 +21,11 @@ use crate::kinds::{self, Source};
 
 pub mod daemon;
 mod fields;
+pub mod probe;
 pub mod schedule;
 
 pub use daemon::{JobSpec, JobTable, JobsSection, NotifySection, ServerSection, Zone};
+pub use probe::ProbeSection;
 pub use schedule::Schedule;
 
 /// Fields every source has, whatever its kind.
@@ -40,6 +42,8 @@ pub struct Config {
     pub copies: Vec<CopySection>,
     /// Where alerts go.
     pub notify: Vec<NotifySection>,
+    /// Numbers to watch (`[[probe]]`).
+    pub probes: Vec<ProbeSection>,
     /// The daemon's HTTP server (metrics, health, API).
     pub server: Option<ServerSection>,
     /// Repository jobs and scheduling limits of the daemon.
@@ -62,6 +66,8 @@ struct RawConfig {
     copy: Vec<toml::Spanned<CopySection>>,
     #[serde(default)]
     notify: Vec<toml::Spanned<NotifySection>>,
+    #[serde(default)]
+    probe: Vec<toml::Spanned<ProbeSection>>,
     #[serde(default)]
     server: Option<ServerSection>,
     #[serde(default)]
@@ -276,6 +282,16 @@ impl Config {
             n.validate().map_err(|e| ServiceError::msg(format!("{at}: [[notify]] {}: {e}", n.label())))?;
             notify.push(n);
         }
+        let mut probes: Vec<ProbeSection> = Vec::new();
+        for p in raw.probe {
+            let at = at_offset(p.span().start);
+            let p = p.into_inner();
+            p.validate().map_err(|e| ServiceError::msg(format!("{at}: [[probe]] {}: {e}", p.name)))?;
+            if probes.iter().any(|q| q.name == p.name) {
+                return Err(ServiceError::msg(format!("{at}: probe name {:?} is already used", p.name)));
+            }
+            probes.push(p);
+        }
         let jobs = match raw.jobs {
             Some(j) => {
                 let at = at_offset(j.span().start);
@@ -290,6 +306,7 @@ impl Config {
             sources,
             copies,
             notify,
+            probes,
             server: raw.server,
             jobs,
             drill: raw.drill,

@@ -42,12 +42,19 @@ pub struct Report {
     pub sources: Vec<Row>,
     /// A local repository's free space (below the threshold is a warning).
     pub free_space: Option<crate::storage::FreeSpace>,
+    /// The newest kept sample of each configured probe (a critical one makes the report
+    /// critical; a warning or one without a value, a warning).
+    pub probes: Vec<lifeboat_ops::probe::Sample>,
 }
 
 /// The health of `names` (every config source when empty).
 pub fn health(session: &Session, names: &[String], th: &Thresholds) -> Result<Report> {
     let cfg = session.require_config("no config file")?;
-    let selected = cfg.select(names, names.is_empty())?;
+    // A config with probes and no sources (a canister's cycles monitor) has a health too.
+    let selected = match names.is_empty() && cfg.sources.is_empty() && !cfg.probes.is_empty() {
+        true => Vec::new(),
+        false => cfg.select(names, names.is_empty())?,
+    };
     let repo = session.open()?;
     let (snaps, _) = snapshots::list(&repo)?;
     let verifications = records::verifications(&repo)?;
@@ -59,6 +66,22 @@ pub fn health(session: &Session, names: &[String], th: &Thresholds) -> Result<Re
     report.free_space = crate::storage::free_space(session)?;
     if report.free_space.as_ref().is_some_and(|f| f.low) {
         report.status = report.status.max(Status::Warning);
+    }
+    if !cfg.probes.is_empty() {
+        let mut latest = lifeboat_ops::probe::latest(&repo)?;
+        latest.retain(|p| cfg.probes.iter().any(|c| c.name == p.probe));
+        for p in &latest {
+            use lifeboat_ops::probe::ProbeStatus as P;
+            let grade = if p.status == P::Critical {
+                Status::Critical
+            } else if p.status == P::Ok {
+                Status::Ok
+            } else {
+                Status::Warning
+            };
+            report.status = report.status.max(grade);
+        }
+        report.probes = latest;
     }
     Ok(report)
 }
@@ -92,7 +115,7 @@ pub fn assess(selected: &[&SourceConfig], records: &Records<'_>, now: DateTime<U
         }
     }
     let status = health::overall(rows.iter().map(|r| &r.health));
-    Report { status, time: now, thresholds: th.clone(), sources: rows, free_space: None }
+    Report { status, time: now, thresholds: th.clone(), sources: rows, free_space: None, probes: Vec::new() }
 }
 
 /// Gather one source's facts and grade them.
@@ -171,6 +194,12 @@ pub fn table_lines(r: &Report) -> Vec<String> {
     }
     if let Some(f) = &r.free_space {
         out.push(f.line().replacen("free space    ", "free space:", 1));
+    }
+    for p in &r.probes {
+        let value = p.value.map(crate::probe::human_number).unwrap_or_else(|| "no value".into());
+        let age = ago(Some((now - p.time).num_seconds().max(0)));
+        let why = p.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+        out.push(format!("probe {}: {} {value} ({age}){why}", p.probe, p.status.label()));
     }
     let count = |s: Status| rows.iter().filter(|r| r.health.status == s).count();
     out.push(format!(

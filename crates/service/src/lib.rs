@@ -26,6 +26,7 @@ pub mod keys;
 pub mod kinds;
 pub mod overview;
 pub mod plan;
+pub mod probe;
 pub mod progress;
 pub mod repair;
 pub mod restore;

@@ -123,3 +123,56 @@ pub fn kind_named(name: &str) -> Result<RunKind> {
     .find(|k| k.name() == name)
     .ok_or_else(|| ServiceError::usage(format!("unknown run kind {name:?}")))
 }
+
+/// One line of `lifeboat logs`: a run's message.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LogLine {
+    /// When it was said.
+    pub time: DateTime<Utc>,
+    /// `error`, `warning` or `info`.
+    pub level: String,
+    /// The run's id.
+    pub run: String,
+    /// The run's kind.
+    pub kind: RunKind,
+    /// The run's source.
+    pub source: Option<String>,
+    /// The text.
+    pub message: String,
+}
+
+fn rank(level: &str) -> u8 {
+    match level {
+        "error" => 2,
+        "warning" => 1,
+        _ => 0,
+    }
+}
+
+/// The messages of the runs `f` selects at `level` or worse, oldest first, the last `tail` when
+/// given. A run that died has no messages of its own: its error is its message.
+pub fn logs(session: &Session, f: &RunFilter, level: &str, tail: Option<usize>) -> Result<Vec<LogLine>> {
+    let min = rank(level);
+    let mut lines = Vec::new();
+    for r in list(session, f)? {
+        let line = |time, level: &str, message: &str| LogLine {
+            time,
+            level: level.into(),
+            run: r.id.clone(),
+            kind: r.kind,
+            source: r.source.clone(),
+            message: message.into(),
+        };
+        lines.extend(r.messages.iter().filter(|m| rank(&m.level) >= min).map(|m| line(m.time, &m.level, &m.text)));
+        if r.outcome == RunOutcome::Failed && r.messages.is_empty() {
+            if let Some(e) = &r.error {
+                lines.push(line(r.started, "error", e));
+            }
+        }
+    }
+    lines.sort_by_key(|l| l.time);
+    if let Some(n) = tail {
+        lines.drain(..lines.len().saturating_sub(n));
+    }
+    Ok(lines)
+}

@@ -18,6 +18,31 @@ use crate::error::{Context as _, Result, ServiceError};
 /// The default config file name (in the current directory).
 pub const DEFAULT_CONFIG: &str = "lifeboat.toml";
 
+/// Variables that name a file, a password or a config: set but empty means unset (a common
+/// result of `VAR=$(cat missing-file)` or an empty line in an env file).
+const UNSET_WHEN_EMPTY: &[&str] = &[
+    "LIFEBOAT_PASSWORD",
+    "LIFEBOAT_PASSWORD_FILE",
+    "LIFEBOAT_PASSWORD_COMMAND",
+    "LIFEBOAT_CONFIG",
+    "LIFEBOAT_REPOSITORY",
+    "LIFEBOAT_NEW_PASSWORD",
+    "LIFEBOAT_NEW_PASSWORD_FILE",
+    "LIFEBOAT_TO_PASSWORD",
+    "LIFEBOAT_TO_PASSWORD_FILE",
+];
+
+/// Unset the [`UNSET_WHEN_EMPTY`] variables that are set but empty; their names, for a note.
+/// Call first thing in `main`, before other threads exist.
+pub fn unset_empty_variables() -> Vec<&'static str> {
+    let empty: Vec<&'static str> =
+        UNSET_WHEN_EMPTY.iter().copied().filter(|v| std::env::var_os(v).is_some_and(|x| x.is_empty())).collect();
+    for var in &empty {
+        std::env::remove_var(var);
+    }
+    empty
+}
+
 /// Asks a person for a secret: `(what, confirm)` → the secret. Front ends without a terminal
 /// leave it unset and the operation fails with a hint instead.
 pub type Prompt = dyn Fn(&str, bool) -> Result<Vec<u8>> + Send + Sync;

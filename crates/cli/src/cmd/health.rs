@@ -7,7 +7,7 @@ use lifeboat_ops::health::{Status, Thresholds};
 use lifeboat_service::health;
 
 use super::Ctx;
-use crate::args::HealthArgs;
+use crate::args::{HealthArgs, ProbeArgs, ProbeCommand};
 use crate::{exit, output};
 
 /// Exit code when the health cannot be determined (monitoring-plugin UNKNOWN).
@@ -32,7 +32,7 @@ fn check(c: &Ctx, a: &HealthArgs) -> Result<i32> {
     if c.g.json {
         output::json(&serde_json::json!({
             "status": r.status, "exit_code": r.status.exit_code(), "time": r.time, "thresholds": r.thresholds,
-            "sources": r.sources, "free_space": r.free_space,
+            "sources": r.sources, "free_space": r.free_space, "probes": r.probes,
         }))?;
     } else if !c.g.quiet || r.status != Status::Ok {
         for l in health::table_lines(&r) {
@@ -40,4 +40,22 @@ fn check(c: &Ctx, a: &HealthArgs) -> Result<i32> {
         }
     }
     Ok(r.status.exit_code())
+}
+
+/// `probe [NAME…]` and `probe history NAME`: exit codes as `health`'s (an error is 3, unknown).
+pub fn probe(c: &Ctx, a: &ProbeArgs) -> Result<i32> {
+    let r = (|| -> Result<i32> {
+        let print = |lines: Vec<String>| lines.iter().for_each(|l| println!("{l}"));
+        if let Some(ProbeCommand::History { name, since }) = &a.history {
+            let h = lifeboat_service::probe::history(&c.session, name, Some(since))?;
+            return output::show(c.g, &h, || print(h.lines())).map(|_| 0);
+        }
+        let progress = output::Progress::new(c.g);
+        let r = lifeboat_service::probe::run(&c.session, &a.names, !a.no_record, &**progress.observer())?;
+        output::show(c.g, &r, || print(r.lines())).map(|_| r.status.exit_code())
+    })();
+    r.or_else(|e| {
+        eprintln!("lifeboat: probe unknown: {}", exit::message(&e));
+        Ok(UNKNOWN)
+    })
 }

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use chrono::Local;
-use lifeboat_ops::records::{Run, RunMessage, RunOutcome};
+use lifeboat_ops::records::{Run, RunOutcome};
 use lifeboat_service::runs::{self, RunFilter};
 
 use super::Ctx;
@@ -58,52 +58,15 @@ fn detail(r: &Run) -> String {
     }
 }
 
-fn rank(level: &str) -> u8 {
-    match level {
-        "error" => 2,
-        "warning" => 1,
-        _ => 0,
-    }
-}
-
 pub fn logs(c: &Ctx, a: &LogsArgs) -> Result<i32> {
     let f = RunFilter { source: a.source.clone(), since: Some(a.since.clone()), ..Default::default() };
-    let list = runs::list(&c.session, &f)?;
-    let min = rank(&a.level);
-    let mut lines = Vec::new();
-    for r in &list {
-        for m in r.messages.iter().filter(|m| rank(&m.level) >= min) {
-            lines.push((m.time, r, m.clone()));
+    let lines = runs::logs(&c.session, &f, &a.level, a.tail)?;
+    output::show(c.g, &lines, || {
+        for l in &lines {
+            let source = l.source.as_ref().map(|s| format!(" {s}")).unwrap_or_default();
+            let t = l.time.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S");
+            println!("{t}  {:<7} {}{source}: {}", l.level, l.kind.name(), l.message);
         }
-        if r.outcome == RunOutcome::Failed && r.messages.is_empty() {
-            // A run that died has no messages of its own: its error is the message.
-            if let Some(e) = &r.error {
-                let m = RunMessage { time: r.started, level: "error".into(), text: e.clone() };
-                lines.push((r.started, r, m));
-            }
-        }
-    }
-    lines.sort_by_key(|(t, _, _)| *t);
-    if let Some(n) = a.tail {
-        lines.drain(..lines.len().saturating_sub(n));
-    }
-    if c.g.json {
-        let out: Vec<_> = lines
-            .iter()
-            .map(|(t, r, m)| serde_json::json!({"time": t, "level": m.level, "run": r.id, "kind": r.kind, "source": r.source, "message": m.text}))
-            .collect();
-        output::json(&out)?;
-        return Ok(exit::OK);
-    }
-    for (t, r, m) in &lines {
-        println!(
-            "{}  {:<7} {}{}: {}",
-            t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S"),
-            m.level,
-            r.kind.name(),
-            r.source.as_ref().map(|s| format!(" {s}")).unwrap_or_default(),
-            m.text
-        );
-    }
-    Ok(exit::OK)
+    })
+    .map(|_| exit::OK)
 }

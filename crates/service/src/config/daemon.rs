@@ -233,6 +233,9 @@ pub const EVENTS: &[&str] = &[
     "storage_low",
     "size_anomaly",
     "config_invalid",
+    "probe_warning",
+    "probe_critical",
+    "probe_recovered",
 ];
 
 impl NotifySection {
