@@ -189,7 +189,8 @@ fn dashboard_in_a_real_browser_with_postgres_sqlite_and_files() {
          [[source]]\nname = \"ledger\"\nkind = \"sqlite\"\npath = \"{ledger}\"\nschedule = \"@daily\"\nrpo = \"2d\"\nrto = \"5m\"\n\n\
          [[source]]\nname = \"proofs\"\nkind = \"files\"\npaths = [\"{files}\"]\nschedule = \"@daily\"\nrpo = \"1d\"\n\n\
          [[source]]\nname = \"nightly-export\"\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"sleep 4; seq 1 200000\"]\nrpo = \"1d\"\n\n\
-         [[source]]\nname = \"broken-export\"\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"echo cannot reach the API >&2; exit 3\"]\n",
+         [[source]]\nname = \"broken-export\"\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"echo cannot reach the API >&2; exit 3\"]\n\n\
+         [[probe]]\nname = \"cycles\"\ncommand = [\"echo\", \"Balance: 3_100_000_000_000 Cycles\"]\nregex = 'Balance: ([0-9_]+)'\nwarning_below = 5_000_000_000_000\nunit = \"cycles\"\n",
         key = s(&key),
         ledger = s(&ledger),
         files = s(&files),

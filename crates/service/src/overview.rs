@@ -441,7 +441,7 @@ pub fn storage(cfg: &Config, cat: &Catalog, repo_url: &str) -> StorageView {
     StorageView { repository: safe_location(repo_url), usage: cat.usage.clone(), copies, rule }
 }
 
-/// A probe and its history (`[[probe]]` is not implemented yet: [`probes`] lists none).
+/// A probe and its history.
 #[derive(Clone, Debug, Serialize)]
 pub struct ProbeView {
     /// Name.
@@ -454,9 +454,33 @@ pub struct ProbeView {
     pub history: Vec<(DateTime<Utc>, f64)>,
 }
 
-/// The config's probes with their history: none until `[[probe]]` exists.
-pub fn probes(_cfg: &Config) -> Vec<ProbeView> {
-    Vec::new()
+/// The config's probes with their kept values of the last 30 days (read from the repository).
+pub fn probes(session: &Session) -> Result<Vec<ProbeView>> {
+    let cfg = session.require_config("probes are defined in the config file")?;
+    if cfg.probes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let repo = session.open()?;
+    let since = Utc::now() - chrono::Duration::days(30);
+    let mut out = Vec::new();
+    for p in &cfg.probes {
+        let samples = lifeboat_ops::probe::samples(&repo, &p.name, Some(since))?;
+        let last = samples.last();
+        let status = match last.map(|s| s.status) {
+            Some(lifeboat_ops::probe::ProbeStatus::Ok) => Status::Ok,
+            Some(lifeboat_ops::probe::ProbeStatus::Critical) => Status::Critical,
+            Some(_) => Status::Warning,
+            None => Status::Warning,
+        };
+        let unit = p.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
+        let value = last.map(|s| match s.value {
+            Some(v) => format!("{}{unit}", crate::probe::human_number(v)),
+            None => format!("no value: {}", s.message.as_deref().unwrap_or("")),
+        });
+        let history = samples.iter().filter_map(|s| Some((s.time, s.value?))).collect();
+        out.push(ProbeView { name: p.name.clone(), status, value, history });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

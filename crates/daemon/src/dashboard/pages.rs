@@ -674,8 +674,16 @@ pub async fn action(
 /// `GET /probes`.
 pub async fn probes(Axum(s): Axum<Shared>, headers: HeaderMap) -> Response {
     let a = access_or_return!(s, headers);
-    let cfg = config_or_return!(s, a);
-    let list = overview::probes(&cfg);
+    let Ok(session) = s.session.lock().map(|x| x.clone()) else {
+        return error_page(&a, StatusCode::INTERNAL_SERVER_ERROR, "Error", "state poisoned");
+    };
+    let list = match tokio::task::spawn_blocking(move || overview::probes(&session)).await {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => {
+            return error_page(&a, StatusCode::INTERNAL_SERVER_ERROR, "Probes", &lifeboat_service::one_line(&e))
+        }
+        Err(_) => return error_page(&a, StatusCode::INTERNAL_SERVER_ERROR, "Probes", "could not be read"),
+    };
     let body = html! {
         h1 { "Probes" }
         @if list.is_empty() {
@@ -685,7 +693,7 @@ pub async fn probes(Axum(s): Axum<Shared>, headers: HeaderMap) -> Response {
                 section {
                     h2 { (p.name) " " (status_badge(p.status)) }
                     p { "Now: " (p.value.as_deref().unwrap_or("—")) }
-                    (charts::line(&format!("History of {}", p.name), &p.history, |v| format!("{v:.2}")))
+                    (charts::line(&format!("History of {}", p.name), &p.history, short_number))
                 }
             }
         }
@@ -944,6 +952,24 @@ pub async fn storage(Axum(s): Axum<Shared>, headers: HeaderMap) -> Response {
         }
     };
     page("Storage", "/storage", Some(&a), body)
+}
+
+/// A chart label: 3.1T, 250k, 12.5 (so long values fit the axis).
+fn short_number(v: f64) -> String {
+    let a = v.abs();
+    let (d, suffix) = match a {
+        _ if a >= 1e12 => (1e12, "T"),
+        _ if a >= 1e9 => (1e9, "G"),
+        _ if a >= 1e6 => (1e6, "M"),
+        _ if a >= 1e4 => (1e3, "k"),
+        _ => (1.0, ""),
+    };
+    let x = v / d;
+    if x.fract() == 0.0 {
+        format!("{x:.0}{suffix}")
+    } else {
+        format!("{x:.2}{suffix}").replace(".00", "")
+    }
 }
 
 #[cfg(test)]
