@@ -178,16 +178,7 @@ pub fn store_report(repo: &Repository, id: &str, signed_json: &[u8], html: &str)
 
 /// Names of the stored reports (`drill-reports/<id>.json`), oldest first.
 pub fn stored_reports(repo: &Repository) -> Result<Vec<String>, OpsError> {
-    let mut names: Vec<String> = repo
-        .backend()
-        .list(FileType::Lifeboat)
-        .map_err(RepoError::from)?
-        .into_iter()
-        .map(|(n, _)| n)
-        .filter(|n| n.starts_with("drill-reports/") && n.ends_with(".json"))
-        .collect();
-    names.sort();
-    Ok(names)
+    crate::records::names(repo, "drill-reports/")
 }
 
 /// A stored report's bytes (the signed JSON, or the HTML page).

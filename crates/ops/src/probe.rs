@@ -140,16 +140,8 @@ pub fn record(repo: &Repository, s: &Sample) -> Result<(), OpsError> {
 pub fn samples(repo: &Repository, probe: &str, since: Option<DateTime<Utc>>) -> Result<Vec<Sample>, OpsError> {
     let prefix = format!("probes/{probe}/");
     let cutoff = since.map(|t| t.format("%Y%m%dT%H%M%S").to_string());
-    let mut names: Vec<String> = repo
-        .backend()
-        .list(FileType::Lifeboat)
-        .map_err(RepoError::from)?
-        .into_iter()
-        .map(|(n, _)| n)
-        .filter(|n| n.starts_with(&prefix) && n.ends_with(".json"))
-        .filter(|n| cutoff.as_ref().is_none_or(|c| n[prefix.len()..].get(..15).is_some_and(|t| t >= c.as_str())))
-        .collect();
-    names.sort();
+    let mut names = crate::records::names(repo, &prefix)?;
+    names.retain(|n| cutoff.as_ref().is_none_or(|c| n[prefix.len()..].get(..15).is_some_and(|t| t >= c.as_str())));
     let mut out = Vec::with_capacity(names.len());
     for n in names {
         out.push(repo.load_json::<Sample>(FileType::Lifeboat, &n)?);

@@ -97,14 +97,23 @@ pub(crate) fn stamp(time: DateTime<Utc>) -> String {
     format!("{}-{}", time.format("%Y%m%dT%H%M%S%.6fZ"), hex::encode(r))
 }
 
+/// Names of the JSON records under `lifeboat/PREFIX`, sorted (records named by time sort oldest
+/// first).
+pub fn names(repo: &Repository, prefix: &str) -> Result<Vec<String>, OpsError> {
+    let mut names: Vec<String> = repo
+        .backend()
+        .list(FileType::Lifeboat)
+        .map_err(RepoError::from)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| n.starts_with(prefix) && n.ends_with(".json"))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 fn load_all<T: serde::de::DeserializeOwned>(repo: &Repository, prefix: &str) -> Result<Vec<T>, OpsError> {
-    let mut out = Vec::new();
-    for (name, _) in repo.backend().list(FileType::Lifeboat).map_err(RepoError::from)? {
-        if name.starts_with(prefix) && name.ends_with(".json") {
-            out.push(repo.load_json::<T>(FileType::Lifeboat, &name)?);
-        }
-    }
-    Ok(out)
+    names(repo, prefix)?.iter().map(|n| Ok(repo.load_json::<T>(FileType::Lifeboat, n)?)).collect()
 }
 
 /// Store a verification record.
