@@ -316,16 +316,21 @@ const TAG_LEN: usize = 12;
 /// The tag in the name of a run's end record: a keyed hash of its kind and source (keyed with the
 /// master key, so the storage does not learn source names), the same on every machine.
 pub fn run_tag(repo: &Repository, kind: RunKind, source: Option<&str>) -> String {
+    match source {
+        Some(s) => keyed_tag(repo, "run", &format!("{}\0{s}", kind.name())),
+        None => keyed_tag(repo, "run", kind.name()),
+    }
+}
+
+/// A short keyed hash of `text` for `purpose` (keyed with the master key: the same on every
+/// machine, meaningless to the storage), used in object names instead of source names.
+pub fn keyed_tag(repo: &Repository, purpose: &str, text: &str) -> String {
     let key = repo.key();
-    let mut msg = b"lifeboat run tag\0".to_vec();
+    let mut msg = format!("lifeboat {purpose} tag\0").into_bytes();
     msg.extend_from_slice(key.encrypt_part());
     msg.extend_from_slice(key.mac_k());
     msg.extend_from_slice(key.mac_r());
-    msg.extend_from_slice(kind.name().as_bytes());
-    if let Some(s) = source {
-        msg.push(0);
-        msg.extend_from_slice(s.as_bytes());
-    }
+    msg.extend_from_slice(text.as_bytes());
     let digest = lifeboat_crypto::sha256(&msg);
     hex::encode(&digest[..TAG_LEN / 2])
 }
