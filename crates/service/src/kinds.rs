@@ -294,8 +294,17 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     ) -> Result<PreparedRestore<'a>>;
 
     /// Restore `snap` into a scratch target made below `tmp` (or on the source's servers) and
-    /// verify it natively; the target is gone afterwards. `Err` is one problem that stopped it.
-    fn restore_test(&self, name: &str, repo: &Repository, snap: &SnapshotEntry, tmp: Option<&Path>) -> Found;
+    /// verify it natively, then hand the target to `check` (the source's `verify_command`) and
+    /// keep its outcome in [`RestoreTest::verify_command`]; the target is gone afterwards. `Err`
+    /// is one problem that stopped it.
+    fn restore_test(
+        &self,
+        name: &str,
+        repo: &Repository,
+        snap: &SnapshotEntry,
+        tmp: Option<&Path>,
+        check: &TargetCheck<'_>,
+    ) -> Found;
 
     /// Compare the snapshot's manifest counts with a live `target`.
     fn compare(&self, _name: &str, _repo: &Repository, snap: &SnapshotEntry, _target: &str) -> Result<Comparison> {
@@ -315,6 +324,10 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     /// know (a command's output, a redis RDB whose server file is not configured).
     fn live_location(&self, name: &str) -> Result<Option<Location>>;
 }
+
+/// Runs a source's `verify_command` against a restore test's scratch target (a directory, a
+/// file, a database name); `None` when the source has none.
+pub type TargetCheck<'a> = dyn Fn(&str) -> Option<lifeboat_ops::records::HookRun> + 'a;
 
 /// What a restore test returns; `Err` is one problem that stopped it.
 pub type Found = std::result::Result<RestoreTest, String>;

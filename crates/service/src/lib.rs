@@ -20,6 +20,7 @@ mod error;
 mod filter;
 pub mod guard;
 pub mod health;
+pub mod hooks;
 pub mod human;
 pub mod inventory;
 pub mod keys;

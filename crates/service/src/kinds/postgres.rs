@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::{
     artifact, client_connection, manifest_of, rows, server_of, setting, Archive, Comparison, Found, Generated,
-    PreparedRestore, RestoreRequest, Restored, RunContext, Settings, Source,
+    PreparedRestore, RestoreRequest, Restored, RunContext, Settings, Source, TargetCheck,
 };
 use crate::error::{Result, ServiceError};
 use crate::human::duration;
@@ -198,7 +198,14 @@ impl Source for Postgres {
     }
 
     /// `pg_restore` into a scratch database on the source's server, then row counts per table.
-    fn restore_test(&self, name: &str, repo: &Repository, snap: &SnapshotEntry, tmp: Option<&Path>) -> Found {
+    fn restore_test(
+        &self,
+        name: &str,
+        repo: &Repository,
+        snap: &SnapshotEntry,
+        tmp: Option<&Path>,
+        check: &TargetCheck<'_>,
+    ) -> Found {
         let (_, m): (_, postgres::Manifest) = manifest_of(snap).map_err(|e| e.to_string())?;
         let node = artifact(repo, snap, &m.file).map_err(|e| e.to_string())?;
         let conn = self.connection(name).map_err(|e| e.to_string())?;
@@ -210,7 +217,9 @@ impl Source for Postgres {
         let opts = postgres::RestoreOptions { overwrite: false, jobs: self.jobs, tmp_dir };
         postgres::restore(repo, &node, &m, &conn, &db.name, &opts).map_err(|e| e.to_string())?;
         let v = postgres::verify(&conn, &db.name, &m).map_err(|e| e.to_string())?;
-        super::tested(format!("database {}", db.name), v.mismatches, json!({"tables": v.tables}))
+        let mut t = super::tested(format!("database {}", db.name), v.mismatches, json!({"tables": v.tables}))?;
+        t.verify_command = check(&db.name);
+        Ok(t)
     }
 
     fn compare(&self, name: &str, _repo: &Repository, snap: &SnapshotEntry, target: &str) -> Result<Comparison> {
