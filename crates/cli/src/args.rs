@@ -268,10 +268,24 @@ pub struct DiffArgs {
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
     /// Snapshot id, prefix, or "latest"
-    pub snapshot: String,
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub snapshot: Option<String>,
     /// Where to restore: a directory (created if missing), or the kind's target (see below)
-    #[arg(long, short = 't', value_name = "TARGET")]
-    pub target: PathBuf,
+    #[arg(long, short = 't', value_name = "TARGET", required_unless_present = "all", conflicts_with = "all")]
+    pub target: Option<PathBuf>,
+    /// Whole-service recovery: every source of the config (or --sources), in `after` order, each
+    /// from its newest snapshot to its restore_target, its live data, or under --target-root
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: only these sources (comma-separated)
+    #[arg(long, value_name = "A,B", value_delimiter = ',', requires = "all")]
+    pub sources: Vec<String>,
+    /// With --all: restore each source to a place of its own below DIR (databases: <source>_restored)
+    #[arg(long, value_name = "DIR", requires = "all")]
+    pub target_root: Option<PathBuf>,
+    /// With --all: go on after a source failed (default: stop; later sources are not started)
+    #[arg(long, requires = "all")]
+    pub keep_going: bool,
     /// Only restore this path from the snapshot, and what is below it (repeatable)
     #[arg(long = "include", short = 'i', value_name = "PATH")]
     pub include: Vec<String>,
@@ -300,7 +314,8 @@ pub struct RestoreArgs {
     /// the source's name must also be typed at the prompt or given with --confirm
     #[arg(long)]
     pub force: bool,
-    /// The source's name, confirming a guarded restore without a prompt (scripts, no terminal)
+    /// The source's name, confirming a guarded restore without a prompt (scripts, no terminal);
+    /// with --all the names of every guarded source, comma-separated
     #[arg(long, value_name = "SOURCE")]
     pub confirm: Option<String>,
     /// files, command: after restoring, PATH (inside the snapshot) must have this SHA-256, else exit 1 (repeatable)

@@ -320,6 +320,13 @@ pub trait Source: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// Where `restore --all` restores the source, as `--target` would name it: a place of its own
+    /// below `root` (`--target-root`) when given, else its own live data. `None`: the kind has
+    /// no such place (the source needs `restore_target`, or cannot go under a directory).
+    fn whole_restore_target(&self, _name: &str, _root: Option<&Path>) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// Where the configured source's live data is, for the guard: `None` when Lifeboat cannot
     /// know (a command's output, a redis RDB whose server file is not configured).
     fn live_location(&self, name: &str) -> Result<Option<Location>>;
@@ -383,6 +390,18 @@ pub fn client_connection(
         password: setting(name, password)?,
         bin_dir: setting(name, bin_dir)?,
     })
+}
+
+/// A database name for `restore --all --target-root`: the source's name with `_restored`, in
+/// letters, digits and `_`.
+pub fn restored_database(name: &str) -> String {
+    let base: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    format!("{base}_restored")
+}
+
+/// `root/<source name>`, as text.
+pub fn under(root: &Path, name: &str) -> String {
+    root.join(name).display().to_string()
 }
 
 /// A postgres or mariadb connection's server, for plans and the guard.

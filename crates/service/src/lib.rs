@@ -31,6 +31,7 @@ pub mod probe;
 pub mod progress;
 pub mod repair;
 pub mod restore;
+pub mod restore_all;
 pub mod retention;
 pub mod runs;
 pub mod session;

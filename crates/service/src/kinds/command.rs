@@ -120,6 +120,10 @@ impl Source for Command {
         Ok(t)
     }
 
+    fn whole_restore_target(&self, name: &str, root: Option<&Path>) -> Result<Option<String>> {
+        Ok(root.map(|r| super::under(r, name)))
+    }
+
     fn live_location(&self, _name: &str) -> Result<Option<Location>> {
         Ok(None)
     }

@@ -150,6 +150,11 @@ impl Source for Files {
         restore_files(repo, snap, tmp, check).map(|(t, _)| t)
     }
 
+    fn whole_restore_target(&self, name: &str, root: Option<&Path>) -> Result<Option<String>> {
+        // Files land at TARGET/<absolute path>: `/` puts them back where they were.
+        Ok(Some(root.map(|r| super::under(r, name)).unwrap_or_else(|| "/".into())))
+    }
+
     fn live_location(&self, name: &str) -> Result<Option<Location>> {
         let paths = self.all_paths(name)?.iter().map(|p| resolve(Path::new(p))).collect();
         Ok(Some(Location::Paths(paths)))

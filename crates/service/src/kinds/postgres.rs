@@ -232,6 +232,13 @@ impl Source for Postgres {
         true
     }
 
+    fn whole_restore_target(&self, name: &str, root: Option<&Path>) -> Result<Option<String>> {
+        match root {
+            Some(_) => Ok(Some(super::restored_database(name))),
+            None => setting(name, &self.database),
+        }
+    }
+
     fn live_location(&self, name: &str) -> Result<Option<Location>> {
         let conn = self.connection(name)?;
         let database = setting(name, &self.database)?.unwrap_or_default();

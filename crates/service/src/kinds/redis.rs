@@ -252,6 +252,13 @@ impl Source for Redis {
         true
     }
 
+    fn whole_restore_target(&self, name: &str, root: Option<&Path>) -> Result<Option<String>> {
+        // An RDB file can go below a directory; keys go to a server (set `restore_target`).
+        Ok(root
+            .filter(|_| self.rdb())
+            .map(|r| Path::new(&super::under(r, name)).join("dump.rdb").display().to_string()))
+    }
+
     fn live_location(&self, name: &str) -> Result<Option<Location>> {
         if self.rdb() {
             return Ok(None);

@@ -145,6 +145,17 @@ impl Source for Sqlite {
         true
     }
 
+    fn whole_restore_target(&self, name: &str, root: Option<&Path>) -> Result<Option<String>> {
+        let Some(path) = super::setting(name, &self.path)? else { return Ok(None) };
+        Ok(Some(match root {
+            Some(r) => {
+                let file = Path::new(&path).file_name().map(|f| f.to_string_lossy().into_owned());
+                Path::new(&super::under(r, name)).join(file.unwrap_or_else(|| "db.sqlite".into())).display().to_string()
+            }
+            None => path,
+        }))
+    }
+
     fn live_location(&self, name: &str) -> Result<Option<Location>> {
         let what = format!("source {name}");
         let paths = self.path.iter().map(|p| Ok(resolve(Path::new(&substitute(p, &what)?)))).collect::<Result<_>>()?;
