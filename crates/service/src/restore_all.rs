@@ -145,7 +145,7 @@ impl AllReport {
             ));
         }
         out.push(format!(
-            "{:<3} {:<18} {:<9} {:<9} {:>9} {:>9} {:>8}  {:<11} TARGET",
+            "{:<3} {:<18} {:<9} {:<9} {:>10} {:>8} {:>8}  {:<11} TARGET",
             "#", "SOURCE", "KIND", "SNAPSHOT", "SIZE", "SECONDS", "RTO", "STATUS"
         ));
         for (i, r) in self.sources.iter().enumerate() {
@@ -155,7 +155,7 @@ impl AllReport {
                 (None, _) => "-".into(),
             };
             out.push(format!(
-                "{:<3} {:<18} {:<9} {:<9} {:>9} {:>9} {:>8}  {:<11} {}",
+                "{:<3} {:<18} {:<9} {:<9} {:>10} {:>8} {:>8}  {:<11} {}",
                 i + 1,
                 r.source,
                 r.kind,
