@@ -287,7 +287,7 @@ pub struct RestoreArgs {
     #[arg(long, requires = "all")]
     pub keep_going: bool,
     /// Only restore this path from the snapshot, and what is below it (repeatable)
-    #[arg(long = "include", short = 'i', value_name = "PATH")]
+    #[arg(long = "include", short = 'i', value_name = "PATH", conflicts_with = "all")]
     pub include: Vec<String>,
     /// Show what would be restored without writing anything
     #[arg(long)]
@@ -299,7 +299,7 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub verify: bool,
     /// nats: restore only this stream of the backup (repeatable; default: every stream)
-    #[arg(long = "stream", value_name = "NAME")]
+    #[arg(long = "stream", value_name = "NAME", conflicts_with = "all")]
     pub streams: Vec<String>,
     /// nats: only messages stored at or after TIME (RFC 3339, e.g. 2024-01-15T00:00:00Z)
     #[arg(long, value_name = "TIME")]
@@ -319,7 +319,7 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "SOURCE")]
     pub confirm: Option<String>,
     /// files, command: after restoring, PATH (inside the snapshot) must have this SHA-256, else exit 1 (repeatable)
-    #[arg(long = "checksum", value_name = "PATH=sha256:HEX", value_parser = lifeboat_service::restore::parse_checksum)]
+    #[arg(long = "checksum", value_name = "PATH=sha256:HEX", conflicts_with = "all", value_parser = lifeboat_service::restore::parse_checksum)]
     pub checksums: Vec<(String, String)>,
     #[command(flatten)]
     pub filter: SnapshotFilter,
@@ -666,7 +666,7 @@ pub struct RunsArgs {
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
     /// Only runs of this kind
-    #[arg(long, value_parser = ["backup", "verify", "restore_test", "drill", "apply_retention", "copy", "check"])]
+    #[arg(long, value_parser = ["backup", "verify", "restore_test", "drill", "apply_retention", "copy", "check", "restore"])]
     pub kind: Option<String>,
     /// Only the newest N
     #[arg(long, value_name = "N")]

@@ -807,6 +807,34 @@ mod tests {
     }
 
     #[test]
+    fn hooks_parse_as_argv_or_table_and_restore_order_follows_after() {
+        let c = parse(
+            "[[source]]\nname = \"c\"\nkind = \"files\"\npath = \"/c\"\nafter = [\"b\", \"a\"]\n\
+             before_restore = [\"stop\", \"app\"]\nafter_restore = { command = [\"start\"], timeout = \"5s\", env = { T = \"x\" } }\n\
+             healthcheck_url = \"http://127.0.0.1:1/h\"\n\n\
+             [[source]]\nname = \"b\"\nkind = \"files\"\npath = \"/b\"\nafter = [\"a\"]\n\n\
+             [[source]]\nname = \"a\"\nkind = \"files\"\npath = \"/a\"\n",
+        )
+        .unwrap();
+        let h = &c.sources[0].hooks;
+        assert_eq!(h.before_restore.as_ref().unwrap().command, ["stop", "app"]);
+        assert_eq!(h.before_restore.as_ref().unwrap().timeout, hooks::DEFAULT_TIMEOUT);
+        let after = h.after_restore.as_ref().unwrap();
+        assert_eq!((after.timeout.as_secs(), after.env.get("T").map(String::as_str)), (5, Some("x")));
+        let hc = h.healthcheck.as_ref().unwrap();
+        assert_eq!((hc.status, hc.retries, hc.timeout.as_secs()), (200, 3, 10));
+        let all: Vec<&SourceConfig> = c.sources.iter().collect();
+        let order: Vec<&str> = c.restore_order(&all).iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(order, ["a", "b", "c"]);
+        // Only some selected: `after` on an unselected source is no constraint.
+        let some: Vec<&SourceConfig> = vec![&c.sources[0], &c.sources[1]];
+        let order: Vec<&str> = c.restore_order(&some).iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(order, ["b", "c"]);
+        let e = parse("[[source]]\nname = \"a\"\nkind = \"files\"\npath = \"/a\"\nafter = [\"a\"]\n").unwrap_err();
+        assert!(e.to_string().starts_with("lifeboat.toml:5: source \"a\": after: names itself"), "{e}");
+    }
+
+    #[test]
     fn substitution_and_durations() {
         std::env::set_var("LIFEBOAT_TEST_SUBST", "s3cr3t");
         assert_eq!(substitute("a ${LIFEBOAT_TEST_SUBST} b", "x").unwrap(), "a s3cr3t b");

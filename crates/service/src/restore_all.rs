@@ -55,6 +55,9 @@ pub struct AllRequest {
 pub enum Status {
     /// Dry run: the plan was made.
     Planned,
+    /// Dry run: the plan was made, but a real run would fail (e.g. a non-empty target without
+    /// `--overwrite`; the row's error says why).
+    Blocked,
     /// Restored (and its hooks and healthcheck passed).
     Ok,
     /// It failed (or its plan could not be made).
@@ -70,6 +73,7 @@ impl Status {
     pub fn word(self) -> &'static str {
         match self {
             Status::Planned => "planned",
+            Status::Blocked => "blocked",
             Status::Ok => "ok",
             Status::Failed => "FAILED",
             Status::Refused => "refused",
@@ -110,6 +114,9 @@ pub struct Row {
     /// The plan's lines for people (dry runs).
     #[serde(skip)]
     pub plan: Vec<String>,
+    /// What blocks a real run (a dry run reports them without failing).
+    #[serde(skip)]
+    blocked: bool,
 }
 
 /// What `restore --all` did (or would do).
@@ -124,7 +131,8 @@ pub struct AllReport {
 }
 
 impl AllReport {
-    /// 0 every source ok (or planned), 1 a source failed or could not be planned, 4 refused.
+    /// 0 every source ok (or planned, blocked ones too: a dry run only reports them), 1 a
+    /// source failed or could not be planned, 4 refused.
     pub fn exit_code(&self) -> i32 {
         if self.refused {
             4
@@ -257,6 +265,7 @@ pub fn restore_all(
                 if !pr.plan.blockers.is_empty() {
                     row.status = Status::Failed;
                     row.error = Some(pr.plan.blockers.join("; "));
+                    row.blocked = true;
                 }
                 prepared.push(Some(pr));
             }
@@ -268,8 +277,12 @@ pub fn restore_all(
         }
     }
     if req.dry_run {
-        for r in rows.iter_mut().filter(|r| r.status != Status::Failed) {
-            r.status = Status::Planned;
+        for r in rows.iter_mut() {
+            r.status = match (r.status, r.blocked) {
+                (_, true) => Status::Blocked,
+                (Status::Failed, false) => Status::Failed,
+                _ => Status::Planned,
+            };
         }
         return Ok(AllReport { dry_run: true, refused: false, sources: rows });
     }
@@ -347,6 +360,7 @@ fn plan_source(src: &SourceConfig, all: &[SnapshotEntry], req: &AllRequest) -> P
         error: None,
         hooks: Vec::new(),
         plan: Vec::new(),
+        blocked: false,
     };
     let snap = all.iter().rev().find(|s| s.snapshot.source.as_ref().is_some_and(|x| x.name == src.name)).cloned();
     let target = target_of(src, req);
