@@ -11,6 +11,8 @@
 mod common;
 #[path = "support/scratch.rs"]
 mod scratch;
+#[path = "support/servers.rs"]
+mod servers;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use scratch::*;
+use servers::*;
 
 /// A hook script at `dir/name` (executable) with `body` after `#!/bin/sh`.
 fn script(dir: &Path, name: &str, body: &str) -> String {
@@ -348,6 +351,44 @@ fn verify_command_runs_on_the_scratch_target_and_is_recorded_in_verification_and
     let html = fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("verify_command") && html.contains("merkle root mismatch"), "the page does not show it");
     assert_clean(&tmp);
+}
+
+#[test]
+fn verify_command_gets_the_scratch_database_of_a_postgres_restore_test() {
+    if !postgres_up() {
+        return;
+    }
+    let dir = tempdir();
+    let db = format!("lb_vc_{}", unique_tag());
+    let _cleanup = PgDbs(vec![db.clone()]);
+    psql("postgres", &format!("CREATE DATABASE {db}"));
+    psql(&db, "CREATE TABLE blocks(height int PRIMARY KEY, hash text); INSERT INTO blocks SELECT g, md5(g::text) FROM generate_series(1, 300) g;");
+    // The application's own check: the chain has no gap (as a SQL query on the scratch copy).
+    let check = script(
+        dir.path(),
+        "chain.sh",
+        &format!(
+            "echo \"$LIFEBOAT_TARGET\" > {}/db-name\nn=$(psql -X -A -t -h 127.0.0.1 -U postgres -d \"$1\" -c 'SELECT count(*) FROM blocks WHERE height <> 1 AND height - 1 NOT IN (SELECT height FROM blocks)') || exit 2\n[ \"$n\" = 0 ] || {{ echo \"chain broken: $n gaps\" >&2; exit 1; }}",
+            dir.path().display()
+        ),
+    );
+    let body = format!(
+        "[[source]]\nname = \"chain\"\nkind = \"postgres\"\ndatabase = \"{db}\"\nhost = \"127.0.0.1\"\nuser = \"postgres\"\nverify_command = [\"{check}\", \"{{target}}\"]\n"
+    );
+    let (cfg, tmp) = setup(dir.path(), &body);
+    lbs(&cfg, &["backup", "--all"]).ok();
+    let r = lbt(&cfg, &tmp, &["verify", "--restore-test", "--json"]).ok();
+    assert_eq!(r.json()[0]["verification"]["verify_command"]["ok"], true, "{}", r.stdout);
+    let scratch = fs::read_to_string(dir.path().join("db-name")).unwrap().trim().to_string();
+    assert!(scratch.starts_with("lifeboat_verify_"), "{scratch}");
+    let left = psql("postgres", &format!("SELECT count(*) FROM pg_database WHERE datname = '{scratch}'"));
+    assert_eq!(left, "0", "the scratch database was not dropped");
+    // A gap in the chain: the backup restores fine, the application's check fails it.
+    psql(&db, "DELETE FROM blocks WHERE height = 150");
+    lbs(&cfg, &["backup", "--all"]).ok();
+    let r = lbt(&cfg, &tmp, &["verify", "--restore-test", "--json"]).code(1);
+    let findings = r.json()[0]["verification"]["findings"].to_string();
+    assert!(findings.contains("verify_command chain.sh: exited with code 1: chain broken: 1 gaps"), "{findings}");
 }
 
 #[test]

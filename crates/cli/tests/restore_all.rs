@@ -145,7 +145,11 @@ fn restore_all_stops_at_the_first_failure_unless_keep_going() {
         fs::create_dir_all(&data).unwrap();
         write_random(&data.join("f.bin"), 5000, i as u64);
         let hook = if *name == "two" {
-            "before_restore = [\"sh\", \"-c\", \"echo service two will not stop >&2; exit 5\"]\n".to_string()
+            format!(
+                "before_restore = [\"sh\", \"-c\", \"echo service two will not stop >&2; exit 5\"]\n\
+                 on_failure = [\"sh\", \"-c\", \"echo \\\"$LIFEBOAT_OPERATION $LIFEBOAT_TARGET $LIFEBOAT_ERROR\\\" >> {}/two-failed\"]\n",
+                dir.path().display()
+            )
         } else {
             String::new()
         };
@@ -162,6 +166,8 @@ fn restore_all_stops_at_the_first_failure_unless_keep_going() {
     );
     assert!(j["sources"][1]["error"].as_str().unwrap().contains("service two will not stop"), "{j:#}");
     assert!(root.join("one").exists() && !root.join("two").exists() && !root.join("three").exists());
+    let alarm = fs::read_to_string(dir.path().join("two-failed")).unwrap();
+    assert!(alarm.starts_with(&format!("restore {}/two before_restore failed", root.display())), "{alarm}");
     // --keep-going restores the rest; the failure still makes exit 1.
     let root2 = dir.path().join("dr2");
     let r = lbc(&cfg, &["restore", "--all", "--target-root", s(&root2), "--keep-going"]).code(1);

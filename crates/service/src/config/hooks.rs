@@ -122,6 +122,14 @@ impl Hooks {
         }
     }
 
+    /// The names of what is configured (`before_restore`, `healthcheck`, `verify_command`, …).
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut n: Vec<&'static str> = HOOK_FIELDS.iter().copied().filter(|h| self.get(h).is_some()).collect();
+        n.extend(self.healthcheck.as_ref().map(|_| "healthcheck"));
+        n.extend(self.verify_command.as_ref().map(|_| "verify_command"));
+        n
+    }
+
     /// Whether anything is configured.
     pub fn is_empty(&self) -> bool {
         HOOK_FIELDS.iter().all(|h| self.get(h).is_none()) && self.healthcheck.is_none() && self.verify_command.is_none()
