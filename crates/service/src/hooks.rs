@@ -86,7 +86,7 @@ pub fn run(name: &str, hook: &Hook, env: &HookEnv) -> HookRun {
     let argv: Result<Vec<String>, String> = hook
         .command
         .iter()
-        .map(|a| substitute(&a.replace("{target}", &target), &what).map_err(|e| one_line(&e)))
+        .map(|a| substitute(a, &what).map(|a| a.replace("{target}", &target)).map_err(|e| one_line(&e)))
         .collect();
     let argv = match argv {
         Ok(a) => a,
