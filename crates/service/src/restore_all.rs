@@ -245,7 +245,13 @@ pub fn restore_all(
     // The snapshot and target of each source.
     let mut rows = Vec::new();
     let (mut snaps, mut reqs) = (Vec::new(), Vec::new());
-    for p in order.iter().map(|src| plan_source(src, &all, req)) {
+    for mut p in order.iter().map(|src| plan_source(src, &all, req)) {
+        // A PostgreSQL base backup (pitr = true) restores to the end of its WAL archive.
+        if let (Some(s), Some(r)) = (&p.snap, p.req.as_mut()) {
+            if crate::restore::base_end(s).is_some() {
+                r.pitr = Some(crate::kinds::Pitr { at: None, fetch: crate::restore::fetch_command(session)? });
+            }
+        }
         rows.push(p.row);
         snaps.push(p.snap);
         reqs.push(p.req);
