@@ -111,6 +111,7 @@ fn restore_all_brings_back_files_sqlite_and_postgres_in_after_order() {
         assert!(row["seconds"].as_f64().unwrap() > 0.0, "{row:#}");
         assert!(row["rto_seconds"].as_f64().is_some());
     }
+    assert_eq!((&j["sources"][1]["rto"], &j["sources"][1]["within_rto"]), (&Value::from("10m"), &Value::from(true)));
     let marks = fs::read_to_string(dir.path().join("order")).unwrap();
     let mut seen: Vec<(u128, String)> = marks
         .lines()

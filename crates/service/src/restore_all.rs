@@ -101,6 +101,8 @@ pub struct Row {
     pub guarded: Option<String>,
     /// How long the restore took (with hooks and healthcheck).
     pub seconds: Option<f64>,
+    /// The source's RTO as configured (`15m`).
+    pub rto: Option<String>,
     /// The source's RTO in seconds.
     pub rto_seconds: Option<f64>,
     /// Whether it was within the RTO (`None`: no RTO, or not run).
@@ -157,9 +159,9 @@ impl AllReport {
             "#", "SOURCE", "KIND", "SNAPSHOT", "SIZE", "SECONDS", "RTO", "STATUS"
         ));
         for (i, r) in self.sources.iter().enumerate() {
-            let rto = match (r.rto_seconds, r.within_rto) {
-                (Some(t), Some(false)) => format!("{t:.0}s over"),
-                (Some(t), _) => format!("{t:.0}s"),
+            let rto = match (&r.rto, r.within_rto) {
+                (Some(t), Some(false)) => format!("{t} OVER"),
+                (Some(t), _) => t.clone(),
                 (None, _) => "-".into(),
             };
             out.push(format!(
@@ -360,6 +362,7 @@ fn plan_source(src: &SourceConfig, all: &[SnapshotEntry], req: &AllRequest) -> P
         bytes: 0,
         guarded: None,
         seconds: None,
+        rto: src.rto.as_ref().map(|r| r.text.clone()),
         rto_seconds: src.rto.as_ref().map(|r| r.duration.as_secs_f64()),
         within_rto: None,
         status: Status::NotStarted,
