@@ -392,6 +392,48 @@ fn verify_command_gets_the_scratch_database_of_a_postgres_restore_test() {
 }
 
 #[test]
+fn the_daemons_scheduled_backups_run_the_same_hooks() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("a"), "alpha").unwrap();
+    let marks = dir.path().join("marks");
+    let body = format!(
+        "[[source]]\nname = \"docs\"\nkind = \"files\"\npath = \"{}\"\nschedule = \"every 1s\"\n\
+         after_backup = [\"sh\", \"-c\", \"echo $LIFEBOAT_OPERATION $LIFEBOAT_SNAPSHOT >> {}\"]\n",
+        data.display(),
+        marks.display()
+    );
+    let (cfg, _) = setup(dir.path(), &body);
+    let log = dir.path().join("daemon.log");
+    let mut child = bare()
+        .env("LIFEBOAT_PASSWORD", PASSWORD)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["daemon", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let seen = wait_for(Duration::from_secs(30), || {
+        let text = fs::read_to_string(&marks).ok()?;
+        (text.lines().count() >= 2).then_some(text)
+    });
+    let _ = std::process::Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    let text =
+        seen.unwrap_or_else(|| panic!("no after_backup from the daemon:\n{}", fs::read_to_string(&log).unwrap()));
+    let line = text.lines().next().unwrap();
+    let (op, id) = line.split_once(' ').unwrap();
+    assert_eq!(op, "backup");
+    assert_eq!(id.len(), 64, "{line}");
+    let runs = lbc(&cfg, &["runs", "--json"]).ok().json();
+    let daemon_run =
+        runs.as_array().unwrap().iter().find(|r| r["trigger"] == "daemon" && r["outcome"] == "ok").unwrap();
+    assert!(daemon_run["messages"].to_string().contains("hook after_backup sh: ok"), "{daemon_run:#}");
+}
+
+#[test]
 fn hook_and_order_config_errors_name_file_and_line() {
     let dir = tempdir();
     let cases = [
