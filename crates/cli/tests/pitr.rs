@@ -268,6 +268,11 @@ fn postgres_pitr_restores_to_moments_between_transactions_and_across_a_timeline_
     assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
     assert_eq!(count_in(&r), before + 103, "timeline 2 as of {t4}, from the second base");
 
+    // The recovery point of a pitr source moves with its archive: health reads the newest
+    // archived WAL file (pushed after the newest base).
+    let h = st.lb(&["--json", "health", "--source", "pg"]);
+    assert!(h.stdout.contains("\"message\": \"last archived WAL "), "{}", h.stdout);
+
     // The restore test of a base backup replays it (as postgres, in a scratch directory).
     let v = st.lb(&["--json", "verify", "--restore-test", "--source", "pg"]);
     assert_eq!(v.code, 0, "{}\n{}", v.stderr, v.stdout);

@@ -68,7 +68,48 @@ pub fn push(repo: &Repository, source: &str, name: &str, data: &[u8]) -> Result<
         None => {}
     }
     repo.backend().save(FileType::Lifeboat, &object, &repo.encode_unpacked(data)).map_err(RepoError::from)?;
+    // A small marker after the data: when it was archived (the source's recovery point, for
+    // health and the daemon), without opening the segment.
+    let marker = serde_json::json!({ "pushed": chrono::Utc::now(), "bytes": data.len() });
+    let marker = serde_json::to_vec(&marker).map_err(|e| RepoError::Invalid(e.to_string()))?;
+    repo.backend()
+        .save(FileType::Lifeboat, &format!("{object}{MARK}"), &repo.encode_unpacked(&marker))
+        .map_err(RepoError::from)?;
     Ok(Pushed::Stored)
+}
+
+/// The suffix of a WAL file's archive marker.
+const MARK: &str = ".pushed";
+
+/// When the newest WAL file of each of `sources` was archived (one listing for all); sources
+/// without archived WAL are left out.
+pub fn last_pushes(
+    repo: &Repository,
+    sources: &[&str],
+) -> Result<std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>, OpsError> {
+    let prefixes: Vec<(String, &str)> = sources.iter().map(|s| (prefix(repo, s), *s)).collect();
+    let mut newest: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
+    for (name, _) in repo.backend().list(FileType::Lifeboat).map_err(RepoError::from)? {
+        if !name.starts_with("wal/") || !name.ends_with(MARK) {
+            continue;
+        }
+        if let Some((_, src)) = prefixes.iter().find(|(p, _)| name.starts_with(p.as_str())) {
+            let e = newest.entry(src).or_default();
+            if name > *e {
+                *e = name;
+            }
+        }
+    }
+    let mut out = std::collections::HashMap::new();
+    for (src, object) in newest {
+        #[derive(serde::Deserialize)]
+        struct Marker {
+            pushed: chrono::DateTime<chrono::Utc>,
+        }
+        let m: Marker = repo.load_json(FileType::Lifeboat, &object)?;
+        out.insert(src.to_string(), m.pushed);
+    }
+    Ok(out)
 }
 
 fn fetch_object(repo: &Repository, object: &str) -> Result<Option<Vec<u8>>, OpsError> {
@@ -96,6 +137,7 @@ pub fn list(repo: &Repository, source: &str) -> Result<Vec<(String, u64)>, OpsEr
         .map_err(RepoError::from)?
         .into_iter()
         .filter_map(|(n, size)| n.strip_prefix(&p).map(|s| (s.to_string(), size)))
+        .filter(|(n, _)| !n.ends_with(MARK))
         .collect();
     v.sort();
     Ok(v)
@@ -104,7 +146,7 @@ pub fn list(repo: &Repository, source: &str) -> Result<Vec<(String, u64)>, OpsEr
 /// Remove archived names of `source` (retention).
 pub fn remove(repo: &Repository, source: &str, names: &[String]) -> Result<(), OpsError> {
     let p = prefix(repo, source);
-    let objects: Vec<String> = names.iter().map(|n| format!("{p}{n}")).collect();
+    let objects: Vec<String> = names.iter().flat_map(|n| [format!("{p}{n}{MARK}"), format!("{p}{n}")]).collect();
     repo.backend().remove_many(FileType::Lifeboat, &objects).map_err(RepoError::from)?;
     Ok(())
 }
