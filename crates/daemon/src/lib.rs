@@ -121,6 +121,8 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
         session.retry_lock = Some("30m".into());
     }
     let cfg = session.require_config("the daemon needs a config file")?;
+    // Every job lists the snapshots (a backup for its parent): decode each snapshot file once.
+    lifeboat_repository::snapshots::keep_in_memory();
     let repo = session.open()?;
     let quiet = lifeboat_service::progress::ignore();
     // Runs whose process died are ended first; then only as much history as the state and the
