@@ -22,6 +22,7 @@ mod init;
 mod key;
 mod ls;
 mod repair;
+mod report;
 mod restore;
 mod runs;
 mod schedule;
@@ -58,6 +59,7 @@ pub fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> Result<i32> {
         Command::Restore(a) => restore::run(&c, &a),
         Command::Health(a) => health::run(&c, &a),
         Command::Probe(a) => health::probe(&c, &a),
+        Command::Report(a) => report::run(&c, &a),
         Command::Check(a) => check::run(&c, &a),
         Command::Verify(a) => verify::run(&c, &a),
         Command::Compare(a) => compare::run(&c, &a),
