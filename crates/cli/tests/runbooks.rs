@@ -166,6 +166,24 @@ fn run_page(name: &str, dir: &Path, vars: &BTreeMap<String, String>) -> (usize, 
     (ran, skipped)
 }
 
+/// Stops the background processes a page started (each writes its pid to `$RB/NAME.pid`).
+struct Pids(std::path::PathBuf);
+impl Drop for Pids {
+    fn drop(&mut self) {
+        for e in fs::read_dir(&self.0).into_iter().flatten().flatten() {
+            if e.path().extension().is_some_and(|x| x == "pid") {
+                if let Ok(pid) = fs::read_to_string(e.path()) {
+                    let _ = Command::new("kill").arg(pid.trim()).status();
+                }
+            }
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 fn base_vars(dir: &Path) -> BTreeMap<String, String> {
     BTreeMap::from([("RB".to_string(), dir.display().to_string())])
 }
@@ -239,7 +257,10 @@ fn runbook_quri() {
 #[test]
 fn runbook_factory() {
     let dir = tempdir();
-    run_page("factory", dir.path(), &base_vars(dir.path()));
+    let _pids = Pids(dir.path().to_path_buf());
+    let mut vars = base_vars(dir.path());
+    vars.insert("HEALTH_PORT".into(), free_port().to_string());
+    run_page("factory", dir.path(), &vars);
 }
 
 #[test]
