@@ -292,6 +292,7 @@ fn runbook_aitbc() {
         return;
     }
     let dir = tempdir();
+    let _pids = Pids(dir.path().to_path_buf());
     let tag = unique_tag().to_lowercase();
     let (db, restored) = (format!("rb_aitbc_{tag}"), format!("rb_aitbc_{tag}_restored"));
     let _dbs = PgDbs(vec![db.clone(), restored.clone()]);
@@ -306,6 +307,8 @@ fn runbook_aitbc() {
     vars.insert("PGUSER".into(), "postgres".into());
     vars.insert("REDIS_DB".into(), "7".into());
     vars.insert("REDIS_RESTORE_DB".into(), "8".into());
+    vars.insert("API_PORT".into(), free_port().to_string());
+    vars.insert("METRICS_PORT".into(), free_port().to_string());
     run_page("aitbc", dir.path(), &vars);
 }
 
