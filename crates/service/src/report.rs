@@ -586,7 +586,7 @@ pub fn percent(p: Option<f64>) -> String {
     match p {
         None => "-".into(),
         Some(p) if p > 0.0 && p < 0.05 => "<0.1 %".into(),
-        Some(p) if p >= 99.95 && p < 100.0 => "99.9 %".into(),
+        Some(p) if (99.95..100.0).contains(&p) => "99.9 %".into(),
         Some(p) if (p - p.round()).abs() < 0.05 => format!("{:.0} %", p.round()),
         Some(p) => format!("{p:.1} %"),
     }
