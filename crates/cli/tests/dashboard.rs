@@ -40,7 +40,7 @@ fn screenshots() -> PathBuf {
     if std::env::var("LIFEBOAT_UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
     } else {
-        std::env::temp_dir().join(format!("lifeboat-dashboard-screenshots-{}", std::process::id()))
+        std::env::temp_dir().join("lifeboat-dashboard-screenshots")
     }
 }
 
