@@ -135,6 +135,10 @@ pub enum Command {
     /// Copy snapshots into a second repository (3-2-1) without re-chunking; a second run copies nothing
     #[command(after_help = COPY_EXAMPLES)]
     Copy(CopyArgs),
+    /// PostgreSQL `archive_command` of a `pitr = true` source: archive one WAL file (`lifeboat wal-push --source NAME %p`)
+    WalPush(WalPushArgs),
+    /// PostgreSQL `restore_command`: fetch one archived WAL file (`lifeboat wal-fetch --source NAME %f %p`); exit 1 when it was never archived, 126 on errors (recovery stops)
+    WalFetch(WalFetchArgs),
     /// Show or set the repository's append-only mode (no forget, prune or key removal while on)
     AppendOnly {
         /// `on`, `off`, or nothing to show the current mode
@@ -299,6 +303,11 @@ pub struct RestoreArgs {
     /// postgres: first apply the snapshot's roles and tablespaces (globals.sql) to the server
     #[arg(long)]
     pub globals: bool,
+    /// postgres with `pitr = true`: recover to this moment (RFC 3339 with fractional seconds,
+    /// local "2026-11-20 13:55:00", or `latest`) from the newest base backup that ended before
+    /// it, into a new data directory (--target); --verify replays it on a scratch port
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
     /// Go ahead with a guarded restore (a `protected` source, or the source's own live data);
     /// the source's name must also be typed at the prompt or given with --confirm
     #[arg(long)]
@@ -311,6 +320,26 @@ pub struct RestoreArgs {
     pub checksums: Vec<(String, String)>,
     #[command(flatten)]
     pub filter: SnapshotFilter,
+}
+
+#[derive(Args, Debug)]
+pub struct WalPushArgs {
+    /// The `pitr = true` source the WAL belongs to
+    #[arg(long, value_name = "NAME")]
+    pub source: String,
+    /// The WAL file (`%p`: a path relative to the data directory, or absolute)
+    pub path: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct WalFetchArgs {
+    /// The `pitr = true` source the WAL belongs to
+    #[arg(long, value_name = "NAME")]
+    pub source: String,
+    /// The WAL file's name (`%f`)
+    pub name: String,
+    /// Where to write it (`%p`)
+    pub dest: PathBuf,
 }
 
 const RESTORE_HELP: &str = include_str!("../help/restore-help.txt");

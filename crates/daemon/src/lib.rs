@@ -314,7 +314,8 @@ fn read_history(
 ) -> Result<Vec<Run>, lifeboat_ops::OpsError> {
     let names: Vec<String> = cfg.sources().map(|s| s.name.clone()).collect();
     let mut needs = jobs::Needs::new(&jobs::jobs(cfg), &names, newest, Utc::now(), cfg.jobs.zone());
-    records::recent_runs(repo, |r| needs.more(r))
+    let tags = needs.wanted().into_iter().map(|(kind, source)| records::run_tag(repo, kind, source)).collect();
+    records::recent_runs(repo, &tags, |r| needs.more(r))
 }
 
 /// `[server] tls_cert` and `tls_key`: both or neither; the pair must load now.

@@ -171,6 +171,21 @@ pub struct RestoreRequest {
     pub globals: bool,
     /// files and command: `(path inside the snapshot, hex SHA-256)` each restored file must have.
     pub checksums: Vec<(String, String)>,
+    /// Point-in-time recovery to this time (`--at`, as given; the service resolves it into
+    /// [`RestoreRequest::pitr`]).
+    pub at: Option<String>,
+    /// Point-in-time recovery, resolved by the service (kinds read this, not `at`).
+    pub pitr: Option<Pitr>,
+}
+
+/// A point-in-time restore as the service resolved it.
+#[derive(Clone, Debug)]
+pub struct Pitr {
+    /// Replay to this time (`None`: to the end of the archive).
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The command a restored server runs to fetch archived WAL (this program with the same
+    /// config or repository), to which the kind appends `wal-fetch --source NAME %f %p`.
+    pub fetch: String,
 }
 
 impl RestoreRequest {

@@ -38,6 +38,7 @@ pub mod session;
 pub mod storage;
 mod vars;
 pub mod verify;
+pub mod wal;
 
 pub use error::{Context, Result, ServiceError};
 pub use filter::{find_snapshot, FilterSpec};

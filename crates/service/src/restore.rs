@@ -37,7 +37,19 @@ pub fn restore(
 ) -> Result<Option<Restored>> {
     let repo = session.open()?;
     let _lock = session.lock_read_only(&repo, observer.as_ref())?;
-    let snap = find_snapshot(&repo, reference, spec)?;
+    let (snap, req) = match &req.at {
+        Some(at) => pitr_base(session, &repo, reference, spec, req, at)?,
+        None => {
+            let snap = find_snapshot(&repo, reference, spec)?;
+            let mut req = req.clone();
+            if base_end(&snap).is_some() {
+                // A base backup restores as a point-in-time recovery to the end of its archive.
+                req.pitr = Some(crate::kinds::Pitr { at: None, fetch: fetch_command(session)? });
+            }
+            (snap, req)
+        }
+    };
+    let req = &req;
     let cfg = session.config()?;
     let resolved = crate::config::source_for(cfg.as_deref(), &snap)?;
     let prepared = resolved.source().prepare_restore(&resolved.name, &repo, &snap, req)?;
@@ -53,6 +65,98 @@ pub fn restore(
     let mut restored = (prepared.run)(&ctx)?;
     check_sums(req, &mut restored)?;
     Ok(Some(restored))
+}
+
+/// When a point-in-time base backup ended; `None` for other snapshots.
+fn base_end(s: &SnapshotEntry) -> Option<chrono::DateTime<chrono::Utc>> {
+    let m = s.snapshot.source.as_ref()?.manifest.as_ref()?;
+    if !lifeboat_sources::postgres::pitr::is_base(m) {
+        return None;
+    }
+    m.get("finished")?.as_str()?.parse().ok()
+}
+
+/// `--at TIME`: the base backup to start from (the newest that ended before TIME, among those
+/// `reference` and `spec` allow) and the request with its point-in-time part resolved.
+fn pitr_base(
+    session: &Session,
+    repo: &lifeboat_repository::Repository,
+    reference: &str,
+    spec: &FilterSpec,
+    req: &RestoreRequest,
+    at: &str,
+) -> Result<(SnapshotEntry, RestoreRequest)> {
+    let time = match at {
+        "latest" | "end" => None,
+        t => Some(
+            lifeboat_ops::duration::parse_time(t, chrono::Utc::now())
+                .map_err(|e| ServiceError::usage(format!("--at: {e}")))?,
+        ),
+    };
+    let ended = base_end;
+    let snap = if reference == "latest" {
+        let filter = spec.filter()?;
+        let all = lifeboat_repository::snapshots::list_intact(repo)?;
+        let mut bases: Vec<(chrono::DateTime<chrono::Utc>, SnapshotEntry)> = all
+            .into_iter()
+            .filter(|s| filter.matches(&s.snapshot))
+            .filter_map(|s| ended(&s).map(|t| (t, s)))
+            .filter(|(t, _)| time.is_none_or(|at| *t <= at))
+            .collect();
+        bases.sort_by_key(|(t, _)| *t);
+        match bases.pop() {
+            Some((_, s)) => s,
+            None => {
+                let when = time.map(|t| format!(" ended before {}", t.to_rfc3339())).unwrap_or_default();
+                return Err(ServiceError::msg(format!(
+                    "no point-in-time base backup{when}{}: back up a source with `pitr = true` first",
+                    if spec.describe().is_empty() { String::new() } else { format!(" with {}", spec.describe()) }
+                )));
+            }
+        }
+    } else {
+        let s = find_snapshot(repo, reference, spec)?;
+        match ended(&s) {
+            None => return Err(ServiceError::usage(format!(
+                "--at needs a point-in-time base backup (a postgres source with `pitr = true`); snapshot {} is not one",
+                s.id.short()
+            ))),
+            Some(t) if time.is_some_and(|at| t > at) => {
+                return Err(ServiceError::usage(format!(
+                    "snapshot {} ended at {}, after --at: recovery can only go forward from a base backup",
+                    s.id.short(),
+                    t.to_rfc3339()
+                )))
+            }
+            Some(_) => s,
+        }
+    };
+    let mut req = req.clone();
+    req.pitr = Some(crate::kinds::Pitr { at: time, fetch: fetch_command(session)? });
+    Ok((snap, req))
+}
+
+/// This program with the session's config file or repository, quoted for a shell (PostgreSQL
+/// runs `restore_command` with `sh -c`); the password is never in it: the restored server needs
+/// it in its environment (`LIFEBOAT_PASSWORD_FILE`) or through the config's password setting.
+fn fetch_command(session: &Session) -> Result<String> {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let exe = std::env::current_exe().map_err(|e| ServiceError::msg(format!("cannot find this program: {e}")))?;
+    let mut cmd = quote(&exe.to_string_lossy());
+    let abs = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let config = session.config_path.clone().or_else(|| {
+        let d = std::path::Path::new(crate::session::DEFAULT_CONFIG);
+        d.is_file().then(|| d.to_path_buf())
+    });
+    if let Some(c) = config {
+        cmd.push_str(&format!(" --config {}", quote(&abs(&c).to_string_lossy())));
+    }
+    if let Some(repo) = &session.repo {
+        let local = !repo.contains(':') || repo.starts_with('/');
+        let repo = if local { abs(std::path::Path::new(repo)).to_string_lossy().into_owned() } else { repo.clone() };
+        cmd.push_str(&format!(" --repo {}", quote(&repo)));
+    }
+    Ok(cmd)
 }
 
 /// `--checksum PATH=sha256:HEX`: the path inside the snapshot and the lower-case hex digest.

@@ -25,6 +25,8 @@ pub fn run(c: &Ctx, a: &RestoreArgs) -> Result<i32> {
         until: a.until.clone(),
         globals: a.globals,
         checksums: a.checksums.clone(),
+        at: a.at.clone(),
+        ..Default::default()
     };
     let mut code = exit::OK;
     let mut decide = |plan: &Plan| -> lifeboat_service::Result<Decision> {
