@@ -110,6 +110,9 @@ pub struct Report {
     pub drills: Vec<DrillSummary>,
     /// The config's probes with their samples in the period.
     pub probes: Vec<ProbeReport>,
+    /// The HTML file written (by [`make`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html_file: Option<String>,
 }
 
 /// Totals over the reported sources.
@@ -388,7 +391,22 @@ pub fn report(session: &Session, req: &Request) -> Result<Report> {
         verifications,
         drills,
         probes,
+        html_file: None,
     })
+}
+
+/// What `lifeboat report` does: check that `html` can be written (before any work), make the
+/// report, and write the HTML page there.
+pub fn make(session: &Session, req: &Request, html: Option<&Path>) -> Result<Report> {
+    if let Some(path) = html {
+        check_html_path(path)?;
+    }
+    let mut r = report(session, req)?;
+    if let Some(path) = html {
+        write_html(&r, path)?;
+        r.html_file = Some(path.display().to_string());
+    }
+    Ok(r)
 }
 
 struct Wanted {
@@ -766,6 +784,9 @@ pub fn text_lines(r: &Report) -> Vec<String> {
             pr.warnings,
             pr.criticals
         ));
+    }
+    if let Some(f) = &r.html_file {
+        out.push(format!("wrote {f}"));
     }
     out
 }
