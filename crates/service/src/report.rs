@@ -619,10 +619,12 @@ fn signed_size(b: i64) -> String {
     }
 }
 
-/// Seconds for people: `0.4s` under 10 seconds, else `2m 5s`-style.
+/// Seconds for people: `40 ms`, `4.2s` under 10 seconds, else `2m 5s`-style.
 fn secs(s: f64) -> String {
-    if s < 10.0 {
-        format!("{:.1}s", s.max(0.0))
+    if s < 1.0 {
+        format!("{:.0} ms", s.max(0.0) * 1000.0)
+    } else if s < 10.0 {
+        format!("{s:.1}s")
     } else {
         lifeboat_ops::health::short_duration(s.round() as u64)
     }

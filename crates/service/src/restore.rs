@@ -117,10 +117,12 @@ fn pitr_base(
     } else {
         let s = find_snapshot(repo, reference, spec)?;
         match ended(&s) {
-            None => return Err(ServiceError::usage(format!(
+            None => {
+                return Err(ServiceError::usage(format!(
                 "--at needs a point-in-time base backup (a postgres source with `pitr = true`); snapshot {} is not one",
                 s.id.short()
-            ))),
+            )))
+            }
             Some(t) if time.is_some_and(|at| t > at) => {
                 return Err(ServiceError::usage(format!(
                     "snapshot {} ended at {}, after --at: recovery can only go forward from a base backup",

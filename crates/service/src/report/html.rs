@@ -197,8 +197,9 @@ pub fn render(r: &Report) -> String {
                             h2 #probes-h { "Probes" }
                             div.charts {
                                 @for pr in &r.probes {
-                                    @let unit = pr.unit.clone().unwrap_or_default();
-                                    (charts::line(&format!("{} ({} samples, {} warning, {} critical)", pr.name, pr.samples, pr.warnings, pr.criticals), &pr.history, |v| format!("{} {unit}", charts::short_number(v)).trim().to_string()))
+                                    @let unit = pr.unit.as_deref().map(|u| format!("; in {u}")).unwrap_or_default();
+                                    @let title = format!("{} ({} samples, {} warning, {} critical{unit})", pr.name, pr.samples, pr.warnings, pr.criticals);
+                                    (charts::line(&title, &pr.history, charts::short_number))
                                 }
                             }
                         }
