@@ -177,6 +177,14 @@ fn report_counts_rpo_compliance_html_and_bad_input() {
         println!("skipped the browser check: chromium, chromedriver or selenium missing");
     }
 
+    // Without a config: the sources that have snapshots, no objectives.
+    let repo = dir.path().join("repo");
+    let j = lb(&repo, &["report", "--since", &since, "--json"]).ok().json();
+    let names: Vec<&str> = j["sources"].as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["docs", "ledger"], "{j:#}");
+    assert!(j["sources"][0]["rpo_compliance_percent"].is_null() && j["summary"]["rpo_compliance_percent"].is_null());
+    assert_eq!(j["sources"][0]["backups_ok"], 2);
+
     // Bad input: one line, exit 2.
     for (args, what) in [
         (vec!["report", "--since", "xyz"], "--since"),

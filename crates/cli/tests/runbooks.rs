@@ -151,8 +151,10 @@ fn run_page(name: &str, dir: &Path, vars: &BTreeMap<String, String>) -> (usize, 
         for (k, v) in vars {
             c.env(k, v);
         }
+        let started = std::time::Instant::now();
         let r = run(&mut c);
-        println!("[{at}] $ {}\n{}{}", b.text.trim_end().replace('\n', "\n  "), r.stdout, r.stderr);
+        let took = started.elapsed().as_secs_f64();
+        println!("[{at}] ({took:.1} s) $ {}\n{}{}", b.text.trim_end().replace('\n', "\n  "), r.stdout, r.stderr);
         assert_eq!(
             r.code, 0,
             "{at}: the block failed (exit {}):\n{}\nstdout:\n{}\nstderr:\n{}",
