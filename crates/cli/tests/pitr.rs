@@ -236,6 +236,38 @@ fn postgres_pitr_restores_to_moments_between_transactions_and_across_a_timeline_
     let bad_name = st.lb(&["wal-push", "--source", "pg", s(&pw)]);
     assert_eq!(bad_name.code, 2, "{}", bad_name.stderr);
 
+    // Retention: a second base on timeline 2, the first one forgotten; apply-retention removes
+    // the WAL only the forgotten base needed, and the kept base still recovers to the end.
+    let old_base = st.lb(&["--json", "snapshots", "--source", "pg"]).ok().json()[0]["id"].as_str().unwrap().to_string();
+    let text = fs::read_to_string(&cfg).unwrap();
+    let old_port = text.lines().find(|l| l.starts_with("port = ")).unwrap().to_string();
+    fs::write(&cfg, text.replace(&old_port, &format!("port = {}", new_primary.port))).unwrap();
+    st.lb(&["backup", "pg"]).ok();
+    batch(&new_primary, 7);
+    let t4 = batch(&new_primary, 1);
+    batch(&new_primary, 1);
+    archive_now(&new_primary);
+    st.lb(&["forget", &old_base]).ok();
+    let applied = st.lb(&["--json", "apply-retention"]).ok().json();
+    let removed = applied["sources"][0]["wal_removed"].as_u64().unwrap();
+    assert!(removed >= 1, "WAL older than the kept base removed: {applied}");
+    let gone = st.lb(&["wal-fetch", "--source", "pg", "000000010000000000000002", s(&dir.join("x"))]);
+    assert_eq!(gone.code, 1, "{}", gone.stderr);
+    let r = st.lb(&[
+        "--json",
+        "restore",
+        "latest",
+        "--source",
+        "pg",
+        "--at",
+        &t4,
+        "--target",
+        s(&dir.join("after-retention")),
+        "--verify",
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    assert_eq!(count_in(&r), before + 103, "timeline 2 as of {t4}, from the second base");
+
     // The restore test of a base backup replays it (as postgres, in a scratch directory).
     let v = st.lb(&["--json", "verify", "--restore-test", "--source", "pg"]);
     assert_eq!(v.code, 0, "{}\n{}", v.stderr, v.stdout);

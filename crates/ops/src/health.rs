@@ -366,6 +366,7 @@ mod tests {
             outcome,
             findings: vec!["pack 1a2b: hash mismatch".into()],
             duration_seconds: 1.0,
+            verify_command: None,
         }
     }
 

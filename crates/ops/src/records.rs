@@ -52,6 +52,43 @@ pub struct Verification {
     pub findings: Vec<String>,
     /// Wall time in seconds.
     pub duration_seconds: f64,
+    /// The source's `verify_command`, run against the restore test's scratch target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_command: Option<HookRun>,
+}
+
+/// One run of a hook (`before_backup`, …, `on_failure`), of a `verify_command` or of a
+/// `healthcheck_url` check: what ran and how it ended.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HookRun {
+    /// `before_backup`, `after_backup`, `before_restore`, `after_restore`, `on_failure`,
+    /// `verify_command` or `healthcheck`.
+    pub hook: String,
+    /// The program (or the URL without credentials and query), for people.
+    pub program: String,
+    /// Whether it passed (exit 0; the expected HTTP status).
+    pub ok: bool,
+    /// Its exit code (`None` when killed or not started; the HTTP status for a healthcheck).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Wall time.
+    pub seconds: f64,
+    /// Why it failed, one line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The last lines of its standard error (at most 2 KiB).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stderr_tail: String,
+}
+
+impl HookRun {
+    /// One line for people and run messages: `before_restore stop.sh: ok (0.1s)` or its error.
+    pub fn line(&self) -> String {
+        match &self.error {
+            None => format!("{} {}: ok ({:.1}s)", self.hook, self.program, self.seconds),
+            Some(e) => format!("{} {}: {e}", self.hook, self.program),
+        }
+    }
 }
 
 /// A drill's summary: per source, whether a verified restore succeeded within its RTO.
@@ -168,6 +205,8 @@ pub enum RunKind {
     Copy,
     /// `check`.
     Check,
+    /// A restore of one source (`restore`, `restore --all`).
+    Restore,
 }
 
 impl RunKind {
@@ -181,6 +220,7 @@ impl RunKind {
             RunKind::ApplyRetention => "apply_retention",
             RunKind::Copy => "copy",
             RunKind::Check => "check",
+            RunKind::Restore => "restore",
         }
     }
 }

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::{
     artifact, client_connection, manifest_of, rows, server_of, setting, Archive, Comparison, Found, Generated,
-    PreparedRestore, RestoreRequest, Restored, RunContext, Settings, Source,
+    PreparedRestore, RestoreRequest, Restored, RunContext, Settings, Source, TargetCheck,
 };
 use crate::error::{Result, ServiceError};
 use crate::human::duration;
@@ -235,8 +235,16 @@ impl Source for Postgres {
     }
 
     /// `pg_restore` into a scratch database on the source's server, then row counts per table;
-    /// a base backup is unpacked into a scratch directory and replayed to the end of its archive.
-    fn restore_test(&self, name: &str, repo: &Repository, snap: &SnapshotEntry, tmp: Option<&Path>) -> Found {
+    /// a base backup is unpacked into a scratch directory and replayed to the end of its archive
+    /// (no `verify_command` there: the replayed cluster is on a scratch port only while it runs).
+    fn restore_test(
+        &self,
+        name: &str,
+        repo: &Repository,
+        snap: &SnapshotEntry,
+        tmp: Option<&Path>,
+        check: &TargetCheck<'_>,
+    ) -> Found {
         if snap.snapshot.source.as_ref().and_then(|s| s.manifest.as_ref()).is_some_and(pitr::is_base) {
             return self.replay_test(name, repo, snap, tmp);
         }
@@ -251,7 +259,9 @@ impl Source for Postgres {
         let opts = postgres::RestoreOptions { overwrite: false, jobs: self.jobs, tmp_dir };
         postgres::restore(repo, &node, &m, &conn, &db.name, &opts).map_err(|e| e.to_string())?;
         let v = postgres::verify(&conn, &db.name, &m).map_err(|e| e.to_string())?;
-        super::tested(format!("database {}", db.name), v.mismatches, json!({"tables": v.tables}))
+        let mut t = super::tested(format!("database {}", db.name), v.mismatches, json!({"tables": v.tables}))?;
+        t.verify_command = check(&db.name);
+        Ok(t)
     }
 
     fn compare(&self, name: &str, _repo: &Repository, snap: &SnapshotEntry, target: &str) -> Result<Comparison> {
@@ -262,6 +272,17 @@ impl Source for Postgres {
 
     fn compares(&self) -> bool {
         true
+    }
+
+    fn whole_restore_target(&self, name: &str, root: Option<&Path>) -> Result<Option<String>> {
+        if self.pitr {
+            // A base backup becomes a new data directory, never the live cluster's.
+            return Ok(root.map(|r| super::under(r, name)));
+        }
+        match root {
+            Some(_) => Ok(Some(super::restored_database(name))),
+            None => setting(name, &self.database),
+        }
     }
 
     fn live_location(&self, name: &str) -> Result<Option<Location>> {

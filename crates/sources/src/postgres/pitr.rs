@@ -147,7 +147,7 @@ pub fn base_backup(conn: &Connection) -> Result<(crate::artifact::Started, BaseM
             return Err(format!("{target}: pg_basebackup failed ({status}): {}", last_line(&err)));
         }
         let mut m = manifest.clone();
-        let label = head.lock().map(|g| String::from_utf8_lossy(&g).into_owned()).unwrap_or_default();
+        let label = head.lock().ok().and_then(|g| tar_file(&g, "backup_label")).unwrap_or_default();
         for line in label.lines() {
             if let Some(rest) = line.split("START WAL LOCATION: ").nth(1) {
                 m.start_lsn = rest.split_whitespace().next().unwrap_or_default().to_string();
@@ -171,6 +171,29 @@ pub fn base_backup(conn: &Connection) -> Result<(crate::artifact::Started, BaseM
     let started =
         crate::artifact::Started { paths: vec![format!("/{BASE_FILE}")], entries: entries.into_iter(), finish };
     Ok((started, initial))
+}
+
+/// The content of the file `name` among the tar entries that fit in `head` (a data directory
+/// may also hold a `backup_label.old` from an earlier recovery: only the exact name counts).
+fn tar_file(head: &[u8], name: &str) -> Option<String> {
+    let mut at = 0;
+    while at + 512 <= head.len() {
+        let h = &head[at..at + 512];
+        if h.iter().all(|b| *b == 0) {
+            return None;
+        }
+        let field = |r: std::ops::Range<usize>| {
+            let f = &h[r];
+            String::from_utf8_lossy(&f[..f.iter().position(|b| *b == 0).unwrap_or(f.len())]).trim().to_string()
+        };
+        let size = u64::from_str_radix(&field(124..136), 8).ok()? as usize;
+        let data = at + 512;
+        if field(0..100) == name && h[156] != b'L' {
+            return head.get(data..data + size).map(|d| String::from_utf8_lossy(d).into_owned());
+        }
+        at = data + size.div_ceil(512) * 512;
+    }
+    None
 }
 
 /// Passes a stream through, keeping its first [`HEAD`] bytes.
@@ -245,13 +268,19 @@ pub fn restore_base(repo: &Repository, node: &Node, dir: &Path, recovery: &Recov
     let mut text = String::from("\n# Added by lifeboat restore (point-in-time recovery)\n");
     text.push_str(&format!("restore_command = '{}'\n", recovery.restore_command.replace('\'', "''")));
     text.push_str("archive_mode = 'off'\n");
+    // Exactly one target: a base taken from an earlier point-in-time restore carries that
+    // restore's settings, which later lines override (empty means unset).
+    for unset in ["recovery_target", "recovery_target_lsn", "recovery_target_name", "recovery_target_xid"] {
+        text.push_str(&format!("{unset} = ''\n"));
+    }
     match recovery.target_time {
         Some(t) => {
             text.push_str(&format!("recovery_target_time = '{}'\n", t.format("%Y-%m-%d %H:%M:%S%.6f+00")));
             text.push_str("recovery_target_inclusive = 'false'\n");
         }
-        None => text.push_str("recovery_target = ''\n"),
+        None => text.push_str("recovery_target_time = ''\n"),
     }
+    text.push_str("recovery_target_timeline = 'latest'\n");
     text.push_str("recovery_target_action = 'promote'\n");
     conf.write_all(text.as_bytes())
         .and_then(|_| conf.sync_all())
@@ -341,8 +370,33 @@ pub fn replay(bin: &Path, dir: &Path, port: u16, database: &str, timeout: Durati
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_one_file_in_a_tar_stream() {
+        let entry = |name: &str, body: &[u8]| {
+            let mut h = vec![0u8; 512];
+            h[..name.len()].copy_from_slice(name.as_bytes());
+            let size = format!("{:011o}\0", body.len());
+            h[124..136].copy_from_slice(size.as_bytes());
+            h[156] = b'0';
+            let mut v = h;
+            v.extend_from_slice(body);
+            v.resize(v.len().div_ceil(512) * 512, 0);
+            v
+        };
+        let mut tar = entry("backup_label.old", b"START WAL LOCATION: 0/1 (file x)\n");
+        tar.extend(entry("backup_label", b"START WAL LOCATION: 0/4000028 (file y)\nSTART TIMELINE: 2\n"));
+        tar.extend(vec![0u8; 1024]);
+        assert_eq!(
+            tar_file(&tar, "backup_label").unwrap(),
+            "START WAL LOCATION: 0/4000028 (file y)\nSTART TIMELINE: 2\n"
+        );
+        assert_eq!(tar_file(&tar, "missing"), None);
+        assert_eq!(tar_file(&tar[..700], "backup_label"), None);
+    }
 
     #[test]
     fn positions_and_segment_names() {
