@@ -93,6 +93,9 @@ pub enum Command {
     Health(HealthArgs),
     /// Run the config's probes now (or those named) and keep their values; `probe history NAME` shows the trend (exit 0 ok, 1 warning, 2 critical, 3 unknown)
     Probe(ProbeArgs),
+    /// Report on a period: per source backups ok/failed, RPO compliance, sizes and growth, dedup, verifications, drills with RTO (table, --json, --html FILE)
+    #[command(after_help = REPORT_HELP)]
+    Report(ReportArgs),
     /// Check the repository for damage (names each damaged pack, blob, index or snapshot)
     Check(CheckArgs),
     /// Prove snapshots: structure, every blob read back (--read-data), a restore into a scratch target (--restore-test)
@@ -357,6 +360,27 @@ pub struct WalFetchArgs {
 const RESTORE_HELP: &str = include_str!("../help/restore-help.txt");
 
 const HEALTH_HELP: &str = include_str!("../help/health-help.txt");
+
+const REPORT_HELP: &str = include_str!("../help/report-help.txt");
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The last 7 days (the default)
+    #[arg(long)]
+    pub week: bool,
+    /// The last 30 days
+    #[arg(long, conflicts_with = "week")]
+    pub month: bool,
+    /// Since this time: a duration ago (30d, 12h) or a date (2026-11-01, RFC 3339)
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["week", "month"])]
+    pub since: Option<String>,
+    /// Also write the report as one self-contained HTML file (inline CSS and SVG charts)
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Only this source (repeatable; default: every source of the config and the repository)
+    #[arg(long = "source", value_name = "NAME")]
+    pub sources: Vec<String>,
+}
 
 #[derive(Args, Debug)]
 pub struct HealthArgs {

@@ -58,6 +58,13 @@ pub fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> Result<i32> {
         Command::Restore(a) => restore::run(&c, &a),
         Command::Health(a) => health::run(&c, &a),
         Command::Probe(a) => health::probe(&c, &a),
+        Command::Report(a) => {
+            use lifeboat_service::report::{self, PeriodSpec, Request};
+            let period = PeriodSpec { week: a.week, month: a.month, since: a.since.clone() };
+            let r = report::make(&c.session, &Request { period, sources: a.sources.clone() }, a.html.as_deref())?;
+            crate::output::show(c.g, &r, || report::text_lines(&r).iter().for_each(|l| println!("{l}")))
+                .map(|_| crate::exit::OK)
+        }
         Command::Check(a) => check::run(&c, &a),
         Command::Verify(a) => verify::run(&c, &a),
         Command::Compare(a) => compare::run(&c, &a),

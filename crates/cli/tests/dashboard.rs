@@ -2,7 +2,7 @@
 //! Selenium, `tests/dashboard/browser.py`) against real data — a PostgreSQL database, a SQLite
 //! file, a files directory, a slow command and a failing one — and over plain HTTP for the
 //! token login, the read-only role and the CSRF and Origin checks. Screenshots of every page go
-//! to `docs/screenshots/`.
+//! to `docs/screenshots/` with `LIFEBOAT_UPDATE_SCREENSHOTS=1` (else to a temp directory).
 
 #![allow(clippy::unwrap_used)]
 
@@ -34,8 +34,14 @@ fn browser_up() -> bool {
         && service("python3 with selenium", Command::new("python3").args(["-c", "import selenium"]))
 }
 
+/// Where screenshots go: the tracked `docs/screenshots` only with `LIFEBOAT_UPDATE_SCREENSHOTS=1`
+/// (a test run must not rewrite tracked files), else a directory under the system's temp dir.
 fn screenshots() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
+    if std::env::var("LIFEBOAT_UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
+    } else {
+        std::env::temp_dir().join("lifeboat-dashboard-screenshots")
+    }
 }
 
 fn browser(mode: &str, url: &str, extra: &[&str], env: &[(&str, &str)]) {

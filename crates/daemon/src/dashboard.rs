@@ -7,7 +7,8 @@
 //!   the `/events` stream;
 //! - [`auth`]: sessions (loopback without a token, else a token login), roles (read-only and
 //!   admin), CSRF tokens and the Origin check on every form;
-//! - [`pages`]: the handlers and the HTML; [`charts`]: the SVG charts.
+//! - [`pages`]: the handlers and the HTML; [`charts`]: the SVG charts (shared with
+//!   `lifeboat report --html`, so they live in the service layer).
 //!
 //! The data comes from the service layer ([`lifeboat_service::overview`]) over a
 //! [`Catalog`] kept in memory and refreshed in the background (at start, when a job starts or
@@ -15,7 +16,6 @@
 //! page never waits for the repository.
 
 pub mod auth;
-pub mod charts;
 pub mod live;
 pub mod pages;
 
@@ -30,6 +30,7 @@ use lifeboat_service::config::Config;
 use lifeboat_service::overview::Catalog;
 use lifeboat_service::Session;
 
+pub use lifeboat_service::charts;
 pub use live::Hub;
 
 use crate::http::Shared;

@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod charts;
 pub mod compare;
 pub mod config;
 pub mod copy;
@@ -30,6 +31,7 @@ pub mod plan;
 pub mod probe;
 pub mod progress;
 pub mod repair;
+pub mod report;
 pub mod restore;
 pub mod restore_all;
 pub mod retention;

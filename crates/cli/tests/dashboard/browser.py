@@ -10,6 +10,9 @@ system's chromium and chromedriver), for crates/cli/tests/dashboard.rs.
   browser.py login --url URL --out DIR      (tokens in LB_BAD_TOKEN and LB_READ_TOKEN)
       a page needs a login; a wrong token is refused; the read-only token logs in and shows
       no action buttons.
+  browser.py report --url file:///…/report.html --out DIR   (for crates/cli/tests/report.rs)
+      the HTML of `lifeboat report` loads from disk without console errors or requests
+      elsewhere, shows its charts, passes the accessibility checks; screenshot DIR/report.png.
 
 Prints what it checked; exits 1 with the reasons on the first failed check.
 """
@@ -127,7 +130,7 @@ def console_errors(d):
     return [e for e in d.get_log("browser") if e.get("level") == "SEVERE"]
 
 
-def audit(d, name, out):
+def audit(d, name, out, prefix="dashboard-"):
     """Console, accessibility, screenshot of the whole page."""
     errors = console_errors(d)
     check(not errors, f"{name}: no console errors {errors if errors else ''}")
@@ -142,7 +145,7 @@ def audit(d, name, out):
             break
         size = d.get_window_size()
         d.set_window_size(1280, size["height"] + (height - inner) + 10)
-    path = os.path.join(out, f"dashboard-{name}.png")
+    path = os.path.join(out, f"{prefix}{name}.png")
     d.save_screenshot(path)
     d.set_window_size(1280, 900)
     print(f"      screenshot {path}")
@@ -274,16 +277,32 @@ def login_flow(args):
         d.quit()
 
 
+def report_flow(args):
+    d = browser()
+    try:
+        load(d, args.url, "report")
+        charts = d.find_elements(By.CSS_SELECTOR, "svg[role=img]")
+        check(len(charts) >= 3, f"report: {len(charts)} charts drawn")
+        rows = d.find_elements(By.CSS_SELECTOR, "table.sources tbody tr")
+        check(len(rows) >= 1, f"report: {len(rows)} sources in the table")
+        # Nothing but the file itself was loaded (no CDN, no fonts, no images from elsewhere).
+        names = d.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        check(not names, f"report: no resources loaded {names if names else ''}")
+        audit(d, "report", args.out, prefix="")
+    finally:
+        d.quit()
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["main", "login"])
+    p.add_argument("mode", choices=["main", "login", "report"])
     p.add_argument("--url", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--expect", default="{}")
     p.add_argument("--slow", default="")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    (main_flow if args.mode == "main" else login_flow)(args)
+    {"main": main_flow, "login": login_flow, "report": report_flow}[args.mode](args)
     return finish()
 
 

@@ -693,7 +693,7 @@ pub async fn probes(Axum(s): Axum<Shared>, headers: HeaderMap) -> Response {
                 section {
                     h2 { (p.name) " " (status_badge(p.status)) }
                     p { "Now: " (p.value.as_deref().unwrap_or("—")) }
-                    (charts::line(&format!("History of {}", p.name), &p.history, short_number))
+                    (charts::line(&format!("History of {}", p.name), &p.history, charts::short_number))
                 }
             }
         }
@@ -952,24 +952,6 @@ pub async fn storage(Axum(s): Axum<Shared>, headers: HeaderMap) -> Response {
         }
     };
     page("Storage", "/storage", Some(&a), body)
-}
-
-/// A chart label: 3.1T, 250k, 12.5 (so long values fit the axis).
-fn short_number(v: f64) -> String {
-    let a = v.abs();
-    let (d, suffix) = match a {
-        _ if a >= 1e12 => (1e12, "T"),
-        _ if a >= 1e9 => (1e9, "G"),
-        _ if a >= 1e6 => (1e6, "M"),
-        _ if a >= 1e4 => (1e3, "k"),
-        _ => (1.0, ""),
-    };
-    let x = v / d;
-    if x.fract() == 0.0 {
-        format!("{x:.0}{suffix}")
-    } else {
-        format!("{x:.2}{suffix}").replace(".00", "")
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Charts as inline SVG, drawn on the server: a line over time, a timeline of events, bars.
-//! Each is an `img` with a text alternative (its title and a summary), colours come from
-//! attributes (the page's Content-Security-Policy allows no inline style), and long series are
-//! thinned to [`MAX_POINTS`] so a page stays light.
+//! Shared by the daemon's dashboard and the HTML of `lifeboat report`. Each is an `img` with a
+//! text alternative (its title and a summary), colours come from attributes (the dashboard's
+//! Content-Security-Policy allows no inline style), and long series are thinned to
+//! [`MAX_POINTS`] so a page stays light.
 
 use chrono::{DateTime, Utc};
 use maud::{html, Markup};
@@ -171,6 +172,63 @@ pub fn bars(title: &str, items: &[(String, f64)], fmt: impl Fn(f64) -> String) -
             }
         },
     )
+}
+
+/// Horizontal bars from 0 to `max`, one per label (in order), each coloured by `colour` of its
+/// value and labelled with `fmt` of it: for shares such as RPO compliance in percent.
+pub fn hbars(
+    title: &str,
+    items: &[(String, f64)],
+    max: f64,
+    fmt: impl Fn(f64) -> String,
+    colour: impl Fn(f64) -> &'static str,
+) -> Markup {
+    if items.is_empty() {
+        return html! { p.empty { (title) ": no data yet." } };
+    }
+    let row = 22.0;
+    let h = TOP + items.len() as f64 * row + 6.0;
+    let left = 150.0;
+    let width = W - left - 70.0;
+    let max = max.max(f64::MIN_POSITIVE);
+    let summary: Vec<String> = items.iter().map(|(l, v)| format!("{l} {}", fmt(*v))).collect();
+    let summary = summary.join(", ");
+    html! {
+        figure.chart {
+            svg viewBox=(format!("0 0 {W} {h}")) role="img" aria-label=(format!("{title}: {summary}")) xmlns="http://www.w3.org/2000/svg" {
+                title { (title) }
+                @for (i, (label, v)) in items.iter().enumerate() {
+                    @let y = TOP + i as f64 * row;
+                    @let bw = (v.clamp(0.0, max) / max * width).max(1.0);
+                    text x=(left - 8.0) y=(format!("{:.1}", y + 14.0)) fill=(INK) font-size="12" text-anchor="end" { (label) }
+                    rect x=(left) y=(format!("{y:.1}")) width=(format!("{width:.1}")) height="16" fill="#eef1f5" {}
+                    rect x=(left) y=(format!("{y:.1}")) width=(format!("{bw:.1}")) height="16" fill=(colour(*v)) {
+                        title { (label) ": " (fmt(*v)) }
+                    }
+                    text x=(format!("{:.1}", left + width + 6.0)) y=(format!("{:.1}", y + 13.0)) fill=(INK) font-size="12" { (fmt(*v)) }
+                }
+            }
+            figcaption { (title) " — " (summary) }
+        }
+    }
+}
+
+/// A number in few characters for axis labels: `3.1T`, `250G`, `12k`, `900`.
+pub fn short_number(v: f64) -> String {
+    let a = v.abs();
+    let (d, suffix) = match a {
+        _ if a >= 1e12 => (1e12, "T"),
+        _ if a >= 1e9 => (1e9, "G"),
+        _ if a >= 1e6 => (1e6, "M"),
+        _ if a >= 1e4 => (1e3, "k"),
+        _ => (1.0, ""),
+    };
+    let x = v / d;
+    if x.fract() == 0.0 {
+        format!("{x:.0}{suffix}")
+    } else {
+        format!("{x:.2}{suffix}").replace(".00", "")
+    }
 }
 
 #[cfg(test)]
