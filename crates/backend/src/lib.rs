@@ -14,9 +14,10 @@
 //! | [`FileType::Lifeboat`] | `lifeboat/<name>` (name may contain `/`)   |
 //!
 //! The trait is deliberately synchronous and small. Implementations: the default
-//! [`LocalBackend`] (a directory) and [`S3Backend`] (any S3-compatible object store,
+//! [`LocalBackend`] (a directory), [`S3Backend`] (any S3-compatible object store,
 //! through OpenDAL, with its own small async runtime behind the sync calls; see
-//! [`s3`] for URL forms and credentials). Decorators wrap any backend:
+//! [`s3`] for URL forms and credentials) and [`RestBackend`] (restic's REST protocol, see
+//! [`rest`]). Decorators wrap any backend:
 //! [`RetryBackend`] retries transient errors with exponential backoff,
 //! [`PackCache`] keeps small packs that are read piecemeal (trees) in memory for
 //! remote stores, and [`FaultyBackend`] injects faults for tests (including crash
@@ -24,12 +25,14 @@
 //!
 //! The [`conformance`] module holds a test suite every implementation must pass.
 
+mod bridge;
 pub mod conformance;
 mod error;
 mod faulty;
 mod file_type;
 mod local;
 mod pack_cache;
+pub mod rest;
 mod retry;
 pub mod s3;
 
@@ -40,6 +43,7 @@ pub use faulty::{Fault, FaultyBackend, FAULTS_ENV_VAR};
 pub use file_type::FileType;
 pub use local::LocalBackend;
 pub use pack_cache::PackCache;
+pub use rest::{is_rest_url, RestBackend, RestOptions};
 pub use retry::{RetryBackend, RetryPolicy};
 pub use s3::{
     is_s3_url, DefaultRetention, ExtendReport, LockMode, ObjectLockStatus, ObjectVersion, S3Backend, S3Options,
@@ -223,3 +227,19 @@ macro_rules! delegate_backend {
 delegate_backend!(Arc<T>);
 delegate_backend!(Box<T>);
 delegate_backend!(&T);
+
+/// The kind of store a repository URL names: `s3`, `rest`, `sftp`, `azure`, `gs`, or `local`
+/// for a directory (`DIR`, `local:DIR`, `file:///DIR`).
+pub fn url_scheme(url: &str) -> &'static str {
+    for scheme in ["s3", "rest", "sftp", "azure", "gs"] {
+        if url.strip_prefix(scheme).is_some_and(|r| r.starts_with(':')) {
+            return scheme;
+        }
+    }
+    "local"
+}
+
+/// Whether a repository URL names a remote store rather than a directory.
+pub fn is_remote_url(url: &str) -> bool {
+    url_scheme(url) != "local"
+}

@@ -100,6 +100,8 @@ pub struct RepositorySection {
     pub compression: Option<String>,
     /// Credentials and defaults for `s3:` URLs (`s3 = { access_key_id = "${…}", … }`).
     pub s3: Option<toml::Spanned<S3Section>>,
+    /// Basic-auth user and password for `rest:` URLs (`rest = { username = "…", password = "${…}" }`).
+    pub rest: Option<toml::Spanned<RestSection>>,
     /// Refuse forget/prune from this machine even if the repository allows them.
     #[serde(default)]
     pub append_only: bool,
@@ -131,6 +133,27 @@ impl std::fmt::Debug for S3Section {
             .field("session_token", &self.session_token.as_ref().map(|_| "<set>"))
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
+            .finish()
+    }
+}
+
+/// `[repository] rest = { … }`: what `RESTIC_REST_USERNAME` / `RESTIC_REST_PASSWORD` would
+/// otherwise give. Values may use `${VAR}`; keep the password there rather than in the file.
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RestSection {
+    /// User name.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for RestSection {
+    /// Never shows the password, even unsubstituted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestSection")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<set>"))
             .finish()
     }
 }
@@ -334,6 +357,20 @@ impl Config {
             if let Some(url) = self.repository.url.as_deref().filter(|u| !u.contains("${")) {
                 if !lifeboat_backend::is_s3_url(url) {
                     return fail(format!("[repository] s3 settings apply to s3: URLs only, but url is {url:?}"));
+                }
+            }
+        }
+        if let Some(rest) = &self.repository.rest {
+            let (at, r) = (at_offset(rest.span().start), rest.get_ref());
+            if r.password.is_some() && r.username.is_none() {
+                return Err(ServiceError::msg(format!("{at}: [repository] rest password needs a username")));
+            }
+            if let Some(url) = self.repository.url.as_deref().filter(|u| !u.contains("${")) {
+                if lifeboat_backend::url_scheme(url) != "rest" {
+                    return Err(ServiceError::msg(format!(
+                        "{at}: [repository] rest settings apply to rest: URLs only, but url is {:?}",
+                        lifeboat_backend::rest::redact(url)
+                    )));
                 }
             }
         }
