@@ -16,8 +16,8 @@
 //! The trait is deliberately synchronous and small. Implementations: the default
 //! [`LocalBackend`] (a directory), [`S3Backend`] (any S3-compatible object store,
 //! through OpenDAL, with its own small async runtime behind the sync calls; see
-//! [`s3`] for URL forms and credentials) and [`RestBackend`] (restic's REST protocol, see
-//! [`rest`]). Decorators wrap any backend:
+//! [`s3`] for URL forms and credentials), [`RestBackend`] (restic's REST protocol, see
+//! [`rest`]) and [`SftpBackend`] (a directory over SSH, see [`sftp`]). Decorators wrap any backend:
 //! [`RetryBackend`] retries transient errors with exponential backoff,
 //! [`PackCache`] keeps small packs that are read piecemeal (trees) in memory for
 //! remote stores, and [`FaultyBackend`] injects faults for tests (including crash
@@ -35,6 +35,7 @@ mod pack_cache;
 pub mod rest;
 mod retry;
 pub mod s3;
+pub mod sftp;
 
 use std::sync::Arc;
 
@@ -49,6 +50,7 @@ pub use s3::{
     is_s3_url, DefaultRetention, ExtendReport, LockMode, ObjectLockStatus, ObjectVersion, S3Backend, S3Options,
     Versioning,
 };
+pub use sftp::{is_sftp_url, SftpBackend, SftpOptions};
 
 /// A temporary file left by a save that never finished (a killed process): never an object,
 /// never listed by [`Backend::list`].

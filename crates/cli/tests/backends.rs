@@ -8,15 +8,19 @@
 mod common;
 #[path = "../../backend/tests/support/rest_server.rs"]
 mod rest_server;
+#[path = "../../backend/tests/support/sftp_server.rs"]
+mod sftp_server;
 
 use std::fs;
 use std::path::Path;
 
 use common::*;
 use rest_server::{Mode, RestServer};
+use sftp_server::SftpServer;
 
 /// Variables that would give the binary or restic credentials the test did not mean.
-const STORE_VARS: &[&str] = &["RESTIC_REST_USERNAME", "RESTIC_REST_PASSWORD"];
+const STORE_VARS: &[&str] =
+    &["RESTIC_REST_USERNAME", "RESTIC_REST_PASSWORD", "LIFEBOAT_SFTP_ARGS", "LIFEBOAT_SFTP_COMMAND"];
 
 /// `lifeboat --repo URL ARGS…` with the test password and `env`.
 fn lbr(url: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
@@ -45,6 +49,13 @@ fn build_tree(src: &Path) {
     write_text(&src.join("sub/notes.txt"), 50_000, "backends");
     write_random(&src.join("sub/deeper/small.bin"), 10_000, 8);
     fs::write(src.join("empty"), b"").expect("write");
+}
+
+/// `restic -r URL -o sftp.command=… ARGS…` against the test SSH server.
+fn restic_sftp(server: &SftpServer, url: &str, args: &[&str]) -> Run {
+    let mut c = restic(Path::new(url));
+    c.arg("-o").arg(format!("sftp.command={}", server.restic_command())).args(args);
+    run(&mut c)
 }
 
 /// The whole life of a repository at `url` (which must not exist yet): init, backups, restore,
@@ -194,4 +205,83 @@ fn unreachable_rest_server_is_one_line_with_exit_1() {
     assert!(!line.contains("SeCrEt"), "{line}");
     let bad = lbr("rest:ftp://h/x", &[], &["snapshots"]).code(1);
     assert!(bad.one_error_line().contains("rest:http://HOST:PORT/PATH"), "{}", bad.stderr);
+}
+
+#[test]
+fn sftp_end_to_end_and_restic_reads_it() {
+    let Some(server) = SftpServer::start() else { return };
+    let url = server.url("e2e");
+    let args = server.ssh_args();
+    exercise(&url, &[("LIFEBOAT_SFTP_ARGS", &args)], None);
+    // restic (which spawns ssh the same way) checks and restores what Lifeboat wrote.
+    let r = restic_sftp(&server, &url, &["check", "--read-data"]);
+    assert_eq!(r.code, 0, "restic check over sftp: {}\n{}", r.stdout, r.stderr);
+    let dir = tempdir();
+    let r = restic_sftp(&server, &url, &["restore", "latest", "--target", s(dir.path())]);
+    assert_eq!(r.code, 0, "restic restore over sftp: {}", r.stderr);
+}
+
+#[test]
+fn copy_local_to_sftp_to_rest_and_config_sftp_args() {
+    let Some(sftp) = SftpServer::start() else { return };
+    let Some(rest) = RestServer::start(Mode::default()) else { return };
+    let dir = tempdir();
+    let src = dir.path().join("src");
+    build_tree(&src);
+    let local = dir.path().join("local");
+    init(&local);
+    lb(&local, &["backup", s(&src)]).ok();
+    // [repository] sftp args from the config (with ${VAR}); copy local → SFTP → REST.
+    let cfg = dir.path().join("lifeboat.toml");
+    fs::write(
+        &cfg,
+        format!("[repository]\nurl = \"{}\"\nsftp = {{ args = \"${{TEST_SSH_ARGS}}\" }}\n", sftp.url("nas")),
+    )
+    .expect("config");
+    let args = sftp.ssh_args();
+    let mut c = lifeboat(&local);
+    c.env("LIFEBOAT_SFTP_ARGS", &args).env("LIFEBOAT_TO_PASSWORD", PASSWORD).args([
+        "copy",
+        "--to",
+        &sftp.url("nas"),
+        "--init",
+    ]);
+    run(&mut c).ok();
+    let with_cfg = |a: &[&str]| {
+        let mut c = bare();
+        for v in STORE_VARS {
+            c.env_remove(v);
+        }
+        c.env("LIFEBOAT_PASSWORD", PASSWORD).env("LIFEBOAT_TO_PASSWORD", PASSWORD).env("TEST_SSH_ARGS", &args);
+        run(c.arg("--config").arg(&cfg).args(a))
+    };
+    with_cfg(&["check", "--read-data"]).ok();
+    with_cfg(&["copy", "--to", &rest.url("offsite"), "--init"]).ok();
+    let out = dir.path().join("out");
+    lbr(&rest.url("offsite"), &[], &["restore", "latest", "--target", s(&out)]).ok();
+    assert_same_tree(&src, &under(&out, &src), Compare::ALL);
+    let t = with_cfg(&["storage", "test", "--json", "--size", "1M"]).ok().json();
+    assert_eq!(t["ok"], true, "{t:#}");
+}
+
+#[test]
+fn sftp_errors_are_one_line_with_exit_1() {
+    let Some(server) = SftpServer::start() else { return };
+    // No known_hosts entry for the server: the host key is unknown.
+    let empty = server.dir().join("no_known_hosts");
+    fs::write(&empty, "").expect("write");
+    let args = format!(
+        "-F /dev/null -i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={}",
+        server.dir().join("id").display(),
+        empty.display()
+    );
+    let r = lbr(&server.url("x"), &[("LIFEBOAT_SFTP_ARGS", &args)], &["init", "--kdf-n", "1024"]).code(1);
+    let line = r.one_error_line();
+    assert!(line.contains(&server.url("x")) && line.contains("the host key is unknown"), "{line}");
+    let port = rest_server::free_port();
+    let url = format!("sftp://{}@127.0.0.1:{port}//tmp/none", server.user);
+    let r = lbr(&url, &[("LIFEBOAT_SFTP_ARGS", &server.ssh_args())], &["snapshots"]).code(1);
+    assert!(r.one_error_line().contains("host unreachable"), "{}", r.stderr);
+    let r = lbr("sftp:nohost", &[], &["snapshots"]).code(1);
+    assert!(r.one_error_line().contains("sftp:USER@HOST:/PATH"), "{}", r.stderr);
 }

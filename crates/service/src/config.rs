@@ -102,6 +102,8 @@ pub struct RepositorySection {
     pub s3: Option<toml::Spanned<S3Section>>,
     /// Basic-auth user and password for `rest:` URLs (`rest = { username = "…", password = "${…}" }`).
     pub rest: Option<toml::Spanned<RestSection>>,
+    /// How to run `ssh` for `sftp:` URLs (`sftp = { args = "-i /etc/lifeboat/id_ed25519" }`).
+    pub sftp: Option<toml::Spanned<SftpSection>>,
     /// Refuse forget/prune from this machine even if the repository allows them.
     #[serde(default)]
     pub append_only: bool,
@@ -156,6 +158,17 @@ impl std::fmt::Debug for RestSection {
             .field("password", &self.password.as_ref().map(|_| "<set>"))
             .finish()
     }
+}
+
+/// `[repository] sftp = { … }`: what `LIFEBOAT_SFTP_ARGS` / `LIFEBOAT_SFTP_COMMAND` would
+/// otherwise give.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SftpSection {
+    /// Extra arguments for `ssh` (key, known_hosts file, options).
+    pub args: Option<String>,
+    /// The whole command instead of `ssh … HOST -s sftp` (restic's `sftp.command`).
+    pub command: Option<String>,
 }
 
 /// One `[[copy]]`: a second repository that `copy` (and `backup` with `after_backup`) copies

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use lifeboat_backend::{
     url_scheme, Backend, Fault, FaultyBackend, LocalBackend, PackCache, RestBackend, RestOptions, RetryBackend,
-    RetryPolicy, S3Backend, S3Options,
+    RetryPolicy, S3Backend, S3Options, SftpBackend, SftpOptions,
 };
 use lifeboat_repository::lock::LockGuard;
 use lifeboat_repository::{Compression, RepoError, Repository};
@@ -166,9 +166,24 @@ impl Session {
         Ok(o.or(RestOptions::from_env()))
     }
 
+    /// SFTP settings: the config's `[repository] sftp` (with `${VAR}` substituted), then
+    /// `LIFEBOAT_SFTP_ARGS` / `LIFEBOAT_SFTP_COMMAND`.
+    pub fn sftp_options(&self) -> Result<SftpOptions> {
+        let mut o = SftpOptions::default();
+        if let Some(cfg) = self.config()? {
+            if let Some(r) = cfg.repository.sftp.as_ref().map(|r| r.get_ref()) {
+                let sub = |v: &Option<String>, field: &str| {
+                    v.as_deref().map(|v| substitute(v, &format!("[repository] sftp {field}"))).transpose()
+                };
+                o = SftpOptions { args: sub(&r.args, "args")?, command: sub(&r.command, "command")? };
+            }
+        }
+        Ok(o.or(SftpOptions::from_env()))
+    }
+
     /// The settings of every kind of remote store, from the config and the environment.
     pub fn remote_options(&self) -> Result<RemoteOptions> {
-        Ok(RemoteOptions { s3: self.s3_options()?, rest: self.rest_options()? })
+        Ok(RemoteOptions { s3: self.s3_options()?, rest: self.rest_options()?, sftp: self.sftp_options()? })
     }
 
     /// The backend of the configured repository.
@@ -346,12 +361,14 @@ pub struct RemoteOptions {
     pub s3: S3Options,
     /// For `rest:` URLs.
     pub rest: RestOptions,
+    /// For `sftp:` URLs.
+    pub sftp: SftpOptions,
 }
 
 impl RemoteOptions {
     /// What the environment alone gives (the variables restic and the cloud tools read).
     pub fn from_env() -> Self {
-        RemoteOptions { s3: S3Options::from_env(), rest: RestOptions::from_env() }
+        RemoteOptions { s3: S3Options::from_env(), rest: RestOptions::from_env(), sftp: SftpOptions::from_env() }
     }
 }
 
@@ -384,6 +401,7 @@ pub fn backend_with(url: &str, opts: &RemoteOptions, as_of: Option<SystemTime>) 
             Arc::new(PackCache::new(b))
         }
         "rest" => Arc::new(PackCache::new(RestBackend::new(url, &opts.rest)?)),
+        "sftp" => Arc::new(PackCache::new(SftpBackend::new(url, &opts.sftp)?)),
         _ => Arc::new(LocalBackend::new(local_path(url)?)),
     };
     let faults = Fault::from_env().map_err(|e| ServiceError::msg(format!("LIFEBOAT_FAULTS: {e}")))?;
@@ -399,7 +417,7 @@ pub fn local_path(url: &str) -> Result<&str> {
         rest
     } else if url.contains("://") || lifeboat_backend::is_remote_url(url) {
         return Err(ServiceError::msg(format!(
-            "unsupported repository URL {:?}: use a directory path, local:DIR, file:///DIR, s3:http://HOST:PORT/BUCKET/PREFIX, s3://BUCKET/PREFIX or rest:http://HOST:PORT/PATH",
+            "unsupported repository URL {:?}: use a directory path, local:DIR, file:///DIR, s3:http://HOST:PORT/BUCKET/PREFIX, s3://BUCKET/PREFIX, rest:http://HOST:PORT/PATH or sftp:USER@HOST:/PATH",
             lifeboat_backend::rest::redact(url)
         )));
     } else {
