@@ -100,6 +100,9 @@ fn parse_url(url: &str) -> std::result::Result<SftpUrl, String> {
     const FORMS: &str = "use sftp:USER@HOST:/PATH or sftp://USER@HOST:PORT//PATH";
     let (user_host, port, path) = if let Some(rest) = url.strip_prefix("sftp://") {
         let (authority, path) = rest.split_once('/').ok_or_else(|| format!("missing path: {FORMS}"))?;
+        if authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':')) {
+            return Err("passwords in SFTP URLs are not supported: use an SSH key".to_owned());
+        }
         let (user_host, port) = match authority.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
                 let port = p.parse::<u16>().map_err(|_| format!("invalid port {p:?}"))?;
