@@ -17,7 +17,8 @@
 //! [`LocalBackend`] (a directory), [`S3Backend`] (any S3-compatible object store,
 //! through OpenDAL, with its own small async runtime behind the sync calls; see
 //! [`s3`] for URL forms and credentials), [`RestBackend`] (restic's REST protocol, see
-//! [`rest`]) and [`SftpBackend`] (a directory over SSH, see [`sftp`]). Decorators wrap any backend:
+//! [`rest`]), [`SftpBackend`] (a directory over SSH, see [`sftp`]) and [`OpendalBackend`] for
+//! Azure Blob Storage (see [`azure`]). Decorators wrap any backend:
 //! [`RetryBackend`] retries transient errors with exponential backoff,
 //! [`PackCache`] keeps small packs that are read piecemeal (trees) in memory for
 //! remote stores, and [`FaultyBackend`] injects faults for tests (including crash
@@ -25,12 +26,14 @@
 //!
 //! The [`conformance`] module holds a test suite every implementation must pass.
 
+pub mod azure;
 mod bridge;
 pub mod conformance;
 mod error;
 mod faulty;
 mod file_type;
 mod local;
+mod object_store;
 mod pack_cache;
 pub mod rest;
 mod retry;
@@ -39,10 +42,12 @@ pub mod sftp;
 
 use std::sync::Arc;
 
+pub use azure::AzureOptions;
 pub use error::{BackendError, ErrorContext, Op};
 pub use faulty::{Fault, FaultyBackend, FAULTS_ENV_VAR};
 pub use file_type::FileType;
 pub use local::LocalBackend;
+pub use object_store::{OpendalBackend, Service};
 pub use pack_cache::PackCache;
 pub use rest::{is_rest_url, RestBackend, RestOptions};
 pub use retry::{RetryBackend, RetryPolicy};

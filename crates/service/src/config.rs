@@ -104,6 +104,8 @@ pub struct RepositorySection {
     pub rest: Option<toml::Spanned<RestSection>>,
     /// How to run `ssh` for `sftp:` URLs (`sftp = { args = "-i /etc/lifeboat/id_ed25519" }`).
     pub sftp: Option<toml::Spanned<SftpSection>>,
+    /// Account and endpoint for `azure:` URLs (`azure = { account_name = "…", account_key = "${…}" }`).
+    pub azure: Option<toml::Spanned<AzureSection>>,
     /// Refuse forget/prune from this machine even if the repository allows them.
     #[serde(default)]
     pub append_only: bool,
@@ -169,6 +171,36 @@ pub struct SftpSection {
     pub args: Option<String>,
     /// The whole command instead of `ssh … HOST -s sftp` (restic's `sftp.command`).
     pub command: Option<String>,
+}
+
+/// `[repository] azure = { … }`: what the `AZURE_*` variables would otherwise give. Values may
+/// use `${VAR}`; keep the key there rather than in the file.
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AzureSection {
+    /// Storage account name.
+    pub account_name: Option<String>,
+    /// Storage account key.
+    pub account_key: Option<String>,
+    /// SAS token instead of the key.
+    pub sas_token: Option<String>,
+    /// The whole blob endpoint (e.g. Azurite's `http://127.0.0.1:10000/devstoreaccount1`).
+    pub endpoint: Option<String>,
+    /// Endpoint suffix (default `core.windows.net`).
+    pub endpoint_suffix: Option<String>,
+}
+
+impl std::fmt::Debug for AzureSection {
+    /// Never shows the key or the token, even unsubstituted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureSection")
+            .field("account_name", &self.account_name)
+            .field("account_key", &self.account_key.as_ref().map(|_| "<set>"))
+            .field("sas_token", &self.sas_token.as_ref().map(|_| "<set>"))
+            .field("endpoint", &self.endpoint)
+            .field("endpoint_suffix", &self.endpoint_suffix)
+            .finish()
+    }
 }
 
 /// One `[[copy]]`: a second repository that `copy` (and `backup` with `after_backup`) copies

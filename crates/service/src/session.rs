@@ -7,8 +7,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use lifeboat_backend::{
-    url_scheme, Backend, Fault, FaultyBackend, LocalBackend, PackCache, RestBackend, RestOptions, RetryBackend,
-    RetryPolicy, S3Backend, S3Options, SftpBackend, SftpOptions,
+    url_scheme, AzureOptions, Backend, Fault, FaultyBackend, LocalBackend, PackCache, RestBackend, RestOptions,
+    RetryBackend, RetryPolicy, S3Backend, S3Options, SftpBackend, SftpOptions,
 };
 use lifeboat_repository::lock::LockGuard;
 use lifeboat_repository::{Compression, RepoError, Repository};
@@ -181,9 +181,35 @@ impl Session {
         Ok(o.or(SftpOptions::from_env()))
     }
 
+    /// Azure settings: the config's `[repository] azure` (with `${VAR}` substituted), then the
+    /// `AZURE_*` variables.
+    pub fn azure_options(&self) -> Result<AzureOptions> {
+        let mut o = AzureOptions::default();
+        if let Some(cfg) = self.config()? {
+            if let Some(r) = cfg.repository.azure.as_ref().map(|r| r.get_ref()) {
+                let sub = |v: &Option<String>, field: &str| {
+                    v.as_deref().map(|v| substitute(v, &format!("[repository] azure {field}"))).transpose()
+                };
+                o = AzureOptions {
+                    account_name: sub(&r.account_name, "account_name")?,
+                    account_key: sub(&r.account_key, "account_key")?,
+                    sas_token: sub(&r.sas_token, "sas_token")?,
+                    endpoint: sub(&r.endpoint, "endpoint")?,
+                    endpoint_suffix: sub(&r.endpoint_suffix, "endpoint_suffix")?,
+                };
+            }
+        }
+        Ok(o.or(AzureOptions::from_env()))
+    }
+
     /// The settings of every kind of remote store, from the config and the environment.
     pub fn remote_options(&self) -> Result<RemoteOptions> {
-        Ok(RemoteOptions { s3: self.s3_options()?, rest: self.rest_options()?, sftp: self.sftp_options()? })
+        Ok(RemoteOptions {
+            s3: self.s3_options()?,
+            rest: self.rest_options()?,
+            sftp: self.sftp_options()?,
+            azure: self.azure_options()?,
+        })
     }
 
     /// The backend of the configured repository.
@@ -363,12 +389,19 @@ pub struct RemoteOptions {
     pub rest: RestOptions,
     /// For `sftp:` URLs.
     pub sftp: SftpOptions,
+    /// For `azure:` URLs.
+    pub azure: AzureOptions,
 }
 
 impl RemoteOptions {
     /// What the environment alone gives (the variables restic and the cloud tools read).
     pub fn from_env() -> Self {
-        RemoteOptions { s3: S3Options::from_env(), rest: RestOptions::from_env(), sftp: SftpOptions::from_env() }
+        RemoteOptions {
+            s3: S3Options::from_env(),
+            rest: RestOptions::from_env(),
+            sftp: SftpOptions::from_env(),
+            azure: AzureOptions::from_env(),
+        }
     }
 }
 
@@ -402,6 +435,7 @@ pub fn backend_with(url: &str, opts: &RemoteOptions, as_of: Option<SystemTime>) 
         }
         "rest" => Arc::new(PackCache::new(RestBackend::new(url, &opts.rest)?)),
         "sftp" => Arc::new(PackCache::new(SftpBackend::new(url, &opts.sftp)?)),
+        "azure" => Arc::new(PackCache::new(lifeboat_backend::azure::open(url, &opts.azure)?)),
         _ => Arc::new(LocalBackend::new(local_path(url)?)),
     };
     let faults = Fault::from_env().map_err(|e| ServiceError::msg(format!("LIFEBOAT_FAULTS: {e}")))?;
@@ -417,7 +451,7 @@ pub fn local_path(url: &str) -> Result<&str> {
         rest
     } else if url.contains("://") || lifeboat_backend::is_remote_url(url) {
         return Err(ServiceError::msg(format!(
-            "unsupported repository URL {:?}: use a directory path, local:DIR, file:///DIR, s3:http://HOST:PORT/BUCKET/PREFIX, s3://BUCKET/PREFIX, rest:http://HOST:PORT/PATH or sftp:USER@HOST:/PATH",
+            "unsupported repository URL {:?}: use a directory path, local:DIR, file:///DIR, s3:http://HOST:PORT/BUCKET/PREFIX, s3://BUCKET/PREFIX, rest:http://HOST:PORT/PATH, sftp:USER@HOST:/PATH or azure:CONTAINER:/PATH",
             lifeboat_backend::rest::redact(url)
         )));
     } else {
