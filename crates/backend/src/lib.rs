@@ -18,7 +18,7 @@
 //! through OpenDAL, with its own small async runtime behind the sync calls; see
 //! [`s3`] for URL forms and credentials), [`RestBackend`] (restic's REST protocol, see
 //! [`rest`]), [`SftpBackend`] (a directory over SSH, see [`sftp`]) and [`OpendalBackend`] for
-//! Azure Blob Storage (see [`azure`]). Decorators wrap any backend:
+//! Azure Blob Storage and Google Cloud Storage (see [`azure`], [`gcs`]). Decorators wrap any backend:
 //! [`RetryBackend`] retries transient errors with exponential backoff,
 //! [`PackCache`] keeps small packs that are read piecemeal (trees) in memory for
 //! remote stores, and [`FaultyBackend`] injects faults for tests (including crash
@@ -32,6 +32,7 @@ pub mod conformance;
 mod error;
 mod faulty;
 mod file_type;
+pub mod gcs;
 mod local;
 mod object_store;
 mod pack_cache;
@@ -46,6 +47,7 @@ pub use azure::AzureOptions;
 pub use error::{BackendError, ErrorContext, Op};
 pub use faulty::{Fault, FaultyBackend, FAULTS_ENV_VAR};
 pub use file_type::FileType;
+pub use gcs::GcsOptions;
 pub use local::LocalBackend;
 pub use object_store::{OpendalBackend, Service};
 pub use pack_cache::PackCache;

@@ -1,5 +1,5 @@
-//! The [`Backend`] over an OpenDAL operator, for Azure Blob Storage (and later Google Cloud
-//! Storage): the service's module builds the operator from its URL and options.
+//! The [`Backend`] over an OpenDAL operator, for Azure Blob Storage and Google Cloud Storage:
+//! the service's module builds the operator from its URL and options.
 //!
 //! Objects use restic's layout below the operator's root, so restic reads what Lifeboat
 //! writes. Semantics: a missing object is [`BackendError::NotFound`]; `remove` checks
@@ -22,7 +22,7 @@ use crate::{Backend, FileType, Result};
 pub enum Service {
     /// Azure Blob Storage (or Azurite).
     Azure,
-    /// Google Cloud Storage (or an emulator); not wired up yet.
+    /// Google Cloud Storage (or an emulator).
     Gcs,
 }
 
@@ -36,7 +36,8 @@ impl Service {
     }
 }
 
-/// A repository on an OpenDAL service (Azure Blob). Built by [`crate::azure::open`].
+/// A repository on an OpenDAL service (Azure Blob, GCS). Built by [`crate::azure::open`] and
+/// [`crate::gcs::open`].
 pub struct OpendalBackend {
     op: Operator,
     bridge: Bridge,

@@ -8,6 +8,8 @@
 mod azurite;
 #[path = "support/common.rs"]
 mod common;
+#[path = "../../backend/tests/support/gcs_server.rs"]
+mod gcs_server;
 #[path = "../../backend/tests/support/rest_server.rs"]
 mod rest_server;
 #[path = "../../backend/tests/support/sftp_server.rs"]
@@ -18,6 +20,7 @@ use std::path::Path;
 
 use azurite::Azurite;
 use common::*;
+use gcs_server::GcsServer;
 use rest_server::{Mode, RestServer};
 use sftp_server::SftpServer;
 
@@ -32,6 +35,9 @@ const STORE_VARS: &[&str] = &[
     "AZURE_ACCOUNT_SAS",
     "AZURE_ENDPOINT",
     "AZURE_ENDPOINT_SUFFIX",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "GOOGLE_ACCESS_TOKEN",
+    "GCS_ENDPOINT",
 ];
 
 /// `lifeboat --repo URL ARGS…` with the test password and `env`.
@@ -343,5 +349,37 @@ fn copy_local_to_sftp_to_azure() {
     lbr("azure:offsite:/lifeboat", &env, &["check", "--read-data"]).ok();
     let out = dir.path().join("out");
     lbr("azure:offsite:/lifeboat", &env, &["restore", "latest", "--target", s(&out)]).ok();
+    assert_same_tree(&src, &under(&out, &src), Compare::ALL);
+}
+
+#[test]
+fn gcs_end_to_end_with_fake_gcs_server_and_copy_from_azure() {
+    let Some(gcs) = GcsServer::start() else { return };
+    let endpoint = gcs.endpoint();
+    let env = [("GCS_ENDPOINT", endpoint.as_str())];
+    exercise("gs:lifeboat-e2e:/repo", &env, None);
+    // A bucket that does not exist holds no repository (exit 10).
+    let r = lbr("gs:no-such-bucket:/repo", &env, &["snapshots"]).code(10);
+    assert!(r.one_error_line().contains("gs:no-such-bucket:/repo"), "{}", r.stderr);
+    // Azure → GCS.
+    let Some(az) = Azurite::start() else { return };
+    let mut all = az.env();
+    all.push(("GCS_ENDPOINT", endpoint.clone()));
+    let all: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let dir = tempdir();
+    let src = dir.path().join("src");
+    build_tree(&src);
+    lbr("azure:from:/repo", &all, &["init", "--kdf-n", "1024"]).ok();
+    lbr("azure:from:/repo", &all, &["backup", s(&src)]).ok();
+    let mut c = lifeboat(Path::new("azure:from:/repo"));
+    c.envs(all.iter().copied()).env("LIFEBOAT_TO_PASSWORD", PASSWORD).args([
+        "copy",
+        "--to",
+        "gs:offsite:/copy",
+        "--init",
+    ]);
+    run(&mut c).ok();
+    let out = dir.path().join("out");
+    lbr("gs:offsite:/copy", &all, &["restore", "latest", "--target", s(&out)]).ok();
     assert_same_tree(&src, &under(&out, &src), Compare::ALL);
 }

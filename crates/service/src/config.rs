@@ -106,6 +106,8 @@ pub struct RepositorySection {
     pub sftp: Option<toml::Spanned<SftpSection>>,
     /// Account and endpoint for `azure:` URLs (`azure = { account_name = "…", account_key = "${…}" }`).
     pub azure: Option<toml::Spanned<AzureSection>>,
+    /// Credentials file and endpoint for `gs:` URLs.
+    pub gcs: Option<toml::Spanned<GcsSection>>,
     /// Refuse forget/prune from this machine even if the repository allows them.
     #[serde(default)]
     pub append_only: bool,
@@ -201,6 +203,17 @@ impl std::fmt::Debug for AzureSection {
             .field("endpoint_suffix", &self.endpoint_suffix)
             .finish()
     }
+}
+
+/// `[repository] gcs = { … }`: what `GOOGLE_APPLICATION_CREDENTIALS` / `GCS_ENDPOINT` would
+/// otherwise give.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct GcsSection {
+    /// Path of a service-account JSON key.
+    pub credentials: Option<String>,
+    /// The endpoint instead of `https://storage.googleapis.com` (an emulator).
+    pub endpoint: Option<String>,
 }
 
 /// One `[[copy]]`: a second repository that `copy` (and `backup` with `after_backup`) copies

@@ -7,8 +7,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use lifeboat_backend::{
-    url_scheme, AzureOptions, Backend, Fault, FaultyBackend, LocalBackend, PackCache, RestBackend, RestOptions,
-    RetryBackend, RetryPolicy, S3Backend, S3Options, SftpBackend, SftpOptions,
+    url_scheme, AzureOptions, Backend, Fault, FaultyBackend, GcsOptions, LocalBackend, PackCache, RestBackend,
+    RestOptions, RetryBackend, RetryPolicy, S3Backend, S3Options, SftpBackend, SftpOptions,
 };
 use lifeboat_repository::lock::LockGuard;
 use lifeboat_repository::{Compression, RepoError, Repository};
@@ -209,7 +209,27 @@ impl Session {
             rest: self.rest_options()?,
             sftp: self.sftp_options()?,
             azure: self.azure_options()?,
+            gcs: self.gcs_options()?,
         })
+    }
+
+    /// GCS settings: the config's `[repository] gcs` (with `${VAR}` substituted), then
+    /// `GOOGLE_APPLICATION_CREDENTIALS`, `GOOGLE_ACCESS_TOKEN` and `GCS_ENDPOINT`.
+    pub fn gcs_options(&self) -> Result<GcsOptions> {
+        let mut o = GcsOptions::default();
+        if let Some(cfg) = self.config()? {
+            if let Some(r) = cfg.repository.gcs.as_ref().map(|r| r.get_ref()) {
+                let sub = |v: &Option<String>, field: &str| {
+                    v.as_deref().map(|v| substitute(v, &format!("[repository] gcs {field}"))).transpose()
+                };
+                o = GcsOptions {
+                    credentials: sub(&r.credentials, "credentials")?,
+                    access_token: None,
+                    endpoint: sub(&r.endpoint, "endpoint")?,
+                };
+            }
+        }
+        Ok(o.or(GcsOptions::from_env()))
     }
 
     /// The backend of the configured repository.
@@ -391,6 +411,8 @@ pub struct RemoteOptions {
     pub sftp: SftpOptions,
     /// For `azure:` URLs.
     pub azure: AzureOptions,
+    /// For `gs:` URLs.
+    pub gcs: GcsOptions,
 }
 
 impl RemoteOptions {
@@ -401,6 +423,7 @@ impl RemoteOptions {
             rest: RestOptions::from_env(),
             sftp: SftpOptions::from_env(),
             azure: AzureOptions::from_env(),
+            gcs: GcsOptions::from_env(),
         }
     }
 }
@@ -436,6 +459,7 @@ pub fn backend_with(url: &str, opts: &RemoteOptions, as_of: Option<SystemTime>) 
         "rest" => Arc::new(PackCache::new(RestBackend::new(url, &opts.rest)?)),
         "sftp" => Arc::new(PackCache::new(SftpBackend::new(url, &opts.sftp)?)),
         "azure" => Arc::new(PackCache::new(lifeboat_backend::azure::open(url, &opts.azure)?)),
+        "gs" => Arc::new(PackCache::new(lifeboat_backend::gcs::open(url, &opts.gcs)?)),
         _ => Arc::new(LocalBackend::new(local_path(url)?)),
     };
     let faults = Fault::from_env().map_err(|e| ServiceError::msg(format!("LIFEBOAT_FAULTS: {e}")))?;
@@ -451,7 +475,7 @@ pub fn local_path(url: &str) -> Result<&str> {
         rest
     } else if url.contains("://") || lifeboat_backend::is_remote_url(url) {
         return Err(ServiceError::msg(format!(
-            "unsupported repository URL {:?}: use a directory path, local:DIR, file:///DIR, s3:http://HOST:PORT/BUCKET/PREFIX, s3://BUCKET/PREFIX, rest:http://HOST:PORT/PATH, sftp:USER@HOST:/PATH or azure:CONTAINER:/PATH",
+            "unsupported repository URL {:?}: use a directory path, local:DIR, file:///DIR, s3:http://HOST:PORT/BUCKET/PREFIX, s3://BUCKET/PREFIX, rest:http://HOST:PORT/PATH, sftp:USER@HOST:/PATH, azure:CONTAINER:/PATH or gs:BUCKET:/PATH",
             lifeboat_backend::rest::redact(url)
         )));
     } else {
