@@ -432,6 +432,25 @@ impl Config {
                 }
             }
         }
+        // Settings for one kind of store next to a URL of another kind are a mistake.
+        let sections = [
+            ("sftp", self.repository.sftp.as_ref().map(|x| x.span().start)),
+            ("azure", self.repository.azure.as_ref().map(|x| x.span().start)),
+            ("gs", self.repository.gcs.as_ref().map(|x| x.span().start)),
+        ];
+        for (scheme, start) in sections {
+            let (Some(start), Some(url)) = (start, self.repository.url.as_deref().filter(|u| !u.contains("${"))) else {
+                continue;
+            };
+            if lifeboat_backend::url_scheme(url) != scheme {
+                let table = if scheme == "gs" { "gcs" } else { scheme };
+                return Err(ServiceError::msg(format!(
+                    "{}: [repository] {table} settings apply to {scheme}: URLs only, but url is {:?}",
+                    at_offset(start),
+                    lifeboat_backend::rest::redact(url)
+                )));
+            }
+        }
         if let Some(c) = &self.repository.compression {
             c.parse::<lifeboat_repository::Compression>()
                 .map_err(|e| ServiceError::msg(format!("{}: [repository] compression: {e}", self.path.display())))?;
@@ -705,6 +724,35 @@ mod tests {
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn remote_store_sections_belong_to_their_url() {
+        let ok = parse(
+            "[repository]\nurl = \"rest:http://u:pw@h:8000/r/\"\nrest = { username = \"u\", password = \"${PW}\" }\n",
+        )
+        .unwrap();
+        let rest = ok.repository.rest.as_ref().unwrap().get_ref();
+        assert!(!format!("{rest:?}").contains("PW"), "{rest:?}");
+        parse("[repository]\nurl = \"sftp:u@nas:/r\"\nsftp = { args = \"-i /k\" }\n").unwrap();
+        parse("[repository]\nurl = \"azure:c:/r\"\nazure = { account_name = \"a\", account_key = \"${K}\" }\n")
+            .unwrap();
+        parse("[repository]\nurl = \"gs:bucket:/r\"\ngcs = { endpoint = \"http://127.0.0.1:4443\" }\n").unwrap();
+        for (text, want) in [
+            ("[repository]\nurl = \"/r\"\nrest = { username = \"u\" }\n", "rest settings apply to rest: URLs only"),
+            ("[repository]\nrest = { password = \"p\" }\n", "rest password needs a username"),
+            ("[repository]\nurl = \"s3://b/p\"\nsftp = { args = \"-v\" }\n", "sftp settings apply to sftp: URLs only"),
+            (
+                "[repository]\nurl = \"/r\"\nazure = { account_name = \"a\" }\n",
+                "azure settings apply to azure: URLs only",
+            ),
+            ("[repository]\nurl = \"/r\"\ngcs = { endpoint = \"x\" }\n", "gcs settings apply to gs: URLs only"),
+            ("[repository]\nurl = \"rest:http://u:SeCrEt@h/\"\nsftp = {}\n", "rest:http://***@h/"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+            assert!(!e.contains("SeCrEt"), "{e}");
         }
     }
 
