@@ -12,12 +12,24 @@ pub(crate) struct Bridge {
 impl Bridge {
     /// A runtime whose threads are named `lifeboat-NAME`.
     pub(crate) fn new(name: &str) -> std::result::Result<Self, String> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name(format!("lifeboat-{name}"))
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
+        Self::build(name, false)
+    }
+
+    /// Like [`Bridge::new`], with SIGPIPE blocked on the runtime's threads: a write to a pipe
+    /// whose reader died (an `ssh` child) then fails with `EPIPE` instead of killing the
+    /// process (the CLI restores SIGPIPE's default action for `lifeboat … | head`). Run every
+    /// future that writes to such a pipe on these threads (`tokio::spawn`).
+    pub(crate) fn new_without_sigpipe(name: &str) -> std::result::Result<Self, String> {
+        Self::build(name, true)
+    }
+
+    fn build(name: &str, block_sigpipe: bool) -> std::result::Result<Self, String> {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(2).thread_name(format!("lifeboat-{name}")).enable_all();
+        if block_sigpipe {
+            builder.on_thread_start(block_sigpipe_here);
+        }
+        let runtime = builder.build().map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
         Ok(Bridge { runtime })
     }
 
@@ -36,4 +48,13 @@ impl Bridge {
             Err(panic) => std::panic::resume_unwind(panic),
         })
     }
+}
+
+/// Blocks SIGPIPE for the calling thread.
+fn block_sigpipe_here() {
+    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGPIPE);
+    // Only fails for an invalid `how`, which this is not.
+    let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
 }

@@ -227,7 +227,7 @@ impl SftpBackend {
         if command.is_empty() {
             return Err(fail(location, "the SFTP command is empty".into()));
         }
-        let bridge = Bridge::new("sftp").map_err(|m| fail(location.clone(), m))?;
+        let bridge = Bridge::new_without_sigpipe("sftp").map_err(|m| fail(location.clone(), m))?;
         Ok(SftpBackend { bridge, location, root: parsed.path, command, conn: Mutex::new(None) })
     }
 
@@ -253,7 +253,13 @@ impl SftpBackend {
         if let Some(c) = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone() {
             return Ok(c);
         }
-        let c = Arc::new(self.connect().await?);
+        // On a runtime thread (SIGPIPE blocked there): the SFTP hello is written to ssh, which
+        // may already have exited. The session's own tasks run there too.
+        let command = self.command.clone();
+        let c = match tokio::spawn(connect(command)).await {
+            Ok(c) => Arc::new(c?),
+            Err(e) => return Err(Failure::Connect(format!("the SSH connection task failed: {e}"), true)),
+        };
         let mut slot = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match &*slot {
             // Another thread connected meanwhile: use its connection (this one closes).
@@ -268,53 +274,6 @@ impl SftpBackend {
     /// Forgets a broken connection so that the next call opens a new one.
     fn drop_conn(&self) {
         *self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-    }
-
-    async fn connect(&self) -> Res<Conn> {
-        let mut cmd = tokio::process::Command::new(&self.command[0]);
-        cmd.args(&self.command[1..])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| {
-            Failure::Connect(format!("cannot run {:?}: {e} (is the OpenSSH client installed?)", self.command[0]), false)
-        })?;
-        let (Some(stdin), Some(stdout), Some(mut err)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return Err(Failure::Connect("cannot talk to ssh".into(), false));
-        };
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let sink = stderr.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            while let Ok(n) = err.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                let mut s = sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                if s.len() < 16 * 1024 {
-                    s.extend_from_slice(&buf[..n]);
-                }
-            }
-        });
-        let opts = openssh_sftp_client::SftpOptions::new();
-        let started = tokio::time::timeout(CONNECT_TIMEOUT, Sftp::new(stdin, stdout, opts)).await;
-        match started {
-            Ok(Ok(sftp)) => Ok(Conn { sftp, child: tokio::sync::Mutex::new(child), stderr }),
-            Ok(Err(e)) => {
-                // ssh exits when it cannot connect; give it a moment to say why.
-                let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let said = String::from_utf8_lossy(&stderr.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
-                    .into_owned();
-                Err(explain_ssh(&said, &e.to_string()))
-            }
-            Err(_) => {
-                let _ = child.kill().await;
-                Err(Failure::Connect(format!("ssh did not start SFTP within {} s", CONNECT_TIMEOUT.as_secs()), true))
-            }
-        }
     }
 
     /// Runs `f` on the connection; a broken connection is dropped (to be reopened).
@@ -465,6 +424,50 @@ impl SftpBackend {
             }
         }
         Ok(out)
+    }
+}
+
+/// Starts `command` (ssh) and the SFTP session over its pipes.
+async fn connect(command: Vec<String>) -> Res<Conn> {
+    let mut cmd = tokio::process::Command::new(&command[0]);
+    cmd.args(&command[1..]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| {
+        Failure::Connect(format!("cannot run {:?}: {e} (is the OpenSSH client installed?)", command[0]), false)
+    })?;
+    let (Some(stdin), Some(stdout), Some(mut err)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(Failure::Connect("cannot talk to ssh".into(), false));
+    };
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let sink = stderr.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = err.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            let mut s = sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if s.len() < 16 * 1024 {
+                s.extend_from_slice(&buf[..n]);
+            }
+        }
+    });
+    let opts = openssh_sftp_client::SftpOptions::new();
+    let started = tokio::time::timeout(CONNECT_TIMEOUT, Sftp::new(stdin, stdout, opts)).await;
+    match started {
+        Ok(Ok(sftp)) => Ok(Conn { sftp, child: tokio::sync::Mutex::new(child), stderr }),
+        Ok(Err(e)) => {
+            // ssh exits when it cannot connect; give it a moment to say why.
+            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let said =
+                String::from_utf8_lossy(&stderr.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).into_owned();
+            Err(explain_ssh(&said, &e.to_string()))
+        }
+        Err(_) => {
+            let _ = child.kill().await;
+            Err(Failure::Connect(format!("ssh did not start SFTP within {} s", CONNECT_TIMEOUT.as_secs()), true))
+        }
     }
 }
 
