@@ -132,6 +132,10 @@ pub enum Command {
     /// Copy snapshots into a second repository (3-2-1) without re-chunking; a second run copies nothing
     #[command(after_help = COPY_EXAMPLES)]
     Copy(CopyArgs),
+    /// PostgreSQL `archive_command` of a `pitr = true` source: archive one WAL file (`lifeboat wal-push --source NAME %p`)
+    WalPush(WalPushArgs),
+    /// PostgreSQL `restore_command`: fetch one archived WAL file (`lifeboat wal-fetch --source NAME %f %p`); exit 1 when it was never archived, 126 on errors (recovery stops)
+    WalFetch(WalFetchArgs),
     /// Show or set the repository's append-only mode (no forget, prune or key removal while on)
     AppendOnly {
         /// `on`, `off`, or nothing to show the current mode
@@ -268,12 +272,26 @@ pub struct DiffArgs {
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
     /// Snapshot id, prefix, or "latest"
-    pub snapshot: String,
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub snapshot: Option<String>,
     /// Where to restore: a directory (created if missing), or the kind's target (see below)
-    #[arg(long, short = 't', value_name = "TARGET")]
-    pub target: PathBuf,
+    #[arg(long, short = 't', value_name = "TARGET", required_unless_present = "all", conflicts_with = "all")]
+    pub target: Option<PathBuf>,
+    /// Whole-service recovery: every source of the config (or --sources), in `after` order, each
+    /// from its newest snapshot to its restore_target, its live data, or under --target-root
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: only these sources (comma-separated)
+    #[arg(long, value_name = "A,B", value_delimiter = ',', requires = "all")]
+    pub sources: Vec<String>,
+    /// With --all: restore each source to a place of its own below DIR (databases: <source>_restored)
+    #[arg(long, value_name = "DIR", requires = "all")]
+    pub target_root: Option<PathBuf>,
+    /// With --all: go on after a source failed (default: stop; later sources are not started)
+    #[arg(long, requires = "all")]
+    pub keep_going: bool,
     /// Only restore this path from the snapshot, and what is below it (repeatable)
-    #[arg(long = "include", short = 'i', value_name = "PATH")]
+    #[arg(long = "include", short = 'i', value_name = "PATH", conflicts_with = "all")]
     pub include: Vec<String>,
     /// Show what would be restored without writing anything
     #[arg(long)]
@@ -285,7 +303,7 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub verify: bool,
     /// nats: restore only this stream of the backup (repeatable; default: every stream)
-    #[arg(long = "stream", value_name = "NAME")]
+    #[arg(long = "stream", value_name = "NAME", conflicts_with = "all")]
     pub streams: Vec<String>,
     /// nats: only messages stored at or after TIME (RFC 3339, e.g. 2024-01-15T00:00:00Z)
     #[arg(long, value_name = "TIME")]
@@ -296,18 +314,44 @@ pub struct RestoreArgs {
     /// postgres: first apply the snapshot's roles and tablespaces (globals.sql) to the server
     #[arg(long)]
     pub globals: bool,
+    /// postgres with `pitr = true`: recover to this moment (RFC 3339 with fractional seconds,
+    /// local "2026-11-20 13:55:00", or `latest`) from the newest base backup that ended before
+    /// it, into a new data directory (--target); --verify replays it on a scratch port
+    #[arg(long, value_name = "TIME", conflicts_with = "all")]
+    pub at: Option<String>,
     /// Go ahead with a guarded restore (a `protected` source, or the source's own live data);
     /// the source's name must also be typed at the prompt or given with --confirm
     #[arg(long)]
     pub force: bool,
-    /// The source's name, confirming a guarded restore without a prompt (scripts, no terminal)
+    /// The source's name, confirming a guarded restore without a prompt (scripts, no terminal);
+    /// with --all the names of every guarded source, comma-separated
     #[arg(long, value_name = "SOURCE")]
     pub confirm: Option<String>,
     /// files, command: after restoring, PATH (inside the snapshot) must have this SHA-256, else exit 1 (repeatable)
-    #[arg(long = "checksum", value_name = "PATH=sha256:HEX", value_parser = lifeboat_service::restore::parse_checksum)]
+    #[arg(long = "checksum", value_name = "PATH=sha256:HEX", conflicts_with = "all", value_parser = lifeboat_service::restore::parse_checksum)]
     pub checksums: Vec<(String, String)>,
     #[command(flatten)]
     pub filter: SnapshotFilter,
+}
+
+#[derive(Args, Debug)]
+pub struct WalPushArgs {
+    /// The `pitr = true` source the WAL belongs to
+    #[arg(long, value_name = "NAME")]
+    pub source: String,
+    /// The WAL file (`%p`: a path relative to the data directory, or absolute)
+    pub path: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct WalFetchArgs {
+    /// The `pitr = true` source the WAL belongs to
+    #[arg(long, value_name = "NAME")]
+    pub source: String,
+    /// The WAL file's name (`%f`)
+    pub name: String,
+    /// Where to write it (`%p`)
+    pub dest: PathBuf,
 }
 
 const RESTORE_HELP: &str = include_str!("../help/restore-help.txt");
@@ -651,7 +695,7 @@ pub struct RunsArgs {
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
     /// Only runs of this kind
-    #[arg(long, value_parser = ["backup", "verify", "restore_test", "drill", "apply_retention", "copy", "check"])]
+    #[arg(long, value_parser = ["backup", "verify", "restore_test", "drill", "apply_retention", "copy", "check", "restore"])]
     pub kind: Option<String>,
     /// Only the newest N
     #[arg(long, value_name = "N")]

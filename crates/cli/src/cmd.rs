@@ -73,6 +73,25 @@ pub fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> Result<i32> {
         Command::Runs(a) => runs::list(&c, &a),
         Command::Logs(a) => runs::logs(&c, &a),
         Command::Copy(a) => copy::run(&c, &a),
+        Command::WalPush(a) => {
+            let r = lifeboat_service::wal::push(&c.session, &a.source, &a.path)?;
+            crate::output::show(c.g, &r, || {}).map(|_| crate::exit::OK)
+        }
+        Command::WalFetch(a) => {
+            match lifeboat_service::wal::fetch(&c.session, &a.source, &a.name, &a.dest) {
+                Ok(true) => Ok(crate::exit::OK),
+                Ok(false) => {
+                    eprintln!("lifeboat: {} is not archived for source {}", a.name, a.source);
+                    Ok(crate::exit::FAILURE)
+                }
+                // Anything else must stop recovery rather than end it early: PostgreSQL treats an
+                // exit status above 125 as fatal.
+                Err(e) => {
+                    eprintln!("lifeboat: {}", lifeboat_service::one_line(&e));
+                    Ok(126)
+                }
+            }
+        }
         Command::AppendOnly { state } => forget::append_only(&c, state.as_deref()),
         Command::Daemon(a) => daemon::run(&c, &a),
         Command::Notify(crate::args::NotifyCommand::Test { name }) => daemon::notify_test(&c, name.as_deref()),

@@ -59,6 +59,7 @@ fn verified(dir: &Path, source: &str, snapshot: Id, outcome: Outcome, days_ago: 
         outcome,
         findings: if outcome == Outcome::Ok { vec![] } else { vec!["blob 1a2b3c4d: hash mismatch".into()] },
         duration_seconds: 0.5,
+        verify_command: None,
     };
     records::record_verification(&open_repo(&dir.join("repo")), &v).unwrap();
 }

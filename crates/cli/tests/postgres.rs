@@ -6,6 +6,8 @@
 
 #[path = "support/common.rs"]
 mod common;
+#[path = "support/pgcluster.rs"]
+mod pgcluster;
 #[path = "support/servers.rs"]
 mod servers;
 
@@ -14,6 +16,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
+use pgcluster::*;
 use servers::*;
 
 fn config(dir: &Path, repo: &Path, body: &str) -> std::path::PathBuf {
@@ -127,68 +130,6 @@ fn postgres_failures_name_the_source_and_record_nothing() {
 
 fn pgbench_installed() -> bool {
     service("the pgbench program", Command::new("pgbench").arg("--version"))
-}
-
-/// The server binaries (initdb, pg_ctl) of the newest installed PostgreSQL.
-fn server_bin() -> Option<std::path::PathBuf> {
-    let mut dirs: Vec<_> = fs::read_dir("/usr/lib/postgresql").ok()?.flatten().map(|e| e.path().join("bin")).collect();
-    dirs.sort();
-    let found = dirs.into_iter().rev().find(|d| d.join("initdb").exists());
-    if found.is_none() {
-        assert!(std::env::var_os("CI").is_none(), "the PostgreSQL server binaries (initdb) must be installed in CI");
-        eprintln!("skipping: initdb is not installed");
-    }
-    found
-}
-
-/// Run a server program as the `postgres` user when we are root (initdb refuses root).
-fn as_postgres(program: &Path, args: &[&str]) -> Run {
-    if is_root() {
-        run(Command::new("runuser").args(["-u", "postgres", "--"]).arg(program).args(args))
-    } else {
-        run(Command::new(program).args(args))
-    }
-}
-
-/// A PostgreSQL cluster of the test's own (trust auth, 127.0.0.1 and a socket in its
-/// directory), stopped when dropped.
-struct Cluster {
-    bin: std::path::PathBuf,
-    data: std::path::PathBuf,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn start(bin: &Path) -> Cluster {
-        let dir = tempdir();
-        if is_root() {
-            run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path())).ok();
-        }
-        let data = dir.path().join("data");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        as_postgres(&bin.join("initdb"), &["-D", s(&data), "-A", "trust", "-U", "postgres", "--no-sync"]).ok();
-        let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", s(dir.path()));
-        let log = dir.path().join("log");
-        as_postgres(&bin.join("pg_ctl"), &["-D", s(&data), "-o", &opts, "-l", s(&log), "-w", "start"]).ok();
-        Cluster { bin: bin.to_path_buf(), data, port, _dir: dir }
-    }
-
-    fn psql(&self, sql: &str) -> String {
-        let out = Command::new("psql")
-            .args(["-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
-            .args(["-d", "postgres", "-c", sql])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = as_postgres(&self.bin.join("pg_ctl"), &["-D", s(&self.data), "-m", "immediate", "stop"]);
-    }
 }
 
 /// Drops the named roles of the shared server when dropped.

@@ -209,6 +209,13 @@ impl Needs {
         }
     }
 
+    /// The kinds and sources of the runs wanted (the others need not be read).
+    pub fn wanted(&self) -> Vec<(RunKind, Option<&str>)> {
+        let mut v: Vec<(RunKind, Option<&str>)> = self.jobs.iter().map(|j| (j.0, j.1.as_deref())).collect();
+        v.extend(self.sources.keys().map(|s| (RunKind::Backup, Some(s.as_str()))));
+        v
+    }
+
     /// Take in the next older run; `false` once nothing more is needed.
     pub fn more(&mut self, r: &Run) -> bool {
         for (kind, source, stop, met) in self.jobs.iter_mut().filter(|j| !j.3) {

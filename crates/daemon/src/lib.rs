@@ -121,6 +121,8 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
         session.retry_lock = Some("30m".into());
     }
     let cfg = session.require_config("the daemon needs a config file")?;
+    // Every job lists the snapshots (a backup for its parent): decode each snapshot file once.
+    lifeboat_repository::snapshots::keep_in_memory();
     let repo = session.open()?;
     let quiet = lifeboat_service::progress::ignore();
     // Runs whose process died are ended first; then only as much history as the state and the
@@ -314,7 +316,8 @@ fn read_history(
 ) -> Result<Vec<Run>, lifeboat_ops::OpsError> {
     let names: Vec<String> = cfg.sources().map(|s| s.name.clone()).collect();
     let mut needs = jobs::Needs::new(&jobs::jobs(cfg), &names, newest, Utc::now(), cfg.jobs.zone());
-    records::recent_runs(repo, |r| needs.more(r))
+    let tags = needs.wanted().into_iter().map(|(kind, source)| records::run_tag(repo, kind, source)).collect();
+    records::recent_runs(repo, &tags, |r| needs.more(r))
 }
 
 /// `[server] tls_cert` and `tls_key`: both or neither; the pair must load now.

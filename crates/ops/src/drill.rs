@@ -72,6 +72,9 @@ pub struct SourceResult {
     pub findings: Vec<String>,
     /// What the native verification found (row counts, keys, messages, files).
     pub details: serde_json::Value,
+    /// The source's `verify_command`, run against the scratch target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_command: Option<crate::records::HookRun>,
 }
 
 impl SourceResult {
@@ -100,6 +103,7 @@ impl SourceResult {
             scratch_target: test.target,
             findings,
             details: test.details,
+            verify_command: test.verify_command,
         }
     }
 
@@ -116,6 +120,7 @@ impl SourceResult {
             scratch_target: String::new(),
             findings: vec![why],
             details: serde_json::Value::Null,
+            verify_command: None,
         }
     }
 }

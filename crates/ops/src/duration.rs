@@ -52,7 +52,7 @@ mod tests {
     }
 }
 
-/// Parse a point in time: RFC 3339 (`2026-11-20T10:00:00Z`), a local `YYYY-MM-DD HH:MM[:SS]` or
+/// Parse a point in time: RFC 3339 (`2026-11-20T10:00:00Z`), a local `YYYY-MM-DD HH:MM[:SS[.fff]]` or
 /// `YYYY-MM-DD` (midnight), or a duration meaning that long before `now` (`24h` = a day ago).
 pub fn parse_time(s: &str, now: chrono::DateTime<chrono::Utc>) -> Result<chrono::DateTime<chrono::Utc>, OpsError> {
     use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
@@ -61,7 +61,14 @@ pub fn parse_time(s: &str, now: chrono::DateTime<chrono::Utc>) -> Result<chrono:
         return Ok(d.with_timezone(&Utc));
     }
     let local = |n: NaiveDateTime| Local.from_local_datetime(&n).earliest().map(|d| d.with_timezone(&Utc));
-    for f in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
+    for f in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Some(d) = NaiveDateTime::parse_from_str(t, f).ok().and_then(local) {
             return Ok(d);
         }

@@ -17,6 +17,10 @@ pub enum OpsError {
     /// A retention policy keeps nothing (it would remove every snapshot).
     #[error("the retention policy is empty: give at least one keep rule (e.g. --keep-daily 7)")]
     EmptyPolicy,
+    /// The operation would replace something it must not (e.g. an archived WAL segment with
+    /// other content).
+    #[error("{0}")]
+    Conflict(String),
     /// The repository engine failed.
     #[error(transparent)]
     Repo(#[from] lifeboat_repository::RepoError),

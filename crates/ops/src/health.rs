@@ -83,6 +83,9 @@ pub struct Facts<'a> {
     pub rto: Option<Duration>,
     /// Time and id of the newest snapshot.
     pub last_backup: Option<(DateTime<Utc>, Id)>,
+    /// Point-in-time sources: when the newest WAL file was archived (the recovery point then
+    /// moves with the archive, not with the base backups).
+    pub last_wal: Option<DateTime<Utc>>,
     /// Newest verification record of the source.
     pub last_verification: Option<&'a Verification>,
     /// Newest drill that included the source: its time and the source's part in it.
@@ -187,7 +190,7 @@ fn age_of(t: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
 /// Grade the newest backup against the RPO.
 pub fn backup(facts: &Facts<'_>, now: DateTime<Utc>, th: &Thresholds) -> BackupHealth {
     let rpo_seconds = facts.rpo.map(|r| r.as_secs());
-    let Some((time, id)) = facts.last_backup else {
+    let Some((base_time, id)) = facts.last_backup else {
         return BackupHealth {
             status: Status::Critical,
             last: None,
@@ -197,12 +200,16 @@ pub fn backup(facts: &Facts<'_>, now: DateTime<Utc>, th: &Thresholds) -> BackupH
             message: "never backed up".into(),
         };
     };
+    let (time, what) = match facts.last_wal {
+        Some(w) if w > base_time => (w, "last archived WAL"),
+        _ => (base_time, "last backup"),
+    };
     let age = age_of(time, now);
     let shown = short_duration(age.unsigned_abs());
     let (status, message) = match rpo_seconds {
-        None => (Status::Ok, format!("last backup {shown} ago (no RPO set)")),
+        None => (Status::Ok, format!("{what} {shown} ago (no RPO set)")),
         Some(rpo) if age.unsigned_abs() > rpo => {
-            (Status::Critical, format!("last backup {shown} ago is older than the RPO of {}", short_duration(rpo)))
+            (Status::Critical, format!("{what} {shown} ago is older than the RPO of {}", short_duration(rpo)))
         }
         Some(rpo) if age.unsigned_abs() * 100 > rpo * u64::from(th.rpo_warning_percent) => (
             Status::Warning,
@@ -212,7 +219,7 @@ pub fn backup(facts: &Facts<'_>, now: DateTime<Utc>, th: &Thresholds) -> BackupH
                 short_duration(rpo)
             ),
         ),
-        Some(rpo) => (Status::Ok, format!("last backup {shown} ago (RPO {})", short_duration(rpo))),
+        Some(rpo) => (Status::Ok, format!("{what} {shown} ago (RPO {})", short_duration(rpo))),
     };
     BackupHealth { status, last: Some(time), snapshot: Some(id), age_seconds: Some(age), rpo_seconds, message }
 }
@@ -366,6 +373,7 @@ mod tests {
             outcome,
             findings: vec!["pack 1a2b: hash mismatch".into()],
             duration_seconds: 1.0,
+            verify_command: None,
         }
     }
 
@@ -422,6 +430,20 @@ mod tests {
         assert_eq!(failed.status, Status::Critical);
         assert!(failed.message.ends_with("failed: pack 1a2b: hash mismatch"), "{}", failed.message);
         assert_eq!(grade(Some(&verif(60, Outcome::Partial, None))).status, Status::Warning);
+    }
+
+    #[test]
+    fn archived_wal_moves_the_recovery_point_of_a_pitr_source() {
+        let th = Thresholds::default();
+        let rpo = Some(Duration::from_secs(3600));
+        let old_base = Some((ago(86_400), Id::default()));
+        let late = backup(&Facts { rpo, last_backup: old_base, ..Default::default() }, now(), &th);
+        assert_eq!(late.status, Status::Critical);
+        let fresh =
+            backup(&Facts { rpo, last_backup: old_base, last_wal: Some(ago(60)), ..Default::default() }, now(), &th);
+        assert_eq!(fresh.status, Status::Ok, "{}", fresh.message);
+        assert!(fresh.message.starts_with("last archived WAL 1m"), "{}", fresh.message);
+        assert_eq!(fresh.age_seconds, Some(60));
     }
 
     #[test]

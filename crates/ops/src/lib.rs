@@ -14,5 +14,6 @@ pub mod records;
 pub mod retention;
 pub mod usage;
 pub mod verify;
+pub mod wal;
 
 pub use error::OpsError;

@@ -5,8 +5,11 @@
 //! - `lifeboat/verify/<snapshot id>/<time>-<rand>.json` — a [`Verification`];
 //! - `lifeboat/drills/<time>-<rand>.json` — a [`DrillSummary`] (the full signed report is stored
 //!   under `lifeboat/drill-reports/` by the drill command);
-//! - `lifeboat/runs/<time>-<rand>.start.json` when a run begins and `lifeboat/runs/<time>-<rand>.json`
-//!   when it ends — a [`Run`] (a start without an end is a run whose process died).
+//! - `lifeboat/runs/<time>-<rand>.start.json` when a run begins and
+//!   `lifeboat/runs/<time>-<rand>.<tag>.json` when it ends — a [`Run`] (a start without an end is a
+//!   run whose process died). The tag ([`run_tag`]) names the run's kind and source without
+//!   revealing them, so that a reader looking for one source's runs skips the others unread;
+//!   end records written before tags existed are `<time>-<rand>.json` and are always read.
 
 use chrono::{DateTime, Utc};
 use lifeboat_backend::FileType;
@@ -49,6 +52,43 @@ pub struct Verification {
     pub findings: Vec<String>,
     /// Wall time in seconds.
     pub duration_seconds: f64,
+    /// The source's `verify_command`, run against the restore test's scratch target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_command: Option<HookRun>,
+}
+
+/// One run of a hook (`before_backup`, …, `on_failure`), of a `verify_command` or of a
+/// `healthcheck_url` check: what ran and how it ended.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HookRun {
+    /// `before_backup`, `after_backup`, `before_restore`, `after_restore`, `on_failure`,
+    /// `verify_command` or `healthcheck`.
+    pub hook: String,
+    /// The program (or the URL without credentials and query), for people.
+    pub program: String,
+    /// Whether it passed (exit 0; the expected HTTP status).
+    pub ok: bool,
+    /// Its exit code (`None` when killed or not started; the HTTP status for a healthcheck).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Wall time.
+    pub seconds: f64,
+    /// Why it failed, one line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The last lines of its standard error (at most 2 KiB).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stderr_tail: String,
+}
+
+impl HookRun {
+    /// One line for people and run messages: `before_restore stop.sh: ok (0.1s)` or its error.
+    pub fn line(&self) -> String {
+        match &self.error {
+            None => format!("{} {}: ok ({:.1}s)", self.hook, self.program, self.seconds),
+            Some(e) => format!("{} {}: {e}", self.hook, self.program),
+        }
+    }
 }
 
 /// A drill's summary: per source, whether a verified restore succeeded within its RTO.
@@ -165,6 +205,8 @@ pub enum RunKind {
     Copy,
     /// `check`.
     Check,
+    /// A restore of one source (`restore`, `restore --all`).
+    Restore,
 }
 
 impl RunKind {
@@ -178,6 +220,7 @@ impl RunKind {
             RunKind::ApplyRetention => "apply_retention",
             RunKind::Copy => "copy",
             RunKind::Check => "check",
+            RunKind::Restore => "restore",
         }
     }
 }
@@ -300,37 +343,83 @@ impl Run {
 
 /// Store a run: its start record while it is running, its end record once finished.
 pub fn record_run(repo: &Repository, run: &Run) -> Result<(), OpsError> {
-    let suffix = if run.finished.is_some() { "json" } else { "start.json" };
-    store(repo, &format!("runs/{}.{suffix}", run.id), run)
+    let name = match run.finished {
+        Some(_) => format!("runs/{}.{}.json", run.id, run_tag(repo, run.kind, run.source.as_deref())),
+        None => format!("runs/{}.start.json", run.id),
+    };
+    store(repo, &name, run)
 }
 
-/// The runs' ids with whether each has its end record, oldest first; only those that started at
-/// or after `since` when given (the id begins with the start time).
-fn run_ids(repo: &Repository, since: Option<DateTime<Utc>>) -> Result<Vec<(String, bool)>, OpsError> {
+/// Length of a run tag in hex digits.
+const TAG_LEN: usize = 12;
+
+/// The tag in the name of a run's end record: a keyed hash of its kind and source (keyed with the
+/// master key, so the storage does not learn source names), the same on every machine.
+pub fn run_tag(repo: &Repository, kind: RunKind, source: Option<&str>) -> String {
+    match source {
+        Some(s) => keyed_tag(repo, "run", &format!("{}\0{s}", kind.name())),
+        None => keyed_tag(repo, "run", kind.name()),
+    }
+}
+
+/// A short keyed hash of `text` for `purpose` (keyed with the master key: the same on every
+/// machine, meaningless to the storage), used in object names instead of source names.
+pub fn keyed_tag(repo: &Repository, purpose: &str, text: &str) -> String {
+    let key = repo.key();
+    let mut msg = format!("lifeboat {purpose} tag\0").into_bytes();
+    msg.extend_from_slice(key.encrypt_part());
+    msg.extend_from_slice(key.mac_k());
+    msg.extend_from_slice(key.mac_r());
+    msg.extend_from_slice(text.as_bytes());
+    let digest = lifeboat_crypto::sha256(&msg);
+    hex::encode(&digest[..TAG_LEN / 2])
+}
+
+/// One run in the listing: its id, the name of its end record (if it has one) and that record's
+/// tag (`None` for records written before tags).
+#[derive(Default)]
+struct RunName {
+    id: String,
+    end: Option<String>,
+    tag: Option<String>,
+}
+
+/// The runs in the listing, oldest first; only those that started at or after `since` when given
+/// (the id begins with the start time).
+fn run_ids(repo: &Repository, since: Option<DateTime<Utc>>) -> Result<Vec<RunName>, OpsError> {
     let cutoff = since.map(|t| t.format("%Y%m%dT%H%M%S").to_string());
-    let mut ids: std::collections::BTreeMap<String, bool> = std::collections::BTreeMap::new();
+    let mut ids: std::collections::BTreeMap<String, RunName> = std::collections::BTreeMap::new();
     for (name, _) in repo.backend().list(FileType::Lifeboat).map_err(RepoError::from)? {
         let Some(rest) = name.strip_prefix("runs/") else { continue };
-        let (id, ended) = match rest.strip_suffix(".start.json") {
-            Some(id) => (id, false),
+        let (id, tag, ended) = match rest.strip_suffix(".start.json") {
+            Some(id) => (id, None, false),
             None => match rest.strip_suffix(".json") {
-                Some(id) => (id, true),
+                Some(stem) => match stem.rsplit_once('.') {
+                    Some((id, tag)) if tag.len() == TAG_LEN && tag.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                        (id, Some(tag), true)
+                    }
+                    _ => (stem, None, true),
+                },
                 None => continue,
             },
         };
         if cutoff.as_ref().is_some_and(|c| id.get(..15).is_none_or(|t| t < c.as_str())) {
             continue;
         }
-        *ids.entry(id.to_string()).or_default() |= ended;
+        let entry = ids.entry(id.to_string()).or_insert_with(|| RunName { id: id.to_string(), ..RunName::default() });
+        if ended {
+            entry.end = Some(name.clone());
+            entry.tag = tag.map(String::from);
+        }
     }
-    Ok(ids.into_iter().collect())
+    Ok(ids.into_values().collect())
 }
 
-/// Read runs by id (the end record when there is one, else the start record), several at a time:
-/// the records are small, so the time goes to opening objects, not to decrypting them.
-fn load_runs(repo: &Repository, ids: &[(String, bool)]) -> Result<Vec<Run>, OpsError> {
-    let load = |(id, ended): &(String, bool)| -> Result<Run, OpsError> {
-        let name = if *ended { format!("runs/{id}.json") } else { format!("runs/{id}.start.json") };
+/// Read runs (the end record when there is one, else the start record), several at a time: the
+/// records are small, so the time goes to opening objects, not to decrypting them.
+fn load_runs(repo: &Repository, ids: &[RunName]) -> Result<Vec<Run>, OpsError> {
+    let load = |r: &RunName| -> Result<Run, OpsError> {
+        let name = r.end.clone().unwrap_or_else(|| format!("runs/{}.start.json", r.id));
         Ok(repo.load_json::<Run>(FileType::Lifeboat, &name)?)
     };
     if ids.len() < 32 {
@@ -367,7 +456,7 @@ pub fn runs(repo: &Repository, since: Option<DateTime<Utc>>) -> Result<Vec<Run>,
 
 /// Runs with a start record and no end record (running, or their process died), oldest first.
 pub fn unfinished_runs(repo: &Repository) -> Result<Vec<Run>, OpsError> {
-    let ids: Vec<(String, bool)> = run_ids(repo, None)?.into_iter().filter(|(_, ended)| !ended).collect();
+    let ids: Vec<RunName> = run_ids(repo, None)?.into_iter().filter(|r| r.end.is_none()).collect();
     let mut v = load_runs(repo, &ids)?;
     by_start(&mut v);
     Ok(v)
@@ -375,9 +464,15 @@ pub fn unfinished_runs(repo: &Repository) -> Result<Vec<Run>, OpsError> {
 
 /// Runs newest first, read a batch at a time until `more` (called with each run in turn) returns
 /// `false` or the history ends: what the daemon reads at start instead of the whole history.
-/// Returns the runs read, oldest first.
-pub fn recent_runs(repo: &Repository, mut more: impl FnMut(&Run) -> bool) -> Result<Vec<Run>, OpsError> {
-    let mut ids = run_ids(repo, None)?;
+/// Only ended runs whose tag is in `tags` ([`run_tag`] of the kinds and sources wanted) are read,
+/// and those written before tags or not ended. Returns the runs read, oldest first.
+pub fn recent_runs(
+    repo: &Repository,
+    tags: &std::collections::HashSet<String>,
+    mut more: impl FnMut(&Run) -> bool,
+) -> Result<Vec<Run>, OpsError> {
+    let mut ids: Vec<RunName> =
+        run_ids(repo, None)?.into_iter().filter(|r| r.tag.as_ref().is_none_or(|t| tags.contains(t))).collect();
     ids.reverse();
     let mut out = Vec::new();
     // Batches double (64, 128, … 4096): a short history costs one small read, a long one few.
@@ -399,4 +494,56 @@ pub fn recent_runs(repo: &Repository, mut more: impl FnMut(&Run) -> bool) -> Res
     }
     by_start(&mut out);
     Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use lifeboat_crypto::KdfParams;
+    use lifeboat_repository::InitOptions;
+    use std::sync::Arc;
+
+    fn repo(dir: &std::path::Path) -> Repository {
+        let backend = Arc::new(lifeboat_backend::LocalBackend::new(dir));
+        let opts = InitOptions { kdf: KdfParams { n: 1024, r: 8, p: 1 }, chunker_polynomial: None };
+        Repository::init(backend, b"pw", &opts).unwrap()
+    }
+
+    fn ended(kind: RunKind, source: Option<&str>) -> Run {
+        let mut r = Run::start(kind, source.map(String::from), "test");
+        r.finish(RunOutcome::Ok);
+        r
+    }
+
+    #[test]
+    fn tagged_runs_are_skipped_unread_and_untagged_ones_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(dir.path());
+        for i in 0..40 {
+            record_run(&repo, &ended(RunKind::Backup, Some(if i % 2 == 0 { "a" } else { "b" }))).unwrap();
+        }
+        record_run(&repo, &ended(RunKind::Check, None)).unwrap();
+        // An end record as written before tags existed, and a run still going.
+        let old = ended(RunKind::Backup, Some("b"));
+        store(&repo, &format!("runs/{}.json", old.id), &old).unwrap();
+        let going = Run::start(RunKind::Backup, Some("b".into()), "test");
+        record_run(&repo, &going).unwrap();
+        // Every reader sees all of them.
+        assert_eq!(runs(&repo, None).unwrap().len(), 43);
+        let a = run_tag(&repo, RunKind::Backup, Some("a"));
+        assert_ne!(a, run_tag(&repo, RunKind::Backup, Some("b")));
+        assert_ne!(a, run_tag(&repo, RunKind::Verify, Some("a")));
+        assert_eq!(a, run_tag(&repo, RunKind::Backup, Some("a")));
+        let tags = std::collections::HashSet::from([a]);
+        let got = recent_runs(&repo, &tags, |_| true).unwrap();
+        let sources: Vec<(Option<&str>, RunOutcome)> = got.iter().map(|r| (r.source.as_deref(), r.outcome)).collect();
+        assert_eq!(got.len(), 22, "{sources:?}");
+        assert_eq!(got.iter().filter(|r| r.source.as_deref() == Some("a")).count(), 20);
+        assert!(got.iter().any(|r| r.id == old.id) && got.iter().any(|r| r.id == going.id));
+        // The source names are not in the record names.
+        let names = names(&repo, "runs/").unwrap();
+        assert_eq!(names.len(), 43);
+        assert!(names.iter().all(|n| !n.contains(".a.") && !n.contains(".b.")));
+    }
 }

@@ -18,14 +18,48 @@ pub struct SnapshotEntry {
 /// Snapshots that could not be loaded, with why.
 pub type Unreadable = Vec<(String, RepoError)>;
 
+/// Snapshots already decoded, per repository id and file name, when [`keep_in_memory`] was
+/// called: a snapshot file never changes (its name is the hash of its content), so a long-running
+/// process (the daemon) decodes each only once, however often it lists them.
+type Decoded = std::collections::HashMap<(String, String), Snapshot>;
+static DECODED: std::sync::OnceLock<std::sync::Mutex<Decoded>> = std::sync::OnceLock::new();
+
+/// Keep decoded snapshots in memory for later [`list`] calls of this process (only what the
+/// newest listing of each repository holds is kept).
+pub fn keep_in_memory() {
+    let _ = DECODED.set(std::sync::Mutex::new(Decoded::new()));
+}
+
 /// Load every snapshot, oldest first. Unreadable snapshots are returned as errors in the second
 /// list so listings can go on and `check` can name them.
 pub fn list(repo: &Repository) -> Result<(Vec<SnapshotEntry>, Unreadable)> {
     let names: Vec<String> = repo.backend().list(FileType::Snapshot)?.into_iter().map(|(n, _)| n).collect();
-    let loaded = util::parallel_map(names, 8, |name| {
+    let repo_id = repo.config().id.clone();
+    let mut known: Vec<(String, Result<Snapshot>)> = Vec::new();
+    let mut todo = names.clone();
+    if let Some(Ok(cache)) = DECODED.get().map(|c| c.lock()) {
+        todo.retain(|n| match cache.get(&(repo_id.clone(), n.clone())) {
+            Some(s) => {
+                known.push((n.clone(), Ok(s.clone())));
+                false
+            }
+            None => true,
+        });
+    }
+    let mut loaded = util::parallel_map(todo, 8, |name| {
         let r = repo.load_json::<Snapshot>(FileType::Snapshot, &name);
         Ok((name, r))
     })?;
+    if let Some(Ok(mut cache)) = DECODED.get().map(|c| c.lock()) {
+        let listed: std::collections::HashSet<&String> = names.iter().collect();
+        cache.retain(|(id, n), _| id != &repo_id || listed.contains(n));
+        for (n, r) in &loaded {
+            if let Ok(s) = r {
+                cache.insert((repo_id.clone(), n.clone()), s.clone());
+            }
+        }
+    }
+    loaded.append(&mut known);
     let mut ok = Vec::new();
     let mut bad = Vec::new();
     for (name, r) in loaded {

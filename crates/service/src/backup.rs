@@ -16,11 +16,12 @@ use serde::Serialize;
 use crate::config::{Config, SourceConfig};
 use crate::copy::{self, Destination};
 use crate::error::{Result, ServiceError};
+use crate::hooks::{self, HookEnv};
 use crate::kinds::Generated;
 use crate::progress::{Event, Observer, Ticker};
 use crate::runs;
 use crate::session::{one_line, Session};
-use lifeboat_ops::records::{Run, RunKind, RunOutcome};
+use lifeboat_ops::records::{HookRun, Run, RunKind, RunOutcome};
 
 /// Options of a backup of config sources.
 #[derive(Clone, Debug, Default)]
@@ -44,6 +45,8 @@ pub struct SourceBackup {
     pub seconds: f64,
     /// The copy destinations that received the snapshot.
     pub copied_to: Vec<String>,
+    /// The source's hooks that ran (`before_backup`, `after_backup`, `on_failure`).
+    pub hooks: Vec<HookRun>,
 }
 
 impl SourceBackup {
@@ -59,6 +62,9 @@ impl SourceBackup {
         };
         if !self.copied_to.is_empty() {
             v["copied_to"] = serde_json::json!(self.copied_to);
+        }
+        if !self.hooks.is_empty() {
+            v["hooks"] = serde_json::json!(self.hooks);
         }
         v
     }
@@ -119,28 +125,57 @@ pub fn sources(
             kind: src.kind().into(),
             detail: String::new(),
         });
-        let run = runs::begin(&repo, session, RunKind::Backup, Some(&src.name), observer.as_ref());
-        let result = one(&repo, &known, src, req, interrupt, observer);
+        let mut run = runs::begin(&repo, session, RunKind::Backup, Some(&src.name), observer.as_ref());
+        // The source's hooks around it: a failing before_backup skips the backup; a failing
+        // after_backup fails the run but keeps the snapshot; on_failure runs when it failed.
+        let mut env = HookEnv::new(&src.name, "backup");
+        let mut hook_runs = Vec::new();
+        let result = hooks::run_named(&src.hooks, "before_backup", &env, &mut hook_runs)
+            .map_err(|e| ServiceError::msg(format!("{e}; the backup did not run")))
+            .and_then(|()| one(&repo, &known, src, req, interrupt, observer));
         if interrupt.load(Ordering::Relaxed) {
+            hooks::say(&mut run, &hook_runs);
             runs::end(&repo, run, RunOutcome::Failed, Some("interrupted".into()), observer.as_ref());
             return Err(RepoError::Interrupted.into());
         }
-        record(&repo, session, run, &result, observer.as_ref());
-        let seconds = started.elapsed().as_secs_f64();
-        let detail = match &result {
-            Ok(s) => format!("snapshot {}", s.snapshot_id.short()),
-            Err(e) => one_line(e),
+        let mut after_error = None;
+        if let Ok(stats) = &result {
+            env.snapshot = Some(stats.snapshot_id.to_hex());
+            if let Err(e) = hooks::run_named(&src.hooks, "after_backup", &env, &mut hook_runs) {
+                after_error = Some(format!("{e} (snapshot {} was saved)", stats.snapshot_id.short()));
+            }
+        }
+        let failure = match (&result, &after_error) {
+            (Err(e), _) => Some(one_line(e)),
+            (Ok(_), Some(e)) => Some(e.clone()),
+            _ => None,
         };
-        observer(&Event::Finished { step: "backup", source: src.name.clone(), ok: result.is_ok(), seconds, detail });
+        if let Some(f) = &failure {
+            hooks::on_failure(&src.hooks, &env, f, &mut hook_runs);
+        }
+        hooks::say(&mut run, &hook_runs);
+        record(&repo, session, run, &result, after_error.as_deref(), observer.as_ref());
+        let seconds = started.elapsed().as_secs_f64();
+        let detail = match (&result, &failure) {
+            (_, Some(f)) => f.clone(),
+            (Ok(s), None) => format!("snapshot {}", s.snapshot_id.short()),
+            (Err(e), None) => one_line(e),
+        };
+        let ok = failure.is_none();
+        observer(&Event::Finished { step: "backup", source: src.name.clone(), ok, seconds, detail });
         if let Ok(stats) = &result {
             new.push(SnapshotEntry { id: stats.snapshot_id, snapshot: stats.snapshot.clone() });
         }
         report.sources.push(SourceBackup {
             source: src.name.clone(),
             kind: src.kind(),
-            result: result.map_err(|e| one_line(&e)),
+            result: match after_error {
+                Some(e) => Err(e),
+                None => result.map_err(|e| one_line(&e)),
+            },
             seconds,
             copied_to: Vec::new(),
+            hooks: hook_runs,
         });
     }
     if !new.is_empty() && cfg.copies.iter().any(|c| c.after_backup) {
@@ -153,7 +188,14 @@ pub fn sources(
 }
 
 /// Record how a backup run ended, in the run history and the audit log.
-fn record(repo: &Repository, session: &Session, mut run: Run, result: &Result<BackupStats>, o: &Observer) {
+fn record(
+    repo: &Repository,
+    session: &Session,
+    mut run: Run,
+    result: &Result<BackupStats>,
+    after_error: Option<&str>,
+    o: &Observer,
+) {
     let (snapshot, details) = match result {
         Ok(stats) => (
             Some(stats.snapshot_id.to_hex()),
@@ -172,8 +214,15 @@ fn record(repo: &Repository, session: &Session, mut run: Run, result: &Result<Ba
                 run.say("warning", format!("cannot read {}: {}", e.path, e.message));
             }
             run.say("info", format!("snapshot {} saved", stats.snapshot_id.short()));
-            let outcome = if stats.errors.is_empty() { RunOutcome::Ok } else { RunOutcome::Partial };
-            runs::end(repo, run, outcome, None, o);
+            match after_error {
+                Some(e) => {
+                    runs::end(repo, run, RunOutcome::Failed, Some(e.to_string()), o);
+                }
+                None => {
+                    let outcome = if stats.errors.is_empty() { RunOutcome::Ok } else { RunOutcome::Partial };
+                    runs::end(repo, run, outcome, None, o);
+                }
+            }
         }
         Err(e) => {
             runs::end(repo, run, RunOutcome::Failed, Some(one_line(e)), o);
@@ -317,7 +366,7 @@ pub fn paths(
         ..Default::default()
     };
     let result = archive(&repo, Box::new(walker), &bopts, observer);
-    record(&repo, session, run, &result, observer.as_ref());
+    record(&repo, session, run, &result, None, observer.as_ref());
     result
 }
 

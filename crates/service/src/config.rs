@@ -21,15 +21,38 @@ use crate::kinds::{self, Source};
 
 pub mod daemon;
 mod fields;
+pub mod hooks;
 pub mod probe;
 pub mod schedule;
 
 pub use daemon::{JobSpec, JobTable, JobsSection, NotifySection, ServerSection, Zone};
+pub use hooks::{Healthcheck, Hook, Hooks};
 pub use probe::ProbeSection;
 pub use schedule::Schedule;
 
 /// Fields every source has, whatever its kind.
-pub const COMMON_FIELDS: &[&str] = &["name", "kind", "tags", "schedule", "rpo", "rto", "retention", "protected"];
+pub const COMMON_FIELDS: &[&str] = &[
+    "name",
+    "kind",
+    "tags",
+    "schedule",
+    "rpo",
+    "rto",
+    "retention",
+    "protected",
+    "before_backup",
+    "after_backup",
+    "before_restore",
+    "after_restore",
+    "on_failure",
+    "healthcheck_url",
+    "healthcheck_status",
+    "healthcheck_retries",
+    "healthcheck_timeout",
+    "verify_command",
+    "after",
+    "restore_target",
+];
 
 /// The whole file.
 #[derive(Debug, Default)]
@@ -279,6 +302,15 @@ pub struct SourceConfig {
     pub at: String,
     /// The kind's settings and operations.
     pub source: Box<dyn Source>,
+    /// Hooks around its backups and restores, the healthcheck and the `verify_command`.
+    pub hooks: Hooks,
+    /// Sources `restore --all` restores before this one.
+    pub after: Vec<String>,
+    /// `file:line` of its `after` key (for errors about it).
+    pub after_at: String,
+    /// Where `restore --all` restores it (as `--target` would name it); default: its own live
+    /// data (a guarded restore).
+    pub restore_target: Option<String>,
 }
 
 impl SourceConfig {
@@ -300,6 +332,19 @@ struct Common {
     retention: Option<toml::Table>,
     #[serde(default)]
     protected: bool,
+    before_backup: Option<toml::Value>,
+    after_backup: Option<toml::Value>,
+    before_restore: Option<toml::Value>,
+    after_restore: Option<toml::Value>,
+    on_failure: Option<toml::Value>,
+    healthcheck_url: Option<String>,
+    healthcheck_status: Option<u16>,
+    healthcheck_retries: Option<u32>,
+    healthcheck_timeout: Option<String>,
+    verify_command: Option<toml::Value>,
+    #[serde(default)]
+    after: Vec<String>,
+    restore_target: Option<String>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -394,7 +439,83 @@ impl Config {
             path: path.to_path_buf(),
         };
         cfg.validate_repository(&at_offset)?;
+        cfg.validate_order()?;
         Ok(cfg)
+    }
+
+    /// Every `after` names another source, and the order has no cycle.
+    fn validate_order(&self) -> Result<()> {
+        let known: Vec<&str> = self.sources.iter().map(|s| s.name.as_str()).collect();
+        for s in &self.sources {
+            for a in &s.after {
+                if a == &s.name {
+                    return Err(ServiceError::msg(format!("{}: source {:?}: after: names itself", s.after_at, s.name)));
+                }
+                if !known.contains(&a.as_str()) {
+                    return Err(ServiceError::msg(format!(
+                        "{}: source {:?}: after: no source named {a:?} (sources: {})",
+                        s.after_at,
+                        s.name,
+                        known.join(", ")
+                    )));
+                }
+            }
+        }
+        // Depth-first search for a cycle, reported from the first source (in file order) on it.
+        fn visit<'c>(
+            cfg: &'c Config,
+            name: &'c str,
+            path: &mut Vec<&'c str>,
+            done: &mut Vec<&'c str>,
+        ) -> Option<Vec<&'c str>> {
+            if let Some(i) = path.iter().position(|p| *p == name) {
+                let mut cycle = path[i..].to_vec();
+                cycle.push(name);
+                return Some(cycle);
+            }
+            if done.contains(&name) {
+                return None;
+            }
+            path.push(name);
+            let s = cfg.sources.iter().find(|s| s.name == name)?;
+            for a in &s.after {
+                if let Some(c) = visit(cfg, a, path, done) {
+                    return Some(c);
+                }
+            }
+            path.pop();
+            done.push(name);
+            None
+        }
+        let mut done = Vec::new();
+        for s in &self.sources {
+            if let Some(cycle) = visit(self, &s.name, &mut Vec::new(), &mut done) {
+                let first = self.sources.iter().find(|x| x.name == cycle[0]).unwrap_or(s);
+                return Err(ServiceError::msg(format!(
+                    "{}: source {:?}: after: a cycle: {} (restore --all could not order them)",
+                    first.after_at,
+                    first.name,
+                    cycle.join(" → ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// `selected` in restore order: every source after the sources its `after` names (those
+    /// selected), otherwise in file order.
+    pub fn restore_order<'c>(&'c self, selected: &[&'c SourceConfig]) -> Vec<&'c SourceConfig> {
+        let mut out: Vec<&SourceConfig> = Vec::new();
+        let mut left: Vec<&SourceConfig> =
+            self.sources.iter().filter(|s| selected.iter().any(|x| x.name == s.name)).collect();
+        while !left.is_empty() {
+            let ready = left.iter().position(|s| {
+                s.after.iter().all(|a| out.iter().any(|o| &o.name == a) || !left.iter().any(|l| &l.name == a))
+            });
+            // A cycle cannot pass validation; take the first left rather than loop.
+            out.push(left.remove(ready.unwrap_or(0)));
+        }
+        out
     }
 
     fn validate_repository(&self, at_offset: &dyn Fn(usize) -> String) -> Result<()> {
@@ -557,9 +678,11 @@ fn parse_source(
         return Err(err(format!("unknown kind {kind_name:?} (expected one of: {})", kinds::names().join(", "))));
     };
     // Fields: the common ones and the kind's own; the offending key's own line when unknown.
+    let mut key_lines: BTreeMap<String, String> = BTreeMap::new();
     if let toml::de::DeValue::Table(t) = value.get_ref() {
         for (k, _) in t.iter() {
             let key = k.get_ref().as_ref();
+            key_lines.insert(key.to_string(), format!("{}:{}", path.display(), line_of(text, k.span().start)));
             if COMMON_FIELDS.contains(&key) || kind.fields().contains(&key) {
                 continue;
             }
@@ -600,7 +723,60 @@ fn parse_source(
         }
     };
     let schedule = common.schedule.as_deref().map(str::parse::<Schedule>).transpose().map_err(err)?;
+    let key_err = |key: &str, m: String| {
+        let key_at = key_lines.get(key).map(String::as_str).unwrap_or(at);
+        ServiceError::msg(format!("{key_at}: source {name:?}: {key}: {m}"))
+    };
+    let hook = |key: &str, v: &Option<toml::Value>| -> Result<Option<Hook>> {
+        v.as_ref().map(|v| Hook::from_value(v).map_err(|m| key_err(key, m))).transpose()
+    };
+    let healthcheck = match &common.healthcheck_url {
+        None => {
+            if let Some(k) = ["healthcheck_status", "healthcheck_retries", "healthcheck_timeout"]
+                .into_iter()
+                .find(|k| key_lines.contains_key(*k))
+            {
+                return Err(key_err(k, "needs `healthcheck_url`".into()));
+            }
+            None
+        }
+        Some(url) => {
+            if !url.contains("${") && !url.starts_with("http://") && !url.starts_with("https://") {
+                return Err(key_err("healthcheck_url", "must start with http:// or https://".into()));
+            }
+            let status = common.healthcheck_status.unwrap_or(200);
+            if !(100..=599).contains(&status) {
+                return Err(key_err("healthcheck_status", format!("{status} is not an HTTP status")));
+            }
+            let timeout = match &common.healthcheck_timeout {
+                None => Duration::from_secs(10),
+                Some(t) => {
+                    lifeboat_ops::duration::parse(t).map_err(|e| key_err("healthcheck_timeout", e.to_string()))?
+                }
+            };
+            Some(Healthcheck {
+                url: url.clone(),
+                status,
+                retries: common.healthcheck_retries.unwrap_or(3).max(1),
+                timeout,
+            })
+        }
+    };
+    let hooks = Hooks {
+        before_backup: hook("before_backup", &common.before_backup)?,
+        after_backup: hook("after_backup", &common.after_backup)?,
+        before_restore: hook("before_restore", &common.before_restore)?,
+        after_restore: hook("after_restore", &common.after_restore)?,
+        on_failure: hook("on_failure", &common.on_failure)?,
+        healthcheck,
+        verify_command: hook("verify_command", &common.verify_command)?,
+    };
+    let after_at = key_lines.get("after").cloned().unwrap_or_else(|| at.to_string());
     Ok(SourceConfig {
+        hooks,
+        after: common.after,
+        after_at,
+        restore_target: common.restore_target,
         rpo: objective("rpo", common.rpo)?,
         rto: objective("rto", common.rto)?,
         name: common.name,
@@ -771,6 +947,34 @@ mod tests {
         assert!(err(src("redis", "mode = \"rdb\"\npattern = \"x*\"").replace("database = \"d\"\n", ""))
             .contains("remove `databases`/`pattern`"));
         assert!(err(src("mariadb", "globals = true")).starts_with("lifeboat.toml:5: source \"a\": `globals`"));
+    }
+
+    #[test]
+    fn hooks_parse_as_argv_or_table_and_restore_order_follows_after() {
+        let c = parse(
+            "[[source]]\nname = \"c\"\nkind = \"files\"\npath = \"/c\"\nafter = [\"b\", \"a\"]\n\
+             before_restore = [\"stop\", \"app\"]\nafter_restore = { command = [\"start\"], timeout = \"5s\", env = { T = \"x\" } }\n\
+             healthcheck_url = \"http://127.0.0.1:1/h\"\n\n\
+             [[source]]\nname = \"b\"\nkind = \"files\"\npath = \"/b\"\nafter = [\"a\"]\n\n\
+             [[source]]\nname = \"a\"\nkind = \"files\"\npath = \"/a\"\n",
+        )
+        .unwrap();
+        let h = &c.sources[0].hooks;
+        assert_eq!(h.before_restore.as_ref().unwrap().command, ["stop", "app"]);
+        assert_eq!(h.before_restore.as_ref().unwrap().timeout, hooks::DEFAULT_TIMEOUT);
+        let after = h.after_restore.as_ref().unwrap();
+        assert_eq!((after.timeout.as_secs(), after.env.get("T").map(String::as_str)), (5, Some("x")));
+        let hc = h.healthcheck.as_ref().unwrap();
+        assert_eq!((hc.status, hc.retries, hc.timeout.as_secs()), (200, 3, 10));
+        let all: Vec<&SourceConfig> = c.sources.iter().collect();
+        let order: Vec<&str> = c.restore_order(&all).iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(order, ["a", "b", "c"]);
+        // Only some selected: `after` on an unselected source is no constraint.
+        let some: Vec<&SourceConfig> = vec![&c.sources[0], &c.sources[1]];
+        let order: Vec<&str> = c.restore_order(&some).iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(order, ["b", "c"]);
+        let e = parse("[[source]]\nname = \"a\"\nkind = \"files\"\npath = \"/a\"\nafter = [\"a\"]\n").unwrap_err();
+        assert!(e.to_string().starts_with("lifeboat.toml:5: source \"a\": after: names itself"), "{e}");
     }
 
     #[test]

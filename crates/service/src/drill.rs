@@ -150,6 +150,7 @@ fn one(
         outcome: test.outcome(),
         findings: test.problems.iter().chain(&test.skipped).cloned().collect(),
         duration_seconds: test.seconds,
+        verify_command: test.verify_command.clone(),
     };
     let result = SourceResult::judge(&src.name, &snap, test, rto);
     records::record_verification(repo, &v)?;

@@ -61,7 +61,10 @@ pub fn health(session: &Session, names: &[String], th: &Thresholds) -> Result<Re
     let drills = records::drills(&repo)?;
     let filter = crate::runs::RunFilter { kind: Some(RunKind::Backup), ..Default::default() };
     let backups = crate::runs::list_in(&repo, &filter)?;
-    let records = Records { snapshots: &snaps, verifications: &verifications, drills: &drills, runs: &backups };
+    let names: Vec<&str> = selected.iter().map(|s| s.name.as_str()).collect();
+    let wal = lifeboat_ops::wal::last_pushes(&repo, &names)?;
+    let records =
+        Records { snapshots: &snaps, verifications: &verifications, drills: &drills, runs: &backups, wal: Some(&wal) };
     let mut report = assess(&selected, &records, Utc::now(), th);
     report.free_space = crate::storage::free_space(session)?;
     if report.free_space.as_ref().is_some_and(|f| f.low) {
@@ -97,12 +100,17 @@ pub struct Records<'a> {
     pub drills: &'a [DrillSummary],
     /// The run history (runs of other kinds are ignored).
     pub runs: &'a [Run],
+    /// Point-in-time sources: when each archived its newest WAL file (`None`: not read).
+    pub wal: Option<&'a std::collections::HashMap<String, DateTime<Utc>>>,
 }
 
 /// Grade `selected` sources from records already read (the dashboard keeps them in memory).
 pub fn assess(selected: &[&SourceConfig], records: &Records<'_>, now: DateTime<Utc>, th: &Thresholds) -> Report {
-    let Records { snapshots: snaps, verifications, drills, runs } = *records;
-    let mut rows = selected.iter().map(|s| row(s, snaps, verifications, drills, now, th)).collect::<Vec<_>>();
+    let Records { snapshots: snaps, verifications, drills, runs, wal } = *records;
+    let mut rows = selected
+        .iter()
+        .map(|s| row(s, snaps, verifications, drills, wal.and_then(|w| w.get(&s.name).copied()), now, th))
+        .collect::<Vec<_>>();
     let backups: Vec<&Run> = runs.iter().filter(|r| r.kind == RunKind::Backup).collect();
     for r in rows.iter_mut() {
         let last = backups.iter().rev().find(|b| b.source.as_deref() == Some(&r.name) && b.finished.is_some());
@@ -124,6 +132,7 @@ fn row(
     snaps: &[SnapshotEntry],
     verifications: &[Verification],
     drills: &[DrillSummary],
+    last_wal: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
     th: &Thresholds,
 ) -> Row {
@@ -134,6 +143,7 @@ fn row(
         rpo: s.rpo.as_ref().map(|o| o.duration),
         rto: s.rto.as_ref().map(|o| o.duration),
         last_backup: own.iter().max_by_key(|e| e.snapshot.time).map(|e| (e.snapshot.time, e.id)),
+        last_wal,
         last_verification: health::latest_verification(verifications, &s.name, &ids),
         last_drill: health::latest_drill(drills, &s.name),
     };

@@ -171,6 +171,21 @@ pub struct RestoreRequest {
     pub globals: bool,
     /// files and command: `(path inside the snapshot, hex SHA-256)` each restored file must have.
     pub checksums: Vec<(String, String)>,
+    /// Point-in-time recovery to this time (`--at`, as given; the service resolves it into
+    /// [`RestoreRequest::pitr`]).
+    pub at: Option<String>,
+    /// Point-in-time recovery, resolved by the service (kinds read this, not `at`).
+    pub pitr: Option<Pitr>,
+}
+
+/// A point-in-time restore as the service resolved it.
+#[derive(Clone, Debug)]
+pub struct Pitr {
+    /// Replay to this time (`None`: to the end of the archive).
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The command a restored server runs to fetch archived WAL (this program with the same
+    /// config or repository), to which the kind appends `wal-fetch --source NAME %f %p`.
+    pub fetch: String,
 }
 
 impl RestoreRequest {
@@ -294,8 +309,17 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     ) -> Result<PreparedRestore<'a>>;
 
     /// Restore `snap` into a scratch target made below `tmp` (or on the source's servers) and
-    /// verify it natively; the target is gone afterwards. `Err` is one problem that stopped it.
-    fn restore_test(&self, name: &str, repo: &Repository, snap: &SnapshotEntry, tmp: Option<&Path>) -> Found;
+    /// verify it natively, then hand the target to `check` (the source's `verify_command`) and
+    /// keep its outcome in [`RestoreTest::verify_command`]; the target is gone afterwards. `Err`
+    /// is one problem that stopped it.
+    fn restore_test(
+        &self,
+        name: &str,
+        repo: &Repository,
+        snap: &SnapshotEntry,
+        tmp: Option<&Path>,
+        check: &TargetCheck<'_>,
+    ) -> Found;
 
     /// Compare the snapshot's manifest counts with a live `target`.
     fn compare(&self, _name: &str, _repo: &Repository, snap: &SnapshotEntry, _target: &str) -> Result<Comparison> {
@@ -311,10 +335,21 @@ pub trait Source: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// Where `restore --all` restores the source, as `--target` would name it: a place of its own
+    /// below `root` (`--target-root`) when given, else its own live data. `None`: the kind has
+    /// no such place (the source needs `restore_target`, or cannot go under a directory).
+    fn whole_restore_target(&self, _name: &str, _root: Option<&Path>) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// Where the configured source's live data is, for the guard: `None` when Lifeboat cannot
     /// know (a command's output, a redis RDB whose server file is not configured).
     fn live_location(&self, name: &str) -> Result<Option<Location>>;
 }
+
+/// Runs a source's `verify_command` against a restore test's scratch target (a directory, a
+/// file, a database name); `None` when the source has none.
+pub type TargetCheck<'a> = dyn Fn(&str) -> Option<lifeboat_ops::records::HookRun> + 'a;
 
 /// What a restore test returns; `Err` is one problem that stopped it.
 pub type Found = std::result::Result<RestoreTest, String>;
@@ -370,6 +405,18 @@ pub fn client_connection(
         password: setting(name, password)?,
         bin_dir: setting(name, bin_dir)?,
     })
+}
+
+/// A database name for `restore --all --target-root`: the source's name with `_restored`, in
+/// letters, digits and `_`.
+pub fn restored_database(name: &str) -> String {
+    let base: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    format!("{base}_restored")
+}
+
+/// `root/<source name>`, as text.
+pub fn under(root: &Path, name: &str) -> String {
+    root.join(name).display().to_string()
 }
 
 /// A postgres or mariadb connection's server, for plans and the guard.

@@ -96,8 +96,13 @@ fn rows(
     next: &BTreeMap<String, DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Vec<SourceRow> {
-    let records =
-        Records { snapshots: &cat.snapshots, verifications: &cat.verifications, drills: &cat.drills, runs: &cat.runs };
+    let records = Records {
+        snapshots: &cat.snapshots,
+        verifications: &cat.verifications,
+        drills: &cat.drills,
+        runs: &cat.runs,
+        wal: None,
+    };
     let report = assess(selected, &records, now, &Thresholds::default());
     let sizes = sizes(cat);
     let mut last_runs: HashMap<&str, &Run> = HashMap::new();

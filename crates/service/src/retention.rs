@@ -171,6 +171,9 @@ pub struct SourceRetention {
     /// Snapshots removed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub removed: Option<usize>,
+    /// Point-in-time sources: archived WAL files removed (older than the oldest kept base).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal_removed: Option<usize>,
 }
 
 /// What `apply-retention` did.
@@ -242,7 +245,13 @@ fn apply_locked(
     let mut decisions = Vec::new();
     for src in cfg.sources() {
         let Some(policy) = &src.retention else {
-            report.push(SourceRetention { source: src.name.clone(), policy: None, kept: None, removed: None });
+            report.push(SourceRetention {
+                source: src.name.clone(),
+                policy: None,
+                kept: None,
+                removed: None,
+                wal_removed: None,
+            });
             continue;
         };
         let mine: Vec<SnapshotEntry> =
@@ -253,10 +262,14 @@ fn apply_locked(
             policy: Some(policy.describe()),
             kept: Some(d.iter().filter(|d| d.keep).count()),
             removed: Some(d.iter().filter(|d| !d.keep).count()),
+            wal_removed: None,
         });
         decisions.extend(d);
     }
     remove(repo, &decisions, dry_run)?;
+    for r in report.iter_mut() {
+        r.wal_removed = prune_wal(repo, &r.source, &all, &decisions, dry_run)?;
+    }
     let stats = match prune {
         Some(p) => Some(lifeboat_repository::prune::prune(repo, &prune_options(p, interrupt))?),
         None => None,
@@ -266,6 +279,35 @@ fn apply_locked(
     }
     let locks = if dry_run { None } else { crate::storage::extend_after_retention(session)? };
     Ok(Applied { dry_run, sources: report, snapshots: decisions, prune: stats, object_lock: locks })
+}
+
+/// A point-in-time source's archived WAL older than its oldest kept base backup (no kept base
+/// can need it): removed, or counted on a dry run. `None` for sources without archived WAL or
+/// without a kept base (then nothing is removed: WAL without a base waits for the first one).
+fn prune_wal(
+    repo: &Repository,
+    source: &str,
+    all: &[SnapshotEntry],
+    decisions: &[lifeboat_ops::retention::Decision],
+    dry_run: bool,
+) -> Result<Option<usize>> {
+    let removed: std::collections::HashSet<_> = decisions.iter().filter(|d| !d.keep).map(|d| d.id).collect();
+    let oldest_start = all
+        .iter()
+        .filter(|s| !removed.contains(&s.id))
+        .filter_map(|s| s.snapshot.source.as_ref().filter(|i| i.name == source))
+        .filter_map(|i| i.manifest.as_ref())
+        .filter(|m| lifeboat_sources::postgres::pitr::is_base(m))
+        .filter_map(|m| m.get("start_wal").and_then(|w| w.as_str()).map(String::from))
+        .filter(|w| w.len() == 24)
+        .min_by(|a, b| a[8..].cmp(&b[8..]));
+    let Some(start) = oldest_start else { return Ok(None) };
+    let names: Vec<String> = lifeboat_ops::wal::list(repo, source)?.into_iter().map(|(n, _)| n).collect();
+    let old = lifeboat_ops::wal::prunable(&names, &start);
+    if !dry_run && !old.is_empty() {
+        lifeboat_ops::wal::remove(repo, source, &old)?;
+    }
+    Ok(Some(old.len()))
 }
 
 /// Record an audit event; a failure to record is a warning and does not undo the operation.

@@ -118,6 +118,7 @@ pub fn kind_named(name: &str) -> Result<RunKind> {
         RunKind::ApplyRetention,
         RunKind::Copy,
         RunKind::Check,
+        RunKind::Restore,
     ]
     .into_iter()
     .find(|k| k.name() == name)

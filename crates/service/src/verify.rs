@@ -16,6 +16,7 @@ use lifeboat_repository::{RepoError, Repository};
 use crate::config::Config;
 use crate::error::{Result, ServiceError};
 use crate::filter::FilterSpec;
+use crate::hooks::HookEnv;
 use crate::kinds;
 use crate::progress::{Event, Observer};
 use crate::session::Session;
@@ -134,10 +135,31 @@ pub fn restore_test(cfg: Option<&Config>, repo: &Repository, snap: &SnapshotEntr
         kind: kind.into(),
         detail: format!("restoring snapshot {} into a scratch target", snap.id.short()),
     });
+    // The configured source's verify_command runs against the scratch target before it goes.
+    let name = snap.snapshot.source.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+    let configured = cfg.and_then(|c| c.find(&name).ok()).filter(|s| s.kind() == kind);
+    let verify_command = configured.and_then(|s| s.hooks.verify_command.as_ref());
+    let check = |target: &str| {
+        verify_command.map(|hook| {
+            let env = HookEnv {
+                snapshot: Some(snap.id.to_hex()),
+                target: Some(target.to_string()),
+                ..HookEnv::new(&name, "restore-test")
+            };
+            crate::hooks::run("verify_command", hook, &env)
+        })
+    };
     let result = crate::config::source_for(cfg, snap)
         .map_err(|e| e.to_string())
-        .and_then(|r| r.source().restore_test(&r.name, repo, snap, None::<&Path>));
+        .and_then(|r| r.source().restore_test(&r.name, repo, snap, None::<&Path>, &check));
     let mut t = result.unwrap_or_else(|p| RestoreTest { problems: vec![p], ..Default::default() });
+    match (&t.verify_command, verify_command) {
+        (Some(v), _) if !v.ok => t.problems.push(format!("verify_command {}", v.line())),
+        (None, Some(_)) if t.problems.is_empty() => t
+            .skipped
+            .push(format!("verify_command was not run: a {kind} restore test has no scratch target to hand it")),
+        _ => {}
+    }
     t.kind = kind.into();
     t.seconds = started.elapsed().as_secs_f64();
     observer(&Event::Finished {
@@ -216,6 +238,7 @@ fn record(
         outcome,
         findings,
         duration_seconds: share + test.map(|t| t.seconds).unwrap_or(0.0),
+        verify_command: test.and_then(|t| t.verify_command.clone()),
     }
 }
 

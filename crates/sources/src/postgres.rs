@@ -12,6 +12,7 @@
 
 pub mod directory;
 pub mod globals;
+pub mod pitr;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -97,6 +97,9 @@ pub fn apply_retention(c: &Ctx, a: &ApplyRetentionArgs) -> Result<i32> {
                 (Some(p), Some(kept), Some(removed)) => println!("{}: {p} → keep {kept}, {verb} {removed}", s.source),
                 _ => println!("{}: no retention policy, all snapshots kept", s.source),
             }
+            if let Some(n) = s.wal_removed {
+                println!("{}: {verb} {n} archived WAL files older than the oldest kept base backup", s.source);
+            }
         }
         if c.g.verbose > 0 {
             print_decisions(&r.snapshots, a.dry_run);

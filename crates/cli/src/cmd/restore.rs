@@ -8,6 +8,7 @@ use lifeboat_service::guard::confirm;
 use lifeboat_service::kinds::RestoreRequest;
 use lifeboat_service::plan::{Guarded, Plan};
 use lifeboat_service::restore::{self, Decision};
+use lifeboat_service::restore_all::{self, AllRequest};
 
 use super::Ctx;
 use crate::args::{Global, RestoreArgs};
@@ -15,8 +16,11 @@ use crate::exit;
 use crate::output::{self, Progress};
 
 pub fn run(c: &Ctx, a: &RestoreArgs) -> Result<i32> {
+    if a.all {
+        return all(c, a);
+    }
     let req = RestoreRequest {
-        target: a.target.clone(),
+        target: a.target.clone().unwrap_or_default(),
         include: a.include.clone(),
         overwrite: a.overwrite,
         verify: a.verify,
@@ -25,6 +29,8 @@ pub fn run(c: &Ctx, a: &RestoreArgs) -> Result<i32> {
         until: a.until.clone(),
         globals: a.globals,
         checksums: a.checksums.clone(),
+        at: a.at.clone(),
+        ..Default::default()
     };
     let mut code = exit::OK;
     let mut decide = |plan: &Plan| -> lifeboat_service::Result<Decision> {
@@ -37,7 +43,8 @@ pub fn run(c: &Ctx, a: &RestoreArgs) -> Result<i32> {
     };
     let progress = Progress::new(c.g);
     let spec = super::filter(&a.filter);
-    let done = restore::restore(&c.session, &a.snapshot, &spec, &req, &mut decide, &c.interrupt, progress.observer());
+    let snapshot = a.snapshot.as_deref().unwrap_or("latest");
+    let done = restore::restore(&c.session, snapshot, &spec, &req, &mut decide, &c.interrupt, progress.observer());
     progress.finish();
     let Some(r) = done? else { return Ok(code) };
     for w in &r.warnings {
@@ -58,6 +65,33 @@ pub fn run(c: &Ctx, a: &RestoreArgs) -> Result<i32> {
     }
     r.check()?;
     Ok(if r.failed.is_empty() { exit::OK } else { exit::FAILURE })
+}
+
+/// `restore --all`: the service plans, gates and runs; this prints the summary.
+fn all(c: &Ctx, a: &RestoreArgs) -> Result<i32> {
+    let req = AllRequest {
+        sources: a.sources.clone(),
+        target_root: a.target_root.clone(),
+        overwrite: a.overwrite,
+        verify: a.verify,
+        dry_run: a.dry_run,
+        keep_going: a.keep_going,
+        force: a.force,
+        confirm: a.confirm.iter().flat_map(|c| c.split(',')).map(|s| s.trim().to_string()).collect(),
+    };
+    let progress = Progress::new(c.g);
+    let report = restore_all::restore_all(&c.session, &req, &c.interrupt, progress.observer());
+    progress.finish();
+    let report = report?;
+    if let Some(r) = report.refusal() {
+        eprintln!("lifeboat: {r}");
+    }
+    if c.g.json {
+        output::json(&report)?;
+    } else if !c.g.quiet {
+        report.lines().iter().for_each(|l| println!("{l}"));
+    }
+    Ok(report.exit_code())
 }
 
 /// `Some(exit code)` when the restore must stop here (a dry run, printed; or a guarded restore

@@ -46,7 +46,7 @@ pub fn config_check(c: &Ctx) -> Result<i32> {
         .map(|s| {
             serde_json::json!({
                 "name": s.name, "kind": s.kind(), "tags": s.tags, "schedule": s.schedule, "rpo": s.rpo,
-                "rto": s.rto, "protected": s.protected,
+                "rto": s.rto, "protected": s.protected, "after": s.after, "hooks": s.hooks.names(),
                 "retention": s.retention_table.as_ref().and_then(|r| serde_json::to_value(r).ok()),
                 "next_run": s.schedule.as_ref().and_then(|x| x.next_after(chrono::Utc::now())),
             })
@@ -73,6 +73,8 @@ pub fn config_check(c: &Ctx) -> Result<i32> {
                 s.rto.as_ref().map(|x| format!("rto {}", x.text)),
                 s.retention.as_ref().map(|_| "retention".to_string()),
                 s.protected.then(|| "protected".to_string()),
+                (!s.after.is_empty()).then(|| format!("after {}", s.after.join(","))),
+                (!s.hooks.is_empty()).then(|| format!("hooks {}", s.hooks.names().join(","))),
             ];
             let extra: Vec<String> = extra.into_iter().flatten().collect();
             println!("  {:<20} {:<8} {}", s.name, s.kind(), extra.join(", "));

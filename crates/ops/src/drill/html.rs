@@ -126,6 +126,14 @@ fn section(h: &mut String, s: &SourceResult) {
         }
         h.push_str("</ul>");
     }
+    if let Some(v) = &s.verify_command {
+        let o = if v.ok { "ok" } else { "failed" };
+        let _ = write!(
+            h,
+            "<div class=\"meta\">verify_command <span class=\"badge {o}\">{o}</span> {}</div>",
+            esc(&v.line())
+        );
+    }
     details(h, &s.details);
 }
 

@@ -24,6 +24,9 @@ pub struct RestoreTest {
     pub details: serde_json::Value,
     /// Wall time from the start of the restore to the end of the verification.
     pub seconds: f64,
+    /// The source's `verify_command`, run against the scratch target before it was removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_command: Option<crate::records::HookRun>,
 }
 
 impl RestoreTest {

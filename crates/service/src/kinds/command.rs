@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::files::{restore_files, Files};
-use super::{Archive, Found, Generated, PreparedRestore, RestoreRequest, Settings, Source};
+use super::{Archive, Found, Generated, PreparedRestore, RestoreRequest, Settings, Source, TargetCheck};
 use crate::error::{Result, ServiceError};
 use crate::vars::substitute;
 
@@ -100,8 +100,15 @@ impl Source for Command {
     /// Restored and hash-checked like files; the output's size and SHA-256 are reported, and a
     /// non-zero exit status recorded in the manifest is noted (the snapshot exists only because
     /// of `allow_failure`).
-    fn restore_test(&self, _name: &str, repo: &Repository, snap: &SnapshotEntry, tmp: Option<&Path>) -> Found {
-        let (mut t, output) = restore_files(repo, snap, tmp)?;
+    fn restore_test(
+        &self,
+        _name: &str,
+        repo: &Repository,
+        snap: &SnapshotEntry,
+        tmp: Option<&Path>,
+        check: &TargetCheck<'_>,
+    ) -> Found {
+        let (mut t, output) = restore_files(repo, snap, tmp, check)?;
         let m: serde_json::Value = snap.snapshot.source.as_ref().and_then(|x| x.manifest.clone()).unwrap_or_default();
         let status = m["exit_status"].as_i64();
         t.details["output_bytes"] = json!(output.len());
@@ -111,6 +118,10 @@ impl Source for Command {
             t.details["note"] = json!("the command exited non-zero when it was backed up (allow_failure)");
         }
         Ok(t)
+    }
+
+    fn whole_restore_target(&self, name: &str, root: Option<&Path>) -> Result<Option<String>> {
+        Ok(root.map(|r| super::under(r, name)))
     }
 
     fn live_location(&self, _name: &str) -> Result<Option<Location>> {

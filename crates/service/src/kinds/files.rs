@@ -14,7 +14,9 @@ use lifeboat_sources::files::{walk, FilesOptions};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Archive, Found, Generated, PreparedRestore, RestoreRequest, Restored, RunContext, Settings, Source};
+use super::{
+    Archive, Found, Generated, PreparedRestore, RestoreRequest, Restored, RunContext, Settings, Source, TargetCheck,
+};
 use crate::error::Result;
 use crate::human::{duration, size};
 use crate::plan::{self, resolve};
@@ -137,8 +139,20 @@ impl Source for Files {
         Ok(PreparedRestore { plan, run: Box::new(run) })
     }
 
-    fn restore_test(&self, _name: &str, repo: &Repository, snap: &SnapshotEntry, tmp: Option<&Path>) -> Found {
-        restore_files(repo, snap, tmp).map(|(t, _)| t)
+    fn restore_test(
+        &self,
+        _name: &str,
+        repo: &Repository,
+        snap: &SnapshotEntry,
+        tmp: Option<&Path>,
+        check: &TargetCheck<'_>,
+    ) -> Found {
+        restore_files(repo, snap, tmp, check).map(|(t, _)| t)
+    }
+
+    fn whole_restore_target(&self, name: &str, root: Option<&Path>) -> Result<Option<String>> {
+        // Files land at TARGET/<absolute path>: `/` puts them back where they were.
+        Ok(Some(root.map(|r| super::under(r, name)).unwrap_or_else(|| "/".into())))
     }
 
     fn live_location(&self, name: &str) -> Result<Option<Location>> {
@@ -154,6 +168,7 @@ pub(crate) fn restore_files(
     repo: &Repository,
     snap: &SnapshotEntry,
     tmp: Option<&Path>,
+    check: &TargetCheck<'_>,
 ) -> std::result::Result<(lifeboat_ops::verify::RestoreTest, Vec<u8>), String> {
     let dir = super::scratch_dir(tmp)?;
     let target = dir.path().join("restore");
@@ -166,7 +181,8 @@ pub(crate) fn restore_files(
     }
     let details = json!({"files": stats.files, "dirs": stats.dirs, "bytes": stats.bytes, "verified": stats.verified, "warnings": stats.warnings});
     let only = only_file(&target);
-    let test = super::tested(dir.path().display().to_string(), problems, details)?;
+    let mut test = super::tested(dir.path().display().to_string(), problems, details)?;
+    test.verify_command = check(&target.display().to_string());
     Ok((test, only))
 }
 

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::{
     artifact, client_connection, manifest_of, rows, server_of, setting, Archive, Comparison, Found, Generated,
-    PreparedRestore, RestoreRequest, Restored, RunContext, Settings, Source,
+    PreparedRestore, RestoreRequest, Restored, RunContext, Settings, Source, TargetCheck,
 };
 use crate::error::Result;
 use crate::human::duration;
@@ -111,7 +111,14 @@ impl Source for Mariadb {
     }
 
     /// The dump loaded into a scratch database on the source's server, then row counts.
-    fn restore_test(&self, name: &str, repo: &Repository, snap: &SnapshotEntry, _tmp: Option<&Path>) -> Found {
+    fn restore_test(
+        &self,
+        name: &str,
+        repo: &Repository,
+        snap: &SnapshotEntry,
+        _tmp: Option<&Path>,
+        check: &TargetCheck<'_>,
+    ) -> Found {
         let (_, m): (_, mariadb::Manifest) = manifest_of(snap).map_err(|e| e.to_string())?;
         let node = artifact(repo, snap, &m.file).map_err(|e| e.to_string())?;
         let conn = self.connection(name).map_err(|e| e.to_string())?;
@@ -119,7 +126,9 @@ impl Source for Mariadb {
         mariadb::restore(repo, &node, &conn, &db.name, false).map_err(|e| e.to_string())?;
         let found = mariadb::counts(&conn, &db.name).map_err(|e| e.to_string())?;
         let (_, problems) = mariadb::verify(&conn, &db.name, &m).map_err(|e| e.to_string())?;
-        super::tested(format!("database {}", db.name), problems, json!({"tables": found}))
+        let mut t = super::tested(format!("database {}", db.name), problems, json!({"tables": found}))?;
+        t.verify_command = check(&db.name);
+        Ok(t)
     }
 
     fn compare(&self, name: &str, _repo: &Repository, snap: &SnapshotEntry, target: &str) -> Result<Comparison> {
@@ -132,6 +141,13 @@ impl Source for Mariadb {
 
     fn compares(&self) -> bool {
         true
+    }
+
+    fn whole_restore_target(&self, name: &str, root: Option<&Path>) -> Result<Option<String>> {
+        match root {
+            Some(_) => Ok(Some(super::restored_database(name))),
+            None => setting(name, &self.database),
+        }
     }
 
     fn live_location(&self, name: &str) -> Result<Option<Location>> {

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::{
     manifest_of, setting, Archive, Comparison, Found, Generated, PreparedRestore, RestoreRequest, Restored, Row,
-    RunContext, Settings, Source,
+    RunContext, Settings, Source, TargetCheck,
 };
 use crate::error::{Context as _, Result, ServiceError};
 use crate::human::{count, duration};
@@ -152,7 +152,14 @@ impl Source for Nats {
     /// Every stream republished into a new `LIFEBOAT_VERIFY_…` stream on the source's server
     /// (its subjects prefixed when they overlap with a live stream), then message count and
     /// sequences checked; the scratch streams are deleted afterwards.
-    fn restore_test(&self, name: &str, repo: &Repository, snap: &SnapshotEntry, _tmp: Option<&Path>) -> Found {
+    fn restore_test(
+        &self,
+        name: &str,
+        repo: &Repository,
+        snap: &SnapshotEntry,
+        _tmp: Option<&Path>,
+        _check: &TargetCheck<'_>,
+    ) -> Found {
         let (_, m): (_, nats::Manifest) = manifest_of(snap).map_err(|e| e.to_string())?;
         let conn = self.connection(name).map_err(|e| e.to_string())?;
         let mut streams = scratch::Streams::new(&conn);

@@ -10,13 +10,14 @@ use lifeboat_ops::verify::scratch;
 use lifeboat_repository::archiver::BackupStats;
 use lifeboat_repository::snapshots::SnapshotEntry;
 use lifeboat_repository::Repository;
+use lifeboat_sources::postgres::pitr;
 use lifeboat_sources::{client, postgres};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{
     artifact, client_connection, manifest_of, rows, server_of, setting, Archive, Comparison, Found, Generated,
-    PreparedRestore, RestoreRequest, Restored, RunContext, Settings, Source,
+    PreparedRestore, RestoreRequest, Restored, RunContext, Settings, Source, TargetCheck,
 };
 use crate::error::{Result, ServiceError};
 use crate::human::duration;
@@ -50,6 +51,12 @@ pub struct Postgres {
     /// Where the directory format's dump is written before it is backed up (default: the system
     /// temp directory).
     pub tmp_dir: Option<String>,
+    /// Point-in-time recovery: back up the whole cluster physically (`pg_basebackup`) instead of
+    /// dumping `database`; WAL reaches the repository through `archive_command = 'lifeboat
+    /// wal-push --source NAME %p'` (docs/pitr.md). `database` is then the one whose rows a
+    /// verified restore counts (default `postgres`).
+    #[serde(default)]
+    pub pitr: bool,
 }
 
 impl Settings for Postgres {
@@ -82,6 +89,21 @@ impl Source for Postgres {
     }
 
     fn validate(&self, _name: &str) -> Result<(), String> {
+        if self.pitr {
+            let dump_only = [
+                ("format", self.format.is_some()),
+                ("jobs", self.jobs.is_some()),
+                ("compress", self.compress.is_some()),
+                ("tmp_dir", self.tmp_dir.is_some()),
+                ("globals", self.globals),
+            ];
+            if let Some((f, _)) = dump_only.iter().find(|(_, set)| *set) {
+                return Err(format!(
+                    "{f} is a pg_dump setting: a pitr = true source backs up the whole cluster with pg_basebackup (roles included)"
+                ));
+            }
+            return Ok(());
+        }
         if self.database.is_none() {
             return Err("a postgres source needs `database = \"name\"`".into());
         }
@@ -107,6 +129,18 @@ impl Source for Postgres {
     }
 
     fn backup(&self, name: &str, archive: &mut Archive<'_>) -> Result<BackupStats> {
+        if self.pitr {
+            let (started, manifest) = pitr::base_backup(&self.connection(name)?)?;
+            return archive(Generated {
+                paths: started.paths,
+                entries: Box::new(started.entries),
+                manifest: Some(serde_json::to_value(&manifest)?),
+                finish: Some(started.finish),
+                excludes: Vec::new(),
+                chunk_sizes: None,
+                scan: None,
+            });
+        }
         let database = setting(name, &self.database)?.unwrap_or_default();
         let started = postgres::start(&self.connection(name)?, &database, &self.dump_options(name)?)?;
         let manifest = Some(serde_json::to_value(&started.manifest)?);
@@ -130,6 +164,9 @@ impl Source for Postgres {
         snap: &'a SnapshotEntry,
         req: &'a RestoreRequest,
     ) -> Result<PreparedRestore<'a>> {
+        if let Some(p) = &req.pitr {
+            return self.prepare_pitr(name, repo, snap, req, p);
+        }
         let (src, manifest): (_, postgres::Manifest) = manifest_of(snap)?;
         let node = artifact(repo, snap, &manifest.file)?;
         let conn = self.connection(name)?;
@@ -197,8 +234,20 @@ impl Source for Postgres {
         Ok(PreparedRestore { plan, run: Box::new(run) })
     }
 
-    /// `pg_restore` into a scratch database on the source's server, then row counts per table.
-    fn restore_test(&self, name: &str, repo: &Repository, snap: &SnapshotEntry, tmp: Option<&Path>) -> Found {
+    /// `pg_restore` into a scratch database on the source's server, then row counts per table;
+    /// a base backup is unpacked into a scratch directory and replayed to the end of its archive
+    /// (no `verify_command` there: the replayed cluster is on a scratch port only while it runs).
+    fn restore_test(
+        &self,
+        name: &str,
+        repo: &Repository,
+        snap: &SnapshotEntry,
+        tmp: Option<&Path>,
+        check: &TargetCheck<'_>,
+    ) -> Found {
+        if snap.snapshot.source.as_ref().and_then(|s| s.manifest.as_ref()).is_some_and(pitr::is_base) {
+            return self.replay_test(name, repo, snap, tmp);
+        }
         let (_, m): (_, postgres::Manifest) = manifest_of(snap).map_err(|e| e.to_string())?;
         let node = artifact(repo, snap, &m.file).map_err(|e| e.to_string())?;
         let conn = self.connection(name).map_err(|e| e.to_string())?;
@@ -210,7 +259,9 @@ impl Source for Postgres {
         let opts = postgres::RestoreOptions { overwrite: false, jobs: self.jobs, tmp_dir };
         postgres::restore(repo, &node, &m, &conn, &db.name, &opts).map_err(|e| e.to_string())?;
         let v = postgres::verify(&conn, &db.name, &m).map_err(|e| e.to_string())?;
-        super::tested(format!("database {}", db.name), v.mismatches, json!({"tables": v.tables}))
+        let mut t = super::tested(format!("database {}", db.name), v.mismatches, json!({"tables": v.tables}))?;
+        t.verify_command = check(&db.name);
+        Ok(t)
     }
 
     fn compare(&self, name: &str, _repo: &Repository, snap: &SnapshotEntry, target: &str) -> Result<Comparison> {
@@ -223,9 +274,205 @@ impl Source for Postgres {
         true
     }
 
+    fn whole_restore_target(&self, name: &str, root: Option<&Path>) -> Result<Option<String>> {
+        if self.pitr {
+            // A base backup becomes a new data directory, never the live cluster's.
+            return Ok(root.map(|r| super::under(r, name)));
+        }
+        match root {
+            Some(_) => Ok(Some(super::restored_database(name))),
+            None => setting(name, &self.database),
+        }
+    }
+
     fn live_location(&self, name: &str) -> Result<Option<Location>> {
+        if self.pitr {
+            // A point-in-time restore writes a new data directory, never into the live server.
+            return Ok(None);
+        }
         let conn = self.connection(name)?;
         let database = setting(name, &self.database)?.unwrap_or_default();
         Ok(Some(Location::Database { server: server_of(&conn, 5432), name: database }))
     }
+}
+
+/// How long a replayed cluster may take to start and finish recovery.
+const REPLAY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl Postgres {
+    /// The database a verified point-in-time restore counts rows in.
+    fn count_database(&self, name: &str) -> Result<String> {
+        Ok(setting(name, &self.database)?.unwrap_or_else(|| "postgres".into()))
+    }
+
+    /// Restore a base backup into a new data directory, configured to replay the archived WAL
+    /// up to `p.at`; with `--verify`, start it on a scratch port, wait for the end of recovery
+    /// and count rows.
+    fn prepare_pitr<'a>(
+        &'a self,
+        name: &str,
+        repo: &'a Repository,
+        snap: &'a SnapshotEntry,
+        req: &'a RestoreRequest,
+        p: &crate::kinds::Pitr,
+    ) -> Result<PreparedRestore<'a>> {
+        let (src, m): (_, pitr::BaseManifest) = manifest_of(snap)?;
+        let node = artifact(repo, snap, &m.file)?;
+        let dir = req.target.clone();
+        let mut plan = plan::Plan::new(snap, dir.display().to_string());
+        plan.bytes = node.size;
+        let nonempty = std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(false);
+        if nonempty {
+            plan.blockers.push(format!(
+                "{} is not empty: a data directory is restored only into a new or empty directory",
+                dir.display()
+            ));
+        }
+        plan.step(
+            "unpack-base",
+            format!("unpack {} ({} base backup) into {}", m.file, m.server_version, dir.display()),
+            Some(node.size),
+        );
+        let until = match p.at {
+            Some(t) => format!("replay archived WAL up to {} (recovery_target_time), then promote", t.to_rfc3339()),
+            None => "replay all archived WAL, then promote".to_string(),
+        };
+        plan.step(
+            "configure-recovery",
+            format!("write recovery.signal and restore_command (lifeboat wal-fetch); {until}"),
+            None,
+        );
+        plan.headline =
+            format!("would restore {} as a new data directory {} (point in time):", plan.subject(), dir.display());
+        plan.writes_to = Some(Location::Paths(vec![plan::resolve(&dir)]));
+        plan.detail("base_started", m.started).detail("base_finished", m.finished).detail("at", p.at);
+        plan.detail("timeline", m.timeline).detail("start_wal", &m.start_wal);
+        let database = self.count_database(name)?;
+        plan.verify = req
+            .verify
+            .then(|| format!("start it on a scratch port, wait for recovery to end, count the rows of {database}"));
+        let bin = pitr::server_bin(self.bin_dir.as_deref(), &m.server_version);
+        if req.verify && bin.is_none() {
+            plan.blockers.push(format!(
+                "--verify needs the PostgreSQL {} server programs (pg_ctl): set bin_dir",
+                m.server_version
+            ));
+        }
+        if req.verify && lifeboat_repository::util::current_uid() == 0 {
+            plan.blockers.push("--verify starts PostgreSQL, which refuses to run as root: run the restore as the data directory's owner (e.g. runuser -u postgres --)".into());
+        }
+        let recovery = pitr::Recovery {
+            restore_command: format!("{} wal-fetch --source {} %f \"%p\"", p.fetch, shell_word(&src.name)),
+            target_time: p.at,
+        };
+        let source = src.name.clone();
+        let verify = req.verify;
+        let run = move |_: &RunContext| -> Result<Restored> {
+            let started = Instant::now();
+            pitr::restore_base(repo, &node, &dir, &recovery)?;
+            let mut lines = vec![format!(
+                "restored base backup {} of snapshot {} into {} in {}; recovery {}",
+                m.file,
+                snap.id.short(),
+                dir.display(),
+                duration(started.elapsed()),
+                match recovery.target_time {
+                    Some(t) => format!("stops at {}", t.to_rfc3339()),
+                    None => "replays the whole archive".into(),
+                }
+            )];
+            let replay = match (verify, &bin) {
+                (true, Some(bin)) => {
+                    let port = free_port()?;
+                    let r = pitr::replay(bin, &dir, port, &database, REPLAY_TIMEOUT)?;
+                    lines.push(format!(
+                        "replayed in {} (last transaction {}); {} tables in {database}: {}",
+                        duration(std::time::Duration::from_secs_f64(r.seconds)),
+                        r.last_replayed.as_deref().unwrap_or("none"),
+                        r.tables.len(),
+                        r.tables.iter().map(|(t, n)| format!("{t} {n}")).collect::<Vec<_>>().join(", ")
+                    ));
+                    Some(r)
+                }
+                _ => None,
+            };
+            if replay.is_none() {
+                lines.push(format!("start it with: pg_ctl -D {} start (the server needs the repository password in its environment to fetch WAL, see docs/pitr.md)", dir.display()));
+            }
+            Ok(Restored {
+                json: json!({
+                    "snapshot": snap.id, "source": source, "data_directory": dir, "at": recovery.target_time,
+                    "base": m, "replay": replay, "duration_seconds": started.elapsed().as_secs_f64(),
+                }),
+                lines,
+                what: "data directory",
+                ..Default::default()
+            })
+        };
+        Ok(PreparedRestore { plan, run: Box::new(run) })
+    }
+
+    /// Unpack a base backup into a scratch directory with every archived WAL file it may need
+    /// fetched beside it, replay to the end and count rows.
+    fn replay_test(&self, name: &str, repo: &Repository, snap: &SnapshotEntry, tmp: Option<&Path>) -> Found {
+        let (src, m): (_, pitr::BaseManifest) = manifest_of(snap).map_err(|e| e.to_string())?;
+        let Some(bin) = pitr::server_bin(self.bin_dir.as_deref(), &m.server_version) else {
+            return super::skipped(
+                Path::new("(scratch data directory)"),
+                format!("the PostgreSQL {} server programs (pg_ctl) are not installed: set bin_dir", m.server_version),
+            );
+        };
+        if lifeboat_repository::util::current_uid() == 0 {
+            return super::skipped(
+                Path::new("(scratch data directory)"),
+                "PostgreSQL refuses to run as root: run the restore test as another user",
+            );
+        }
+        let work = match tmp {
+            Some(t) => tempfile::tempdir_in(t),
+            None => tempfile::tempdir(),
+        }
+        .map_err(|e| format!("scratch directory: {e}"))?;
+        let wal = work.path().join("wal");
+        std::fs::create_dir(&wal).map_err(|e| e.to_string())?;
+        let keep_from = m.start_wal.get(8..).unwrap_or_default().to_string();
+        for (f, _) in lifeboat_ops::wal::list(repo, &src.name).map_err(|e| e.to_string())? {
+            let needed = f.ends_with(".history") || f.get(8..24).is_some_and(|p| p >= keep_from.as_str());
+            if needed {
+                let data =
+                    lifeboat_ops::wal::fetch(repo, &src.name, &f).map_err(|e| e.to_string())?.unwrap_or_default();
+                std::fs::write(wal.join(&f), data).map_err(|e| e.to_string())?;
+            }
+        }
+        let node = artifact(repo, snap, &m.file).map_err(|e| e.to_string())?;
+        let dir = work.path().join("data");
+        let recovery = pitr::Recovery {
+            restore_command: format!("cp {}/%f \"%p\"", shell_word(&wal.to_string_lossy())),
+            target_time: None,
+        };
+        pitr::restore_base(repo, &node, &dir, &recovery).map_err(|e| e.to_string())?;
+        let database = self.count_database(name).map_err(|e| e.to_string())?;
+        let r = pitr::replay(&bin, &dir, free_port().map_err(|e| e.to_string())?, &database, REPLAY_TIMEOUT)
+            .map_err(|e| e.to_string())?;
+        super::tested(
+            format!("data directory {} replayed in {:.1} s", dir.display(), r.seconds),
+            Vec::new(),
+            json!({"tables": r.tables, "replay_seconds": r.seconds, "last_replayed": r.last_replayed}),
+        )
+    }
+}
+
+/// A word for `sh -c`, single-quoted unless it is plain.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// A free TCP port number on loopback (for a scratch server's socket name).
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| ServiceError::msg(format!("no free port: {e}")))?;
+    Ok(l.local_addr().map_err(|e| ServiceError::msg(e.to_string()))?.port())
 }

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::{
     artifact, manifest_of, setting, Archive, Comparison, Found, Generated, PreparedRestore, RestoreRequest, Restored,
-    Row, RunContext, Settings, Source,
+    Row, RunContext, Settings, Source, TargetCheck,
 };
 use crate::error::{Result, ServiceError};
 use crate::human::{duration, size};
@@ -165,7 +165,14 @@ impl Source for Redis {
     /// Logical backups go into an empty throwaway `redis-server` on a unix socket (the live
     /// server is never touched) and keys are counted per database; an RDB is written to a
     /// scratch file, its checksum and key counts checked, and loaded by a throwaway server.
-    fn restore_test(&self, _name: &str, repo: &Repository, snap: &SnapshotEntry, tmp: Option<&Path>) -> Found {
+    fn restore_test(
+        &self,
+        _name: &str,
+        repo: &Repository,
+        snap: &SnapshotEntry,
+        tmp: Option<&Path>,
+        _check: &TargetCheck<'_>,
+    ) -> Found {
         let (_, m): (_, redis::Manifest) = manifest_of(snap).map_err(|e| e.to_string())?;
         if let Some(rdb) = &m.rdb {
             let node = artifact(repo, snap, &rdb.file).map_err(|e| e.to_string())?;
@@ -243,6 +250,13 @@ impl Source for Redis {
 
     fn compares(&self) -> bool {
         true
+    }
+
+    fn whole_restore_target(&self, name: &str, root: Option<&Path>) -> Result<Option<String>> {
+        // An RDB file can go below a directory; keys go to a server (set `restore_target`).
+        Ok(root
+            .filter(|_| self.rdb())
+            .map(|r| Path::new(&super::under(r, name)).join("dump.rdb").display().to_string()))
     }
 
     fn live_location(&self, name: &str) -> Result<Option<Location>> {

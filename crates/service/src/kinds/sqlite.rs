@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::{
     artifact, manifest_of, rows, Archive, Comparison, Found, Generated, PreparedRestore, RestoreRequest, Restored,
-    RunContext, Settings, Source,
+    RunContext, Settings, Source, TargetCheck,
 };
 use crate::error::{Result, ServiceError};
 use crate::human::{count, duration};
@@ -110,7 +110,14 @@ impl Source for Sqlite {
     }
 
     /// Restored to a scratch file (`PRAGMA integrity_check`, then row counts per table).
-    fn restore_test(&self, _name: &str, repo: &Repository, snap: &SnapshotEntry, tmp: Option<&Path>) -> Found {
+    fn restore_test(
+        &self,
+        _name: &str,
+        repo: &Repository,
+        snap: &SnapshotEntry,
+        tmp: Option<&Path>,
+        check: &TargetCheck<'_>,
+    ) -> Found {
         let (_, m): (_, sqlite::Manifest) = manifest_of(snap).map_err(|e| e.to_string())?;
         let node = artifact(repo, snap, &m.file).map_err(|e| e.to_string())?;
         let dir = super::scratch_dir(tmp)?;
@@ -120,7 +127,10 @@ impl Source for Sqlite {
         if v.integrity != ["ok"] {
             problems.push(format!("integrity_check: {}", v.integrity.join("; ")));
         }
-        super::tested(file.display().to_string(), problems, json!({"tables": v.tables, "integrity": v.integrity}))
+        let mut t =
+            super::tested(file.display().to_string(), problems, json!({"tables": v.tables, "integrity": v.integrity}))?;
+        t.verify_command = check(&file.display().to_string());
+        Ok(t)
     }
 
     fn compare(&self, _name: &str, _repo: &Repository, snap: &SnapshotEntry, target: &str) -> Result<Comparison> {
@@ -133,6 +143,17 @@ impl Source for Sqlite {
 
     fn compares(&self) -> bool {
         true
+    }
+
+    fn whole_restore_target(&self, name: &str, root: Option<&Path>) -> Result<Option<String>> {
+        let Some(path) = super::setting(name, &self.path)? else { return Ok(None) };
+        Ok(Some(match root {
+            Some(r) => {
+                let file = Path::new(&path).file_name().map(|f| f.to_string_lossy().into_owned());
+                Path::new(&super::under(r, name)).join(file.unwrap_or_else(|| "db.sqlite".into())).display().to_string()
+            }
+            None => path,
+        }))
     }
 
     fn live_location(&self, name: &str) -> Result<Option<Location>> {
