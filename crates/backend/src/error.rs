@@ -159,6 +159,13 @@ pub enum BackendError {
         /// Whether retrying may help (EINTR, EAGAIN, timeouts, connection resets).
         retryable: bool,
     },
+    /// An append-only server (restic's `rest-server --append-only`, `rclone serve restic
+    /// --append-only`) refused a deletion.
+    #[error("{}: the REST server is append-only: deleting {} refused", ctx.location, ctx.path)]
+    AppendOnly {
+        /// Where it happened.
+        ctx: ErrorContext,
+    },
     /// A fault injected by [`crate::FaultyBackend`].
     #[error("{ctx}: injected fault ({})", if *retryable { "retryable" } else { "permanent" })]
     Injected {
@@ -248,6 +255,7 @@ impl BackendError {
             | BackendError::InvalidName { ctx, .. }
             | BackendError::Io { ctx, .. }
             | BackendError::Injected { ctx, .. }
+            | BackendError::AppendOnly { ctx }
             | BackendError::Other { ctx, .. } => ctx,
         }
     }
@@ -280,6 +288,11 @@ impl BackendError {
     /// Whether access was denied or the storage is read-only.
     pub fn is_permission_denied(&self) -> bool {
         matches!(self, BackendError::PermissionDenied { .. } | BackendError::ReadOnly { .. })
+    }
+
+    /// Whether an append-only server refused a deletion.
+    pub fn is_append_only(&self) -> bool {
+        matches!(self, BackendError::AppendOnly { .. })
     }
 
     /// Whether the storage is mounted read-only.

@@ -14,9 +14,11 @@
 //! | [`FileType::Lifeboat`] | `lifeboat/<name>` (name may contain `/`)   |
 //!
 //! The trait is deliberately synchronous and small. Implementations: the default
-//! [`LocalBackend`] (a directory) and [`S3Backend`] (any S3-compatible object store,
+//! [`LocalBackend`] (a directory), [`S3Backend`] (any S3-compatible object store,
 //! through OpenDAL, with its own small async runtime behind the sync calls; see
-//! [`s3`] for URL forms and credentials). Decorators wrap any backend:
+//! [`s3`] for URL forms and credentials), [`RestBackend`] (restic's REST protocol, see
+//! [`rest`]), [`SftpBackend`] (a directory over SSH, see [`sftp`]) and [`OpendalBackend`] for
+//! Azure Blob Storage and Google Cloud Storage (see [`azure`], [`gcs`]). Decorators wrap any backend:
 //! [`RetryBackend`] retries transient errors with exponential backoff,
 //! [`PackCache`] keeps small packs that are read piecemeal (trees) in memory for
 //! remote stores, and [`FaultyBackend`] injects faults for tests (including crash
@@ -24,27 +26,38 @@
 //!
 //! The [`conformance`] module holds a test suite every implementation must pass.
 
+pub mod azure;
+mod bridge;
 pub mod conformance;
 mod error;
 mod faulty;
 mod file_type;
+pub mod gcs;
 mod local;
+mod object_store;
 mod pack_cache;
+pub mod rest;
 mod retry;
 pub mod s3;
+pub mod sftp;
 
 use std::sync::Arc;
 
+pub use azure::AzureOptions;
 pub use error::{BackendError, ErrorContext, Op};
 pub use faulty::{Fault, FaultyBackend, FAULTS_ENV_VAR};
 pub use file_type::FileType;
+pub use gcs::GcsOptions;
 pub use local::LocalBackend;
+pub use object_store::{OpendalBackend, Service};
 pub use pack_cache::PackCache;
+pub use rest::{is_rest_url, RestBackend, RestOptions};
 pub use retry::{RetryBackend, RetryPolicy};
 pub use s3::{
     is_s3_url, DefaultRetention, ExtendReport, LockMode, ObjectLockStatus, ObjectVersion, S3Backend, S3Options,
     Versioning,
 };
+pub use sftp::{is_sftp_url, SftpBackend, SftpOptions};
 
 /// A temporary file left by a save that never finished (a killed process): never an object,
 /// never listed by [`Backend::list`].
@@ -223,3 +236,19 @@ macro_rules! delegate_backend {
 delegate_backend!(Arc<T>);
 delegate_backend!(Box<T>);
 delegate_backend!(&T);
+
+/// The kind of store a repository URL names: `s3`, `rest`, `sftp`, `azure`, `gs`, or `local`
+/// for a directory (`DIR`, `local:DIR`, `file:///DIR`).
+pub fn url_scheme(url: &str) -> &'static str {
+    for scheme in ["s3", "rest", "sftp", "azure", "gs"] {
+        if url.strip_prefix(scheme).is_some_and(|r| r.starts_with(':')) {
+            return scheme;
+        }
+    }
+    "local"
+}
+
+/// Whether a repository URL names a remote store rather than a directory.
+pub fn is_remote_url(url: &str) -> bool {
+    url_scheme(url) != "local"
+}

@@ -123,6 +123,14 @@ pub struct RepositorySection {
     pub compression: Option<String>,
     /// Credentials and defaults for `s3:` URLs (`s3 = { access_key_id = "${…}", … }`).
     pub s3: Option<toml::Spanned<S3Section>>,
+    /// Basic-auth user and password for `rest:` URLs (`rest = { username = "…", password = "${…}" }`).
+    pub rest: Option<toml::Spanned<RestSection>>,
+    /// How to run `ssh` for `sftp:` URLs (`sftp = { args = "-i /etc/lifeboat/id_ed25519" }`).
+    pub sftp: Option<toml::Spanned<SftpSection>>,
+    /// Account and endpoint for `azure:` URLs (`azure = { account_name = "…", account_key = "${…}" }`).
+    pub azure: Option<toml::Spanned<AzureSection>>,
+    /// Credentials file and endpoint for `gs:` URLs.
+    pub gcs: Option<toml::Spanned<GcsSection>>,
     /// Refuse forget/prune from this machine even if the repository allows them.
     #[serde(default)]
     pub append_only: bool,
@@ -156,6 +164,79 @@ impl std::fmt::Debug for S3Section {
             .field("region", &self.region)
             .finish()
     }
+}
+
+/// `[repository] rest = { … }`: what `RESTIC_REST_USERNAME` / `RESTIC_REST_PASSWORD` would
+/// otherwise give. Values may use `${VAR}`; keep the password there rather than in the file.
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RestSection {
+    /// User name.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for RestSection {
+    /// Never shows the password, even unsubstituted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestSection")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+/// `[repository] sftp = { … }`: what `LIFEBOAT_SFTP_ARGS` / `LIFEBOAT_SFTP_COMMAND` would
+/// otherwise give.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SftpSection {
+    /// Extra arguments for `ssh` (key, known_hosts file, options).
+    pub args: Option<String>,
+    /// The whole command instead of `ssh … HOST -s sftp` (restic's `sftp.command`).
+    pub command: Option<String>,
+}
+
+/// `[repository] azure = { … }`: what the `AZURE_*` variables would otherwise give. Values may
+/// use `${VAR}`; keep the key there rather than in the file.
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AzureSection {
+    /// Storage account name.
+    pub account_name: Option<String>,
+    /// Storage account key.
+    pub account_key: Option<String>,
+    /// SAS token instead of the key.
+    pub sas_token: Option<String>,
+    /// The whole blob endpoint (e.g. Azurite's `http://127.0.0.1:10000/devstoreaccount1`).
+    pub endpoint: Option<String>,
+    /// Endpoint suffix (default `core.windows.net`).
+    pub endpoint_suffix: Option<String>,
+}
+
+impl std::fmt::Debug for AzureSection {
+    /// Never shows the key or the token, even unsubstituted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureSection")
+            .field("account_name", &self.account_name)
+            .field("account_key", &self.account_key.as_ref().map(|_| "<set>"))
+            .field("sas_token", &self.sas_token.as_ref().map(|_| "<set>"))
+            .field("endpoint", &self.endpoint)
+            .field("endpoint_suffix", &self.endpoint_suffix)
+            .finish()
+    }
+}
+
+/// `[repository] gcs = { … }`: what `GOOGLE_APPLICATION_CREDENTIALS` / `GCS_ENDPOINT` would
+/// otherwise give.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct GcsSection {
+    /// Path of a service-account JSON key.
+    pub credentials: Option<String>,
+    /// The endpoint instead of `https://storage.googleapis.com` (an emulator).
+    pub endpoint: Option<String>,
 }
 
 /// One `[[copy]]`: a second repository that `copy` (and `backup` with `after_backup`) copies
@@ -456,6 +537,39 @@ impl Config {
                 if !lifeboat_backend::is_s3_url(url) {
                     return fail(format!("[repository] s3 settings apply to s3: URLs only, but url is {url:?}"));
                 }
+            }
+        }
+        if let Some(rest) = &self.repository.rest {
+            let (at, r) = (at_offset(rest.span().start), rest.get_ref());
+            if r.password.is_some() && r.username.is_none() {
+                return Err(ServiceError::msg(format!("{at}: [repository] rest password needs a username")));
+            }
+            if let Some(url) = self.repository.url.as_deref().filter(|u| !u.contains("${")) {
+                if lifeboat_backend::url_scheme(url) != "rest" {
+                    return Err(ServiceError::msg(format!(
+                        "{at}: [repository] rest settings apply to rest: URLs only, but url is {:?}",
+                        lifeboat_backend::rest::redact(url)
+                    )));
+                }
+            }
+        }
+        // Settings for one kind of store next to a URL of another kind are a mistake.
+        let sections = [
+            ("sftp", self.repository.sftp.as_ref().map(|x| x.span().start)),
+            ("azure", self.repository.azure.as_ref().map(|x| x.span().start)),
+            ("gs", self.repository.gcs.as_ref().map(|x| x.span().start)),
+        ];
+        for (scheme, start) in sections {
+            let (Some(start), Some(url)) = (start, self.repository.url.as_deref().filter(|u| !u.contains("${"))) else {
+                continue;
+            };
+            if lifeboat_backend::url_scheme(url) != scheme {
+                let table = if scheme == "gs" { "gcs" } else { scheme };
+                return Err(ServiceError::msg(format!(
+                    "{}: [repository] {table} settings apply to {scheme}: URLs only, but url is {:?}",
+                    at_offset(start),
+                    lifeboat_backend::rest::redact(url)
+                )));
             }
         }
         if let Some(c) = &self.repository.compression {
@@ -786,6 +900,35 @@ mod tests {
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn remote_store_sections_belong_to_their_url() {
+        let ok = parse(
+            "[repository]\nurl = \"rest:http://u:pw@h:8000/r/\"\nrest = { username = \"u\", password = \"${PW}\" }\n",
+        )
+        .unwrap();
+        let rest = ok.repository.rest.as_ref().unwrap().get_ref();
+        assert!(!format!("{rest:?}").contains("PW"), "{rest:?}");
+        parse("[repository]\nurl = \"sftp:u@nas:/r\"\nsftp = { args = \"-i /k\" }\n").unwrap();
+        parse("[repository]\nurl = \"azure:c:/r\"\nazure = { account_name = \"a\", account_key = \"${K}\" }\n")
+            .unwrap();
+        parse("[repository]\nurl = \"gs:bucket:/r\"\ngcs = { endpoint = \"http://127.0.0.1:4443\" }\n").unwrap();
+        for (text, want) in [
+            ("[repository]\nurl = \"/r\"\nrest = { username = \"u\" }\n", "rest settings apply to rest: URLs only"),
+            ("[repository]\nrest = { password = \"p\" }\n", "rest password needs a username"),
+            ("[repository]\nurl = \"s3://b/p\"\nsftp = { args = \"-v\" }\n", "sftp settings apply to sftp: URLs only"),
+            (
+                "[repository]\nurl = \"/r\"\nazure = { account_name = \"a\" }\n",
+                "azure settings apply to azure: URLs only",
+            ),
+            ("[repository]\nurl = \"/r\"\ngcs = { endpoint = \"x\" }\n", "gcs settings apply to gs: URLs only"),
+            ("[repository]\nurl = \"rest:http://u:SeCrEt@h/\"\nsftp = {}\n", "rest:http://***@h/"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+            assert!(!e.contains("SeCrEt"), "{e}");
         }
     }
 

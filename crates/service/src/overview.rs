@@ -369,9 +369,9 @@ pub struct CopyView {
 pub struct ThreeTwoOne {
     /// Copies of the data: the live source, the repository and each `[[copy]]`.
     pub copies: usize,
-    /// Kinds of storage among the repository and its copies (local disk, S3).
+    /// Kinds of storage among the repository and its copies (local disk, S3, REST, …).
     pub media: usize,
-    /// Whether one of them is object storage (taken as off site).
+    /// Whether one of them is a remote store (taken as off site).
     pub offsite: bool,
     /// Whether all three hold.
     pub ok: bool,
@@ -408,11 +408,7 @@ pub fn safe_location(url: &str) -> String {
 }
 
 fn medium(url: &str) -> &'static str {
-    if lifeboat_backend::is_s3_url(url) {
-        "s3"
-    } else {
-        "local"
-    }
+    lifeboat_backend::url_scheme(url)
 }
 
 /// Storage, copies and the 3-2-1 status (`repo_url`: the repository's URL).
@@ -440,7 +436,7 @@ pub fn storage(cfg: &Config, cat: &Catalog, repo_url: &str) -> StorageView {
         std::iter::once(medium(repo_url)).chain(cfg.copies.iter().map(|c| medium(&c.url))).collect();
     media.sort_unstable();
     media.dedup();
-    let offsite = media.contains(&"s3");
+    let offsite = media.iter().any(|m| *m != "local");
     let n = 2 + copies.len();
     let rule = ThreeTwoOne { copies: n, media: media.len(), offsite, ok: n >= 3 && media.len() >= 2 && offsite };
     StorageView { repository: safe_location(repo_url), usage: cat.usage.clone(), copies, rule }

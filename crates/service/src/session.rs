@@ -7,7 +7,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use lifeboat_backend::{
-    is_s3_url, Backend, Fault, FaultyBackend, LocalBackend, PackCache, RetryBackend, RetryPolicy, S3Backend, S3Options,
+    url_scheme, AzureOptions, Backend, Fault, FaultyBackend, GcsOptions, LocalBackend, PackCache, RestBackend,
+    RestOptions, RetryBackend, RetryPolicy, S3Backend, S3Options, SftpBackend, SftpOptions,
 };
 use lifeboat_repository::lock::LockGuard;
 use lifeboat_repository::{Compression, RepoError, Repository};
@@ -150,9 +151,90 @@ impl Session {
         Ok(o.or(S3Options::from_env()))
     }
 
+    /// REST settings: the config's `[repository] rest` (with `${VAR}` substituted), else
+    /// restic's `RESTIC_REST_USERNAME` / `RESTIC_REST_PASSWORD`.
+    pub fn rest_options(&self) -> Result<RestOptions> {
+        let mut o = RestOptions::default();
+        if let Some(cfg) = self.config()? {
+            if let Some(r) = cfg.repository.rest.as_ref().map(|r| r.get_ref()) {
+                let sub = |v: &Option<String>, field: &str| {
+                    v.as_deref().map(|v| substitute(v, &format!("[repository] rest {field}"))).transpose()
+                };
+                o = RestOptions { username: sub(&r.username, "username")?, password: sub(&r.password, "password")? };
+            }
+        }
+        Ok(o.or(RestOptions::from_env()))
+    }
+
+    /// SFTP settings: the config's `[repository] sftp` (with `${VAR}` substituted), then
+    /// `LIFEBOAT_SFTP_ARGS` / `LIFEBOAT_SFTP_COMMAND`.
+    pub fn sftp_options(&self) -> Result<SftpOptions> {
+        let mut o = SftpOptions::default();
+        if let Some(cfg) = self.config()? {
+            if let Some(r) = cfg.repository.sftp.as_ref().map(|r| r.get_ref()) {
+                let sub = |v: &Option<String>, field: &str| {
+                    v.as_deref().map(|v| substitute(v, &format!("[repository] sftp {field}"))).transpose()
+                };
+                o = SftpOptions { args: sub(&r.args, "args")?, command: sub(&r.command, "command")? };
+            }
+        }
+        Ok(o.or(SftpOptions::from_env()))
+    }
+
+    /// Azure settings: the config's `[repository] azure` (with `${VAR}` substituted), then the
+    /// `AZURE_*` variables.
+    pub fn azure_options(&self) -> Result<AzureOptions> {
+        let mut o = AzureOptions::default();
+        if let Some(cfg) = self.config()? {
+            if let Some(r) = cfg.repository.azure.as_ref().map(|r| r.get_ref()) {
+                let sub = |v: &Option<String>, field: &str| {
+                    v.as_deref().map(|v| substitute(v, &format!("[repository] azure {field}"))).transpose()
+                };
+                o = AzureOptions {
+                    account_name: sub(&r.account_name, "account_name")?,
+                    account_key: sub(&r.account_key, "account_key")?,
+                    sas_token: sub(&r.sas_token, "sas_token")?,
+                    endpoint: sub(&r.endpoint, "endpoint")?,
+                    endpoint_suffix: sub(&r.endpoint_suffix, "endpoint_suffix")?,
+                };
+            }
+        }
+        Ok(o.or(AzureOptions::from_env()))
+    }
+
+    /// The settings of every kind of remote store, from the config and the environment.
+    pub fn remote_options(&self) -> Result<RemoteOptions> {
+        Ok(RemoteOptions {
+            s3: self.s3_options()?,
+            rest: self.rest_options()?,
+            sftp: self.sftp_options()?,
+            azure: self.azure_options()?,
+            gcs: self.gcs_options()?,
+        })
+    }
+
+    /// GCS settings: the config's `[repository] gcs` (with `${VAR}` substituted), then
+    /// `GOOGLE_APPLICATION_CREDENTIALS`, `GOOGLE_ACCESS_TOKEN` and `GCS_ENDPOINT`.
+    pub fn gcs_options(&self) -> Result<GcsOptions> {
+        let mut o = GcsOptions::default();
+        if let Some(cfg) = self.config()? {
+            if let Some(r) = cfg.repository.gcs.as_ref().map(|r| r.get_ref()) {
+                let sub = |v: &Option<String>, field: &str| {
+                    v.as_deref().map(|v| substitute(v, &format!("[repository] gcs {field}"))).transpose()
+                };
+                o = GcsOptions {
+                    credentials: sub(&r.credentials, "credentials")?,
+                    access_token: None,
+                    endpoint: sub(&r.endpoint, "endpoint")?,
+                };
+            }
+        }
+        Ok(o.or(GcsOptions::from_env()))
+    }
+
     /// The backend of the configured repository.
     pub fn backend(&self) -> Result<Arc<dyn Backend>> {
-        backend_with(&self.repo_url()?, self.s3_options()?, self.as_of_time()?)
+        backend_with(&self.repo_url()?, &self.remote_options()?, self.as_of_time()?)
     }
 
     /// The password: the explicit command, file or value, else the config's command or file,
@@ -318,29 +400,67 @@ fn run_password_command(cmd: &str) -> Result<Vec<u8>> {
     Ok(p)
 }
 
-/// The backend for a repository URL, with S3 settings from the `AWS_*` environment variables
-/// only (no config file).
-pub fn backend(url: &str) -> Result<Arc<dyn Backend>> {
-    backend_with(url, S3Options::from_env(), None)
+/// Settings of the remote stores (credentials, endpoints), one field per kind.
+#[derive(Clone, Debug, Default)]
+pub struct RemoteOptions {
+    /// For `s3:` URLs.
+    pub s3: S3Options,
+    /// For `rest:` URLs.
+    pub rest: RestOptions,
+    /// For `sftp:` URLs.
+    pub sftp: SftpOptions,
+    /// For `azure:` URLs.
+    pub azure: AzureOptions,
+    /// For `gs:` URLs.
+    pub gcs: GcsOptions,
 }
 
-/// Build the storage backend for a repository URL: a local directory, or S3 with `s3`'s
-/// settings, optionally as a read-only view at a past time (`as_of`, S3 only). Wrapped in
-/// retries (and fault injection when `LIFEBOAT_FAULTS` is set).
-pub fn backend_with(url: &str, s3: S3Options, as_of: Option<SystemTime>) -> Result<Arc<dyn Backend>> {
-    let store: Arc<dyn Backend> = if is_s3_url(url) {
-        let mut b = S3Backend::new(url, &s3)?;
-        if let Some(t) = as_of {
-            b = b.as_of(t);
+impl RemoteOptions {
+    /// What the environment alone gives (the variables restic and the cloud tools read).
+    pub fn from_env() -> Self {
+        RemoteOptions {
+            s3: S3Options::from_env(),
+            rest: RestOptions::from_env(),
+            sftp: SftpOptions::from_env(),
+            azure: AzureOptions::from_env(),
+            gcs: GcsOptions::from_env(),
         }
-        // Each ranged read is a request: keep tree packs (read blob by blob) in memory.
-        Arc::new(PackCache::new(b))
-    } else if as_of.is_some() {
+    }
+}
+
+/// The backend for a repository URL, with settings from the environment variables only (no
+/// config file).
+pub fn backend(url: &str) -> Result<Arc<dyn Backend>> {
+    backend_with(url, &RemoteOptions::from_env(), None)
+}
+
+/// Build the storage backend for a repository URL: a local directory, S3, a REST server…
+/// with `opts`' settings, optionally as a read-only view at a past time (`as_of`, S3 only).
+/// Remote stores get a [`PackCache`]; everything is wrapped in retries (and fault injection
+/// when `LIFEBOAT_FAULTS` is set).
+pub fn backend_with(url: &str, opts: &RemoteOptions, as_of: Option<SystemTime>) -> Result<Arc<dyn Backend>> {
+    let scheme = url_scheme(url);
+    if as_of.is_some() && scheme != "s3" {
         return Err(ServiceError::msg(format!(
-            "--as-of reads old object versions, which only S3 buckets with versioning keep; {url} is a local repository"
+            "--as-of reads old object versions, which only S3 buckets with versioning keep; {} is not on S3",
+            lifeboat_backend::rest::redact(url)
         )));
-    } else {
-        Arc::new(LocalBackend::new(local_path(url)?))
+    }
+    // Each ranged read of a remote store is a request: keep tree packs (read blob by blob) in
+    // memory.
+    let store: Arc<dyn Backend> = match scheme {
+        "s3" => {
+            let mut b = S3Backend::new(url, &opts.s3)?;
+            if let Some(t) = as_of {
+                b = b.as_of(t);
+            }
+            Arc::new(PackCache::new(b))
+        }
+        "rest" => Arc::new(PackCache::new(RestBackend::new(url, &opts.rest)?)),
+        "sftp" => Arc::new(PackCache::new(SftpBackend::new(url, &opts.sftp)?)),
+        "azure" => Arc::new(PackCache::new(lifeboat_backend::azure::open(url, &opts.azure)?)),
+        "gs" => Arc::new(PackCache::new(lifeboat_backend::gcs::open(url, &opts.gcs)?)),
+        _ => Arc::new(LocalBackend::new(local_path(url)?)),
     };
     let faults = Fault::from_env().map_err(|e| ServiceError::msg(format!("LIFEBOAT_FAULTS: {e}")))?;
     let inner: Arc<dyn Backend> = if faults.is_empty() { store } else { Arc::new(FaultyBackend::new(store, faults)) };
@@ -353,9 +473,10 @@ pub fn local_path(url: &str) -> Result<&str> {
         rest
     } else if let Some(rest) = url.strip_prefix("file://") {
         rest
-    } else if url.contains("://") || is_s3_url(url) {
+    } else if url.contains("://") || lifeboat_backend::is_remote_url(url) {
         return Err(ServiceError::msg(format!(
-            "unsupported repository URL {url:?}: use a directory path, local:DIR, file:///DIR, s3:http://HOST:PORT/BUCKET/PREFIX or s3://BUCKET/PREFIX"
+            "unsupported repository URL {:?}: use a directory path, local:DIR, file:///DIR, s3:http://HOST:PORT/BUCKET/PREFIX, s3://BUCKET/PREFIX, rest:http://HOST:PORT/PATH, sftp:USER@HOST:/PATH, azure:CONTAINER:/PATH or gs:BUCKET:/PATH",
+            lifeboat_backend::rest::redact(url)
         )));
     } else {
         url

@@ -52,10 +52,11 @@ impl FreeSpace {
     }
 }
 
-/// The free space of a local repository's file system (`None` for S3: a bucket has no size).
+/// The free space of a local repository's file system (`None` for remote stores: a bucket
+/// has no size).
 pub fn free_space(session: &Session) -> Result<Option<FreeSpace>> {
     let url = session.repo_url()?;
-    if lifeboat_backend::is_s3_url(&url) {
+    if lifeboat_backend::is_remote_url(&url) {
         return Ok(None);
     }
     let path = crate::session::local_path(&url)?;
@@ -174,7 +175,7 @@ pub fn test(session: &Session, size: u64) -> Result<(TestReport, Option<(&'stati
     // A local directory that does not exist yet: say how it comes into being rather than
     // failing with the OS error of the first write.
     let url = session.repo_url()?;
-    let missing = if is_s3_url(&url) {
+    let missing = if lifeboat_backend::is_remote_url(&url) {
         None
     } else {
         let dir = local_path(&url)?;
