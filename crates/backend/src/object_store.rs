@@ -149,6 +149,20 @@ impl OpendalBackend {
         self.bridge.block_on(self.stat_file(key)).map_err(|e| self.error(op, Some(ft), key, &e))
     }
 
+    /// The size of `key` after a ranged read of it failed, or `None` when it cannot be had.
+    /// The connection the read used may just have been dropped by the server, and the stat
+    /// can land on a pooled connection in the same state: a few attempts, a short pause apart.
+    fn size_after_failed_read(&self, key: &str) -> Option<u64> {
+        for attempt in 0..3u64 {
+            match self.bridge.block_on(self.stat_file(key)) {
+                Ok(size) => return Some(size),
+                Err(e) if e.kind() == ErrorKind::NotFound => return None,
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(50 * (attempt + 1))),
+            }
+        }
+        None
+    }
+
     /// Files below `dir` as (path relative to the root, size).
     fn list_dir(&self, ft: FileType, dir: &str, recursive: bool) -> Result<Vec<(String, u64)>> {
         let opts = ListOptions { recursive, ..Default::default() };
@@ -277,15 +291,11 @@ impl Backend for OpendalBackend {
             Ok(buf) if buf.len() == length as usize => Ok(buf.to_vec()),
             Ok(_) => Err(short(self.size_of(Op::LoadRange, ft, &key)?)),
             Err(e) if e.kind() == ErrorKind::NotFound => Err(self.error(Op::LoadRange, Some(ft), &key, &e)),
-            // Some servers (fake-gcs-server) answer a range past the end by dropping the
-            // connection: a read that can never succeed is a short read, not worth retrying.
-            Err(e) if e.is_temporary() => match self.size_of(Op::LoadRange, ft, &key) {
-                Ok(size) if end > size => Err(short(size)),
-                _ => Err(self.error(Op::LoadRange, Some(ft), &key, &e)),
-            },
-            // Most likely "range not satisfiable": the size tells.
-            Err(e) => match self.size_of(Op::LoadRange, ft, &key)? {
-                size if end > size => Err(short(size)),
+            // "Range not satisfiable", or a server that answers a range past the end by
+            // dropping the connection (fake-gcs-server): the size tells whether the read can
+            // ever succeed. A read that cannot is a short read, not worth retrying.
+            Err(e) => match self.size_after_failed_read(&key) {
+                Some(size) if end > size => Err(short(size)),
                 _ => Err(self.error(Op::LoadRange, Some(ft), &key, &e)),
             },
         }

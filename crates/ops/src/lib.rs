@@ -11,6 +11,7 @@ pub mod guard;
 pub mod health;
 pub mod probe;
 pub mod records;
+pub mod replica;
 pub mod retention;
 pub mod usage;
 pub mod verify;

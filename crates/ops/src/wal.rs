@@ -81,26 +81,32 @@ pub fn push(repo: &Repository, source: &str, name: &str, data: &[u8]) -> Result<
 /// The suffix of a WAL file's archive marker.
 const MARK: &str = ".pushed";
 
-/// When the newest WAL file of each of `sources` was archived (one listing for all); sources
-/// without archived WAL are left out.
+/// When the newest WAL file (or, for a continuously replicated SQLite source, the newest
+/// segment) of each of `sources` was archived (one listing for all); sources without any are
+/// left out.
 pub fn last_pushes(
     repo: &Repository,
     sources: &[&str],
 ) -> Result<std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>, OpsError> {
     let prefixes: Vec<(String, &str)> = sources.iter().map(|s| (prefix(repo, s), *s)).collect();
     let mut newest: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
+    let mut out: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> = std::collections::HashMap::new();
     for (name, _) in repo.backend().list(FileType::Lifeboat).map_err(RepoError::from)? {
-        if !name.starts_with("wal/") || !name.ends_with(MARK) {
+        if !name.starts_with("wal/") {
             continue;
         }
-        if let Some((_, src)) = prefixes.iter().find(|(p, _)| name.starts_with(p.as_str())) {
+        let Some((p, src)) = prefixes.iter().find(|(p, _)| name.starts_with(p.as_str())) else { continue };
+        if name.ends_with(MARK) {
             let e = newest.entry(src).or_default();
             if name > *e {
                 *e = name;
             }
+        } else if let Some(seg) = crate::replica::parse(&name[p.len()..]) {
+            // A SQLite source's replication segment: its name says when it was shipped.
+            let e = out.entry(src.to_string()).or_insert(seg.shipped);
+            *e = (*e).max(seg.shipped);
         }
     }
-    let mut out = std::collections::HashMap::new();
     for (src, object) in newest {
         #[derive(serde::Deserialize)]
         struct Marker {

@@ -239,30 +239,61 @@ fn one(
     interrupt: &Arc<AtomicBool>,
     observer: &Arc<Observer>,
 ) -> Result<BackupStats> {
+    let mut archive = |g: Generated| archive_generated(repo, known, src, req, g, interrupt, observer);
+    src.source.backup(&src.name, &mut archive)
+}
+
+/// Store what a source generated as its snapshot.
+fn archive_generated(
+    repo: &Repository,
+    known: &[SnapshotEntry],
+    src: &SourceConfig,
+    req: &SourcesRequest,
+    g: Generated,
+    interrupt: &Arc<AtomicBool>,
+    observer: &Arc<Observer>,
+) -> Result<BackupStats> {
     let host = util::hostname();
     let mut tags = src.tags.clone();
     tags.extend(req.tags.iter().cloned());
-    let mut archive = |g: Generated| -> Result<BackupStats> {
-        let info = SourceInfo { name: src.name.clone(), kind: src.kind().into(), manifest: g.manifest };
-        let parent = if req.force { None } else { snapshots::parent_in(known, &host, &g.paths, Some(&src.name)) };
-        let opts = BackupOptions {
-            paths: g.paths,
-            tags: tags.clone(),
-            hostname: Some(host.clone()),
-            excludes: g.excludes,
-            parent,
-            source: Some(info),
-            finish: g.finish,
-            chunk_sizes: g.chunk_sizes,
-            interrupt: Some(interrupt.clone()),
-            ..Default::default()
-        };
-        if let Some(scan) = g.scan {
-            scan_totals(scan, observer.clone());
-        }
-        archive(repo, g.entries, &opts, observer)
+    let info = SourceInfo { name: src.name.clone(), kind: src.kind().into(), manifest: g.manifest };
+    let parent = if req.force { None } else { snapshots::parent_in(known, &host, &g.paths, Some(&src.name)) };
+    let opts = BackupOptions {
+        paths: g.paths,
+        tags,
+        hostname: Some(host.clone()),
+        excludes: g.excludes,
+        parent,
+        source: Some(info),
+        finish: g.finish,
+        chunk_sizes: g.chunk_sizes,
+        interrupt: Some(interrupt.clone()),
+        ..Default::default()
     };
-    src.source.backup(&src.name, &mut archive)
+    if let Some(scan) = g.scan {
+        scan_totals(scan, observer.clone());
+    }
+    archive(repo, g.entries, &opts, observer)
+}
+
+/// Back up what was generated outside the source's own `backup` (the base of a generation of
+/// continuous replication) as a snapshot of `src`, under a shared lock, with the same run
+/// record and audit event as any backup of the source.
+pub fn generated(
+    session: &Session,
+    repo: &Repository,
+    src: &SourceConfig,
+    g: Generated,
+    tags: &[String],
+    interrupt: &Arc<AtomicBool>,
+    observer: &Arc<Observer>,
+) -> Result<BackupStats> {
+    let _lock = session.lock(repo, false)?;
+    let run = runs::begin(repo, session, RunKind::Backup, Some(&src.name), observer.as_ref());
+    let req = SourcesRequest { tags: tags.to_vec(), force: true };
+    let result = archive_generated(repo, &[], src, &req, g, interrupt, observer);
+    record(repo, session, run, &result, None, observer.as_ref());
+    result
 }
 
 /// Run the engine with progress events.

@@ -174,6 +174,9 @@ pub struct RestoreRequest {
     /// Point-in-time recovery to this time (`--at`, as given; the service resolves it into
     /// [`RestoreRequest::pitr`]).
     pub at: Option<String>,
+    /// Point-in-time recovery up to and including this transaction id (`--txid`, continuous
+    /// sqlite sources).
+    pub txid: Option<u64>,
     /// Point-in-time recovery, resolved by the service (kinds read this, not `at`).
     pub pitr: Option<Pitr>,
 }
@@ -183,6 +186,8 @@ pub struct RestoreRequest {
 pub struct Pitr {
     /// Replay to this time (`None`: to the end of the archive).
     pub at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Replay up to and including this transaction (continuous sqlite sources).
+    pub txid: Option<u64>,
     /// The command a restored server runs to fetch archived WAL (this program with the same
     /// config or repository), to which the kind appends `wal-fetch --source NAME %f %p`.
     pub fetch: String,
@@ -345,6 +350,12 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     /// Where the configured source's live data is, for the guard: `None` when Lifeboat cannot
     /// know (a command's output, a redis RDB whose server file is not configured).
     fn live_location(&self, name: &str) -> Result<Option<Location>>;
+
+    /// The database file of a source replicated continuously (`lifeboat replicate`, the
+    /// daemon); `None` for every other source.
+    fn continuous(&self, _name: &str) -> Result<Option<std::path::PathBuf>> {
+        Ok(None)
+    }
 }
 
 /// Runs a source's `verify_command` against a restore test's scratch target (a directory, a

@@ -31,6 +31,7 @@ pub mod plan;
 pub mod probe;
 pub mod progress;
 pub mod repair;
+pub mod replicate;
 pub mod report;
 pub mod restore;
 pub mod restore_all;

@@ -42,14 +42,20 @@ pub fn restore(
 ) -> Result<Option<Restored>> {
     let repo = session.open()?;
     let _lock = session.lock_read_only(&repo, observer.as_ref())?;
-    let (snap, req) = match &req.at {
+    let at = match (&req.at, req.txid) {
+        (Some(_), Some(_)) => return Err(ServiceError::usage("--at and --txid: give one of them")),
+        (Some(at), None) => Some(at.as_str()),
+        (None, Some(_)) => Some("latest"),
+        (None, None) => None,
+    };
+    let (snap, req) = match at {
         Some(at) => pitr_base(session, &repo, reference, spec, req, at)?,
         None => {
             let snap = find_snapshot(&repo, reference, spec)?;
             let mut req = req.clone();
             if base_end(&snap).is_some() {
                 // A base backup restores as a point-in-time recovery to the end of its archive.
-                req.pitr = Some(crate::kinds::Pitr { at: None, fetch: fetch_command(session)? });
+                req.pitr = Some(crate::kinds::Pitr { at: None, txid: None, fetch: fetch_command(session)? });
             }
             (snap, req)
         }
@@ -174,8 +180,21 @@ pub(crate) fn base_end(s: &SnapshotEntry) -> Option<chrono::DateTime<chrono::Utc
     m.get("finished")?.as_str()?.parse().ok()
 }
 
-/// `--at TIME`: the base backup to start from (the newest that ended before TIME, among those
-/// `reference` and `spec` allow) and the request with its point-in-time part resolved.
+/// When a base ended and, for a sqlite base, the transaction it holds.
+type StartPoint = (chrono::DateTime<chrono::Utc>, Option<u64>);
+
+/// Where a restore can start from for a point in time: a postgres base backup (when it ended)
+/// or the base of a generation of sqlite replication (when it was taken, and its transaction).
+fn start_point(s: &SnapshotEntry) -> Option<StartPoint> {
+    if let Some(t) = base_end(s) {
+        return Some((t, None));
+    }
+    crate::replicate::replica_base(s).map(|b| (b.time, Some(b.txid)))
+}
+
+/// `--at TIME` or `--txid N`: the base to start from (the newest that ended before TIME or
+/// holds a transaction up to N, among those `reference` and `spec` allow) and the request with
+/// its point-in-time part resolved.
 fn pitr_base(
     session: &Session,
     repo: &lifeboat_repository::Repository,
@@ -191,48 +210,67 @@ fn pitr_base(
                 .map_err(|e| ServiceError::usage(format!("--at: {e}")))?,
         ),
     };
-    let ended = base_end;
+    let txid = req.txid;
+    let fits = |t: &chrono::DateTime<chrono::Utc>, base_txid: Option<u64>| {
+        time.is_none_or(|at| *t <= at) && txid.is_none_or(|n| base_txid.is_some_and(|b| b <= n))
+    };
+    let what = if txid.is_some() {
+        "the base of a sqlite source with `continuous = true`"
+    } else {
+        "a point-in-time base backup (a postgres source with `pitr = true`, or the base of a sqlite source with `continuous = true`)"
+    };
     let snap = if reference == "latest" {
         let filter = spec.filter()?;
         let all = lifeboat_repository::snapshots::list_intact(repo)?;
-        let mut bases: Vec<(chrono::DateTime<chrono::Utc>, SnapshotEntry)> = all
+        let mut bases: Vec<(StartPoint, SnapshotEntry)> = all
             .into_iter()
             .filter(|s| filter.matches(&s.snapshot))
-            .filter_map(|s| ended(&s).map(|t| (t, s)))
-            .filter(|(t, _)| time.is_none_or(|at| *t <= at))
+            .filter_map(|s| start_point(&s).map(|t| (t, s)))
+            .filter(|((t, b), _)| fits(t, *b))
             .collect();
-        bases.sort_by_key(|(t, _)| *t);
+        bases.sort_by_key(|((t, b), _)| (*b, *t));
         match bases.pop() {
             Some((_, s)) => s,
             None => {
-                let when = time.map(|t| format!(" ended before {}", t.to_rfc3339())).unwrap_or_default();
+                let when = match (time, txid) {
+                    (_, Some(n)) => format!(" holding transaction {n} or an earlier one"),
+                    (Some(t), None) => format!(" ended before {}", t.to_rfc3339()),
+                    (None, None) => String::new(),
+                };
                 return Err(ServiceError::msg(format!(
-                    "no point-in-time base backup{when}{}: back up a source with `pitr = true` first",
+                    "no point-in-time base backup{when}{}: back up a source with `pitr = true` or replicate one with `continuous = true` first",
                     if spec.describe().is_empty() { String::new() } else { format!(" with {}", spec.describe()) }
                 )));
             }
         }
     } else {
         let s = find_snapshot(repo, reference, spec)?;
-        match ended(&s) {
+        match start_point(&s) {
             None => {
                 return Err(ServiceError::usage(format!(
-                "--at needs a point-in-time base backup (a postgres source with `pitr = true`); snapshot {} is not one",
-                s.id.short()
-            )))
-            }
-            Some(t) if time.is_some_and(|at| t > at) => {
-                return Err(ServiceError::usage(format!(
-                    "snapshot {} ended at {}, after --at: recovery can only go forward from a base backup",
-                    s.id.short(),
-                    t.to_rfc3339()
+                    "--at and --txid need {what}; snapshot {} is not one",
+                    s.id.short()
                 )))
+            }
+            Some((t, b)) if !fits(&t, b) => {
+                return Err(ServiceError::usage(match txid {
+                    Some(n) => format!(
+                        "snapshot {} holds transaction {}, after --txid {n}: recovery can only go forward from a base",
+                        s.id.short(),
+                        b.map(|b| b.to_string()).unwrap_or_else(|| "ids of another kind".into())
+                    ),
+                    None => format!(
+                        "snapshot {} ended at {}, after --at: recovery can only go forward from a base backup",
+                        s.id.short(),
+                        t.to_rfc3339()
+                    ),
+                }))
             }
             Some(_) => s,
         }
     };
     let mut req = req.clone();
-    req.pitr = Some(crate::kinds::Pitr { at: time, fetch: fetch_command(session)? });
+    req.pitr = Some(crate::kinds::Pitr { at: time, txid, fetch: fetch_command(session)? });
     Ok((snap, req))
 }
 

@@ -251,7 +251,8 @@ pub fn restore_all(
         // A PostgreSQL base backup (pitr = true) restores to the end of its WAL archive.
         if let (Some(s), Some(r)) = (&p.snap, p.req.as_mut()) {
             if crate::restore::base_end(s).is_some() {
-                r.pitr = Some(crate::kinds::Pitr { at: None, fetch: crate::restore::fetch_command(session)? });
+                r.pitr =
+                    Some(crate::kinds::Pitr { at: None, txid: None, fetch: crate::restore::fetch_command(session)? });
             }
         }
         rows.push(p.row);

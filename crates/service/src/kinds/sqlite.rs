@@ -26,6 +26,11 @@ use crate::vars::substitute;
 pub struct Sqlite {
     /// The database file.
     pub path: Option<String>,
+    /// Replicate the write-ahead log continuously (`lifeboat replicate`, the daemon): every
+    /// committed transaction is shipped within a fraction of a second, and `restore --at` /
+    /// `--txid` rebuild the database as of any moment since the first base.
+    #[serde(default)]
+    pub continuous: bool,
 }
 
 impl Settings for Sqlite {
@@ -80,28 +85,61 @@ impl Source for Sqlite {
         } else {
             "PRAGMA integrity_check before the swap (add --verify to also compare row counts)".to_string()
         });
+        let replay = match (&req.pitr, &manifest.replica) {
+            (Some(p), Some(base)) => Some(replay_plan(repo, &src.name, base, p.at, p.txid)?),
+            (Some(_), None) => {
+                return Err(ServiceError::usage(format!(
+                    "snapshot {} is not the base of continuous replication: --at and --txid need one",
+                    snap.id.short()
+                )))
+            }
+            _ => None,
+        };
+        if let Some(r) = &replay {
+            plan.step("replay", r.describe(), None);
+            plan.detail("replay", r.json());
+            plan.verify = Some("PRAGMA integrity_check after the replay, then the row counts found".to_string());
+        }
         let run = move |_: &RunContext| -> Result<Restored> {
             let started = Instant::now();
-            let v = sqlite::restore(repo, &node, &manifest, &req.target, req.overwrite)?;
-            let line = format!(
-                "restored {} from snapshot {} to {} in {} (integrity_check ok{})",
-                manifest.file,
-                snap.id.short(),
-                req.target.display(),
-                duration(started.elapsed()),
-                if req.verify {
-                    format!(", {} tables' row counts checked", manifest.tables.len())
-                } else {
-                    String::new()
+            let Some(r) = replay else {
+                return restore_base(repo, snap, &src.name, &node, &manifest, req, started);
+            };
+            let page_size = manifest.replica.as_ref().map(|b| b.position.header.page_size).unwrap_or(4096);
+            let mut applied = 0u64;
+            let mut replay_fn = |f: &mut std::fs::File| -> std::result::Result<(), lifeboat_sources::SourceError> {
+                for stored in &r.segments {
+                    let seg = lifeboat_ops::replica::load(repo, &src.name, stored).map_err(|e| {
+                        lifeboat_sources::SourceError::Database { target: "repository".into(), message: e.to_string() }
+                    })?;
+                    let commits: Vec<_> =
+                        seg.commits.into_iter().filter(|c| c.txid <= r.txid).map(|c| c.commit).collect();
+                    applied += commits.len() as u64;
+                    lifeboat_sources::sqlite::walfile::apply(f, page_size, &commits).map_err(|e| {
+                        lifeboat_sources::SourceError::Database { target: "restore".into(), message: e.to_string() }
+                    })?;
                 }
+                Ok(())
+            };
+            let v = sqlite::restore_replayed(repo, &node, &manifest, &req.target, req.overwrite, Some(&mut replay_fn))?;
+            let line = format!(
+                "restored {} to {} as of transaction {} ({}) from base {} and {} replayed in {} (integrity_check ok; {})",
+                manifest.file,
+                req.target.display(),
+                r.txid,
+                r.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                snap.id.short(),
+                count(applied as usize, "transaction"),
+                duration(started.elapsed()),
+                v.tables.iter().map(|(t, n)| format!("{t}: {n} rows")).collect::<Vec<_>>().join(", ")
             );
             Ok(Restored {
                 json: json!({
                     "snapshot": snap.id, "source": src.name, "target": req.target, "verification": v,
+                    "txid": r.txid, "time": r.time, "replayed": applied, "generation": r.generation,
                     "duration_seconds": started.elapsed().as_secs_f64(),
                 }),
                 lines: vec![line],
-                mismatches: if req.verify { v.mismatches.clone() } else { Vec::new() },
                 what: "database",
                 ..Default::default()
             })
@@ -156,9 +194,159 @@ impl Source for Sqlite {
         }))
     }
 
+    fn continuous(&self, name: &str) -> Result<Option<std::path::PathBuf>> {
+        if !self.continuous {
+            return Ok(None);
+        }
+        Ok(super::setting(name, &self.path)?.map(std::path::PathBuf::from))
+    }
+
     fn live_location(&self, name: &str) -> Result<Option<Location>> {
         let what = format!("source {name}");
         let paths = self.path.iter().map(|p| Ok(resolve(Path::new(&substitute(p, &what)?)))).collect::<Result<_>>()?;
         Ok(Some(Location::Paths(paths)))
     }
+}
+
+/// Restore a sqlite snapshot as it is.
+fn restore_base(
+    repo: &Repository,
+    snap: &SnapshotEntry,
+    source: &str,
+    node: &lifeboat_format::Node,
+    manifest: &sqlite::Manifest,
+    req: &RestoreRequest,
+    started: Instant,
+) -> Result<Restored> {
+    let v = sqlite::restore(repo, node, manifest, &req.target, req.overwrite)?;
+    let line = format!(
+        "restored {} from snapshot {} to {} in {} (integrity_check ok{})",
+        manifest.file,
+        snap.id.short(),
+        req.target.display(),
+        duration(started.elapsed()),
+        if req.verify { format!(", {} tables' row counts checked", manifest.tables.len()) } else { String::new() }
+    );
+    Ok(Restored {
+        json: json!({
+            "snapshot": snap.id, "source": source, "target": req.target, "verification": v,
+            "duration_seconds": started.elapsed().as_secs_f64(),
+        }),
+        lines: vec![line],
+        mismatches: if req.verify { v.mismatches.clone() } else { Vec::new() },
+        what: "database",
+        ..Default::default()
+    })
+}
+
+/// The transactions a point-in-time restore replays over a base.
+struct ReplayPlan {
+    generation: String,
+    /// The segments to read (the last one maybe only in part).
+    segments: Vec<lifeboat_ops::replica::Stored>,
+    /// Replay up to and including this transaction.
+    txid: u64,
+    /// When it was seen committed.
+    time: chrono::DateTime<chrono::Utc>,
+    /// Transactions replayed.
+    transactions: u64,
+}
+
+impl ReplayPlan {
+    fn describe(&self) -> String {
+        format!(
+            "replay {} of generation {} up to transaction {} (seen committed at {})",
+            count(self.transactions as usize, "transaction"),
+            self.generation,
+            self.txid,
+            self.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        )
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({"generation": self.generation, "txid": self.txid, "time": self.time,
+               "transactions": self.transactions, "segments": self.segments.len()})
+    }
+}
+
+/// Which transactions of `base`'s generation bring the database to `at` (the last one seen
+/// committed at or before it) or to `txid`; to the last one shipped when neither is given.
+fn replay_plan(
+    repo: &Repository,
+    source: &str,
+    base: &sqlite::ReplicaBase,
+    at: Option<chrono::DateTime<chrono::Utc>>,
+    txid: Option<u64>,
+) -> Result<ReplayPlan> {
+    let all: Vec<_> =
+        lifeboat_ops::replica::list(repo, source)?.into_iter().filter(|s| s.generation == base.generation).collect();
+    let mut plan = ReplayPlan {
+        generation: base.generation.clone(),
+        segments: Vec::new(),
+        txid: base.txid,
+        time: base.time,
+        transactions: 0,
+    };
+    if let Some(n) = txid {
+        let last = all.last().map(|s| s.last).unwrap_or(base.txid);
+        if n > last {
+            return Err(ServiceError::msg(format!(
+                "transaction {n} was never shipped: generation {} of source {source} ends at transaction {last}",
+                base.generation
+            )));
+        }
+    }
+    let mut last_whole = None;
+    for stored in all {
+        if stored.last <= base.txid {
+            continue;
+        }
+        if txid.is_some_and(|n| stored.first > n) {
+            break;
+        }
+        if stored.first != plan.txid + 1 {
+            // Never restore something other than what was asked: a missing segment is an error.
+            return Err(ServiceError::msg(format!(
+                "generation {} of source {source} misses transactions {} to {}: its segments are damaged or were \
+                 removed (restore to an earlier point, or run `lifeboat check`)",
+                base.generation,
+                plan.txid + 1,
+                stored.first - 1
+            )));
+        }
+        // Transactions are seen committed before their segment is shipped: a segment shipped
+        // at or before `at` (and ending at or before `txid`) is wholly in, from its name.
+        if txid.is_none_or(|n| stored.last <= n) && at.is_none_or(|t| stored.shipped <= t) {
+            plan.transactions += stored.last - stored.first + 1;
+            plan.txid = stored.last;
+            last_whole = Some(stored.clone());
+            plan.segments.push(stored);
+            continue;
+        }
+        // The first segment partly in: read it to find out.
+        let seg = lifeboat_ops::replica::load(repo, source, &stored)?;
+        let mut took = 0;
+        for c in &seg.commits {
+            if txid.is_some_and(|n| c.txid > n) || at.is_some_and(|t| c.time > t) {
+                break;
+            }
+            plan.txid = c.txid;
+            plan.time = c.time;
+            took += 1;
+        }
+        if took > 0 {
+            plan.transactions += took;
+            plan.segments.push(stored);
+            last_whole = None;
+        }
+        break;
+    }
+    if let Some(stored) = last_whole {
+        // The exact time of the last transaction replayed.
+        let seg = lifeboat_ops::replica::load(repo, source, &stored)?;
+        if let Some(c) = seg.commits.last() {
+            plan.time = c.time;
+        }
+    }
+    Ok(plan)
 }

@@ -1,0 +1,417 @@
+//! Continuous replication of SQLite sources (`continuous = true`): `lifeboat replicate` in the
+//! foreground and the daemon run the same [`replicate`].
+//!
+//! Each source is followed by a [`Follower`] in a thread of its own. A generation starts with a
+//! base, a snapshot of the source made from a copy that matches the write-ahead log page for
+//! page; from then on every poll ships the transactions committed since the last one as one
+//! segment (see [`lifeboat_ops::replica`]), and when the log grows past a threshold replication
+//! restarts it itself. Killed and started again, it goes on from the last segment when the log
+//! still holds that position, and otherwise starts a new generation and says why: there is
+//! never a silent gap.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use lifeboat_ops::replica as store;
+use lifeboat_repository::snapshots;
+use lifeboat_repository::Repository;
+use lifeboat_sources::sqlite::replica::{Continuity, Follower};
+use lifeboat_sources::sqlite::segment::{Segment, Shipped};
+use lifeboat_sources::sqlite::walfile::Position;
+use lifeboat_sources::sqlite::{self, ReplicaBase};
+use lifeboat_sources::SourceError;
+use serde::Serialize;
+
+use crate::config::{Config, SourceConfig};
+use crate::error::{Result, ServiceError};
+use crate::kinds::Generated;
+use crate::progress::Observer;
+use crate::session::{one_line, Session};
+
+/// How replication runs.
+#[derive(Clone, Debug)]
+pub struct ReplicateOptions {
+    /// How often the log is looked at.
+    pub interval: Duration,
+    /// Restart the log once it holds this many frames (SQLite's own default is 1000).
+    pub checkpoint_frames: u32,
+    /// At most this many frames' worth of transactions in one segment.
+    pub segment_frames: u32,
+    /// How long a checkpoint waits for the application's writer.
+    pub busy: Duration,
+}
+
+impl Default for ReplicateOptions {
+    fn default() -> Self {
+        ReplicateOptions {
+            interval: Duration::from_millis(50),
+            checkpoint_frames: 1000,
+            segment_frames: 4096,
+            busy: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What replication reports as it goes.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ReplicaEvent {
+    /// Following a source, from where it was left (`resumed`) or from a new base.
+    Started {
+        /// Source.
+        source: String,
+        /// Generation.
+        generation: String,
+        /// Last shipped transaction id.
+        txid: u64,
+        /// Whether it went on from the last segment.
+        resumed: bool,
+    },
+    /// A new generation started with a base snapshot.
+    Generation {
+        /// Source.
+        source: String,
+        /// Generation.
+        generation: String,
+        /// The base snapshot.
+        snapshot: String,
+        /// The base's transaction id.
+        txid: u64,
+        /// Why a new generation.
+        reason: String,
+        /// Time taken for the base.
+        seconds: f64,
+    },
+    /// A segment was shipped.
+    Shipped {
+        /// Source.
+        source: String,
+        /// First transaction id.
+        first: u64,
+        /// Last transaction id.
+        last: u64,
+        /// Pages shipped.
+        pages: usize,
+        /// Seconds from seeing the transactions to their segment being durable.
+        seconds: f64,
+    },
+    /// Something failed; replication of the source tries again after `retry_seconds`.
+    Error {
+        /// Source.
+        source: String,
+        /// What.
+        message: String,
+        /// When it tries again.
+        retry_seconds: f64,
+    },
+    /// Replication of the source stopped (asked to).
+    Stopped {
+        /// Source.
+        source: String,
+        /// Last shipped transaction id.
+        txid: u64,
+    },
+}
+
+/// Receives [`ReplicaEvent`]s (from several threads).
+pub type ReplicaObserver = dyn Fn(&ReplicaEvent) + Send + Sync;
+
+/// The configured sources replicated continuously, among `names` (all of them when empty): an
+/// error names a selected source that is not continuous.
+pub fn continuous_sources<'c>(cfg: &'c Config, names: &[String]) -> Result<Vec<(&'c SourceConfig, PathBuf)>> {
+    let mut out = Vec::new();
+    for src in cfg.select(names, names.is_empty())? {
+        match src.source.continuous(&src.name)? {
+            Some(path) => out.push((src, path)),
+            None if !names.is_empty() => {
+                return Err(ServiceError::usage(format!(
+                    "source {} is not replicated continuously (only sqlite sources with `continuous = true` are)",
+                    src.name
+                )))
+            }
+            None => {}
+        }
+    }
+    if out.is_empty() {
+        return Err(ServiceError::usage(format!(
+            "no source in {} is replicated continuously: add `continuous = true` to a sqlite source",
+            cfg.path.display()
+        )));
+    }
+    Ok(out)
+}
+
+/// Replicate `names` (every continuous source when empty) until `stop` is set; each source in
+/// a thread of its own, retrying after errors with a growing pause.
+pub fn replicate(
+    session: &Session,
+    names: &[String],
+    opts: &ReplicateOptions,
+    stop: &Arc<AtomicBool>,
+    on: &ReplicaObserver,
+) -> Result<()> {
+    let cfg = session.require_config("continuous replication needs the config file's sources")?;
+    let selected = continuous_sources(&cfg, names)?;
+    // Fail early on a repository that cannot be opened.
+    drop(session.open()?);
+    std::thread::scope(|scope| {
+        for (src, path) in &selected {
+            scope.spawn(move || follow_with_retries(session, src, path, opts, stop, on));
+        }
+    });
+    Ok(())
+}
+
+fn follow_with_retries(
+    session: &Session,
+    src: &SourceConfig,
+    path: &Path,
+    opts: &ReplicateOptions,
+    stop: &Arc<AtomicBool>,
+    on: &ReplicaObserver,
+) {
+    let mut pause = Duration::from_secs(1);
+    let mut txid = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        match follow(session, src, path, opts, stop, on, &mut txid) {
+            Ok(()) => break,
+            Err(e) => {
+                if started.elapsed() > Duration::from_secs(60) {
+                    pause = Duration::from_secs(1);
+                }
+                on(&ReplicaEvent::Error {
+                    source: src.name.clone(),
+                    message: one_line(&e),
+                    retry_seconds: pause.as_secs_f64(),
+                });
+                sleep_unless(stop, pause);
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+    on(&ReplicaEvent::Stopped { source: src.name.clone(), txid });
+}
+
+fn sleep_unless(stop: &AtomicBool, d: Duration) {
+    let until = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now >= until {
+            break;
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(50)));
+    }
+}
+
+/// Where a source's replication stands in the repository.
+#[derive(Clone, Debug)]
+pub struct State {
+    /// The newest generation.
+    pub generation: String,
+    /// Its last shipped transaction.
+    pub txid: u64,
+    /// The log position after it.
+    pub position: Position,
+    /// When it was shipped (or the base taken).
+    pub time: DateTime<Utc>,
+}
+
+/// The bases of continuous replication of `source` among `snaps`, oldest first.
+pub fn bases(snaps: &[snapshots::SnapshotEntry], source: &str) -> Vec<(snapshots::SnapshotEntry, ReplicaBase)> {
+    let mut v: Vec<_> = snaps
+        .iter()
+        .filter(|s| s.snapshot.source.as_ref().is_some_and(|i| i.name == source && i.kind == "sqlite"))
+        .filter_map(|s| Some((s.clone(), replica_base(s)?)))
+        .collect();
+    v.sort_by(|a, b| a.1.generation.cmp(&b.1.generation));
+    v
+}
+
+/// The replication base a snapshot holds, if it is one.
+pub fn replica_base(s: &snapshots::SnapshotEntry) -> Option<ReplicaBase> {
+    let m = s.snapshot.source.as_ref()?.manifest.as_ref()?;
+    serde_json::from_value(m.get("replica")?.clone()).ok()
+}
+
+/// The last shipped state of `source`, `None` before its first base.
+pub fn state(repo: &Repository, source: &str) -> Result<Option<State>> {
+    let snaps = snapshots::list_intact(repo)?;
+    let Some((_, base)) = bases(&snaps, source).pop() else { return Ok(None) };
+    let segs = store::list(repo, source)?;
+    match segs.iter().filter(|s| s.generation == base.generation).max_by_key(|s| s.last) {
+        Some(last) => {
+            let seg = store::load(repo, source, last)?;
+            Ok(Some(State { generation: base.generation, txid: last.last, position: seg.end, time: last.shipped }))
+        }
+        None => {
+            Ok(Some(State { generation: base.generation, txid: base.txid, position: base.position, time: base.time }))
+        }
+    }
+}
+
+fn src_err(e: impl std::fmt::Display) -> SourceError {
+    SourceError::Database { target: "repository".into(), message: e.to_string() }
+}
+
+fn follow(
+    session: &Session,
+    src: &SourceConfig,
+    path: &Path,
+    opts: &ReplicateOptions,
+    stop: &Arc<AtomicBool>,
+    on: &ReplicaObserver,
+    txid: &mut u64,
+) -> Result<()> {
+    let repo = session.open()?;
+    let mut f = Follower::open(path, opts.busy)?;
+    let name = src.name.clone();
+    let mut generation = match state(&repo, &name)? {
+        Some(st) if f.resume(&st.position)? => {
+            *txid = st.txid;
+            on(&ReplicaEvent::Started {
+                source: name.clone(),
+                generation: st.generation.clone(),
+                txid: st.txid,
+                resumed: true,
+            });
+            st.generation
+        }
+        st => {
+            let reason = match &st {
+                Some(st) => {
+                    *txid = st.txid;
+                    format!(
+                        "the write-ahead log no longer holds transaction {} of generation {}: it was checkpointed or \
+                         restarted while replication was not running",
+                        st.txid, st.generation
+                    )
+                }
+                None => "first run".to_string(),
+            };
+            let g = new_generation(session, &repo, src, path, &mut f, txid, &reason, stop, on)?;
+            on(&ReplicaEvent::Started { source: name.clone(), generation: g.clone(), txid: *txid, resumed: false });
+            g
+        }
+    };
+    let mut last_checkpoint = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let tick = Instant::now();
+        let (sync, n) = {
+            let mut ship = shipper(&repo, &name, &generation, txid, on);
+            let polled = f.poll(opts.segment_frames, &mut ship)?;
+            match polled {
+                (Continuity::Continuous, _)
+                    if f.log_frames() >= opts.checkpoint_frames
+                        && last_checkpoint.elapsed() >= Duration::from_secs(1) =>
+                {
+                    last_checkpoint = Instant::now();
+                    (f.checkpoint(&mut ship)?, polled.1)
+                }
+                other => other,
+            }
+        };
+        if let Continuity::Lost(why) = sync {
+            generation = new_generation(session, &repo, src, path, &mut f, txid, &why, stop, on)?;
+            continue;
+        }
+        if n as u32 >= opts.segment_frames / 2 {
+            // A big burst: more is likely waiting.
+            continue;
+        }
+        sleep_unless(stop, opts.interval.saturating_sub(tick.elapsed()));
+    }
+    Ok(())
+}
+
+/// Ships transactions as one segment of `generation`, numbering them from `txid + 1`.
+fn shipper<'a>(
+    repo: &'a Repository,
+    source: &'a str,
+    generation: &'a str,
+    txid: &'a mut u64,
+    on: &'a ReplicaObserver,
+) -> impl FnMut(Vec<lifeboat_sources::sqlite::walfile::Commit>, Position) -> std::result::Result<(), SourceError> + 'a {
+    move |commits, end| {
+        let seen = Utc::now();
+        let started = Instant::now();
+        let pages = commits.iter().map(|c| c.pages.len()).sum();
+        let first = *txid + 1;
+        let commits: Vec<Shipped> = commits
+            .into_iter()
+            .enumerate()
+            .map(|(i, commit)| Shipped { txid: first + i as u64, time: seen, commit })
+            .collect();
+        let last = first + commits.len() as u64 - 1;
+        let seg = Segment { generation: generation.to_string(), commits, end };
+        store::save(repo, source, &seg, Utc::now()).map_err(src_err)?;
+        *txid = last;
+        on(&ReplicaEvent::Shipped {
+            source: source.to_string(),
+            first,
+            last,
+            pages,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        Ok(())
+    }
+}
+
+/// Start a new generation: pin the log, copy the database as of its last transaction, back
+/// the copy up as the generation's base.
+#[allow(clippy::too_many_arguments)]
+fn new_generation(
+    session: &Session,
+    repo: &Repository,
+    src: &SourceConfig,
+    path: &Path,
+    f: &mut Follower,
+    txid: &mut u64,
+    reason: &str,
+    stop: &Arc<AtomicBool>,
+    on: &ReplicaObserver,
+) -> Result<String> {
+    let started = Instant::now();
+    f.reset();
+    loop {
+        match f.checkpoint(&mut |_, _| Ok(()))? {
+            Continuity::Busy if !stop.load(Ordering::Relaxed) => std::thread::sleep(Duration::from_millis(200)),
+            Continuity::Busy => return Err(ServiceError::msg("stopped before the first base")),
+            _ => break,
+        }
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("lifeboat-replica-")
+        .tempdir()
+        .map_err(|e| ServiceError::io("cannot make a temporary directory", e))?;
+    let (copy, position) = f.base(dir.path())?;
+    let now = Utc::now();
+    let generation = store::new_generation(now);
+    let base = ReplicaBase { generation: generation.clone(), txid: *txid + 1, time: now, position };
+    let prepared = sqlite::prepare_base(path, copy, dir, base)?;
+    let g = Generated {
+        paths: prepared.paths.clone(),
+        entries: Box::new(prepared.entries),
+        manifest: Some(serde_json::to_value(&prepared.manifest)?),
+        finish: None,
+        excludes: Vec::new(),
+        chunk_sizes: Some(sqlite::CHUNK_SIZES),
+        scan: None,
+    };
+    let observer: Arc<Observer> = Arc::new(|_: &crate::progress::Event| {});
+    let tags = vec!["replica-base".to_string()];
+    let stats = crate::backup::generated(session, repo, src, g, &tags, stop, &observer)?;
+    *txid += 1;
+    on(&ReplicaEvent::Generation {
+        source: src.name.clone(),
+        generation: generation.clone(),
+        snapshot: stats.snapshot_id.short(),
+        txid: *txid,
+        reason: reason.to_string(),
+        seconds: started.elapsed().as_secs_f64(),
+    });
+    Ok(generation)
+}
