@@ -135,6 +135,9 @@ pub enum Command {
     /// Copy snapshots into a second repository (3-2-1) without re-chunking; a second run copies nothing
     #[command(after_help = COPY_EXAMPLES)]
     Copy(CopyArgs),
+    /// Replicate sqlite sources with `continuous = true` in the foreground: every transaction shipped within a fraction of a second (the daemon does the same)
+    #[command(after_help = REPLICATE_HELP)]
+    Replicate(ReplicateArgs),
     /// PostgreSQL `archive_command` of a `pitr = true` source: archive one WAL file (`lifeboat wal-push --source NAME %p`)
     WalPush(WalPushArgs),
     /// PostgreSQL `restore_command`: fetch one archived WAL file (`lifeboat wal-fetch --source NAME %f %p`); exit 1 when it was never archived, 126 on errors (recovery stops)
@@ -317,11 +320,17 @@ pub struct RestoreArgs {
     /// postgres: first apply the snapshot's roles and tablespaces (globals.sql) to the server
     #[arg(long)]
     pub globals: bool,
-    /// postgres with `pitr = true`: recover to this moment (RFC 3339 with fractional seconds,
-    /// local "2026-11-20 13:55:00", or `latest`) from the newest base backup that ended before
-    /// it, into a new data directory (--target); --verify replays it on a scratch port
+    /// Point-in-time recovery to this moment (RFC 3339 with fractional seconds, local
+    /// "2026-11-20 13:55:00", or `latest`). postgres with `pitr = true`: from the newest base
+    /// backup that ended before it, into a new data directory (--target); --verify replays it
+    /// on a scratch port. sqlite with `continuous = true`: the database as of the last
+    /// transaction seen committed at or before it, written atomically to --target
     #[arg(long, value_name = "TIME", conflicts_with = "all")]
     pub at: Option<String>,
+    /// sqlite with `continuous = true`: the database as of this transaction id (as
+    /// `lifeboat replicate` numbers them; `restore --at … --json` shows the one it reached)
+    #[arg(long, value_name = "N", conflicts_with_all = ["all", "at"])]
+    pub txid: Option<u64>,
     /// Go ahead with a guarded restore (a `protected` source, or the source's own live data);
     /// the source's name must also be typed at the prompt or given with --confirm
     #[arg(long)]
@@ -336,6 +345,30 @@ pub struct RestoreArgs {
     #[command(flatten)]
     pub filter: SnapshotFilter,
 }
+
+#[derive(Args, Debug)]
+pub struct ReplicateArgs {
+    /// Sources to replicate (default: every source with `continuous = true`)
+    pub sources: Vec<String>,
+    /// How often the write-ahead log is looked at
+    #[arg(long, value_name = "DURATION", default_value = "50ms")]
+    pub interval: String,
+    /// Restart the write-ahead log once it holds this many frames (pages)
+    #[arg(long, value_name = "FRAMES", default_value_t = 1000)]
+    pub checkpoint_frames: u32,
+}
+
+const REPLICATE_HELP: &str = "\
+Examples:
+  lifeboat replicate                      # every sqlite source with `continuous = true`
+  lifeboat replicate ledger --json        # one JSON object per event
+  lifeboat restore latest --source ledger --at '2026-11-20 13:55:00' --target /tmp/ledger.db
+  lifeboat restore latest --source ledger --txid 4711 --target /tmp/ledger.db
+
+Each generation starts with a base snapshot (tagged replica-base); every poll that finds new
+transactions ships them as one encrypted segment. Stopped with Ctrl-C or SIGTERM, or killed,
+it goes on from the last shipped transaction when the write-ahead log still holds it, and
+otherwise starts a new generation and says why. Exit codes: 0 stopped, 1 error, 2 usage.";
 
 #[derive(Args, Debug)]
 pub struct WalPushArgs {

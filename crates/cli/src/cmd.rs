@@ -22,6 +22,7 @@ mod init;
 mod key;
 mod ls;
 mod repair;
+mod replicate;
 mod restore;
 mod runs;
 mod schedule;
@@ -80,6 +81,7 @@ pub fn run(cli: Cli, interrupt: Arc<AtomicBool>) -> Result<i32> {
         Command::Runs(a) => runs::list(&c, &a),
         Command::Logs(a) => runs::logs(&c, &a),
         Command::Copy(a) => copy::run(&c, &a),
+        Command::Replicate(a) => replicate::run(&c, &a),
         Command::WalPush(a) => {
             let r = lifeboat_service::wal::push(&c.session, &a.source, &a.path)?;
             crate::output::show(c.g, &r, || {}).map(|_| crate::exit::OK)

@@ -155,8 +155,12 @@ pub fn replicate(
 ) -> Result<()> {
     let cfg = session.require_config("continuous replication needs the config file's sources")?;
     let selected = continuous_sources(&cfg, names)?;
-    // Fail early on a repository that cannot be opened.
+    // Fail early on a repository that cannot be opened, a missing database or one not in
+    // WAL mode; later errors (a busy disk, a lost connection to S3) are retried.
     drop(session.open()?);
+    for (src, path) in &selected {
+        Follower::open(path, opts.busy).map_err(|e| ServiceError::msg(format!("source {}: {e}", src.name)))?;
+    }
     std::thread::scope(|scope| {
         for (src, path) in &selected {
             scope.spawn(move || follow_with_retries(session, src, path, opts, stop, on));

@@ -30,6 +30,7 @@ pub fn run(c: &Ctx, a: &RestoreArgs) -> Result<i32> {
         globals: a.globals,
         checksums: a.checksums.clone(),
         at: a.at.clone(),
+        txid: a.txid,
         ..Default::default()
     };
     let mut code = exit::OK;
