@@ -307,3 +307,62 @@ fn sources_that_cannot_be_replicated_are_refused_with_one_line() {
     let e = lbc(&st.cfg, &["replicate", "--interval", "soon"]).code(2).one_error_line();
     assert!(e.contains("--interval"), "{e}");
 }
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find(|l| l.starts_with(name))?.rsplit(' ').next()?.parse().ok()
+}
+
+#[test]
+fn the_daemon_replicates_continuous_sources_and_exports_the_archive_age() {
+    let st = setup();
+    let a = app(&st.db);
+    commit(&a, 1);
+    let log = st.db.with_file_name("daemon.log");
+    let mut child = bare()
+        .env("LIFEBOAT_PASSWORD", PASSWORD)
+        .args(["--config", s(&st.cfg), "daemon", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let port: u16 = wait_for(Duration::from_secs(30), || {
+        let text = read();
+        let line = text.lines().find(|l| l.contains("server_listening"))?;
+        line.rsplit(':').next()?.trim().parse().ok()
+    })
+    .unwrap_or_else(|| panic!("no server_listening line:\n{}", read()));
+    wait_for(Duration::from_secs(60), || read().contains("replication_started").then_some(()))
+        .unwrap_or_else(|| panic!("replication did not start:\n{}", read()));
+    assert!(read().contains("replication_generation"), "{}", read());
+    for id in 2..=10 {
+        commit(&a, id);
+    }
+    // The metrics follow the shipments without reading the repository.
+    let txid = wait_for(Duration::from_secs(20), || {
+        let m = http_get(port, "/metrics");
+        let t = metric(&m, "lifeboat_replication_txid{source=\"ledger\"}")?;
+        (t >= 10.0).then_some(m)
+    })
+    .unwrap_or_else(|| panic!("no replication_txid ≥ 10 in the metrics:\n{}", http_get(port, "/metrics")));
+    let age = metric(&txid, "lifeboat_wal_archive_age_seconds{source=\"ledger\"}").unwrap();
+    assert!(age < 5.0, "archive age {age}");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{}", read());
+    assert!(read().contains("replication_stopped"), "{}", read());
+    let (run, target) = restore(&st, &["--at", "latest"], "from-daemon.db");
+    run.ok();
+    assert_eq!(entries(&target), (10, 10, 200));
+    // health counts the newest segment as the recovery point.
+    let h = lbc(&st.cfg, &["health", "--json"]).json();
+    assert_eq!(h["sources"][0]["name"], "ledger", "{h}");
+}

@@ -123,7 +123,20 @@ fn refresher(
         if let Some(r) = repo.as_mut() {
             let first = catalog.refreshed.is_none();
             let had_error = catalog.error.is_some();
-            let changed = catalog.refresh(r);
+            let mut changed = catalog.refresh(r);
+            // Point-in-time sources: their recovery point is their newest archived WAL.
+            if let Ok(Some(cfg)) = session.config() {
+                let pitr: Vec<&str> = cfg
+                    .sources()
+                    .filter(|s| s.kind() == "postgres" || s.source.continuous(&s.name).ok().flatten().is_some())
+                    .map(|s| s.name.as_str())
+                    .collect();
+                if !pitr.is_empty() {
+                    if let (Ok(c), Ok(w)) = (&changed, catalog.refresh_wal(r, &pitr)) {
+                        changed = Ok(*c || w);
+                    }
+                }
+            }
             if let Err(e) = &changed {
                 log.warn("dashboard_refresh_failed", &[("error", lifeboat_service::one_line(e))]);
             }

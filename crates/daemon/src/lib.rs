@@ -74,6 +74,8 @@ pub enum Msg {
     RunNow(String),
     /// A probe's sample, stored.
     Probe(Box<lifeboat_ops::probe::Sample>),
+    /// Continuous replication of a sqlite source reported something.
+    Replica(Box<lifeboat_service::replicate::ReplicaEvent>),
 }
 
 /// A run that ended.
@@ -195,6 +197,13 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
             }
         });
     }
+    // Point-in-time sources: when each archived its newest WAL file or segment (its recovery
+    // point, for the RPO and the metrics); refreshed every minute (PostgreSQL's archiver runs
+    // `wal-push` outside the daemon).
+    if let Ok(mut st) = state.lock() {
+        refresh_wal(&mut st, &repo, &cfg);
+    }
+    let replication = start_replication(&session, &cfg, &tx, log);
     let mut d = Daemon {
         api_session,
         session,
@@ -239,6 +248,9 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
         }
         if last_space.elapsed() >= Duration::from_secs(60) {
             d.check_space();
+            if let Ok(mut st) = d.state.lock() {
+                refresh_wal(&mut st, &d.repo, &d.cfg);
+            }
             last_space = Instant::now();
         }
         if let Some(since) = stopping {
@@ -263,8 +275,13 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
                 if stopping.is_none() {
                     d.log.info("stopping", &[("running", d.running.len().to_string())]);
                     stopping = Some(Instant::now());
+                    // Replication stops at once: what is shipped stays shipped.
+                    if let Some((stop, _)) = &replication {
+                        stop.store(true, Ordering::SeqCst);
+                    }
                 }
             }
+            Ok(Msg::Replica(e)) => d.replica_event(*e),
             Ok(Msg::Done(f)) => d.finished(*f),
             Ok(Msg::Probe(sample)) => {
                 if let Ok(mut st) = d.state.lock() {
@@ -289,8 +306,67 @@ pub fn run(mut session: Session, opts: Options) -> Result<i32, DaemonError> {
             Err(RecvTimeoutError::Disconnected) => break,
         }
     }
+    if let Some((stop, handle)) = replication {
+        stop.store(true, Ordering::SeqCst);
+        let _ = handle.join();
+        // Its last words (where each source stopped).
+        while let Ok(m) = rx.try_recv() {
+            if let Msg::Replica(e) = m {
+                d.replica_event(*e);
+            }
+        }
+    }
     d.log.info("daemon_stopped", &[]);
     Ok(0)
+}
+
+/// Read when each point-in-time source last archived WAL (one listing).
+fn refresh_wal(st: &mut State, repo: &Repository, cfg: &Config) {
+    let names: Vec<&str> = cfg
+        .sources()
+        .filter(|s| s.source.continuous(&s.name).ok().flatten().is_some() || s.kind() == "postgres")
+        .map(|s| s.name.as_str())
+        .collect();
+    if names.is_empty() {
+        return;
+    }
+    if let Ok(last) = lifeboat_ops::wal::last_pushes(repo, &names) {
+        for (name, t) in last {
+            if let Some(s) = st.sources.get_mut(&name) {
+                s.wal_last = Some(s.wal_last.map_or(t, |old| old.max(t)));
+            }
+        }
+    }
+}
+
+/// Continuous replication of the config's `continuous = true` sources in a thread of its own
+/// (each source in its own thread below it), reporting to the main loop; `None` when there
+/// are none.
+fn start_replication(
+    session: &Session,
+    cfg: &Config,
+    tx: &Sender<Msg>,
+    log: Log,
+) -> Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)> {
+    let names: Vec<String> = lifeboat_service::replicate::continuous_sources(cfg, &[])
+        .ok()?
+        .into_iter()
+        .map(|(s, _)| s.name.clone())
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (session, flag, tx) = (session.clone(), stop.clone(), Mutex::new(tx.clone()));
+    let handle = std::thread::spawn(move || {
+        let on = move |e: &lifeboat_service::replicate::ReplicaEvent| {
+            if let Ok(tx) = tx.lock() {
+                let _ = tx.send(Msg::Replica(Box::new(e.clone())));
+            }
+        };
+        let opts = lifeboat_service::replicate::ReplicateOptions::default();
+        if let Err(e) = lifeboat_service::replicate::replicate(&session, &names, &opts, &flag, &on) {
+            log.error("replication_failed", &[("error", one_line(&e))]);
+        }
+    });
+    Some((stop, handle))
 }
 
 fn read_token(
@@ -577,12 +653,73 @@ impl Daemon {
         let _ = notify::send_after(&self.cfg.notify, &a, self.log, Retry::default(), after);
     }
 
+    /// A replication event: the source's recovery point moves with every shipment; starts,
+    /// new generations, errors and stops are logged (shipments are too many to log).
+    fn replica_event(&mut self, e: lifeboat_service::replicate::ReplicaEvent) {
+        use lifeboat_service::replicate::ReplicaEvent as E;
+        match &e {
+            E::Shipped { source, last, .. } => {
+                if let Ok(mut st) = self.state.lock() {
+                    if let Some(s) = st.sources.get_mut(source) {
+                        s.wal_last = Some(Utc::now());
+                        s.txid = Some(*last);
+                    }
+                }
+            }
+            E::Started { source, generation, txid, resumed } => self.log.info(
+                "replication_started",
+                &[
+                    ("source", source.clone()),
+                    ("generation", generation.clone()),
+                    ("txid", txid.to_string()),
+                    ("resumed", resumed.to_string()),
+                ],
+            ),
+            E::Generation { source, generation, snapshot, txid, reason, seconds } => {
+                if let Ok(mut st) = self.state.lock() {
+                    if let Some(s) = st.sources.get_mut(source) {
+                        s.wal_last = Some(Utc::now());
+                        s.txid = Some(*txid);
+                    }
+                }
+                self.log.info(
+                    "replication_generation",
+                    &[
+                        ("source", source.clone()),
+                        ("generation", generation.clone()),
+                        ("snapshot", snapshot.clone()),
+                        ("txid", txid.to_string()),
+                        ("seconds", format!("{seconds:.2}")),
+                        ("reason", reason.clone()),
+                    ],
+                );
+            }
+            E::Error { source, message, retry_seconds } => self.log.error(
+                "replication_error",
+                &[
+                    ("source", source.clone()),
+                    ("error", message.clone()),
+                    ("retry_seconds", format!("{retry_seconds:.0}")),
+                ],
+            ),
+            E::Stopped { source, txid } => {
+                self.log.info("replication_stopped", &[("source", source.clone()), ("txid", txid.to_string())])
+            }
+        }
+    }
+
     fn evaluate_rpo(&mut self, now: DateTime<Utc>) {
         let mut alerts = Vec::new();
         if let Ok(mut st) = self.state.lock() {
             for (name, s) in st.sources.iter_mut() {
                 let Some(rpo) = s.rpo else { continue };
-                let age = s.last_success.map(|t| (now - t).num_milliseconds() as f64 / 1000.0);
+                // The recovery point: the newest backup, or the newest archived WAL of a
+                // point-in-time source.
+                let point = match (s.last_success, s.wal_last) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+                let age = point.map(|t| (now - t).num_milliseconds() as f64 / 1000.0);
                 let breached = age.is_none_or(|a| a > rpo);
                 if breached != s.rpo_breached {
                     s.rpo_breached = breached;

@@ -40,6 +40,11 @@ pub struct SourceState {
     pub drill_rto: Option<f64>,
     /// Bytes added by recent backups (newest last, at most 10), for size anomalies.
     pub recent_added: Vec<u64>,
+    /// Point-in-time sources: when the newest WAL file (postgres) or segment (sqlite with
+    /// `continuous = true`) was archived.
+    pub wal_last: Option<DateTime<Utc>>,
+    /// A continuously replicated source's last shipped transaction id.
+    pub txid: Option<u64>,
 }
 
 /// Everything `/metrics` shows.
@@ -157,6 +162,15 @@ impl State {
         let verified = gauge("lifeboat_last_verification_timestamp_seconds", "Time of the last verification");
         let verified_ok = gauge("lifeboat_last_verification_success", "1 if the last verification passed");
         let drill = gauge("lifeboat_drill_rto_seconds", "Measured recovery time of the last drill");
+        let wal_age = gauge(
+            "lifeboat_wal_archive_age_seconds",
+            "Point-in-time sources: seconds since the newest WAL file or replication segment was archived",
+        );
+        let wal_last = gauge(
+            "lifeboat_wal_last_archived_timestamp_seconds",
+            "Point-in-time sources: when the newest WAL file or replication segment was archived",
+        );
+        let txid = gauge("lifeboat_replication_txid", "Continuous sqlite sources: the last shipped transaction id");
         let rto = gauge("lifeboat_rto_seconds", "The source's RTO");
         let size = gauge("lifeboat_repository_size_bytes", "Repository size");
         let packs = gauge("lifeboat_repository_packs", "Pack files in the repository");
@@ -202,6 +216,9 @@ impl State {
             set(&verified_ok, s.verification.as_ref().map(|(_, ok)| if *ok { 1.0 } else { 0.0 }));
             set(&drill, s.drill_rto);
             set(&rto, s.rto);
+            set(&wal_last, s.wal_last.as_ref().map(ts));
+            set(&wal_age, s.wal_last.map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0));
+            set(&txid, s.txid.map(|t| t as f64));
         }
         if let Some((b, p, d, c)) = self.repository {
             size.get_or_create(&vec![]).set(b as f64);

@@ -101,7 +101,7 @@ fn rows(
         verifications: &cat.verifications,
         drills: &cat.drills,
         runs: &cat.runs,
-        wal: None,
+        wal: Some(&cat.wal),
     };
     let report = assess(selected, &records, now, &Thresholds::default());
     let sizes = sizes(cat);

@@ -34,6 +34,9 @@ pub struct Catalog {
     pub refreshed: Option<DateTime<Utc>>,
     /// Why the last refresh failed, if it did (the previous data stays).
     pub error: Option<String>,
+    /// Point-in-time sources: when each archived its newest WAL file or replication segment
+    /// (see [`Catalog::refresh_wal`]).
+    pub wal: std::collections::HashMap<String, DateTime<Utc>>,
     seen_snapshots: HashSet<String>,
     seen_records: HashSet<String>,
     index_files: Vec<String>,
@@ -41,6 +44,15 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// Read when each of `sources` last archived WAL (one listing of `lifeboat/`); whether it
+    /// changed.
+    pub fn refresh_wal(&mut self, repo: &Repository, sources: &[&str]) -> Result<bool> {
+        let wal = lifeboat_ops::wal::last_pushes(repo, sources)?;
+        let changed = wal != self.wal;
+        self.wal = wal;
+        Ok(changed)
+    }
+
     /// Load what is new since the last refresh. Returns whether anything changed.
     pub fn refresh(&mut self, repo: &mut Repository) -> Result<bool> {
         let r = self.load(repo);
