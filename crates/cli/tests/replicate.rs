@@ -280,6 +280,23 @@ fn a_checkpoint_forced_while_replication_is_down_starts_a_new_generation() {
     // Two bases, tagged.
     let snaps = lbc(&st.cfg, &["snapshots", "--json", "--tag", "replica-base"]).ok().json();
     assert_eq!(snaps.as_array().unwrap().len(), 2, "{snaps}");
+
+    // Retention keeping one snapshot: the older base goes, and with it its generation's
+    // segments (nothing kept can replay them); the kept base keeps its whole chain.
+    let mut text = std::fs::read_to_string(&st.cfg).unwrap();
+    text.push_str("retention = { last = 1 }\n");
+    std::fs::write(&st.cfg, text).unwrap();
+    let applied = lbc(&st.cfg, &["apply-retention", "--json"]).ok().json();
+    let removed = applied["sources"][0]["wal_removed"].as_u64().unwrap_or_else(|| panic!("{applied}"));
+    assert!(removed >= 1, "the first generation's segments are pruned: {applied}");
+    let (run, again) = restore(&st, &["--at", "latest"], "after-retention.db");
+    run.ok();
+    assert_eq!(entries(&again), (18, 18, 360));
+    let (run, _) = restore(&st, &["--at", &at], "gone.db");
+    let e = run.code(1).one_error_line();
+    assert!(e.contains("no point-in-time base backup"), "{e}");
+    let out = restic(&st.repo).args(["check", "--read-data"]).output().unwrap();
+    assert!(out.status.success(), "restic check: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

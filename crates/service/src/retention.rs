@@ -301,11 +301,33 @@ fn prune_wal(
         .filter_map(|m| m.get("start_wal").and_then(|w| w.as_str()).map(String::from))
         .filter(|w| w.len() == 24)
         .min_by(|a, b| a[8..].cmp(&b[8..]));
-    let Some(start) = oldest_start else { return Ok(None) };
+    let Some(start) = oldest_start else { return prune_segments(repo, source, all, &removed, dry_run) };
     let names: Vec<String> = lifeboat_ops::wal::list(repo, source)?.into_iter().map(|(n, _)| n).collect();
     let old = lifeboat_ops::wal::prunable(&names, &start);
     if !dry_run && !old.is_empty() {
         lifeboat_ops::wal::remove(repo, source, &old)?;
+    }
+    Ok(Some(old.len()))
+}
+
+/// A continuously replicated sqlite source's segments of generations older than the oldest
+/// kept base (no kept base can replay them): removed, or counted on a dry run. A kept base's
+/// own generation, and every later one, stays whole. `None` without a kept base.
+fn prune_segments(
+    repo: &Repository,
+    source: &str,
+    all: &[SnapshotEntry],
+    removed: &std::collections::HashSet<lifeboat_format::Id>,
+    dry_run: bool,
+) -> Result<Option<usize>> {
+    let kept: Vec<SnapshotEntry> = all.iter().filter(|s| !removed.contains(&s.id)).cloned().collect();
+    let Some((_, oldest)) = crate::replicate::bases(&kept, source).into_iter().next() else { return Ok(None) };
+    let old: Vec<_> = lifeboat_ops::replica::list(repo, source)?
+        .into_iter()
+        .filter(|s| s.generation < oldest.generation)
+        .collect();
+    if !dry_run && !old.is_empty() {
+        lifeboat_ops::replica::remove(repo, source, &old)?;
     }
     Ok(Some(old.len()))
 }
