@@ -350,9 +350,14 @@ pub struct RestoreArgs {
 pub struct ReplicateArgs {
     /// Sources to replicate (default: every source with `continuous = true`)
     pub sources: Vec<String>,
-    /// How often the write-ahead log is looked at
+    /// How often the write-ahead log is looked at while the database is quiet (the lag of a
+    /// transaction after a quiet spell)
     #[arg(long, value_name = "DURATION", default_value = "50ms")]
     pub interval: String,
+    /// While the database is busy, ship at most this often (fewer, larger segments; the lag
+    /// of a busy database stays below it)
+    #[arg(long, value_name = "DURATION", default_value = "200ms")]
+    pub max_delay: String,
     /// Restart the write-ahead log once it holds this many frames (pages)
     #[arg(long, value_name = "FRAMES", default_value_t = 1000)]
     pub checkpoint_frames: u32,

@@ -383,3 +383,22 @@ fn the_daemon_replicates_continuous_sources_and_exports_the_archive_age() {
     let h = lbc(&st.cfg, &["health", "--json"]).json();
     assert_eq!(h["sources"][0]["name"], "ledger", "{h}");
 }
+
+#[test]
+fn verify_restore_test_replays_a_generation_to_its_last_transaction() {
+    let st = setup();
+    let a = app(&st.db);
+    commit(&a, 1);
+    let r = Replicator::start(&st.cfg);
+    r.wait("started", Duration::from_secs(60));
+    for id in 2..=12 {
+        commit(&a, id);
+    }
+    r.settle(Duration::from_millis(800));
+    r.stop();
+    let v = lbc(&st.cfg, &["verify", "--restore-test", "--json"]).ok().json();
+    let text = v.to_string();
+    assert!(text.contains("\"replay\""), "{text}");
+    let found = text.contains("\"entries\":12");
+    assert!(found, "the restore test replays to entry 12: {text}");
+}

@@ -34,8 +34,11 @@ use crate::session::{one_line, Session};
 /// How replication runs.
 #[derive(Clone, Debug)]
 pub struct ReplicateOptions {
-    /// How often the log is looked at.
+    /// How often the log is looked at while nothing is being written.
     pub interval: Duration,
+    /// While the database is busy, transactions are shipped at most this often (each
+    /// shipment is one object: batching saves CPU and objects; the lag stays below this).
+    pub max_delay: Duration,
     /// Restart the log once it holds this many frames (SQLite's own default is 1000).
     pub checkpoint_frames: u32,
     /// At most this many frames' worth of transactions in one segment.
@@ -48,6 +51,7 @@ impl Default for ReplicateOptions {
     fn default() -> Self {
         ReplicateOptions {
             interval: Duration::from_millis(50),
+            max_delay: Duration::from_millis(200),
             checkpoint_frames: 1000,
             segment_frames: 4096,
             busy: Duration::from_secs(5),
@@ -95,7 +99,7 @@ pub enum ReplicaEvent {
         last: u64,
         /// Pages shipped.
         pages: usize,
-        /// Seconds from seeing the transactions to their segment being durable.
+        /// Seconds from seeing the first of them to their segment being durable.
         seconds: f64,
     },
     /// Something failed; replication of the source tries again after `retry_seconds`.
@@ -302,64 +306,89 @@ fn follow(
         }
     };
     let mut last_checkpoint = Instant::now();
+    let mut batch = Batch { repo: &repo, source: &name, on, commits: Vec::new(), end: None, pages: 0, since: None };
     while !stop.load(Ordering::Relaxed) {
         let tick = Instant::now();
-        let (sync, n) = {
-            let mut ship = shipper(&repo, &name, &generation, txid, on);
-            let polled = f.poll(opts.segment_frames, &mut ship)?;
-            match polled {
-                (Continuity::Continuous, _)
-                    if f.log_frames() >= opts.checkpoint_frames
-                        && last_checkpoint.elapsed() >= Duration::from_secs(1) =>
-                {
-                    last_checkpoint = Instant::now();
-                    (f.checkpoint(&mut ship)?, polled.1)
-                }
-                other => other,
-            }
-        };
+        // Read what is new: stamped with the time it was seen, kept in memory until shipped.
+        let (mut sync, _) = f.poll(opts.segment_frames, &mut |c, e| {
+            batch.add(c, e, txid);
+            Ok(())
+        })?;
+        if sync == Continuity::Continuous
+            && f.log_frames() >= opts.checkpoint_frames
+            && last_checkpoint.elapsed() >= Duration::from_secs(1)
+        {
+            last_checkpoint = Instant::now();
+            // Everything read is durable before the log restarts, and what comes in under the
+            // write lock is shipped at once.
+            batch.flush(&generation)?;
+            sync = f.checkpoint(&mut |c, e| {
+                batch.add(c, e, txid);
+                batch.flush(&generation)
+            })?;
+        }
         if let Continuity::Lost(why) = sync {
+            batch.flush(&generation)?;
             generation = new_generation(session, &repo, src, path, &mut f, txid, &why, stop, on)?;
             continue;
         }
-        if n as u32 >= opts.segment_frames / 2 {
-            // A big burst: more is likely waiting.
-            continue;
+        // A busy database is shipped in batches (fewer, larger segments: less CPU and fewer
+        // objects), each transaction at most `max_delay` after it was seen.
+        if batch.since.is_some_and(|t| t.elapsed() + opts.interval / 2 >= opts.max_delay)
+            || batch.pages >= opts.segment_frames as usize
+        {
+            batch.flush(&generation)?;
         }
         sleep_unless(stop, opts.interval.saturating_sub(tick.elapsed()));
     }
+    batch.flush(&generation)?;
     Ok(())
 }
 
-/// Ships transactions as one segment of `generation`, numbering them from `txid + 1`.
-fn shipper<'a>(
+/// Transactions read but not shipped yet.
+struct Batch<'a> {
     repo: &'a Repository,
     source: &'a str,
-    generation: &'a str,
-    txid: &'a mut u64,
     on: &'a ReplicaObserver,
-) -> impl FnMut(Vec<lifeboat_sources::sqlite::walfile::Commit>, Position) -> std::result::Result<(), SourceError> + 'a {
-    move |commits, end| {
+    commits: Vec<Shipped>,
+    end: Option<Position>,
+    pages: usize,
+    /// When the oldest of them was seen.
+    since: Option<Instant>,
+}
+
+impl Batch<'_> {
+    /// Add transactions just read, numbering them after `txid`.
+    fn add(&mut self, commits: Vec<lifeboat_sources::sqlite::walfile::Commit>, end: Position, txid: &mut u64) {
         let seen = Utc::now();
-        let started = Instant::now();
-        let pages = commits.iter().map(|c| c.pages.len()).sum();
-        let first = *txid + 1;
-        let commits: Vec<Shipped> = commits
-            .into_iter()
-            .enumerate()
-            .map(|(i, commit)| Shipped { txid: first + i as u64, time: seen, commit })
-            .collect();
-        let last = first + commits.len() as u64 - 1;
-        let seg = Segment { generation: generation.to_string(), commits, end };
-        store::save(repo, source, &seg, Utc::now()).map_err(src_err)?;
-        *txid = last;
-        on(&ReplicaEvent::Shipped {
-            source: source.to_string(),
+        for commit in commits {
+            *txid += 1;
+            self.pages += commit.pages.len();
+            self.commits.push(Shipped { txid: *txid, time: seen, commit });
+        }
+        self.end = Some(end);
+        self.since.get_or_insert_with(Instant::now);
+    }
+
+    /// Ship them as one segment of `generation`; durable when this returns.
+    fn flush(&mut self, generation: &str) -> std::result::Result<(), SourceError> {
+        let (Some(end), Some(first), Some(last)) =
+            (self.end, self.commits.first().map(|c| c.txid), self.commits.last().map(|c| c.txid))
+        else {
+            return Ok(());
+        };
+        let seg = Segment { generation: generation.to_string(), commits: std::mem::take(&mut self.commits), end };
+        store::save(self.repo, self.source, &seg, Utc::now()).map_err(src_err)?;
+        (self.on)(&ReplicaEvent::Shipped {
+            source: self.source.to_string(),
             first,
             last,
-            pages,
-            seconds: started.elapsed().as_secs_f64(),
+            pages: self.pages,
+            seconds: self.since.map(|t| t.elapsed().as_secs_f64()).unwrap_or_default(),
         });
+        self.end = None;
+        self.pages = 0;
+        self.since = None;
         Ok(())
     }
 }

@@ -322,10 +322,8 @@ fn prune_segments(
 ) -> Result<Option<usize>> {
     let kept: Vec<SnapshotEntry> = all.iter().filter(|s| !removed.contains(&s.id)).cloned().collect();
     let Some((_, oldest)) = crate::replicate::bases(&kept, source).into_iter().next() else { return Ok(None) };
-    let old: Vec<_> = lifeboat_ops::replica::list(repo, source)?
-        .into_iter()
-        .filter(|s| s.generation < oldest.generation)
-        .collect();
+    let old: Vec<_> =
+        lifeboat_ops::replica::list(repo, source)?.into_iter().filter(|s| s.generation < oldest.generation).collect();
     if !dry_run && !old.is_empty() {
         lifeboat_ops::replica::remove(repo, source, &old)?;
     }

@@ -11,28 +11,29 @@ use super::Ctx;
 use crate::args::ReplicateArgs;
 use crate::exit;
 
-/// `50ms`, `0.5s`, or anything `parse_duration` reads (`1s`, `2m`).
-fn interval(text: &str) -> Result<Duration> {
-    let bad = || anyhow!("--interval {text:?}: expected a duration like 50ms, 250ms or 1s");
+/// `50ms`, or anything `parse_duration` reads (`1s`, `2m`).
+fn interval(flag: &str, text: &str) -> Result<Duration> {
+    let bad = || anyhow!("{flag} {text:?}: expected a duration like 50ms, 250ms or 1s");
     let d = match text.strip_suffix("ms") {
         Some(ms) => Duration::from_millis(ms.trim().parse().map_err(|_| bad())?),
         None => lifeboat_service::config::parse_duration(text).map_err(|_| bad())?,
     };
     if d < Duration::from_millis(1) || d > Duration::from_secs(60) {
-        return Err(anyhow!("--interval {text:?}: between 1ms and 60s"));
+        return Err(anyhow!("{flag} {text:?}: between 1ms and 60s"));
     }
     Ok(d)
 }
 
 pub fn run(c: &Ctx, a: &ReplicateArgs) -> Result<i32> {
-    let interval = match interval(&a.interval) {
-        Ok(d) => d,
-        Err(e) => {
+    let (interval, max_delay) = match (interval("--interval", &a.interval), interval("--max-delay", &a.max_delay)) {
+        (Ok(i), Ok(m)) => (i, m),
+        (Err(e), _) | (_, Err(e)) => {
             eprintln!("lifeboat: {e}");
             return Ok(exit::USAGE);
         }
     };
-    let opts = ReplicateOptions { interval, checkpoint_frames: a.checkpoint_frames.max(1), ..Default::default() };
+    let opts =
+        ReplicateOptions { interval, max_delay, checkpoint_frames: a.checkpoint_frames.max(1), ..Default::default() };
     // SIGTERM (systemd, Kubernetes) stops like Ctrl-C: what is shipped stays shipped.
     signal_hook::flag::register(signal_hook::consts::SIGTERM, c.interrupt.clone())
         .map_err(|e| anyhow!("cannot install the SIGTERM handler: {e}"))?;

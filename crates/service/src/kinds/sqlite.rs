@@ -107,21 +107,9 @@ impl Source for Sqlite {
             };
             let page_size = manifest.replica.as_ref().map(|b| b.position.header.page_size).unwrap_or(4096);
             let mut applied = 0u64;
-            let mut replay_fn = |f: &mut std::fs::File| -> std::result::Result<(), lifeboat_sources::SourceError> {
-                for stored in &r.segments {
-                    let seg = lifeboat_ops::replica::load(repo, &src.name, stored).map_err(|e| {
-                        lifeboat_sources::SourceError::Database { target: "repository".into(), message: e.to_string() }
-                    })?;
-                    let commits: Vec<_> =
-                        seg.commits.into_iter().filter(|c| c.txid <= r.txid).map(|c| c.commit).collect();
-                    applied += commits.len() as u64;
-                    lifeboat_sources::sqlite::walfile::apply(f, page_size, &commits).map_err(|e| {
-                        lifeboat_sources::SourceError::Database { target: "restore".into(), message: e.to_string() }
-                    })?;
-                }
-                Ok(())
-            };
+            let mut replay_fn = replayer(repo, &src.name, &r, page_size, &mut applied);
             let v = sqlite::restore_replayed(repo, &node, &manifest, &req.target, req.overwrite, Some(&mut replay_fn))?;
+            drop(replay_fn);
             let line = format!(
                 "restored {} to {} as of transaction {} ({}) from base {} and {} replayed in {} (integrity_check ok; {})",
                 manifest.file,
@@ -156,17 +144,36 @@ impl Source for Sqlite {
         tmp: Option<&Path>,
         check: &TargetCheck<'_>,
     ) -> Found {
-        let (_, m): (_, sqlite::Manifest) = manifest_of(snap).map_err(|e| e.to_string())?;
+        let (src, m): (_, sqlite::Manifest) = manifest_of(snap).map_err(|e| e.to_string())?;
         let node = artifact(repo, snap, &m.file).map_err(|e| e.to_string())?;
         let dir = super::scratch_dir(tmp)?;
         let file = dir.path().join(&m.file);
-        let v = sqlite::restore(repo, &node, &m, &file, false).map_err(|e| e.to_string())?;
+        // The base of continuous replication is replayed to its generation's last shipped
+        // transaction (what a restore --at latest would give), and the replay is timed.
+        let (v, replay) = match &m.replica {
+            Some(base) => {
+                let started = Instant::now();
+                let r = replay_plan(repo, &src.name, base, None, None).map_err(|e| e.to_string())?;
+                let mut applied = 0u64;
+                let mut f = replayer(repo, &src.name, &r, base.position.header.page_size, &mut applied);
+                let v =
+                    sqlite::restore_replayed(repo, &node, &m, &file, false, Some(&mut f)).map_err(|e| e.to_string())?;
+                drop(f);
+                let j = json!({"txid": r.txid, "time": r.time, "transactions": applied,
+                               "seconds": started.elapsed().as_secs_f64(), "generation": r.generation});
+                (v, Some(j))
+            }
+            None => (sqlite::restore(repo, &node, &m, &file, false).map_err(|e| e.to_string())?, None),
+        };
         let mut problems = v.mismatches.clone();
         if v.integrity != ["ok"] {
             problems.push(format!("integrity_check: {}", v.integrity.join("; ")));
         }
-        let mut t =
-            super::tested(file.display().to_string(), problems, json!({"tables": v.tables, "integrity": v.integrity}))?;
+        let mut details = json!({"tables": v.tables, "integrity": v.integrity});
+        if let Some(r) = replay {
+            details["replay"] = r;
+        }
+        let mut t = super::tested(file.display().to_string(), problems, details)?;
         t.verify_command = check(&file.display().to_string());
         Ok(t)
     }
@@ -349,4 +356,25 @@ fn replay_plan(
         }
     }
     Ok(plan)
+}
+
+/// Applies the transactions of `r` to a restored base, counting them in `applied`.
+fn replayer<'a>(
+    repo: &'a Repository,
+    source: &'a str,
+    r: &'a ReplayPlan,
+    page_size: u32,
+    applied: &'a mut u64,
+) -> impl FnMut(&mut std::fs::File) -> std::result::Result<(), lifeboat_sources::SourceError> + 'a {
+    move |f| {
+        let db = |what: &str, e: String| lifeboat_sources::SourceError::Database { target: what.into(), message: e };
+        for stored in &r.segments {
+            let seg = lifeboat_ops::replica::load(repo, source, stored).map_err(|e| db("repository", e.to_string()))?;
+            let commits: Vec<_> = seg.commits.into_iter().filter(|c| c.txid <= r.txid).map(|c| c.commit).collect();
+            *applied += commits.len() as u64;
+            lifeboat_sources::sqlite::walfile::apply(f, page_size, &commits)
+                .map_err(|e| db("restore", e.to_string()))?;
+        }
+        Ok(())
+    }
 }
