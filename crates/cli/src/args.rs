@@ -356,7 +356,7 @@ pub struct ReplicateArgs {
     pub interval: String,
     /// While the database is busy, ship at most this often (fewer, larger segments; the lag
     /// of a busy database stays below it)
-    #[arg(long, value_name = "DURATION", default_value = "200ms")]
+    #[arg(long, value_name = "DURATION", default_value = "150ms")]
     pub max_delay: String,
     /// Restart the write-ahead log once it holds this many frames (pages)
     #[arg(long, value_name = "FRAMES", default_value_t = 1000)]

@@ -395,6 +395,18 @@ fn verify_restore_test_replays_a_generation_to_its_last_transaction() {
         commit(&a, id);
     }
     r.settle(Duration::from_millis(800));
+    // The application closes first; then replication stops, as the last connection: it must
+    // not fold the log into the database (SQLite's checkpoint on close), so the next start
+    // goes on from it instead of taking a new base.
+    drop(a);
+    r.stop();
+    assert!(st.db.with_file_name("ledger.db-wal").exists(), "the log survives replication's stop");
+    let r = Replicator::start(&st.cfg);
+    let (started, _) = r.wait("started", Duration::from_secs(60));
+    assert_eq!(started["resumed"], true, "{started}");
+    // A second replicator of the same database is refused while the first runs.
+    let e = lbc(&st.cfg, &["replicate"]).code(1).one_error_line();
+    assert!(e.contains("already being replicated"), "{e}");
     r.stop();
     let v = lbc(&st.cfg, &["verify", "--restore-test", "--json"]).ok().json();
     let text = v.to_string();

@@ -51,7 +51,7 @@ impl Default for ReplicateOptions {
     fn default() -> Self {
         ReplicateOptions {
             interval: Duration::from_millis(50),
-            max_delay: Duration::from_millis(200),
+            max_delay: Duration::from_millis(150),
             checkpoint_frames: 1000,
             segment_frames: 4096,
             busy: Duration::from_secs(5),
@@ -162,8 +162,10 @@ pub fn replicate(
     // Fail early on a repository that cannot be opened, a missing database or one not in
     // WAL mode; later errors (a busy disk, a lost connection to S3) are retried.
     drop(session.open()?);
+    let mut locks = Vec::new();
     for (src, path) in &selected {
         Follower::open(path, opts.busy).map_err(|e| ServiceError::msg(format!("source {}: {e}", src.name)))?;
+        locks.push(lock(&src.name, path)?);
     }
     std::thread::scope(|scope| {
         for (src, path) in &selected {
@@ -171,6 +173,25 @@ pub fn replicate(
         }
     });
     Ok(())
+}
+
+/// One replicator per database: an exclusive `flock` on `<database>-lifeboat-lock` beside it,
+/// held while replication runs (released when the process ends, however it ends).
+fn lock(source: &str, db: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-lifeboat-lock");
+    let path = PathBuf::from(name);
+    let file =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| {
+            ServiceError::io(format!("source {source}: cannot open the lock file {}", path.display()), e)
+        })?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        ServiceError::msg(format!(
+            "source {source}: {} is already being replicated by another process ({}: {e})",
+            db.display(),
+            path.display()
+        ))
+    })
 }
 
 fn follow_with_retries(

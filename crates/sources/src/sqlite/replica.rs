@@ -50,6 +50,10 @@ pub struct Follower {
     pinned: Option<usize>,
     writer: Connection,
     pos: Option<Position>,
+    /// The log file's size, modification time and inode when a read last found nothing new,
+    /// and when that read was: an unchanged file is not read again (for up to a second:
+    /// modification times are coarse).
+    quiet: Option<((u64, std::time::SystemTime, u64), std::time::Instant)>,
 }
 
 fn err(path: &Path, e: impl std::fmt::Display) -> SourceError {
@@ -69,8 +73,12 @@ impl Follower {
                 Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                     .map_err(|e| err(&db, e))?;
             c.busy_timeout(busy).map_err(|e| err(&db, e))?;
-            // Replication's own connections never checkpoint on their own.
+            // Replication's own connections never checkpoint on their own, not even when the
+            // last of them closes (which would fold the log into the database and delete it, and
+            // the next start could not go on from it).
             c.pragma_update(None, "wal_autocheckpoint", 0).map_err(|e| err(&db, e))?;
+            c.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+                .map_err(|e| err(&db, e))?;
             Ok(c)
         };
         let pin = open()?;
@@ -88,7 +96,7 @@ impl Follower {
         let mut wal = db.as_os_str().to_owned();
         wal.push("-wal");
         let pins = [pin, open()?];
-        Ok(Follower { db, wal: PathBuf::from(wal), pins, pinned: None, writer, pos: None })
+        Ok(Follower { db, wal: PathBuf::from(wal), pins, pinned: None, writer, pos: None, quiet: None })
     }
 
     /// The database file.
@@ -165,9 +173,22 @@ impl Follower {
     pub fn poll(&mut self, max_frames: u32, ship: &mut Ship<'_>) -> Result<(Continuity, usize), SourceError> {
         let Some(pos) = self.pos else { return Ok((Continuity::Lost("no shipped position".into()), 0)) };
         self.pin()?;
+        let stamp = std::fs::metadata(&self.wal).ok().and_then(|m| {
+            use std::os::unix::fs::MetadataExt;
+            Some((m.len(), m.modified().ok()?, m.ino()))
+        });
+        if let (Some(now), Some((then, at))) = (stamp, self.quiet) {
+            if now == then && at.elapsed() < Duration::from_secs(1) {
+                return Ok((Continuity::Continuous, 0));
+            }
+        }
         match walfile::read_from(&self.wal, &pos, max_frames).map_err(|e| err(&self.wal, e))? {
             Tail::Same(commits, next) => {
                 let n = commits.len();
+                self.quiet = match n {
+                    0 => stamp.map(|s| (s, std::time::Instant::now())),
+                    _ => None,
+                };
                 if n > 0 {
                     ship(commits, next)?;
                     self.pos = Some(next);
@@ -191,6 +212,7 @@ impl Follower {
     /// new one whose checkpoint sequence is exactly one more (restarted by that write, after
     /// every frame of the old log was shipped); anything else is lost continuity.
     pub fn checkpoint(&mut self, ship: &mut Ship<'_>) -> Result<Continuity, SourceError> {
+        self.quiet = None;
         // Hold the log at its end, so the checkpoint can copy all of it.
         self.repin()?;
         if let Some(pos) = self.pos {
@@ -295,6 +317,7 @@ impl Follower {
     /// Forget the shipped position (a new generation follows).
     pub fn reset(&mut self) {
         self.pos = None;
+        self.quiet = None;
     }
 }
 

@@ -157,7 +157,9 @@ pub fn read_from(wal: &Path, from: &Position, max_frames: u32) -> std::io::Resul
         return Ok(Tail::Same(Vec::new(), *from));
     }
     f.seek(SeekFrom::Start(start))?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, f);
+    // Sized to what is there (a poll usually finds a frame or two), at most 1 MiB.
+    let want = available.min(u64::from(max_frames).saturating_add(1)).saturating_mul(frame);
+    let mut reader = std::io::BufReader::with_capacity(want.clamp(frame, 1 << 20) as usize, f);
     let mut pos = *from;
     let mut commits = Vec::new();
     let mut pending: Vec<(u32, Vec<u8>)> = Vec::new();
