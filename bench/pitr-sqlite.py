@@ -28,6 +28,8 @@ WORK = os.path.realpath(os.environ.get("BENCH_WORK", "bench/work/pitr-sqlite"))
 RATE = float(os.environ.get("RATE", "20"))
 SECONDS = float(os.environ.get("SECONDS_", "30"))
 SIZE_MB = int(os.environ.get("SIZE_MB", "200"))
+# Extra `lifeboat replicate` arguments (e.g. "--max-delay 1s" to ship as often as Litestream).
+EXTRA = os.environ.get("LIFEBOAT_ARGS", "").split()
 TICK = os.sysconf(os.sysconf_names["SC_CLK_TCK"])
 
 
@@ -81,7 +83,7 @@ def start(tool, d, db):
     if tool == "lifeboat":
         cfg, env, watch = lifeboat_setup(d, db)
         out = open(os.path.join(d, "replicate.log"), "w")
-        p = subprocess.Popen([BIN, "--config", cfg, "replicate"], stdout=out, stderr=subprocess.STDOUT, env=env)
+        p = subprocess.Popen([BIN, "--config", cfg, "replicate", *EXTRA], stdout=out, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + 600
         while "replicating generation" not in open(os.path.join(d, "replicate.log")).read():
             if p.poll() is not None or time.time() > deadline:
@@ -202,7 +204,7 @@ def main():
     ver = subprocess.run([BIN, "--version"], capture_output=True, text=True).stdout.strip()
     lver = subprocess.run(["litestream", "version"], capture_output=True, text=True).stdout.strip()
     print(f"{ver}; Litestream {lver}; {os.cpu_count()} cores; writer {RATE:g} tx/s for {SECONDS:g} s; "
-          f"restore of {SIZE_MB} MB", file=sys.stderr)
+          f"restore of {SIZE_MB} MB; lifeboat replicate {' '.join(EXTRA)}", file=sys.stderr)
     lag = {t: lag_run(t) for t in ("lifeboat", "litestream")}
     rest = {t: restore_run(t) for t in ("lifeboat", "litestream")}
     print("| | Lifeboat | Litestream | ratio |")
