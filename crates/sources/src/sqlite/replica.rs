@@ -215,16 +215,8 @@ impl Follower {
         self.quiet = None;
         // Hold the log at its end, so the checkpoint can copy all of it.
         self.repin()?;
-        if let Some(pos) = self.pos {
-            match walfile::read_from(&self.wal, &pos, u32::MAX).map_err(|e| err(&self.wal, e))? {
-                Tail::Same(commits, next) => {
-                    if !commits.is_empty() {
-                        ship(commits, next)?;
-                        self.pos = Some(next);
-                    }
-                }
-                Tail::Other(h) => return Ok(Continuity::Lost(lost_why(&pos.header, h.as_ref()))),
-            }
+        if let Some(lost) = self.ship_all(ship)? {
+            return Ok(lost);
         }
         // Busy when an application checkpoint runs at the same time: then no restart now.
         let _ = self.writer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
@@ -238,16 +230,8 @@ impl Follower {
             Err(e) => return Err(err(&self.db, e)),
         }
         let under_lock = (|| -> Result<Option<Continuity>, SourceError> {
-            if let Some(pos) = self.pos {
-                match walfile::read_from(&self.wal, &pos, u32::MAX).map_err(|e| err(&self.wal, e))? {
-                    Tail::Same(commits, next) => {
-                        if !commits.is_empty() {
-                            ship(commits, next)?;
-                            self.pos = Some(next);
-                        }
-                    }
-                    Tail::Other(h) => return Ok(Some(Continuity::Lost(lost_why(&pos.header, h.as_ref())))),
-                }
+            if let Some(lost) = self.ship_all(ship)? {
+                return Ok(Some(lost));
             }
             self.unpin();
             let uv: i64 =
@@ -283,6 +267,22 @@ impl Follower {
                 Ok(Continuity::Continuous)
             }
             (_, a) => Ok(Continuity::Lost(lost_why(&pos.header, a.as_ref()))),
+        }
+    }
+
+    /// Ship everything committed after the shipped position (if there is one); `Some(Lost)`
+    /// when the log is not the one it was in.
+    fn ship_all(&mut self, ship: &mut Ship<'_>) -> Result<Option<Continuity>, SourceError> {
+        let Some(pos) = self.pos else { return Ok(None) };
+        match walfile::read_from(&self.wal, &pos, u32::MAX).map_err(|e| err(&self.wal, e))? {
+            Tail::Same(commits, next) => {
+                if !commits.is_empty() {
+                    ship(commits, next)?;
+                    self.pos = Some(next);
+                }
+                Ok(None)
+            }
+            Tail::Other(h) => Ok(Some(Continuity::Lost(lost_why(&pos.header, h.as_ref())))),
         }
     }
 
