@@ -537,7 +537,7 @@ pub enum KeyCommand {
     /// List keys
     List,
     /// Add a key; the new password comes from LIFEBOAT_NEW_PASSWORD, --new-password-file or a prompt
-    Add(NewPassword),
+    Add(AddKeyArgs),
     /// Remove a key (not the one in use)
     Remove {
         /// Key id or unique prefix
@@ -571,6 +571,17 @@ pub struct NewPassword {
     /// Read the new password from this file
     #[arg(long, env = "LIFEBOAT_NEW_PASSWORD_FILE", value_name = "FILE")]
     pub new_password_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct AddKeyArgs {
+    #[command(flatten)]
+    pub new: NewPassword,
+    /// scrypt cost N of the new key (default 32768). Below that, only for a random password of
+    /// 32 characters or more (stretching adds nothing to one): an archiver's key, so that each
+    /// `wal-push` does not spend ~100 ms deriving it
+    #[arg(long, value_name = "N")]
+    pub kdf_n: Option<u32>,
 }
 
 #[derive(Args, Debug)]

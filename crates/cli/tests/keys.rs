@@ -127,3 +127,33 @@ fn rotate_master_reencrypts_everything_verifies_and_swaps() {
     ]));
     assert!(again.code(1).one_error_line().contains("already holds a repository"));
 }
+
+#[test]
+fn an_archiver_key_with_a_cheap_kdf_needs_a_long_password_and_is_tried_first() {
+    let dir = tempdir();
+    let repo = dir.path().join("repo");
+    // The user's key with restic's default cost (init's --kdf-n is hidden and for tests).
+    lb(&repo, &["init"]).ok();
+    let short = run(lifeboat(&repo).env("LIFEBOAT_NEW_PASSWORD", "short").args(["key", "add", "--kdf-n", "1024"]));
+    let e = short.code(2).one_error_line();
+    assert!(e.contains("32 characters"), "{e}");
+    let e = run(lifeboat(&repo).env("LIFEBOAT_NEW_PASSWORD", "x".repeat(40)).args(["key", "add", "--kdf-n", "1000"]))
+        .code(2)
+        .one_error_line();
+    assert!(e.contains("power of two"), "{e}");
+    let archiver = "c0ffee".repeat(8);
+    run(lifeboat(&repo).env("LIFEBOAT_NEW_PASSWORD", &archiver).args(["key", "add", "--kdf-n", "1024"])).ok();
+    // The cheap key opens the repository without the expensive derivation first: well under
+    // the ~100 ms scrypt N=32768 takes (debug build: measured, not asserted tightly).
+    let keys = lb(&repo, &["key", "list", "--json"]).ok().json();
+    assert_eq!(keys.as_array().unwrap().len(), 2, "{keys}");
+    let t = std::time::Instant::now();
+    lb_pw(&repo, &archiver, &["snapshots"]).ok();
+    let cheap = t.elapsed();
+    let t = std::time::Instant::now();
+    lb(&repo, &["snapshots"]).ok();
+    let dear = t.elapsed();
+    assert!(cheap < dear, "the archiver's key ({cheap:?}) must open faster than the user's ({dear:?})");
+    // restic opens it with the archiver's password too.
+    assert_eq!(run(restic(&repo).env("RESTIC_PASSWORD", &archiver).args(["snapshots"])).code, 0);
+}

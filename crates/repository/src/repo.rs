@@ -91,6 +91,14 @@ pub(crate) fn open_key_file(data: &[u8], name: &str, password: &[u8]) -> Result<
     Ok(Some(Key::from_parts(e, k, r)))
 }
 
+/// What deriving a key file's key costs (scrypt's N·r·p); unreadable files last.
+fn key_cost(data: &[u8]) -> u64 {
+    match lifeboat_format::parse_json::<KeyFile>("key file", data) {
+        Ok(f) => u64::from(f.n) * u64::from(f.r) * u64::from(f.p),
+        Err(_) => u64::MAX,
+    }
+}
+
 fn short(name: &str) -> &str {
     name.get(..8).unwrap_or(name)
 }
@@ -126,8 +134,16 @@ impl Repository {
         // A damaged key file must not lock out the others: try every key, and only if none
         // opens say which ones are damaged (one of them may be the password's).
         let mut damaged = Vec::new();
+        let mut files = Vec::new();
         for (name, _) in backend.list(FileType::Key)? {
             let data = backend.load(FileType::Key, &name)?;
+            files.push((key_cost(&data), name, data));
+        }
+        // The cheapest key derivation first: a repository with a key for an archiver (a long
+        // random password with a cheap KDF, `key add --kdf-n`) opens for it without first
+        // paying for the user's expensive derivation, and costs the user a few milliseconds.
+        files.sort_by_key(|(cost, _, _)| *cost);
+        for (_, name, data) in files {
             match open_key_file(&data, &name, password) {
                 Ok(Some(key)) => {
                     found = Some((name, key));

@@ -44,12 +44,29 @@ pub fn list(session: &Session) -> Result<Vec<keys::KeyInfo>> {
     Ok(keys::list(&session.open()?)?)
 }
 
-/// `key add`: returns the new key's id.
-pub fn add(session: &Session, new: &NewPassword, observer: &Observer) -> Result<String> {
+/// `key add`: returns the new key's id. `kdf_n` sets scrypt's N (default 32768); below the
+/// default only for a password of at least 32 characters (a random secret, which stretching
+/// does not make stronger).
+pub fn add(session: &Session, new: &NewPassword, kdf_n: Option<u32>, observer: &Observer) -> Result<String> {
+    let mut kdf = KdfParams::default_restic();
+    if let Some(n) = kdf_n {
+        if !(1024..=1 << 20).contains(&n) || !n.is_power_of_two() {
+            return Err(ServiceError::usage(format!("--kdf-n {n}: a power of two from 1024 to 1048576")));
+        }
+        kdf.n = n;
+    }
     let repo = session.open()?;
     let pw = new.get(session)?;
+    if kdf.n < KdfParams::default_restic().n && pw.len() < 32 {
+        return Err(ServiceError::usage(format!(
+            "--kdf-n {} is for a random password of 32 characters or more (this one has {}): \
+             head -c 32 /dev/urandom | base64 > archiver.key",
+            kdf.n,
+            pw.len()
+        )));
+    }
     let _lock = session.lock(&repo, true)?;
-    let id = keys::add(&repo, &pw, KdfParams::default_restic())?;
+    let id = keys::add(&repo, &pw, kdf)?;
     audit(&repo, "key add", serde_json::json!({ "key": id, "by_key": repo.key_name() }), observer);
     Ok(id)
 }

@@ -35,7 +35,7 @@ pub fn run(c: &Ctx, k: KeyCommand) -> Result<i32> {
                 }
             }
         }
-        KeyCommand::Add(a) => report(c, "added", &keys::add(&c.session, &new_password(&a), o)?)?,
+        KeyCommand::Add(a) => report(c, "added", &keys::add(&c.session, &new_password(&a.new), a.kdf_n, o)?)?,
         KeyCommand::Remove { id } => report(c, "removed", &keys::remove(&c.session, &id, o)?)?,
         KeyCommand::Passwd(a) | KeyCommand::Rotate(a) => {
             let (new, old) = keys::rotate(&c.session, &new_password(&a), o)?;
