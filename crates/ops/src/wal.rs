@@ -67,7 +67,11 @@ pub fn push(repo: &Repository, source: &str, name: &str, data: &[u8]) -> Result<
         }
         None => {}
     }
-    repo.backend().save(FileType::Lifeboat, &object, &repo.encode_unpacked(data)).map_err(RepoError::from)?;
+    // The archiver waits for this: compressed on every core.
+    let parts = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    repo.backend()
+        .save(FileType::Lifeboat, &object, &repo.encode_unpacked_parallel(data, parts))
+        .map_err(RepoError::from)?;
     // A small marker after the data: when it was archived (the source's recovery point, for
     // health and the daemon), without opening the segment.
     let marker = serde_json::json!({ "pushed": chrono::Utc::now(), "bytes": data.len() });
@@ -172,6 +176,7 @@ pub fn prunable(names: &[String], oldest_start: &str) -> Vec<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -196,6 +201,30 @@ mod tests {
         ] {
             assert!(!valid_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_segment_compressed_in_pieces_reads_back_whole_and_pushes_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = std::sync::Arc::new(lifeboat_backend::LocalBackend::new(dir.path()));
+        let opts = lifeboat_repository::InitOptions {
+            kdf: lifeboat_crypto::KdfParams { n: 1024, r: 8, p: 1 },
+            chunker_polynomial: None,
+        };
+        let repo = Repository::init(backend, b"pw", &opts).unwrap();
+        // 16 MiB that compresses, with an odd tail so the pieces differ in size.
+        let mut seg: Vec<u8> = (0..16u32 << 20).map(|i| (i % 251) as u8 ^ ((i >> 13) as u8)).collect();
+        seg.truncate(seg.len() - 12345);
+        let encoded = repo.encode_unpacked_parallel(&seg, 3);
+        assert!(encoded.len() < seg.len() / 2, "compressed: {}", encoded.len());
+        assert_eq!(repo.decode_unpacked(&encoded).unwrap(), seg);
+        let name = "000000010000000000000003";
+        assert_eq!(push(&repo, "pg", name, &seg).unwrap(), Pushed::Stored);
+        assert_eq!(fetch(&repo, "pg", name).unwrap().unwrap(), seg);
+        assert_eq!(push(&repo, "pg", name, &seg).unwrap(), Pushed::AlreadyThere);
+        let mut other = seg.clone();
+        other[7] ^= 1;
+        assert!(push(&repo, "pg", name, &other).is_err(), "different content under the same name is refused");
     }
 
     #[test]

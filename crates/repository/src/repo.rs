@@ -235,6 +235,32 @@ impl Repository {
         self.key.encrypt(&body)
     }
 
+    /// [`Repository::encode_unpacked`] for a large file that must be stored fast (a WAL
+    /// segment the archiver is waiting for): compressed in `parts` pieces on as many threads,
+    /// stored as consecutive zstd frames, which [`Repository::decode_unpacked`] reads as one.
+    pub fn encode_unpacked_parallel(&self, plaintext: &[u8], parts: usize) -> Vec<u8> {
+        let level = match (self.config.version >= 2, self.compression.level()) {
+            (true, Some(level)) if parts > 1 && plaintext.len() >= 1 << 20 => level,
+            _ => return self.encode_unpacked(plaintext),
+        };
+        let piece = plaintext.len().div_ceil(parts);
+        let frames: Vec<Option<Vec<u8>>> = std::thread::scope(|s| {
+            let handles: Vec<_> =
+                plaintext.chunks(piece).map(|c| s.spawn(move || zstd::bulk::compress(c, level).ok())).collect();
+            handles.into_iter().map(|h| h.join().ok().flatten()).collect()
+        });
+        let total: usize = frames.iter().map(|f| f.as_ref().map_or(usize::MAX / 4, Vec::len)).sum();
+        if frames.iter().any(Option::is_none) || total >= plaintext.len() {
+            return self.key.encrypt(plaintext);
+        }
+        let mut body = Vec::with_capacity(total + 1);
+        body.push(UNPACKED_ZSTD_PREFIX);
+        for f in frames.into_iter().flatten() {
+            body.extend_from_slice(&f);
+        }
+        self.key.encrypt(&body)
+    }
+
     /// Load, authenticate and decode an unpacked file stored under its id.
     pub fn load_unpacked(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {
         let data = self.backend.load(ft, name)?;
