@@ -350,13 +350,16 @@ pub struct RestoreArgs {
 pub struct ReplicateArgs {
     /// Sources to replicate (default: every source with `continuous = true`)
     pub sources: Vec<String>,
-    /// How often the write-ahead log is looked at while the database is quiet (the lag of a
-    /// transaction after a quiet spell)
-    #[arg(long, value_name = "DURATION", default_value = "50ms")]
+    /// How often the write-ahead log is read while transactions wait to be shipped; a
+    /// transaction's recorded time (what restore --at compares) is when it was read, so a
+    /// shorter interval gives finer times for more CPU. Also how often a quiet log is looked at
+    /// where inotify is not available (with inotify, replication sleeps until the log is written)
+    #[arg(long, value_name = "DURATION", default_value = "200ms")]
     pub interval: String,
-    /// While the database is busy, ship at most this often (fewer, larger segments; the lag
-    /// of a busy database stays below it)
-    #[arg(long, value_name = "DURATION", default_value = "150ms")]
+    /// Ship transactions this long after the first write seen since the last shipment: one
+    /// segment per shipment, so fewer, larger segments for less CPU; a transaction's lag
+    /// stays below it
+    #[arg(long, value_name = "DURATION", default_value = "200ms")]
     pub max_delay: String,
     /// Restart the write-ahead log once it holds this many frames (pages)
     #[arg(long, value_name = "FRAMES", default_value_t = 1000)]
@@ -370,8 +373,10 @@ Examples:
   lifeboat restore latest --source ledger --at '2026-11-20 13:55:00' --target /tmp/ledger.db
   lifeboat restore latest --source ledger --txid 4711 --target /tmp/ledger.db
 
-Each generation starts with a base snapshot (tagged replica-base); every poll that finds new
-transactions ships them as one encrypted segment. Stopped with Ctrl-C or SIGTERM, or killed,
+Each generation starts with a base snapshot (tagged replica-base). Replication sleeps until
+the write-ahead log is written (inotify), then ships what was committed as one encrypted
+segment --max-delay later; a transaction's recorded time is never before its commit and at
+most --max-delay after it. Stopped with Ctrl-C or SIGTERM, or killed,
 it goes on from the last shipped transaction when the write-ahead log still holds it, and
 otherwise starts a new generation and says why. Exit codes: 0 stopped, 1 error, 2 usage.";
 

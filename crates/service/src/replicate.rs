@@ -21,6 +21,7 @@ use lifeboat_repository::Repository;
 use lifeboat_sources::sqlite::replica::{Continuity, Follower};
 use lifeboat_sources::sqlite::segment::{Segment, Shipped};
 use lifeboat_sources::sqlite::walfile::Position;
+use lifeboat_sources::sqlite::watch::LogWatch;
 use lifeboat_sources::sqlite::{self, ReplicaBase};
 use lifeboat_sources::SourceError;
 use serde::Serialize;
@@ -34,10 +35,15 @@ use crate::session::{one_line, Session};
 /// How replication runs.
 #[derive(Clone, Debug)]
 pub struct ReplicateOptions {
-    /// How often the log is looked at while nothing is being written.
+    /// How often the log is read while transactions wait to be shipped (a transaction's time
+    /// is when it was read: a shorter interval gives `restore --at` finer times, for more
+    /// wake-ups), and how often a quiet log is looked at where inotify is not available (with
+    /// inotify, a quiet follower sleeps until the log is written).
     pub interval: Duration,
-    /// While the database is busy, transactions are shipped at most this often (each
-    /// shipment is one object: batching saves CPU and objects; the lag stays below this).
+    /// Transactions are shipped this long after the first write seen after the last
+    /// shipment (each shipment is one object: batching saves CPU and objects); the lag of a
+    /// transaction stays below it, and so does how much later than its commit its recorded
+    /// time is.
     pub max_delay: Duration,
     /// Restart the log once it holds this many frames (SQLite's own default is 1000).
     pub checkpoint_frames: u32,
@@ -50,8 +56,8 @@ pub struct ReplicateOptions {
 impl Default for ReplicateOptions {
     fn default() -> Self {
         ReplicateOptions {
-            interval: Duration::from_millis(50),
-            max_delay: Duration::from_millis(150),
+            interval: Duration::from_millis(200),
+            max_delay: Duration::from_millis(200),
             checkpoint_frames: 1000,
             segment_frames: 4096,
             busy: Duration::from_secs(5),
@@ -225,6 +231,7 @@ fn follow_with_retries(
     on(&ReplicaEvent::Stopped { source: src.name.clone(), txid });
 }
 
+/// Sleep `d`, waking every [`IDLE_WAIT`] at most to look at the stop flag.
 fn sleep_unless(stop: &AtomicBool, d: Duration) {
     let until = Instant::now() + d;
     while !stop.load(Ordering::Relaxed) {
@@ -232,7 +239,7 @@ fn sleep_unless(stop: &AtomicBool, d: Duration) {
         if now >= until {
             break;
         }
-        std::thread::sleep((until - now).min(Duration::from_millis(50)));
+        std::thread::sleep((until - now).min(IDLE_WAIT));
     }
 }
 
@@ -328,43 +335,82 @@ fn follow(
     };
     let mut last_checkpoint = Instant::now();
     let mut batch = Batch { repo: &repo, source: &name, on, commits: Vec::new(), end: None, pages: 0, since: None };
+    let mut watch = LogWatch::new(f.wal());
+    let mut last_read = Instant::now();
+    let mut look = true;
     while !stop.load(Ordering::Relaxed) {
-        let tick = Instant::now();
-        // Read what is new: stamped with the time it was seen, kept in memory until shipped.
-        let (mut sync, _) = f.poll(opts.segment_frames, &mut |c, e| {
-            batch.add(c, e, txid);
-            Ok(())
-        })?;
-        if sync == Continuity::Continuous
-            && f.log_frames() >= opts.checkpoint_frames
-            && last_checkpoint.elapsed() >= Duration::from_secs(1)
-        {
-            last_checkpoint = Instant::now();
-            // Everything read is durable before the log restarts, and what comes in under the
-            // write lock is shipped at once.
-            batch.flush(&generation)?;
-            sync = f.checkpoint(&mut |c, e| {
+        if look {
+            // Changes from here on wake the next wait.
+            if watch.drain().replaced {
+                f.log_replaced();
+            }
+            last_read = Instant::now();
+            // Read what is new: stamped with the time it was seen, kept in memory until shipped.
+            let (mut sync, _) = f.poll(opts.segment_frames, &mut |c, e| {
                 batch.add(c, e, txid);
-                batch.flush(&generation)
+                Ok(())
             })?;
-        }
-        if let Continuity::Lost(why) = sync {
-            batch.flush(&generation)?;
-            generation = new_generation(session, &repo, src, path, &mut f, txid, &why, stop, on)?;
-            continue;
+            if sync == Continuity::Continuous
+                && f.log_frames() >= opts.checkpoint_frames
+                && last_checkpoint.elapsed() >= Duration::from_secs(1)
+            {
+                last_checkpoint = Instant::now();
+                // Everything read is durable before the log restarts, and what comes in under the
+                // write lock is shipped at once.
+                batch.flush(&generation)?;
+                sync = f.checkpoint(&mut |c, e| {
+                    batch.add(c, e, txid);
+                    batch.flush(&generation)
+                })?;
+            }
+            if let Continuity::Lost(why) = sync {
+                batch.flush(&generation)?;
+                generation = new_generation(session, &repo, src, path, &mut f, txid, &why, stop, on)?;
+                continue;
+            }
         }
         // A busy database is shipped in batches (fewer, larger segments: less CPU and fewer
         // objects), each transaction at most `max_delay` after it was seen.
-        if batch.since.is_some_and(|t| t.elapsed() + opts.interval / 2 >= opts.max_delay)
+        if batch.since.is_some_and(|t| t.elapsed() + Duration::from_millis(1) >= opts.max_delay)
             || batch.pages >= opts.segment_frames as usize
         {
             batch.flush(&generation)?;
         }
-        sleep_unless(stop, opts.interval.saturating_sub(tick.elapsed()));
+        look = match batch.since {
+            // Transactions wait to be shipped: read the log every interval (by default only
+            // once, right before they are shipped: a transaction's time is when it was read).
+            Some(t) => {
+                let due = opts.max_delay.saturating_sub(t.elapsed());
+                sleep_unless(stop, opts.interval.min(due));
+                true
+            }
+            // Idle: wait for the log to be written, then let the batch's clock run from that
+            // write (so a lone transaction is read and shipped `max_delay` after it, in two
+            // wake-ups). The log is read at least every second all the same (a missed
+            // notification costs a second at most).
+            None if watch.notified() => {
+                let change = watch.wait(IDLE_WAIT);
+                if change.replaced {
+                    f.log_replaced();
+                }
+                if change.written || change.replaced {
+                    batch.since = Some(Instant::now());
+                }
+                batch.since.is_none() && last_read.elapsed() >= Duration::from_secs(1)
+            }
+            // Without inotify: poll.
+            None => {
+                sleep_unless(stop, opts.interval);
+                true
+            }
+        };
     }
     batch.flush(&generation)?;
     Ok(())
 }
+
+/// The longest an idle follower waits for a notification before it looks at the stop flag.
+const IDLE_WAIT: Duration = Duration::from_millis(250);
 
 /// Transactions read but not shipped yet.
 struct Batch<'a> {
@@ -396,6 +442,8 @@ impl Batch<'_> {
         let (Some(end), Some(first), Some(last)) =
             (self.end, self.commits.first().map(|c| c.txid), self.commits.last().map(|c| c.txid))
         else {
+            // A write was seen but no transaction came of it (yet): the clock starts again.
+            self.since = None;
             return Ok(());
         };
         let seg = Segment { generation: generation.to_string(), commits: std::mem::take(&mut self.commits), end };

@@ -19,6 +19,7 @@ use crate::SourceError;
 pub mod replica;
 pub mod segment;
 pub mod walfile;
+pub mod watch;
 
 /// What the sqlite source records about a backup.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -50,10 +50,11 @@ pub struct Follower {
     pinned: Option<usize>,
     writer: Connection,
     pos: Option<Position>,
-    /// The log file's size, modification time and inode when a read last found nothing new,
-    /// and when that read was: an unchanged file is not read again (for up to a second:
-    /// modification times are coarse).
-    quiet: Option<((u64, std::time::SystemTime, u64), std::time::Instant)>,
+    /// The log file held open for reading, with its inode; opened again when the file at the
+    /// log's path is another one ([`Follower::log_replaced`], or seen at most a second later).
+    log: Option<(std::fs::File, u64)>,
+    /// When the log's path was last compared with the file held open.
+    checked: std::time::Instant,
 }
 
 fn err(path: &Path, e: impl std::fmt::Display) -> SourceError {
@@ -96,12 +97,26 @@ impl Follower {
         let mut wal = db.as_os_str().to_owned();
         wal.push("-wal");
         let pins = [pin, open()?];
-        Ok(Follower { db, wal: PathBuf::from(wal), pins, pinned: None, writer, pos: None, quiet: None })
+        Ok(Follower {
+            db,
+            wal: PathBuf::from(wal),
+            pins,
+            pinned: None,
+            writer,
+            pos: None,
+            log: None,
+            checked: std::time::Instant::now(),
+        })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.db
+    }
+
+    /// The write-ahead log's path.
+    pub fn wal(&self) -> &Path {
+        &self.wal
     }
 
     /// Where shipping stands; `None` before a base or a resume.
@@ -173,30 +188,60 @@ impl Follower {
     pub fn poll(&mut self, max_frames: u32, ship: &mut Ship<'_>) -> Result<(Continuity, usize), SourceError> {
         let Some(pos) = self.pos else { return Ok((Continuity::Lost("no shipped position".into()), 0)) };
         self.pin()?;
-        let stamp = std::fs::metadata(&self.wal).ok().and_then(|m| {
-            use std::os::unix::fs::MetadataExt;
-            Some((m.len(), m.modified().ok()?, m.ino()))
-        });
-        if let (Some(now), Some((then, at))) = (stamp, self.quiet) {
-            if now == then && at.elapsed() < Duration::from_secs(1) {
-                return Ok((Continuity::Continuous, 0));
-            }
-        }
-        match walfile::read_from(&self.wal, &pos, max_frames).map_err(|e| err(&self.wal, e))? {
+        let tail = match self.log_file() {
+            Ok(Some(f)) => walfile::read_from_file(f, &pos, max_frames),
+            Ok(None) => Ok(Tail::Other(None)),
+            Err(e) => Err(e),
+        };
+        let tail = tail.map_err(|e| err(&self.wal, e))?;
+        match tail {
             Tail::Same(commits, next) => {
                 let n = commits.len();
-                self.quiet = match n {
-                    0 => stamp.map(|s| (s, std::time::Instant::now())),
-                    _ => None,
-                };
                 if n > 0 {
                     ship(commits, next)?;
                     self.pos = Some(next);
                 }
                 Ok((Continuity::Continuous, n))
             }
-            Tail::Other(h) => Ok((Continuity::Lost(lost_why(&pos.header, h.as_ref())), 0)),
+            Tail::Other(h) => {
+                self.log = None;
+                Ok((Continuity::Lost(lost_why(&pos.header, h.as_ref())), 0))
+            }
         }
+    }
+
+    /// The file at the log's path may be another one now (it was created, deleted or renamed
+    /// over): the next read opens it again.
+    pub fn log_replaced(&mut self) {
+        self.log = None;
+    }
+
+    /// The log file, held open; `None` when there is none. Once a second the file at the
+    /// log's path is compared with the one held (a replaced log is read from its path).
+    fn log_file(&mut self) -> std::io::Result<Option<&std::fs::File>> {
+        use std::os::unix::fs::MetadataExt;
+        if self.log.is_some() && self.checked.elapsed() >= Duration::from_secs(1) {
+            self.checked = std::time::Instant::now();
+            let at_path = match std::fs::metadata(&self.wal) {
+                Ok(m) => Some(m.ino()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            };
+            if at_path != self.log.as_ref().map(|(_, ino)| *ino) {
+                self.log = None;
+            }
+        }
+        if self.log.is_none() {
+            let f = match std::fs::File::open(&self.wal) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let ino = f.metadata()?.ino();
+            self.checked = std::time::Instant::now();
+            self.log = Some((f, ino));
+        }
+        Ok(self.log.as_ref().map(|(f, _)| f))
     }
 
     /// Restart the log under replication's control (see the module documentation): ships
@@ -212,7 +257,6 @@ impl Follower {
     /// new one whose checkpoint sequence is exactly one more (restarted by that write, after
     /// every frame of the old log was shipped); anything else is lost continuity.
     pub fn checkpoint(&mut self, ship: &mut Ship<'_>) -> Result<Continuity, SourceError> {
-        self.quiet = None;
         // Hold the log at its end, so the checkpoint can copy all of it.
         self.repin()?;
         if let Some(lost) = self.ship_all(ship)? {
@@ -317,7 +361,7 @@ impl Follower {
     /// Forget the shipped position (a new generation follows).
     pub fn reset(&mut self) {
         self.pos = None;
-        self.quiet = None;
+        self.log = None;
     }
 }
 

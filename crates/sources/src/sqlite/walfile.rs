@@ -134,13 +134,19 @@ pub fn header(wal: &Path) -> std::io::Result<Option<WalHeader>> {
 /// Read the transactions committed in the log at `wal` after `from`, at most `max_frames`
 /// frames' worth (a transaction is never split: the limit is checked between transactions).
 pub fn read_from(wal: &Path, from: &Position, max_frames: u32) -> std::io::Result<Tail> {
-    let mut f = match std::fs::File::open(wal) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Tail::Other(None)),
-        Err(e) => return Err(e),
-    };
+    match std::fs::File::open(wal) {
+        Ok(f) => read_from_file(&f, from, max_frames),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Tail::Other(None)),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`read_from`] on a log file held open (positioned reads: three system calls when a
+/// transaction or two is new, where a follower reads many times a second).
+pub fn read_from_file(f: &std::fs::File, from: &Position, max_frames: u32) -> std::io::Result<Tail> {
+    use std::os::unix::fs::FileExt;
     let mut hb = [0u8; HEADER as usize];
-    match f.read_exact(&mut hb) {
+    match f.read_exact_at(&mut hb, 0) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(Tail::Other(None)),
         Err(e) => return Err(e),
@@ -156,33 +162,38 @@ pub fn read_from(wal: &Path, from: &Position, max_frames: u32) -> std::io::Resul
     if available == 0 {
         return Ok(Tail::Same(Vec::new(), *from));
     }
-    f.seek(SeekFrom::Start(start))?;
-    // Sized to what is there (a poll usually finds a frame or two), at most 1 MiB.
-    let want = available.min(u64::from(max_frames).saturating_add(1)).saturating_mul(frame);
-    let mut reader = std::io::BufReader::with_capacity(want.clamp(frame, 1 << 20) as usize, f);
+    // Read in pieces of at most 1 MiB (a poll usually finds a frame or two: one read).
+    let per_read = ((1u64 << 20) / frame).max(1);
+    let mut buf: Vec<u8> = Vec::new();
+    let mut buf_first = 0u64;
     let mut pos = *from;
     let mut commits = Vec::new();
     let mut pending: Vec<(u32, Vec<u8>)> = Vec::new();
     let mut chain = from.checksum;
-    let mut fh = [0u8; FRAME_HEADER as usize];
     for i in 0..available {
-        if reader.read_exact(&mut fh).is_err() {
+        if i >= buf_first + (buf.len() as u64) / frame {
+            let n = (available - i).min(per_read).min(u64::from(max_frames).saturating_add(1));
+            buf.resize((n * frame) as usize, 0);
+            let got = read_at_most(f, &mut buf, start + i * frame)?;
+            buf.truncate(got - got % frame as usize);
+            buf_first = i;
+            if buf.is_empty() {
+                break;
+            }
+        }
+        let at = ((i - buf_first) * frame) as usize;
+        let fh = &buf[at..at + FRAME_HEADER as usize];
+        let page = &buf[at + FRAME_HEADER as usize..at + frame as usize];
+        if be(fh, 8) != h.salt1 || be(fh, 12) != h.salt2 {
             break;
         }
-        let mut page = vec![0u8; h.page_size as usize];
-        if reader.read_exact(&mut page).is_err() {
-            break;
-        }
-        if be(&fh, 8) != h.salt1 || be(&fh, 12) != h.salt2 {
-            break;
-        }
-        let sum = checksum_of(h.big_endian, checksum_of(h.big_endian, chain, &fh[..8]), &page);
-        if sum != [be(&fh, 16), be(&fh, 20)] {
+        let sum = checksum_of(h.big_endian, checksum_of(h.big_endian, chain, &fh[..8]), page);
+        if sum != [be(fh, 16), be(fh, 20)] {
             break;
         }
         chain = sum;
-        pending.push((be(&fh, 0), page));
-        let db_pages = be(&fh, 4);
+        pending.push((be(fh, 0), page.to_vec()));
+        let db_pages = be(fh, 4);
         if db_pages != 0 {
             commits.push(Commit { pages: std::mem::take(&mut pending), db_pages });
             pos = Position { header: h, frames: from.frames + (i as u32) + 1, checksum: chain };
@@ -192,6 +203,21 @@ pub fn read_from(wal: &Path, from: &Position, max_frames: u32) -> std::io::Resul
         }
     }
     Ok(Tail::Same(commits, pos))
+}
+
+/// Fill as much of `buf` as the file has from `offset`; how many bytes that was.
+fn read_at_most(f: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 /// Replay the chain of the log at `wal` from its start to frame `frames` and say whether it
