@@ -79,10 +79,17 @@ class Watcher(threading.Thread):
         self.add_tree(base, 0.0)
 
     def add_tree(self, top, at):
-        for d, _, files in os.walk(top):
-            self.add(d)
-            for f in files:
-                self.note(os.path.join(d, f), at)
+        # The watch first, then the listing: a file that lands after the listing is an event.
+        self.add(top)
+        try:
+            entries = list(os.scandir(top))
+        except FileNotFoundError:
+            return
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                self.add_tree(e.path, at)
+            else:
+                self.note(e.path, at)
 
     def note(self, p, at):
         if p.startswith(self.root + os.sep):
