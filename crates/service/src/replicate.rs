@@ -370,7 +370,8 @@ fn follow(
             }
         }
         // A busy database is shipped in batches (fewer, larger segments: less CPU and fewer
-        // objects), each transaction at most `max_delay` after it was seen.
+        // objects), each transaction at most `max_delay` after it was seen (a millisecond of
+        // slack: the sleep below ends on the due time, not necessarily after it).
         if batch.since.is_some_and(|t| t.elapsed() + Duration::from_millis(1) >= opts.max_delay)
             || batch.pages >= opts.segment_frames as usize
         {

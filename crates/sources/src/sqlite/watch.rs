@@ -21,6 +21,9 @@ pub struct Change {
     pub replaced: bool,
 }
 
+/// What a wait reports when it cannot know: the log may have been written.
+const MAYBE_WRITTEN: Change = Change { written: true, replaced: false };
+
 /// A watch on one log.
 pub struct LogWatch {
     inotify: Option<Inotify>,
@@ -56,7 +59,7 @@ impl LogWatch {
     pub fn wait(&mut self, timeout: Duration) -> Change {
         let Some(i) = &self.inotify else {
             std::thread::sleep(timeout);
-            return Change { written: true, replaced: false };
+            return MAYBE_WRITTEN;
         };
         let ms = PollTimeout::try_from(timeout.as_millis().min(60_000) as u32).unwrap_or(PollTimeout::MAX);
         let mut fds = [PollFd::new(i.as_fd(), PollFlags::POLLIN)];
@@ -67,34 +70,27 @@ impl LogWatch {
             Ok(_) => self.drain(),
             Err(_) => {
                 std::thread::sleep(timeout);
-                Change { written: true, replaced: false }
+                MAYBE_WRITTEN
             }
         }
     }
 
     /// Take the changes pending now, without waiting.
     pub fn drain(&mut self) -> Change {
-        let Some(i) = &self.inotify else { return Change { written: true, replaced: false } };
+        let Some(i) = &self.inotify else { return MAYBE_WRITTEN };
         let mut change = Change::default();
         loop {
             match i.read_events() {
                 Ok(events) if !events.is_empty() => {
                     for e in events {
-                        if e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
-                            change.written = true;
-                            change.replaced = true;
-                        } else if e.mask.intersects(AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF) {
-                            // The directory itself went away or moved: the next read finds out.
-                            change.written = true;
-                            change.replaced = true;
-                        } else if e.name.as_deref() == Some(self.name.as_os_str()) {
-                            if e.mask.contains(AddWatchFlags::IN_MODIFY) {
-                                change.written = true;
-                            } else {
-                                change.written = true;
-                                change.replaced = true;
-                            }
-                        }
+                        // An overflowed queue, or the directory itself gone or moved: anything
+                        // may have happened, the next read finds out.
+                        let all = e.mask.intersects(
+                            AddWatchFlags::IN_Q_OVERFLOW | AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF,
+                        );
+                        let ours = e.name.as_deref() == Some(self.name.as_os_str());
+                        change.written |= all || ours;
+                        change.replaced |= all || (ours && !e.mask.contains(AddWatchFlags::IN_MODIFY));
                     }
                 }
                 // EAGAIN: nothing more pending.
