@@ -1,5 +1,6 @@
-//! `kind = "sqlite"`: a consistent copy of a live database (`VACUUM INTO`) with per-table
-//! row counts. Restores replace the target file atomically after `PRAGMA integrity_check`.
+//! `kind = "sqlite"`: a consistent online backup of a live database (its pages, read once in
+//! one transaction) with per-table row counts. Restores replace the target file atomically after `PRAGMA quick_check`
+//! (`integrity_check` with `--verify`, and in restore tests and drills).
 
 use std::path::Path;
 use std::time::Instant;
@@ -51,7 +52,14 @@ impl Source for Sqlite {
 
     fn backup(&self, name: &str, archive: &mut Archive<'_>) -> Result<BackupStats> {
         let path = substitute(self.path.as_deref().unwrap_or_default(), &format!("source {name}"))?;
-        // `prepared` owns the temporary copy: it lives until the backup is done.
+        // The pages, read once in one transaction, straight to the archiver.
+        if let Some(started) = sqlite::pages::start(Path::new(&path))? {
+            let mut g = Generated::from(started);
+            g.chunk_sizes = Some(sqlite::CHUNK_SIZES);
+            return archive(g);
+        }
+        // Without `sqlite_dbpage`: a copy first. `prepared` owns it: it lives until the backup
+        // is done.
         let prepared = sqlite::prepare(Path::new(&path))?;
         let manifest = Some(serde_json::to_value(&prepared.manifest)?);
         archive(Generated {
@@ -83,8 +91,9 @@ impl Source for Sqlite {
                 manifest.tables.len()
             )
         } else {
-            "PRAGMA integrity_check before the swap (add --verify to also compare row counts)".to_string()
+            "PRAGMA quick_check before the swap (add --verify for integrity_check and the row counts)".to_string()
         });
+        let check = if req.verify { sqlite::Check::Full } else { sqlite::Check::Quick };
         let replay = match (&req.pitr, &manifest.replica) {
             (Some(p), Some(base)) => Some(replay_plan(repo, &src.name, base, p.at, p.txid)?),
             (Some(_), None) => {
@@ -98,20 +107,28 @@ impl Source for Sqlite {
         if let Some(r) = &replay {
             plan.step("replay", r.describe(), None);
             plan.detail("replay", r.json());
-            plan.verify = Some("PRAGMA integrity_check after the replay, then the row counts found".to_string());
+            plan.verify = Some(format!("PRAGMA {} after the replay, then the row counts found", check.pragma()));
         }
         let run = move |_: &RunContext| -> Result<Restored> {
             let started = Instant::now();
             let Some(r) = replay else {
-                return restore_base(repo, snap, &src.name, &node, &manifest, req, started);
+                return restore_base(repo, snap, &src.name, &node, &manifest, req, started, check);
             };
             let page_size = manifest.replica.as_ref().map(|b| b.position.header.page_size).unwrap_or(4096);
             let mut applied = 0u64;
             let mut replay_fn = replayer(repo, &src.name, &r, page_size, &mut applied);
-            let v = sqlite::restore_replayed(repo, &node, &manifest, &req.target, req.overwrite, Some(&mut replay_fn))?;
+            let v = sqlite::restore_replayed(
+                repo,
+                &node,
+                &manifest,
+                &req.target,
+                req.overwrite,
+                Some(&mut replay_fn),
+                check,
+            )?;
             drop(replay_fn);
             let line = format!(
-                "restored {} to {} as of transaction {} ({}) from base {} and {} replayed in {} (integrity_check ok; {})",
+                "restored {} to {} as of transaction {} ({}) from base {} and {} replayed in {} ({} ok; {})",
                 manifest.file,
                 req.target.display(),
                 r.txid,
@@ -119,6 +136,7 @@ impl Source for Sqlite {
                 snap.id.short(),
                 count(applied as usize, "transaction"),
                 duration(started.elapsed()),
+                check.pragma(),
                 v.tables.iter().map(|(t, n)| format!("{t}: {n} rows")).collect::<Vec<_>>().join(", ")
             );
             Ok(Restored {
@@ -156,14 +174,16 @@ impl Source for Sqlite {
                 let r = replay_plan(repo, &src.name, base, None, None).map_err(|e| e.to_string())?;
                 let mut applied = 0u64;
                 let mut f = replayer(repo, &src.name, &r, base.position.header.page_size, &mut applied);
-                let v =
-                    sqlite::restore_replayed(repo, &node, &m, &file, false, Some(&mut f)).map_err(|e| e.to_string())?;
+                let v = sqlite::restore_replayed(repo, &node, &m, &file, false, Some(&mut f), sqlite::Check::Full)
+                    .map_err(|e| e.to_string())?;
                 drop(f);
                 let j = json!({"txid": r.txid, "time": r.time, "transactions": applied,
                                "seconds": started.elapsed().as_secs_f64(), "generation": r.generation});
                 (v, Some(j))
             }
-            None => (sqlite::restore(repo, &node, &m, &file, false).map_err(|e| e.to_string())?, None),
+            None => {
+                (sqlite::restore(repo, &node, &m, &file, false, sqlite::Check::Full).map_err(|e| e.to_string())?, None)
+            }
         };
         let mut problems = v.mismatches.clone();
         if v.integrity != ["ok"] {
@@ -216,6 +236,7 @@ impl Source for Sqlite {
 }
 
 /// Restore a sqlite snapshot as it is.
+#[allow(clippy::too_many_arguments)]
 fn restore_base(
     repo: &Repository,
     snap: &SnapshotEntry,
@@ -224,14 +245,16 @@ fn restore_base(
     manifest: &sqlite::Manifest,
     req: &RestoreRequest,
     started: Instant,
+    check: sqlite::Check,
 ) -> Result<Restored> {
-    let v = sqlite::restore(repo, node, manifest, &req.target, req.overwrite)?;
+    let v = sqlite::restore(repo, node, manifest, &req.target, req.overwrite, check)?;
     let line = format!(
-        "restored {} from snapshot {} to {} in {} (integrity_check ok{})",
+        "restored {} from snapshot {} to {} in {} ({} ok{})",
         manifest.file,
         snap.id.short(),
         req.target.display(),
         duration(started.elapsed()),
+        check.pragma(),
         if req.verify { format!(", {} tables' row counts checked", manifest.tables.len()) } else { String::new() }
     );
     Ok(Restored {
