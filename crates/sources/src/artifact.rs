@@ -1,7 +1,9 @@
 //! What sources that generate their data (a dump, a command's output) share: a started backup,
-//! the tree node of the generated file, and comparing a restored copy's counts with the manifest.
+//! the tree node of the generated file, the reader the archiver takes data from when a thread
+//! produces it, and comparing a restored copy's counts with the manifest.
 
 use std::collections::BTreeMap;
+use std::io::{self, Read};
 
 use chrono::{DateTime, Utc};
 use lifeboat_format::mode::go_mode_from_unix;
@@ -27,6 +29,63 @@ pub fn node(name: &str, unix_mode: u32, time: DateTime<Utc>) -> Node {
     (node.mtime, node.atime, node.ctime) = (Some(time), Some(time), Some(time));
     (node.uid, node.gid) = (util::current_uid(), util::current_gid());
     node
+}
+
+/// A started backup of one generated file at `path` whose data a thread sends through `rx`;
+/// once the data is read, the finish hook waits for the thread (`thread` names it in errors,
+/// `target` prefixes them) and turns what it returned into the manifest.
+pub(crate) fn from_thread<T: 'static>(
+    path: String,
+    node: Node,
+    rx: crossbeam_channel::Receiver<Result<Vec<u8>, String>>,
+    handle: std::thread::JoinHandle<Result<T, String>>,
+    thread: &'static str,
+    target: String,
+    manifest: impl Fn(T) -> Result<serde_json::Value, String> + Send + Sync + 'static,
+) -> Started {
+    use lifeboat_repository::archiver::{Content, Entry};
+    let reader = ChannelReader::new(rx);
+    let entries = vec![Entry::File { node, content: Content::Reader(Box::new(reader)) }];
+    let state = std::sync::Mutex::new(Some(handle));
+    let finish: lifeboat_repository::archiver::ManifestHook = std::sync::Arc::new(move || {
+        let handle =
+            state.lock().ok().and_then(|mut g| g.take()).ok_or_else(|| format!("{target}: already finished"))?;
+        let t =
+            handle.join().map_err(|_| format!("{target}: {thread} panicked"))?.map_err(|e| format!("{target}: {e}"))?;
+        manifest(t).map(Some).map_err(|e| format!("{target}: {e}"))
+    });
+    Started { paths: vec![path], entries: entries.into_iter(), finish }
+}
+
+/// The archiver's side of a channel a producing thread sends its data through (an `Err` ends
+/// the read with that error; the channel closed is the end of the data).
+pub(crate) struct ChannelReader {
+    rx: crossbeam_channel::Receiver<Result<Vec<u8>, String>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl ChannelReader {
+    /// Read what arrives on `rx`.
+    pub(crate) fn new(rx: crossbeam_channel::Receiver<Result<Vec<u8>, String>>) -> ChannelReader {
+        ChannelReader { rx, buf: Vec::new(), pos: 0 }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            match self.rx.recv() {
+                Ok(Ok(b)) => (self.buf, self.pos) = (b, 0),
+                Ok(Err(e)) => return Err(io::Error::other(e)),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// A directory node for a generated tree (e.g. a directory-format dump), stamped `time`.

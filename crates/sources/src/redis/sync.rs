@@ -11,12 +11,9 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Read};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use chrono::Utc;
-use crossbeam_channel::{Receiver, Sender};
-use lifeboat_repository::archiver::{Content, Entry, ManifestHook};
+use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
 
 use super::rdb::{self, Checked, Checksum, Summary, TrailerCheck};
@@ -182,29 +179,6 @@ impl<R: Read> Read for Tee<R> {
     }
 }
 
-/// The archiver's side of the channel.
-struct ChannelReader {
-    rx: Receiver<Result<Vec<u8>, String>>,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos >= self.buf.len() {
-            match self.rx.recv() {
-                Ok(Ok(b)) => (self.buf, self.pos) = (b, 0),
-                Ok(Err(e)) => return Err(io::Error::other(e)),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
 /// What the transfer thread found.
 struct Transferred {
     summary: Summary,
@@ -256,8 +230,6 @@ fn manifest(t: Transferred, transfer: &str) -> Result<Manifest, String> {
     })
 }
 
-type Outcome = Mutex<Option<JoinHandle<Result<Transferred, String>>>>;
-
 /// Back up the whole server as one RDB (RDB mode).
 pub fn start_rdb(conn: &Connection) -> Result<Started, SourceError> {
     let (client, framing) = request(conn)?;
@@ -276,20 +248,15 @@ pub fn start_rdb(conn: &Connection) -> Result<Started, SourceError> {
         })
         .map_err(|e| err(&target, e))?;
     let node = crate::artifact::node(RDB_FILE, 0o600, Utc::now());
-    let reader = ChannelReader { rx, buf: Vec::new(), pos: 0 };
-    let entries = vec![Entry::File { node, content: Content::Reader(Box::new(reader)) }];
-    let state: Arc<Outcome> = Arc::new(Mutex::new(Some(handle)));
-    let finish: ManifestHook = Arc::new(move || {
-        let handle =
-            state.lock().ok().and_then(|mut g| g.take()).ok_or_else(|| format!("{target}: already finished"))?;
-        let t = handle
-            .join()
-            .map_err(|_| format!("{target}: the RDB transfer thread panicked"))?
-            .map_err(|e| format!("{target}: {e}"))?;
-        let m = manifest(t, transfer).map_err(|e| format!("{target}: {e}"))?;
-        serde_json::to_value(m).map(Some).map_err(|e| e.to_string())
-    });
-    Ok(Started { paths: vec![format!("/{RDB_FILE}")], entries: entries.into_iter(), finish })
+    Ok(crate::artifact::from_thread(
+        format!("/{RDB_FILE}"),
+        node,
+        rx,
+        handle,
+        "the RDB transfer thread",
+        target,
+        move |t| serde_json::to_value(manifest(t, transfer)?).map_err(|e| e.to_string()),
+    ))
 }
 
 #[cfg(test)]

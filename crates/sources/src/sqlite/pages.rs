@@ -8,15 +8,11 @@
 //! `sqlite_dbpage` is not compiled in, [`start`] says so and the caller copies instead.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use chrono::Utc;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use lifeboat_format::mode::go_mode_from_unix;
-use lifeboat_repository::archiver::{Content, Entry, ManifestHook};
 use rusqlite::{Connection, OpenFlags};
 
 use super::{err, Manifest};
@@ -71,24 +67,17 @@ pub fn start(path: &Path) -> Result<Option<Started>, SourceError> {
             r
         })
         .map_err(|e| err(&abs, e))?;
-    let reader = ChannelReader { rx, buf: Vec::new(), pos: 0 };
-    let entries = vec![Entry::File { node, content: Content::Reader(Box::new(reader)) }];
-    let state: Arc<Outcome> = Arc::new(Mutex::new(Some(handle)));
-    let finish: ManifestHook = Arc::new(move || {
-        let handle =
-            state.lock().ok().and_then(|mut g| g.take()).ok_or_else(|| format!("{target}: already finished"))?;
-        let tables = handle
-            .join()
-            .map_err(|_| format!("{target}: the thread reading the pages panicked"))?
-            .map_err(|e| format!("{target}: {e}"))?;
-        let m = Manifest { tables, ..manifest.clone() };
-        serde_json::to_value(m).map(Some).map_err(|e| e.to_string())
-    });
-    Ok(Some(Started { paths: vec![abs.to_string_lossy().into_owned()], entries: entries.into_iter(), finish }))
+    let path = abs.to_string_lossy().into_owned();
+    Ok(Some(crate::artifact::from_thread(
+        path,
+        node,
+        rx,
+        handle,
+        "the thread reading the pages",
+        target,
+        move |tables| serde_json::to_value(Manifest { tables, ..manifest.clone() }).map_err(|e| e.to_string()),
+    )))
 }
-
-/// The thread reading the pages, until the backup's end takes its row counts.
-type Outcome = Mutex<Option<JoinHandle<Result<BTreeMap<String, u64>, String>>>>;
 
 /// What the transaction holds, read before the pages.
 struct Plan {
@@ -264,33 +253,11 @@ impl PageMap {
     }
 }
 
-/// The archiver's side of the channel.
-struct ChannelReader {
-    rx: Receiver<Result<Vec<u8>, String>>,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos >= self.buf.len() {
-            match self.rx.recv() {
-                Ok(Ok(b)) => (self.buf, self.pos) = (b, 0),
-                Ok(Err(e)) => return Err(io::Error::other(e)),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use lifeboat_repository::archiver::{Content, Entry};
 
     /// A database of several shapes: a rowid table deep enough for interior pages, rows with
     /// overflow pages, a `WITHOUT ROWID` table, an index, an empty table, a virtual table, and
