@@ -613,6 +613,11 @@ pub fn copy_content(repo: &Repository, index: &Index, node: &Node, w: &mut dyn W
 /// [`copy_content`], telling damage (the inner error: a blob that cannot be read intact) from
 /// failures that stop everything (the outer one: the output cannot be written, the storage
 /// cannot be reached).
+///
+/// Two stages for a file of more than a few blobs: a thread reads and decodes (decrypts,
+/// decompresses, checks the hash of) the blobs while this one writes those before them, so a
+/// large file is restored at the pace of the slower stage rather than the sum of both. A few
+/// decoded blobs wait at most.
 fn copy_blobs(
     repo: &Repository,
     index: &Index,
@@ -620,15 +625,78 @@ fn copy_blobs(
     w: &mut dyn Write,
 ) -> Result<std::result::Result<u64, Damage>> {
     let content = node.content.as_deref().unwrap_or_default();
-    let missing = |id: &Id| Damage {
-        blob: *id,
-        pack: None,
-        error: RepoError::BlobNotFound { id: *id, blob_type: BlobType::Data },
+    // Write one decoded blob: its length, or where the file stops.
+    let mut write = |d: Decoded| -> Result<std::result::Result<u64, Damage>> {
+        match d {
+            Decoded::Data(data) => {
+                w.write_all(&data).map_err(|e| RepoError::io("(output)", e))?;
+                Ok(Ok(data.len() as u64))
+            }
+            Decoded::Damage(d) => Ok(Err(d)),
+            Decoded::Failed(e) => Err(e),
+        }
     };
     let mut written = 0u64;
+    if content.len() <= 4 {
+        let mut stop = None;
+        each_blob(repo, index, content, &mut |d| match write(d) {
+            Ok(Ok(n)) => {
+                written += n;
+                true
+            }
+            other => {
+                stop = Some(other);
+                false
+            }
+        });
+        match stop {
+            Some(Err(e)) => Err(e),
+            Some(Ok(Err(d))) => Ok(Err(d)),
+            _ => Ok(Ok(written)),
+        }
+    } else {
+        std::thread::scope(|s| {
+            let (tx, rx) = crossbeam_channel::bounded::<Decoded>(4);
+            // Sending fails once the writer stopped (its output failed): nothing more to read.
+            s.spawn(move || each_blob(repo, index, content, &mut |d| tx.send(d).is_ok()));
+            for d in rx {
+                match write(d)? {
+                    Ok(n) => written += n,
+                    Err(d) => return Ok(Err(d)),
+                }
+            }
+            Ok(Ok(written))
+        })
+    }
+}
+
+/// A blob of a file, read and decoded, or why the file cannot be read on.
+enum Decoded {
+    /// The blob's plaintext.
+    Data(Vec<u8>),
+    /// A blob that cannot be read intact (the file is damaged from here on).
+    Damage(Damage),
+    /// The storage cannot be reached.
+    Failed(RepoError),
+}
+
+/// Hand each blob of `content`, decoded, to `f` in order, until `f` returns `false` or a blob
+/// cannot be had (handed over last). Blobs stored next to each other in one pack (up to 32 MiB)
+/// are read with one request.
+fn each_blob(repo: &Repository, index: &Index, content: &[Id], f: &mut dyn FnMut(Decoded) -> bool) {
+    let missing = |id: &Id| {
+        Decoded::Damage(Damage {
+            blob: *id,
+            pack: None,
+            error: RepoError::BlobNotFound { id: *id, blob_type: BlobType::Data },
+        })
+    };
     let mut i = 0;
     while i < content.len() {
-        let Some(first) = index.get(BlobType::Data, &content[i]) else { return Ok(Err(missing(&content[i]))) };
+        let Some(first) = index.get(BlobType::Data, &content[i]) else {
+            f(missing(&content[i]));
+            return;
+        };
         let mut j = i + 1;
         let mut end = first.offset as u64 + first.length as u64;
         while j < content.len() && end - (first.offset as u64) < 32 << 20 {
@@ -644,23 +712,33 @@ fn copy_blobs(
         let buf = match repo.backend().load_range(FileType::Pack, &first.pack.to_hex(), first.offset as u64, len) {
             Ok(b) => b,
             Err(e) if is_damage(&e) => {
-                return Ok(Err(Damage { blob: content[i], pack: Some(first.pack), error: e.into() }))
+                f(Decoded::Damage(Damage { blob: content[i], pack: Some(first.pack), error: e.into() }));
+                return;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                f(Decoded::Failed(e.into()));
+                return;
+            }
         };
         for id in &content[i..j] {
-            let Some(loc) = index.get(BlobType::Data, id) else { return Ok(Err(missing(id))) };
-            let at = (loc.offset - first.offset) as usize;
-            let data = match repo.decode_blob(id, &loc, &buf[at..at + loc.length as usize]) {
-                Ok(d) => d,
-                Err(error) => return Ok(Err(Damage { blob: *id, pack: Some(loc.pack), error })),
+            let Some(loc) = index.get(BlobType::Data, id) else {
+                f(missing(id));
+                return;
             };
-            w.write_all(&data).map_err(|e| RepoError::io("(output)", e))?;
-            written += data.len() as u64;
+            let at = (loc.offset - first.offset) as usize;
+            let go = match repo.decode_blob(id, &loc, &buf[at..at + loc.length as usize]) {
+                Ok(d) => f(Decoded::Data(d)),
+                Err(error) => {
+                    f(Decoded::Damage(Damage { blob: *id, pack: Some(loc.pack), error }));
+                    return;
+                }
+            };
+            if !go {
+                return;
+            }
         }
         i = j;
     }
-    Ok(Ok(written))
 }
 
 fn verify_file(index: &Index, path: &Path, node: &Node) -> Result<()> {
