@@ -84,6 +84,7 @@ def main():
         cfg = os.path.join(WORK, f"lifeboat-{k}.toml")
         with open(cfg, "w") as f:
             f.write(f'[repository]\nurl = "{repo}"\n\n[[source]]\nname = "db"\nkind = "sqlite"\npath = "{db}"\n')
+        shutil.rmtree(repo, ignore_errors=True)
         subprocess.run([BIN, "--config", cfg, "init", "-q"], env=env, check=True, stdout=subprocess.DEVNULL)
         t["lifeboat"].append(timed([BIN, "--config", cfg, "backup", "db", "-q"], env))
         repo_size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(repo) for f in fs)

@@ -265,9 +265,20 @@ pub fn restore_replayed(
         if let Some(replay) = replay {
             replay(&mut f)?;
         }
-        f.sync_all().map_err(|e| SourceError::Path { path: tmp.clone(), source: e })?;
+        // The check reads the file from the page cache while the disk takes it (an fsync of a
+        // large database is seconds of waiting): both must end well before the swap.
+        let (synced, v) = std::thread::scope(|s| {
+            let sync = s.spawn(|| f.sync_all());
+            let v = verify(&tmp, manifest, check);
+            (sync.join(), v)
+        });
+        match synced {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(SourceError::Path { path: tmp.clone(), source: e }),
+            Err(_) => return Err(err(&tmp, "the fsync thread panicked")),
+        }
         drop(f);
-        let mut v = verify(&tmp, manifest, check)?;
+        let mut v = v?;
         for side in ["-wal", "-shm"] {
             let mut p = tmp.as_os_str().to_owned();
             p.push(side);
