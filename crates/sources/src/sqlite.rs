@@ -134,21 +134,28 @@ fn prepared(
     Ok(Prepared { paths: vec![manifest.path.clone()], entries: entries.into_iter(), manifest, _dir: dir })
 }
 
+/// The tables a backup counts (name, root page; root page 0 for a virtual table), by name.
+fn tables(conn: &Connection) -> rusqlite::Result<Vec<(String, u32)>> {
+    let mut st = conn.prepare(
+        "SELECT name, rootpage FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get::<_, Option<u32>>(1)?.unwrap_or(0))))?;
+    rows.collect()
+}
+
+/// `SELECT COUNT(*)` of `table` (in the connection's transaction, if one is open).
+fn count_rows(conn: &Connection, table: &str) -> Result<u64, String> {
+    let q = format!("SELECT COUNT(*) FROM \"{}\"", table.replace('"', "\"\""));
+    conn.query_row(&q, [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(|e| format!("counting {table}: {e}"))
+}
+
 /// Row counts of every table and the user version.
 fn describe(db: &Path) -> Result<(BTreeMap<String, u64>, i64), SourceError> {
     let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| err(db, e))?;
-    let names: Vec<String> = {
-        let mut st = conn
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
-            .map_err(|e| err(db, e))?;
-        let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(|e| err(db, e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| err(db, e))?
-    };
     let mut tables = BTreeMap::new();
-    for t in names {
-        let q = format!("SELECT COUNT(*) FROM \"{}\"", t.replace('"', "\"\""));
-        let n: i64 = conn.query_row(&q, [], |r| r.get(0)).map_err(|e| err(db, format!("counting {t}: {e}")))?;
-        tables.insert(t, n as u64);
+    for (t, _) in self::tables(&conn).map_err(|e| err(db, e))? {
+        let n = count_rows(&conn, &t).map_err(|e| err(db, e))?;
+        tables.insert(t, n);
     }
     let uv: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| err(db, e))?;
     Ok((tables, uv))

@@ -1,6 +1,6 @@
 //! `kind = "sqlite"`: a consistent online backup of a live database (its pages, read once in
-//! one transaction) with per-table row counts. Restores replace the target file atomically after `PRAGMA quick_check`
-//! (`integrity_check` with `--verify`, and in restore tests and drills).
+//! one transaction) with per-table row counts. Restores replace the target file atomically
+//! after `PRAGMA quick_check` (`integrity_check` with `--verify`, in restore tests and drills).
 
 use std::path::Path;
 use std::time::Instant;

@@ -47,7 +47,6 @@ pub fn start(path: &Path) -> Result<Option<Started>, SourceError> {
     }
     node.size = plan.page_count * plan.page_size as u64;
     let (tx, rx) = crossbeam_channel::bounded(8);
-    let target = abs.display().to_string();
     let manifest = Manifest {
         path: abs.to_string_lossy().into_owned(),
         file,
@@ -67,14 +66,13 @@ pub fn start(path: &Path) -> Result<Option<Started>, SourceError> {
             r
         })
         .map_err(|e| err(&abs, e))?;
-    let path = abs.to_string_lossy().into_owned();
     Ok(Some(crate::artifact::from_thread(
-        path,
+        manifest.path.clone(),
         node,
         rx,
         handle,
         "the thread reading the pages",
-        target,
+        abs.display().to_string(),
         move |tables| serde_json::to_value(Manifest { tables, ..manifest.clone() }).map_err(|e| e.to_string()),
     )))
 }
@@ -91,25 +89,18 @@ struct Plan {
 }
 
 impl Plan {
-    fn read(conn: &Connection) -> rusqlite::Result<Plan> {
-        let page_size: u32 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-        let page_count = conn.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))?.max(0) as u64;
-        let user_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        // The same tables `describe` counts.
-        let rows: Vec<(String, u32)> = {
-            let mut st = conn.prepare(
-                "SELECT name, rootpage FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
-            )?;
-            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get::<_, Option<u32>>(1)?.unwrap_or(0))))?;
-            rows.collect::<rusqlite::Result<_>>()?
+    fn read(conn: &Connection) -> Result<Plan, String> {
+        let pragma = |name: &str| conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0));
+        let read = || -> rusqlite::Result<(u32, u64, i64)> {
+            Ok((pragma("page_size")? as u32, pragma("page_count")?.max(0) as u64, pragma("user_version")?))
         };
+        let (page_size, page_count, user_version) = read().map_err(|e| e.to_string())?;
         let mut trees = Vec::new();
         let mut counted = BTreeMap::new();
-        for (name, root) in rows {
+        for (name, root) in super::tables(conn).map_err(|e| e.to_string())? {
             if root == 0 {
-                let q = format!("SELECT COUNT(*) FROM \"{}\"", name.replace('"', "\"\""));
-                let n: i64 = conn.query_row(&q, [], |r| r.get(0))?;
-                counted.insert(name, n as u64);
+                let n = super::count_rows(conn, &name)?;
+                counted.insert(name, n);
             } else {
                 trees.push((name, root));
             }
@@ -162,10 +153,7 @@ fn pump(conn: &Connection, plan: Plan, tx: &Sender<Result<Vec<u8>, String>>) -> 
         let n = match map.rows(root) {
             Ok(n) => n,
             // Pages this reading does not understand: SQLite counts, still in the transaction.
-            Err(_) => {
-                let q = format!("SELECT COUNT(*) FROM \"{}\"", name.replace('"', "\"\""));
-                conn.query_row(&q, [], |r| r.get::<_, i64>(0)).map_err(|e| format!("counting {name}: {e}"))? as u64
-            }
+            Err(_) => super::count_rows(conn, &name)?,
         };
         tables.insert(name, n);
     }
@@ -346,7 +334,7 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_tree_is_counted_by_sqlite_instead() {
+    fn a_tree_the_page_map_does_not_understand_is_an_error_not_a_count() {
         let mut map = PageMap::default();
         let mut leaf = vec![0u8; 512];
         leaf[0] = LEAF_TABLE;
