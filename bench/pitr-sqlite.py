@@ -3,10 +3,15 @@
 
 1. Lag: the same writer (one row of 1 KiB per transaction, RATE transactions a second for
    SECONDS) against each tool with its defaults; a watcher (inotify) notes when each new file
-   appears in the tool's output directory. A transaction's lag is the time from its
-   commit to the first new file after it (Lifeboat: its segment under lifeboat/wal/; Litestream:
-   its LTX file in a file replica); the same rule for both. The watcher uses inotify: a file
-   counts when it is renamed into place (or closed after writing). CPU: the tool's user+system
+   appears in the tool's output directory. A transaction's lag is the time from the return of its
+   commit to the first shipment that lands after the commit began (0 when that is before the
+   commit returned: the commit was still in its fsync of the log), the same rule for both
+   tools. A shipment is a new file in the tool's output (Litestream: its LTX
+   file in a file replica) or, for Lifeboat on a local repository, an append to the open segment
+   object under lifeboat/wal/ (`*.open`: one frame and an fdatasync per shipment; the
+   `*.frames` file it is renamed to every 64 shipments carries nothing new and is not counted).
+   The watcher uses inotify: a file counts when it is renamed into place (or closed after
+   writing), an append when it is written (IN_MODIFY, just before its fdatasync). CPU: the tool's user+system
    seconds while it replicated, summed over its threads from /proc/PID/task/*/schedstat (to the
    nanosecond; /proc/PID/stat counts 10 ms ticks). REPEAT=N: N runs per tool, alternating,
    medians.
@@ -16,6 +21,7 @@
 Prints a markdown table. Run through bench/pitr-sqlite.sh.
 """
 
+import bisect
 import json
 import os
 import signal
@@ -90,12 +96,12 @@ class Watcher(threading.Thread):
     watcher itself costs next to nothing (a listing every 5 ms, the first way this was measured,
     competed with the tools for the directory and for the two cores)."""
 
-    IN_CLOSE_WRITE, IN_MOVED_TO, IN_CREATE, IN_ISDIR = 0x8, 0x80, 0x100, 0x40000000
+    IN_MODIFY, IN_CLOSE_WRITE, IN_MOVED_TO, IN_CREATE, IN_ISDIR = 0x2, 0x8, 0x80, 0x100, 0x40000000
 
     def __init__(self, root):
         super().__init__(daemon=True)
         import ctypes
-        self.root, self.seen, self.stop = root, {}, False
+        self.root, self.seen, self.appends, self.finished, self.stop = root, {}, [], 0, False
         self.libc = ctypes.CDLL("libc.so.6", use_errno=True)
         self.fd = self.libc.inotify_init1(os.O_NONBLOCK)
         if self.fd < 0:
@@ -125,7 +131,7 @@ class Watcher(threading.Thread):
             self.seen.setdefault(p, at)
 
     def add(self, d):
-        mask = self.IN_CLOSE_WRITE | self.IN_MOVED_TO | self.IN_CREATE
+        mask = self.IN_MODIFY | self.IN_CLOSE_WRITE | self.IN_MOVED_TO | self.IN_CREATE
         wd = self.libc.inotify_add_watch(self.fd, d.encode(), mask)
         if wd >= 0:
             self.dirs[wd] = d
@@ -155,11 +161,28 @@ class Watcher(threading.Thread):
                     continue
                 if name.startswith(".") or name.endswith(".tmp"):
                     continue
+                if name.endswith(".frames"):
+                    self.finished += bool(mask & self.IN_MOVED_TO)
+                    continue
+                if name.endswith(".open"):
+                    if mask & self.IN_MODIFY and p.startswith(self.root + os.sep):
+                        self.appends.append(now)
+                    continue
                 if mask & (self.IN_MOVED_TO | self.IN_CLOSE_WRITE):
                     self.note(p, now)
 
     def appeared(self):
-        return sorted(t for t in self.seen.values() if t > 0)
+        """When each shipment landed: new files and appends."""
+        return sorted([t for t in self.seen.values() if t > 0] + self.appends)
+
+    def files(self):
+        """New files that landed (an open object counts once it is finished)."""
+        return sum(1 for t in self.seen.values() if t > 0) + self.finished
+
+
+def open_objects(root):
+    """Lifeboat's open segment objects below `root` (files written that no rename showed)."""
+    return [f for _, _, fs in os.walk(root) for f in fs if f.endswith(".open")]
 
 
 def lifeboat_setup(d, db):
@@ -236,28 +259,43 @@ def lag_run(tool, k=0):
         delay = target - time.time()
         if delay > 0:
             time.sleep(delay)
-        c.execute("INSERT INTO t(at, pad) VALUES (?, randomblob(1024))", (time.time(),))
-        commits.append(time.time())
+        began = time.time()
+        c.execute("INSERT INTO t(at, pad) VALUES (?, randomblob(1024))", (began,))
+        commits.append((began, time.time()))
     time.sleep(3.0)
     cpu = cpu_between(threads0, cpu_threads(p.pid), cpu_seconds(p.pid) - cpu0)
     w.stop = True
     w.join()
+    files = w.files() + len(open_objects(watch))
     stop(p)
     appear = w.appeared()
-    lags, j = [], 0
-    for t in commits:
-        while j < len(appear) and appear[j] < t:
-            j += 1
+    # A transaction's lag: from the return of its commit to the first shipment that can hold it,
+    # the first to land after the commit began (its pages are in the log a fraction of a
+    # millisecond after that; the commit then waits for the log's fsync); 0 when that shipment
+    # landed before the commit returned. The earlier rule (the first shipment after the
+    # return) counted such a transaction as waiting for the next shipment: `after_return`.
+    lags, after_return = [], []
+    for began, ended in commits:
+        j = bisect.bisect_right(appear, began)
+        k = bisect.bisect_right(appear, ended)
         if j == len(appear):
-            sys.exit(f"{tool}: a transaction committed at {t} never reached the replica")
-        lags.append(appear[j] - t)
+            sys.exit(f"{tool}: a transaction committed at {ended} never reached the replica")
+        lags.append(max(0.0, appear[j] - ended))
+        if k < len(appear):  # (the last transactions may have no shipment after their return)
+            after_return.append(appear[k] - ended)
     lags.sort()
+    after_return.sort()
+    p99 = lambda v: v[min(len(v) - 1, int(len(v) * 0.99))]
     return {
         "p50": statistics.median(lags),
-        "p99": lags[min(len(lags) - 1, int(len(lags) * 0.99))],
+        "p99": p99(lags),
         "max": lags[-1],
+        "after_return_p50": statistics.median(after_return),
+        "after_return_p99": p99(after_return),
+        "after_return_max": after_return[-1],
         "cpu": cpu,
-        "files": len(appear),
+        "shipments": len(appear),
+        "files": files,
         "n": n,
     }
 
@@ -310,11 +348,14 @@ def main():
     print("| | Lifeboat | Litestream | ratio |")
     print("|---|---:|---:|---:|")
     for key, label in (("p50", "lag p50 (s)"), ("p99", "lag p99 (s)"), ("max", "lag max (s)"),
+                       ("after_return_p99", "lag p99, first shipment after the commit returned (s)"),
                        ("cpu", "CPU while replicating (s)")):
         a, b = lag["lifeboat"][key], lag["litestream"][key]
         print(f"| {label} | {a:.3f} | {b:.3f} | {a / b if b else float('nan'):.2f}× |")
+    a, b = lag["lifeboat"]["shipments"], lag["litestream"]["shipments"]
+    print(f"| shipments for {lag['lifeboat']['n']:g} transactions | {a:g} | {b:g} | |")
     a, b = lag["lifeboat"]["files"], lag["litestream"]["files"]
-    print(f"| files written for {lag['lifeboat']['n']:g} transactions | {a:g} | {b:g} | |")
+    print(f"| files written | {a:g} | {b:g} | |")
     a, b = rest["lifeboat"]["seconds"], rest["litestream"]["seconds"]
     mb = rest["lifeboat"]["bytes"] / 1e6
     print(f"| restore of a {mb:.0f} MB database (s, median of 3) | {a:.2f} | {b:.2f} | {a / b:.2f}× |")

@@ -27,6 +27,8 @@ pub enum Op {
     Remove,
     /// Setting up a backend from its URL and options (e.g. [`crate::S3Backend::new`]).
     Open,
+    /// [`crate::Backend::appender`] and [`crate::Appender`]'s methods.
+    Append,
 }
 
 impl Op {
@@ -42,6 +44,7 @@ impl Op {
             Op::List => "listing",
             Op::Remove => "removing",
             Op::Open => "opening",
+            Op::Append => "appending to",
         }
     }
 }

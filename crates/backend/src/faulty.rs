@@ -304,6 +304,10 @@ impl<B: Backend> Backend for FaultyBackend<B> {
         self.inner.location()
     }
 
+    fn appender(&self, ft: FileType, name: &str) -> Result<Option<Box<dyn crate::Appender>>> {
+        self.inner.appender(ft, name)
+    }
+
     fn create(&self) -> Result<()> {
         self.inner.create()
     }

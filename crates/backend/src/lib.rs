@@ -175,6 +175,19 @@ pub trait Backend: Send + Sync {
         let _ = name;
         Ok(())
     }
+    /// Creates object `name` of type `ft` empty, to be written by appending (see [`Appender`]),
+    /// or `None` where the store cannot append (object stores: the caller saves whole objects
+    /// instead, which is the default). The new object's name is durable when this returns; an
+    /// object of that name already there is an [`BackendError::AlreadyExists`] error.
+    ///
+    /// Unlike [`Backend::save`], readers may list and read the object while it is appended to,
+    /// and after a crash it may end in a torn append: only use it for objects whose readers
+    /// tell a torn tail apart (framed, authenticated records).
+    fn appender(&self, ft: FileType, name: &str) -> Result<Option<Box<dyn Appender>>> {
+        let _ = (ft, name);
+        Ok(None)
+    }
+
     /// Objects of type `ft` that other users of the machine can read, with their Unix mode (the
     /// local backend: `keys/` files a local user could copy for an offline password attack).
     /// The default is none: other stores have no local users.
@@ -229,8 +242,30 @@ macro_rules! delegate_backend {
             fn readable_by_others(&self, ft: FileType) -> Result<Vec<(String, u32)>> {
                 (**self).readable_by_others(ft)
             }
+            fn appender(&self, ft: FileType, name: &str) -> Result<Option<Box<dyn Appender>>> {
+                (**self).appender(ft, name)
+            }
         }
     };
+}
+
+/// An object being written by appending, from [`Backend::appender`].
+pub trait Appender: Send {
+    /// Appends `data`; durable when this returns (one `fdatasync` for the local backend). After
+    /// an error the object's tail is unknown: append no more.
+    fn append(&mut self, data: &[u8]) -> Result<()>;
+
+    /// Bytes appended so far.
+    fn len(&self) -> u64;
+
+    /// Whether nothing was appended yet.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Ends the appending: the object is renamed to `name` (same type), atomically and durably,
+    /// replacing an object of that name as [`Backend::save`] does.
+    fn finish(self: Box<Self>, name: &str) -> Result<()>;
 }
 
 delegate_backend!(Arc<T>);

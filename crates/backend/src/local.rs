@@ -216,6 +216,50 @@ fn fsync_unsupported(e: &io::Error) -> bool {
         || matches!(e.raw_os_error(), Some(EINVAL) | Some(ENOTSUP))
 }
 
+/// An object of the local backend written by appending ([`Backend::appender`]).
+struct LocalAppender {
+    backend: LocalBackend,
+    ft: FileType,
+    key: String,
+    path: PathBuf,
+    dir: PathBuf,
+    file: File,
+    len: u64,
+}
+
+impl crate::Appender for LocalAppender {
+    fn append(&mut self, data: &[u8]) -> Result<()> {
+        let err = |e| BackendError::from_io(self.backend.ctx(Op::Append, Some(self.ft), self.key.as_str()), e);
+        self.file.write_all(data).map_err(err)?;
+        // The data and the new size; the name is durable since the object was created.
+        match self.file.sync_data() {
+            Err(e) if !fsync_unsupported(&e) => return Err(err(e)),
+            _ => {}
+        }
+        self.len += data.len() as u64;
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn finish(self: Box<Self>, name: &str) -> Result<()> {
+        let (key, path) = self.backend.object(Op::Append, self.ft, name)?;
+        let err = |e| BackendError::from_io(self.backend.ctx(Op::Append, Some(self.ft), key.as_str()), e);
+        let dir = path.parent().unwrap_or(&self.backend.root).to_path_buf();
+        if dir != self.dir {
+            self.backend.create_dirs(&dir).map_err(err)?;
+        }
+        fs::rename(&self.path, &path).map_err(err)?;
+        sync_dir(&dir).map_err(err)?;
+        if dir != self.dir {
+            sync_dir(&self.dir).map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
 fn sync_file(file: &File) -> io::Result<()> {
     match file.sync_all() {
         Err(e) if fsync_unsupported(&e) => Ok(()),
@@ -438,6 +482,20 @@ impl Backend for LocalBackend {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(BackendError::from_io(ctx(), e)),
         }
+    }
+
+    fn appender(&self, ft: FileType, name: &str) -> Result<Option<Box<dyn crate::Appender>>> {
+        let (key, path) = self.object(Op::Append, ft, name)?;
+        let err = |e| BackendError::from_io(self.ctx(Op::Append, Some(ft), key.as_str()), e);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        self.create_dirs(&dir).map_err(err)?;
+        // Read-only from the start, like every object: the handle opened here is the only
+        // writer.
+        let mut opts = OpenOptions::new();
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, FILE_MODE);
+        let file = opts.write(true).create_new(true).open(&path).map_err(err)?;
+        sync_dir(&dir).map_err(err)?;
+        Ok(Some(Box::new(LocalAppender { backend: self.clone(), ft, key, path, dir, file, len: 0 })))
     }
 
     fn readable_by_others(&self, ft: FileType) -> Result<Vec<(String, u32)>> {

@@ -135,6 +135,10 @@ impl<B: Backend> Backend for PackCache<B> {
         self.inner.location()
     }
 
+    fn appender(&self, ft: FileType, name: &str) -> Result<Option<Box<dyn crate::Appender>>> {
+        self.inner.appender(ft, name)
+    }
+
     fn create(&self) -> Result<()> {
         self.inner.create()
     }

@@ -130,6 +130,10 @@ impl<B: Backend> Backend for RetryBackend<B> {
         self.inner.location()
     }
 
+    fn appender(&self, ft: FileType, name: &str) -> Result<Option<Box<dyn crate::Appender>>> {
+        self.inner.appender(ft, name)
+    }
+
     fn create(&self) -> Result<()> {
         self.run(|_| self.inner.create())
     }

@@ -174,3 +174,29 @@ fn temporary_files_of_interrupted_saves_are_listed_and_removed() {
     assert!(b.list_temporary().expect("list").is_empty());
     assert_eq!(b.load(FileType::Snapshot, &id).expect("load"), b"complete");
 }
+
+#[test]
+fn appended_objects_are_listed_while_written_and_renamed_whole() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().expect("local backend");
+    let b = LocalBackend::new(root.path());
+    b.create().expect("local backend");
+    let mut a = b.appender(FileType::Lifeboat, "wal/t/g/1.open").expect("local backend").expect("local files append");
+    assert!(a.is_empty());
+    // Listed from its creation on, and read back after each append.
+    assert_eq!(b.list(FileType::Lifeboat).expect("local backend"), vec![("wal/t/g/1.open".to_string(), 0)]);
+    a.append(b"first ").expect("local backend");
+    a.append(b"second").expect("local backend");
+    assert_eq!(a.len(), 12);
+    assert_eq!(b.load(FileType::Lifeboat, "wal/t/g/1.open").expect("local backend"), b"first second");
+    let path = root.path().join("lifeboat/wal/t/g/1.open");
+    assert_eq!(std::fs::metadata(&path).expect("local backend").permissions().mode() & 0o777, 0o400, "read-only like every object");
+    // A second appender of the same name is refused (a writer never appends to a tail it did
+    // not write).
+    assert!(b.appender(FileType::Lifeboat, "wal/t/g/1.open").is_err());
+    a.finish("wal/t/g/1-2.frames").expect("local backend");
+    assert_eq!(b.list(FileType::Lifeboat).expect("local backend"), vec![("wal/t/g/1-2.frames".to_string(), 12)]);
+    assert_eq!(b.load(FileType::Lifeboat, "wal/t/g/1-2.frames").expect("local backend"), b"first second");
+    // Names are checked as for every object.
+    assert!(b.appender(FileType::Lifeboat, "../escape").is_err());
+}

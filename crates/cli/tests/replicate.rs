@@ -189,6 +189,22 @@ fn restores_exactly_the_rows_committed_before_each_moment_across_a_sigkill() {
     assert!(last_txid > 35, "transactions shipped: {last_txid}");
     let events = r.stop();
     assert!(events.iter().any(|e| e["event"] == "stopped"), "{events:?}");
+    // On a local repository shipments were appended to open objects: the killed replicator's
+    // was sealed at the restart, the last one finished at the stop; nothing is left open.
+    let mut segments = Vec::new();
+    let mut dirs = vec![st.repo.join("lifeboat/wal")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                segments.push(p.file_name().unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    assert!(segments.iter().all(|n| n.ends_with(".frames")), "{segments:?}");
+    assert!(segments.len() >= 2, "{segments:?}");
 
     // 20 random moments, each 300 ms after a commit (the next one is 600 ms later): replication
     // reads every 20 ms here, so a loaded machine has 300 ms to see each commit.

@@ -220,7 +220,8 @@ fn copy_blobs(
 }
 
 /// Copy Lifeboat's own objects (`lifeboat/…`: settings, audit log, verification records, drill
-/// reports) into `dst`, re-encrypted with its master key; objects `dst` already has are kept.
+/// reports, replication segments) into `dst`, re-encrypted with its master key; objects `dst`
+/// already has are kept, and framed objects still being appended to wait for the next copy.
 /// Returns how many were copied.
 pub fn copy_lifeboat_objects(src: &Repository, dst: &Repository) -> Result<usize> {
     let have: std::collections::HashSet<String> =
@@ -230,8 +231,18 @@ pub fn copy_lifeboat_objects(src: &Repository, dst: &Repository) -> Result<usize
         if have.contains(&name) {
             continue;
         }
-        let plain = src.load_unpacked(FileType::Lifeboat, &name)?;
-        dst.backend().save(FileType::Lifeboat, &name, &dst.encode_unpacked(&plain))?;
+        if name.ends_with(crate::frames::OPEN_SUFFIX) {
+            // Still being appended to: copied once finished (under its final name).
+            continue;
+        }
+        let data = if name.ends_with(crate::frames::FRAMED_SUFFIX) {
+            let raw = src.backend().load(FileType::Lifeboat, &name)?;
+            let decoded = crate::frames::decode(src, &name, &raw, crate::frames::Tail::Strict)?;
+            decoded.frames.iter().flat_map(|f| crate::frames::encode(dst, f)).collect()
+        } else {
+            dst.encode_unpacked(&src.load_unpacked(FileType::Lifeboat, &name)?)
+        };
+        dst.backend().save(FileType::Lifeboat, &name, &data)?;
         n += 1;
     }
     Ok(n)

@@ -10,6 +10,7 @@ pub mod checker;
 mod compress;
 pub mod copy;
 mod error;
+pub mod frames;
 pub mod index;
 pub mod keys;
 pub mod lock;

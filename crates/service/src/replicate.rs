@@ -41,7 +41,7 @@ pub struct ReplicateOptions {
     /// inotify, a quiet follower sleeps until the log is written).
     pub interval: Duration,
     /// Transactions are shipped this long after the first write seen after the last
-    /// shipment (each shipment is one object: batching saves CPU and objects); the lag of a
+    /// shipment (each shipment is a durable write: batching saves CPU); the lag of a
     /// transaction stays below it, and so does how much later than its commit its recorded
     /// time is.
     pub max_delay: Duration,
@@ -305,6 +305,9 @@ fn follow(
     let repo = session.open()?;
     let mut f = Follower::open(path, opts.busy)?;
     let name = src.name.clone();
+    // What a killed replicator was appending to is finished first (its torn tail, never
+    // reported durable, left out), so the state below is the last durable shipment.
+    store::seal(&repo, &name)?;
     let mut generation = match state(&repo, &name)? {
         Some(st) if f.resume(&st.position)? => {
             *txid = st.txid;
@@ -334,7 +337,16 @@ fn follow(
         }
     };
     let mut last_checkpoint = Instant::now();
-    let mut batch = Batch { repo: &repo, source: &name, on, commits: Vec::new(), end: None, pages: 0, since: None };
+    let mut batch = Batch {
+        repo: &repo,
+        source: &name,
+        on,
+        shipper: store::Shipper::new(&name),
+        commits: Vec::new(),
+        end: None,
+        pages: 0,
+        since: None,
+    };
     let mut watch = LogWatch::new(f.wal());
     let mut last_read = Instant::now();
     let mut look = true;
@@ -365,6 +377,7 @@ fn follow(
             }
             if let Continuity::Lost(why) = sync {
                 batch.flush(&generation)?;
+                batch.shipper.finish(&repo)?;
                 generation = new_generation(session, &repo, src, path, &mut f, txid, &why, stop, on)?;
                 continue;
             }
@@ -407,6 +420,7 @@ fn follow(
         };
     }
     batch.flush(&generation)?;
+    batch.shipper.finish(&repo)?;
     Ok(())
 }
 
@@ -418,6 +432,8 @@ struct Batch<'a> {
     repo: &'a Repository,
     source: &'a str,
     on: &'a ReplicaObserver,
+    /// Appends shipments to one object where the repository can.
+    shipper: store::Shipper,
     commits: Vec<Shipped>,
     end: Option<Position>,
     pages: usize,
@@ -448,7 +464,7 @@ impl Batch<'_> {
             return Ok(());
         };
         let seg = Segment { generation: generation.to_string(), commits: std::mem::take(&mut self.commits), end };
-        store::save(self.repo, self.source, &seg, Utc::now()).map_err(src_err)?;
+        self.shipper.ship(self.repo, &seg, Utc::now()).map_err(src_err)?;
         (self.on)(&ReplicaEvent::Shipped {
             source: self.source.to_string(),
             first,
