@@ -110,6 +110,28 @@ pub trait Backend: Send + Sync {
     /// Replaces an existing object of the same name (see the trait docs).
     fn save(&self, ft: FileType, name: &str, data: &[u8]) -> Result<()>;
 
+    /// [`Backend::save`] of a buffer the caller wants back early: `release` gets `data` back as
+    /// soon as the store no longer needs it (the local backend: once written, before the fsync
+    /// that makes it durable; the default: after the save), so the caller can fill it again
+    /// while the object becomes durable. Durable when this returns `Ok`, like `save`. On failure
+    /// the buffer comes back with the error unless it was released already (a caller that
+    /// retries needs it).
+    fn save_releasing(
+        &self,
+        ft: FileType,
+        name: &str,
+        data: Vec<u8>,
+        release: &mut dyn FnMut(Vec<u8>),
+    ) -> std::result::Result<(), crate::Unsaved> {
+        match self.save(ft, name, &data) {
+            Ok(()) => {
+                release(data);
+                Ok(())
+            }
+            Err(e) => Err(Box::new((e, Some(data)))),
+        }
+    }
+
     /// Reads a whole object.
     fn load(&self, ft: FileType, name: &str) -> Result<Vec<u8>>;
 
@@ -212,6 +234,15 @@ macro_rules! delegate_backend {
             fn save(&self, ft: FileType, name: &str, data: &[u8]) -> Result<()> {
                 (**self).save(ft, name, data)
             }
+            fn save_releasing(
+                &self,
+                ft: FileType,
+                name: &str,
+                data: Vec<u8>,
+                release: &mut dyn FnMut(Vec<u8>),
+            ) -> std::result::Result<(), crate::Unsaved> {
+                (**self).save_releasing(ft, name, data, release)
+            }
             fn load(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {
                 (**self).load(ft, name)
             }
@@ -248,6 +279,10 @@ macro_rules! delegate_backend {
         }
     };
 }
+
+/// A [`Backend::save_releasing`] that failed: the error, and the buffer when it was not
+/// released yet.
+pub type Unsaved = Box<(BackendError, Option<Vec<u8>>)>;
 
 /// An object being written by appending, from [`Backend::appender`].
 pub trait Appender: Send {

@@ -333,6 +333,44 @@ impl Backend for LocalBackend {
         sync_dir(dir).map_err(err)
     }
 
+    fn save_releasing(
+        &self,
+        ft: FileType,
+        name: &str,
+        data: Vec<u8>,
+        release: &mut dyn FnMut(Vec<u8>),
+    ) -> std::result::Result<(), crate::Unsaved> {
+        let (key, path) = match self.object(Op::Save, ft, name) {
+            Ok(v) => v,
+            Err(e) => return Err(Box::new((e, Some(data)))),
+        };
+        let err = |e| BackendError::from_io(self.ctx(Op::Save, Some(ft), key.as_str()), e);
+        let dir = path.parent().unwrap_or(&self.root);
+        let (tmp, mut file) = match self.create_temp(dir) {
+            Ok(v) => v,
+            Err(e) => return Err(Box::new((err(e), Some(data)))),
+        };
+        let written = file
+            .write_all(&data)
+            .and_then(|()| file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(FILE_MODE)));
+        if let Err(e) = written {
+            drop(file);
+            let _ = fs::remove_file(&tmp);
+            return Err(Box::new((err(e), Some(data))));
+        }
+        // In the page cache: the buffer is free while the disk catches up.
+        release(data);
+        let durable = sync_file(&file).and_then(|()| {
+            drop(file);
+            fs::rename(&tmp, &path)
+        });
+        if let Err(e) = durable {
+            let _ = fs::remove_file(&tmp);
+            return Err(Box::new((err(e), None)));
+        }
+        sync_dir(dir).map_err(|e| Box::new((err(e), None)))
+    }
+
     fn load(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {
         let (key, path) = self.object(Op::Load, ft, name)?;
         fs::read(&path).map_err(|e| BackendError::from_io(self.ctx(Op::Load, Some(ft), key), e))

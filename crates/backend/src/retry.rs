@@ -100,17 +100,22 @@ impl<B: Backend> RetryBackend<B> {
             match op(attempt) {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_retryable() && attempt < max => {
-                    let delay = self.policy.delay_with_jitter(attempt);
-                    if let Some(notify) = &self.notify {
-                        notify(&e, attempt, delay);
-                    }
-                    if !delay.is_zero() {
-                        std::thread::sleep(delay);
-                    }
+                    self.pause(&e, attempt);
                     attempt += 1;
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Report a retryable failure of attempt `attempt` and wait before the next.
+    fn pause(&self, e: &crate::BackendError, attempt: u32) {
+        let delay = self.policy.delay_with_jitter(attempt);
+        if let Some(notify) = &self.notify {
+            notify(e, attempt, delay);
+        }
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
         }
     }
 }
@@ -144,6 +149,32 @@ impl<B: Backend> Backend for RetryBackend<B> {
 
     fn save(&self, ft: FileType, name: &str, data: &[u8]) -> Result<()> {
         self.run(|_| self.inner.save(ft, name, data))
+    }
+
+    fn save_releasing(
+        &self,
+        ft: FileType,
+        name: &str,
+        data: Vec<u8>,
+        release: &mut dyn FnMut(Vec<u8>),
+    ) -> std::result::Result<(), crate::Unsaved> {
+        // Retried while the buffer is still here (a failure after its release cannot be).
+        let max = self.policy.max_attempts.max(1);
+        let mut attempt = 1;
+        let mut data = data;
+        loop {
+            match self.inner.save_releasing(ft, name, data, release) {
+                Ok(()) => return Ok(()),
+                Err(failed) => match *failed {
+                    (e, Some(back)) if e.is_retryable() && attempt < max => {
+                        self.pause(&e, attempt);
+                        data = back;
+                        attempt += 1;
+                    }
+                    other => return Err(Box::new(other)),
+                },
+            }
+        }
     }
 
     fn load(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {

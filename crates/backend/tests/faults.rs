@@ -240,3 +240,35 @@ fn kill_on_save_crashes_and_leaves_no_visible_object() {
         .collect();
     assert_eq!(temps, vec![500], "half of the object is left in a temp file");
 }
+
+#[test]
+fn a_save_releasing_its_buffer_is_retried_while_it_holds_it_and_releases_it_once() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let faulty = Arc::new(FaultyBackend::new(
+        LocalBackend::new(root.path()),
+        vec![
+            Fault::FailSave { ft: Some(FileType::Pack), nth: 1, retryable: true },
+            Fault::FailSave { ft: Some(FileType::Pack), nth: 2, retryable: true },
+        ],
+    ));
+    let b = RetryBackend::new(faulty.clone(), RetryPolicy::immediate(5));
+    b.create().expect("create");
+    let mut released = Vec::new();
+    b.save_releasing(FileType::Pack, "abcd", b"pack bytes".to_vec(), &mut |buf| released.push(buf))
+        .map_err(|f| f.0)
+        .expect("saved on the third attempt");
+    assert_eq!(faulty.save_attempts(), 3);
+    assert_eq!(released, vec![b"pack bytes".to_vec()], "the buffer comes back once, whole");
+    assert_eq!(b.load(FileType::Pack, "abcd").expect("load"), b"pack bytes");
+    // A permanent failure hands the buffer back with the error, unreleased.
+    let faulty = Arc::new(FaultyBackend::new(
+        LocalBackend::new(root.path()),
+        vec![Fault::FailSave { ft: Some(FileType::Pack), nth: 1, retryable: false }],
+    ));
+    let b = RetryBackend::new(faulty, RetryPolicy::immediate(5));
+    let mut released = 0;
+    let failed = b
+        .save_releasing(FileType::Pack, "ef01", b"other".to_vec(), &mut |_| released += 1)
+        .expect_err("permanent fault");
+    assert_eq!((released, failed.1.as_deref()), (0, Some(&b"other"[..])));
+}

@@ -190,7 +190,11 @@ fn appended_objects_are_listed_while_written_and_renamed_whole() {
     assert_eq!(a.len(), 12);
     assert_eq!(b.load(FileType::Lifeboat, "wal/t/g/1.open").expect("local backend"), b"first second");
     let path = root.path().join("lifeboat/wal/t/g/1.open");
-    assert_eq!(std::fs::metadata(&path).expect("local backend").permissions().mode() & 0o777, 0o400, "read-only like every object");
+    assert_eq!(
+        std::fs::metadata(&path).expect("local backend").permissions().mode() & 0o777,
+        0o400,
+        "read-only like every object"
+    );
     // A second appender of the same name is refused (a writer never appends to a tail it did
     // not write).
     assert!(b.appender(FileType::Lifeboat, "wal/t/g/1.open").is_err());
@@ -199,4 +203,27 @@ fn appended_objects_are_listed_while_written_and_renamed_whole() {
     assert_eq!(b.load(FileType::Lifeboat, "wal/t/g/1-2.frames").expect("local backend"), b"first second");
     // Names are checked as for every object.
     assert!(b.appender(FileType::Lifeboat, "../escape").is_err());
+}
+
+#[test]
+fn a_save_releasing_its_buffer_releases_it_before_the_object_is_durable_and_saves_it_whole() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = LocalBackend::new(root.path());
+    b.create().expect("create");
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let mut released = Vec::new();
+    b.save_releasing(FileType::Pack, "ab12", data.clone(), &mut |buf| {
+        // Released once written: the object is not under its final name yet.
+        assert!(b.list(FileType::Pack).expect("list").is_empty());
+        released.push(buf);
+    })
+    .map_err(|f| f.0)
+    .expect("save");
+    assert_eq!(released, vec![data.clone()]);
+    assert_eq!(b.load(FileType::Pack, "ab12").expect("load"), data);
+    assert!(b.list_temporary().expect("temporary").is_empty());
+    // A bad name fails before anything is written, with the buffer handed back.
+    let failed =
+        b.save_releasing(FileType::Pack, "../x", vec![1, 2, 3], &mut |_| panic!("not released")).expect_err("bad name");
+    assert_eq!(failed.1, Some(vec![1, 2, 3]));
 }

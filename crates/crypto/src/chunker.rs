@@ -133,7 +133,10 @@ impl<R: Read> Chunker<R> {
             buf: Vec::new(),
             start: 0,
             end: 0,
-            capacity: 2 * max,
+            // Room for a maximal chunk and 2 MiB more: the pending tail (< max) moves to the
+            // front every 2 MiB or more read (a few tenths of a byte copied per byte read
+            // beyond what 2 × max costs), and two big files chunked at once hold 20 MiB, not 32.
+            capacity: max + (2 << 20).min(max),
             first: INITIAL_BUFFER,
             eof: false,
             done: false,

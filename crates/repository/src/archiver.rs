@@ -201,10 +201,13 @@ where
     }
 
     let stop = AtomicBool::new(false);
-    let big_files = util::Semaphore::new(threads);
+    // One file chunked per two cores: its chunks are compressed by every blob worker, and each
+    // costs a 10 MiB buffer.
+    let big_files = util::Semaphore::new((threads / 2).max(1));
     let outcome = std::thread::scope(|s| {
         let (job_tx, job_rx) = bounded::<Vec<FileJob>>(threads * 2);
-        let (chunk_tx, chunk_rx) = bounded::<(Id, Vec<u8>)>(threads * 2);
+        // Chunks of big files waiting for a blob worker: one per worker (each up to 8 MiB).
+        let (chunk_tx, chunk_rx) = bounded::<(Id, Vec<u8>)>(threads);
         let (res_tx, res_rx) = unbounded::<Vec<FileResult>>();
         // More readers than cores: on a cold page cache reading is bound by I/O latency, and
         // several outstanding reads keep the disk (and the compressing cores) busy.

@@ -76,22 +76,37 @@ pub(crate) fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
     })
 }
 
-/// Compress `data` at `level` into `out` (cleared first); `false` when the result would not be
-/// be smaller, in which case `out` holds nothing useful. Reuses `out`'s allocation.
-pub(crate) fn compress_into(data: &[u8], level: i32, out: &mut Vec<u8>) -> bool {
-    COMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+/// A zstd context and an output buffer, for compressing one blob after another (the backup's
+/// storing threads share a few of these instead of holding one each).
+#[derive(Default)]
+pub(crate) struct Scratch {
+    ctx: Option<(i32, zstd::bulk::Compressor<'static>)>,
+    /// The last compressed blob.
+    pub(crate) out: Vec<u8>,
+}
+
+impl Scratch {
+    /// Compress `data` at `level` into `self.out` (cleared first); `false` when the result would
+    /// not be smaller, in which case `out` holds nothing useful. Reuses `out`'s allocation.
+    pub(crate) fn compress(&mut self, data: &[u8], level: i32) -> bool {
+        if self.ctx.as_ref().is_none_or(|(l, _)| *l != level) {
             match zstd::bulk::Compressor::new(level) {
-                Ok(c) => *slot = Some((level, c)),
+                Ok(c) => self.ctx = Some((level, c)),
                 Err(_) => return false,
             }
         }
-        let Some((_, c)) = slot.as_mut() else { return false };
-        out.clear();
-        out.reserve(zstd::zstd_safe::compress_bound(data.len()));
-        matches!(c.compress_to_buffer(data, out), Ok(n) if n < data.len())
-    })
+        let Some((_, c)) = self.ctx.as_mut() else { return false };
+        self.out.clear();
+        self.out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+        matches!(c.compress_to_buffer(data, &mut self.out), Ok(n) if n < data.len())
+    }
+
+    /// Free an output buffer larger than `keep` bytes (a large chunk's), keeping the context.
+    pub(crate) fn shrink(&mut self, keep: usize) {
+        if self.out.capacity() > keep {
+            self.out = Vec::new();
+        }
+    }
 }
 
 /// Decompress a zstd frame whose plaintext is `expected` bytes (when known).

@@ -11,15 +11,25 @@ use lifeboat_crypto::{sha256, Key};
 use lifeboat_format::pack::encode_header;
 use lifeboat_format::{BlobType, Id, IndexBlob, IndexPack, PackHeaderEntry};
 
-use crate::compress::compress_into;
+use crate::compress::Scratch;
 use crate::index::{IdSet, Index};
 use crate::{RepoError, Repository, Result};
 
 /// Packs are cut once they reach this size (restic ≥ 0.17 uses 16 MiB as well).
 pub const TARGET_PACK_SIZE: usize = 16 * 1024 * 1024;
 
-/// The largest encrypted blob: a maximal chunk (8 MiB) plus IV and MAC, with some slack.
-const MAX_BLOB_OVERSHOOT: usize = 8 * 1024 * 1024 + 4096;
+/// Room a new pack buffer gets beyond [`TARGET_PACK_SIZE`]: an average chunk (1 MiB) plus IV and
+/// MAC, with some slack. A larger last blob grows the buffer to exactly what it needs (at most
+/// once per pack: the pack is full after it).
+const PACK_SLACK: usize = 1024 * 1024 + 4096;
+
+/// Compression buffers larger than this are freed after use instead of kept for the next blob.
+const SCRATCH_KEPT: usize = 2 << 20;
+
+/// Data pack buffers in use at once: filling, waiting for a writer, or being written (a writer
+/// hands its buffer back once the pack is written, before the fsync). Storing threads wait for
+/// one rather than start another 17 MiB buffer.
+const DATA_PACKS_IN_MEMORY: usize = 2;
 
 /// A pack being assembled.
 #[derive(Default)]
@@ -50,12 +60,18 @@ impl Packer {
         Packer { buf, entries: Vec::new() }
     }
 
+    /// Make room for `more` bytes: a new buffer gets a pack's worth, a full one exactly what it
+    /// needs (no doubling: a pack buffer is as large as the pack).
+    fn room(&mut self, more: usize) {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(TARGET_PACK_SIZE + PACK_SLACK);
+        }
+        self.buf.reserve_exact(more);
+    }
+
     /// Append an already encrypted blob.
     pub fn add(&mut self, blob_type: BlobType, id: Id, encrypted: &[u8], uncompressed_length: Option<u32>) {
-        if self.buf.capacity() == 0 {
-            // Room for a full pack plus the largest blob, so the buffer is never reallocated.
-            self.buf.reserve_exact(TARGET_PACK_SIZE + MAX_BLOB_OVERSHOOT);
-        }
+        self.room(encrypted.len());
         self.entries.push(PackHeaderEntry { blob_type, length: encrypted.len() as u32, uncompressed_length, id });
         self.buf.extend_from_slice(encrypted);
     }
@@ -69,9 +85,8 @@ impl Packer {
         plain: &[u8],
         uncompressed_length: Option<u32>,
     ) -> u32 {
-        if self.buf.capacity() == 0 {
-            self.buf.reserve_exact(TARGET_PACK_SIZE + MAX_BLOB_OVERSHOOT);
-        }
+        // IV and MAC.
+        self.room(plain.len() + 32);
         let before = self.buf.len();
         key.encrypt_into(plain, &mut self.buf);
         let length = (self.buf.len() - before) as u32;
@@ -140,17 +155,18 @@ struct Shared {
     written: Mutex<Vec<IndexPack>>,
     error: Mutex<Option<RepoError>>,
     stats: SaverStats,
-    /// Pack buffers handed back by the writers, reused for new packs: a backup allocates a
-    /// handful of 24 MiB buffers instead of one per pack.
+    /// Data pack buffers handed back by the writers, reused for new packs: a backup allocates
+    /// [`DATA_PACKS_IN_MEMORY`] 17 MiB buffers instead of one per pack.
     buffers: Mutex<Vec<Vec<u8>>>,
-}
-
-/// Pack buffers kept for reuse.
-const POOLED_BUFFERS: usize = 4;
-
-thread_local! {
-    // Per-thread scratch for a blob's compressed form, reused for every blob.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Data pack buffers in use, at most [`DATA_PACKS_IN_MEMORY`].
+    data_packs: Mutex<usize>,
+    data_pack_done: std::sync::Condvar,
+    /// zstd contexts and buffers for compressed blobs, shared by the storing threads (a thread
+    /// holds one only while it compresses and packs a blob)…
+    scratch: Mutex<Vec<Scratch>>,
+    /// …and at most this many threads compress at once (as many as there are cores), so the
+    /// buffers are few however many threads store.
+    compressing: crate::util::Semaphore,
 }
 
 /// Deduplicates, compresses, encrypts and packs blobs from many threads, and stores full packs
@@ -158,7 +174,8 @@ thread_local! {
 /// written; only then are the blobs durable.
 pub struct BlobSaver {
     shared: Arc<Shared>,
-    tx: Option<Sender<FinishedPack>>,
+    /// Finished packs for the writers, and whether each counts in [`Shared::data_packs`].
+    tx: Option<Sender<(FinishedPack, bool)>>,
     writers: Vec<JoinHandle<()>>,
 }
 
@@ -182,32 +199,45 @@ impl BlobSaver {
             error: Mutex::new(None),
             stats: SaverStats::default(),
             buffers: Mutex::new(Vec::new()),
+            data_packs: Mutex::new(0),
+            data_pack_done: std::sync::Condvar::new(),
+            scratch: Mutex::new(Vec::new()),
+            compressing: crate::util::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
         });
         // Hand-over without a queue: at most one pack filling plus one per writer in memory.
-        let (tx, rx) = bounded::<FinishedPack>(0);
+        let (tx, rx) = bounded::<(FinishedPack, bool)>(0);
         let handles = (0..writers.max(1))
             .map(|_| {
                 let rx = rx.clone();
                 let shared = shared.clone();
                 let backend: Arc<dyn Backend> = repo.backend().clone();
                 std::thread::spawn(move || {
-                    for pack in rx {
+                    for (pack, counted) in rx {
+                        let mut done = counted.then(|| DataPackDone(&shared));
                         if shared.failed() {
                             continue;
                         }
-                        match backend.save(FileType::Pack, &pack.id.to_hex(), &pack.data) {
-                            Ok(()) => {
-                                shared.stats.packs.fetch_add(1, Ordering::Relaxed);
-                                if let Ok(mut w) = shared.written.lock() {
-                                    w.push(pack.index);
-                                }
+                        let FinishedPack { id, data, index } = pack;
+                        // The buffer goes back to the pool once written, before the fsync: the
+                        // next pack may start filling it meanwhile.
+                        let mut release = |buf: Vec<u8>| {
+                            if counted {
                                 if let Ok(mut b) = shared.buffers.lock() {
-                                    if b.len() < POOLED_BUFFERS {
-                                        b.push(pack.data);
+                                    if b.len() < DATA_PACKS_IN_MEMORY {
+                                        b.push(buf);
                                     }
                                 }
                             }
-                            Err(e) => shared.fail(e.into()),
+                            drop(done.take());
+                        };
+                        match backend.save_releasing(FileType::Pack, &id.to_hex(), data, &mut release) {
+                            Ok(()) => {
+                                shared.stats.packs.fetch_add(1, Ordering::Relaxed);
+                                if let Ok(mut w) = shared.written.lock() {
+                                    w.push(index);
+                                }
+                            }
+                            Err(failed) => shared.fail(failed.0.into()),
                         }
                     }
                 })
@@ -233,36 +263,60 @@ impl BlobSaver {
     /// Compress, encrypt and pack a claimed blob.
     pub fn store(&self, t: BlobType, id: Id, data: &[u8]) -> Result<()> {
         self.check()?;
-        let full = SCRATCH.with(|cell| -> Result<Option<Packer>> {
-            let mut compressed = cell.borrow_mut();
-            let (plain, ul) = match self.shared.level.filter(|l| compress_into(data, *l, &mut compressed)) {
-                Some(_) => (compressed.as_slice(), Some(data.len() as u32)),
-                None => (data, None),
-            };
-            let mut p =
-                self.shared.packers[slot(t)].lock().map_err(|_| RepoError::Invalid("packer poisoned".into()))?;
-            if p.is_empty() {
-                if let Some(buf) = self.shared.buffers.lock().ok().and_then(|mut b| b.pop()) {
-                    *p = Packer::with_buffer(buf);
-                }
+        let sh = &self.shared;
+        let full = {
+            let _compressing = sh.compressing.acquire();
+            let mut scratch = sh.scratch.lock().ok().and_then(|mut v| v.pop()).unwrap_or_default();
+            let full = self.pack(t, id, data, &mut scratch);
+            // A buffer grown for a large chunk (up to 8 MiB) is not kept.
+            scratch.shrink(SCRATCH_KEPT);
+            if let Ok(mut v) = sh.scratch.lock() {
+                v.push(scratch);
             }
-            // Encrypting under the lock costs ~0.5 ms per MiB and saves a copy of every blob.
-            let stored = p.add_encrypting(&self.shared.key, t, id, plain, ul);
-            let full = (p.size() >= TARGET_PACK_SIZE).then(|| std::mem::take(&mut *p));
-            drop(p);
-            let st = &self.shared.stats;
-            match t {
-                BlobType::Data => st.data_blobs.fetch_add(1, Ordering::Relaxed),
-                BlobType::Tree => st.tree_blobs.fetch_add(1, Ordering::Relaxed),
-            };
-            st.bytes_added.fetch_add(data.len() as u64, Ordering::Relaxed);
-            st.bytes_stored.fetch_add(stored as u64, Ordering::Relaxed);
-            Ok(full)
-        })?;
+            full?
+        };
         if let Some(p) = full {
-            self.send(p)?;
+            self.send(p, t == BlobType::Data)?;
         }
         Ok(())
+    }
+
+    /// Compress `data` with `scratch` (when that saves space), encrypt it into the pack of its
+    /// type, and return the pack when that made it full.
+    fn pack(&self, t: BlobType, id: Id, data: &[u8], scratch: &mut Scratch) -> Result<Option<Packer>> {
+        let sh = &self.shared;
+        let (plain, ul) = match sh.level.filter(|l| scratch.compress(data, *l)) {
+            Some(_) => (scratch.out.as_slice(), Some(data.len() as u32)),
+            None => (data, None),
+        };
+        let mut p = sh.packers[slot(t)].lock().map_err(|_| RepoError::Invalid("packer poisoned".into()))?;
+        if p.is_empty() {
+            if t == BlobType::Data {
+                // Wait (holding the packer: the other storing threads wait too) until a writer
+                // is done with a pack, then count this one.
+                let mut n = sh.data_packs.lock().map_err(|_| RepoError::Invalid("packer poisoned".into()))?;
+                while *n >= DATA_PACKS_IN_MEMORY && !sh.failed() {
+                    n = sh.data_pack_done.wait(n).map_err(|_| RepoError::Invalid("packer poisoned".into()))?;
+                }
+                *n += 1;
+            }
+            if let Some(buf) = (t == BlobType::Data).then(|| sh.buffers.lock().ok().and_then(|mut b| b.pop())).flatten()
+            {
+                *p = Packer::with_buffer(buf);
+            }
+        }
+        // Encrypting under the lock costs ~0.5 ms per MiB and saves a copy of every blob.
+        let stored = p.add_encrypting(&sh.key, t, id, plain, ul);
+        let full = (p.size() >= TARGET_PACK_SIZE).then(|| std::mem::take(&mut *p));
+        drop(p);
+        let st = &sh.stats;
+        match t {
+            BlobType::Data => st.data_blobs.fetch_add(1, Ordering::Relaxed),
+            BlobType::Tree => st.tree_blobs.fetch_add(1, Ordering::Relaxed),
+        };
+        st.bytes_added.fetch_add(data.len() as u64, Ordering::Relaxed);
+        st.bytes_stored.fetch_add(stored as u64, Ordering::Relaxed);
+        Ok(full)
     }
 
     /// Claim and store in one step; returns whether the blob was new.
@@ -275,10 +329,17 @@ impl BlobSaver {
         Ok((id, true))
     }
 
-    fn send(&self, p: Packer) -> Result<()> {
+    /// Hand a full pack to a writer; `counted` when it counts in [`Shared::data_packs`].
+    fn send(&self, p: Packer, counted: bool) -> Result<()> {
         let finished = p.finish(&self.shared.key);
-        let tx = self.tx.as_ref().ok_or_else(|| RepoError::Invalid("saver finished".into()))?;
-        tx.send(finished).map_err(|_| RepoError::Invalid("pack writer stopped".into()))?;
+        let sent = match self.tx.as_ref() {
+            Some(tx) => tx.send((finished, counted)).map_err(|_| RepoError::Invalid("pack writer stopped".into())),
+            None => Err(RepoError::Invalid("saver finished".into())),
+        };
+        if sent.is_err() && counted {
+            drop(DataPackDone(&self.shared));
+        }
+        sent?;
         self.check()
     }
 
@@ -305,7 +366,7 @@ impl BlobSaver {
         for t in [BlobType::Data, BlobType::Tree] {
             let p = self.shared.packers[slot(t)].lock().map(|mut p| std::mem::take(&mut *p)).ok();
             if let Some(p) = p.filter(|p| !p.is_empty()) {
-                if let Err(e) = self.send(p) {
+                if let Err(e) = self.send(p, t == BlobType::Data) {
                     return Err(self.take_error().unwrap_or(e));
                 }
             }
@@ -330,6 +391,20 @@ impl Shared {
         if let Ok(mut slot) = self.error.lock() {
             slot.get_or_insert(e);
         }
+        // Threads waiting to start a pack give up.
+        self.data_pack_done.notify_all();
+    }
+}
+
+/// A data pack is out of memory (written, or given up): the next one may start.
+struct DataPackDone<'a>(&'a Shared);
+
+impl Drop for DataPackDone<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut n) = self.0.data_packs.lock() {
+            *n = n.saturating_sub(1);
+        }
+        self.0.data_pack_done.notify_all();
     }
 }
 
