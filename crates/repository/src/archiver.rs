@@ -159,9 +159,8 @@ struct PendingDir {
 /// one chunk anyway, and the chunker's buffer would cost more than the file).
 const SMALL_FILE: u64 = 512 * 1024;
 
-/// Files at least this big (and streams) have their new chunks compressed by the blob workers,
-/// so a single large file keeps every core busy.
-const BIG_FILE: u64 = 8 * 1024 * 1024;
+/// A batch of small files is handed over once it holds this many bytes.
+const BATCH_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Small files are handed to the workers in batches of this many, to keep channel traffic low.
 const BATCH_FILES: usize = 64;
@@ -202,7 +201,7 @@ where
 
     let stop = AtomicBool::new(false);
     // One file chunked per two cores: its chunks are compressed by every blob worker, and each
-    // costs a 10 MiB buffer.
+    // costs a buffer of up to 10 MiB.
     let big_files = util::Semaphore::new((threads / 2).max(1));
     let outcome = std::thread::scope(|s| {
         let (job_tx, job_rx) = bounded::<Vec<FileJob>>(threads * 2);
@@ -299,8 +298,8 @@ where
 #[derive(Clone, Copy)]
 struct WorkerCtx<'a> {
     saver: &'a BlobSaver,
-    /// Files that go through the chunker hold a buffer of up to twice the maximum chunk size:
-    /// only as many as there are cores are chunked at once (the many small files still read in
+    /// Files that go through the chunker hold a buffer (up to their size, at most the maximum
+    /// chunk size plus 2 MiB): one is chunked per two cores (the many small files still read in
     /// parallel), which bounds memory.
     big_files: &'a util::Semaphore,
     params: ChunkerParams,
@@ -373,17 +372,18 @@ fn changed_while_read(
     }
 }
 
-/// Read, chunk, hash and deduplicate one file. New chunks of big files (and streams) go to the
-/// blob workers so one large file still uses every core; small files are stored right here,
-/// which saves a channel hop per file.
+/// Read, chunk, hash and deduplicate one file. Files that go through the chunker (and streams)
+/// are chunked one at a time per two cores and their new chunks go to the blob workers, so one
+/// file still uses every core and only one chunker buffer is held per two cores; small files
+/// are stored right here, which saves a channel hop per file.
 fn read_file(
     content: Content,
     expected: u64,
     chunks: &Sender<(Id, Vec<u8>)>,
     ctx: WorkerCtx<'_>,
 ) -> std::result::Result<(Vec<Id>, u64), String> {
-    let fan_out = matches!(content, Content::Reader(_)) || expected >= BIG_FILE;
-    let _permit = (fan_out || expected >= SMALL_FILE).then(|| ctx.big_files.acquire());
+    let fan_out = matches!(content, Content::Reader(_)) || expected >= SMALL_FILE;
+    let _permit = fan_out.then(|| ctx.big_files.acquire());
     let mut reader: Box<dyn Read + Send> = match content {
         Content::Path(p) => Box::new(std::fs::File::open(&p).map_err(|e| e.to_string())?),
         Content::Reader(r) => r,
@@ -477,7 +477,7 @@ impl<'a> Assembler<'a> {
                 return Err(RepoError::Interrupted);
             }
             self.entry(e, &mut batch)?;
-            if batch.jobs.len() >= BATCH_FILES || batch.bytes >= BIG_FILE {
+            if batch.jobs.len() >= BATCH_FILES || batch.bytes >= BATCH_BYTES {
                 self.send(&mut batch, &jobs)?;
             }
             while let Ok(r) = results.try_recv() {
