@@ -127,16 +127,30 @@ impl LocalBackend {
         }
     }
 
-    /// Writes `data` to a fresh temporary file in `dir` and fsyncs it; removes
-    /// the file again on failure.
-    fn write_temp(&self, dir: &Path, data: &[u8]) -> io::Result<PathBuf> {
+    /// Writes `data` to a fresh, read-only temporary file in `dir`, not synced yet; removes the
+    /// file again on failure.
+    fn write_temp_unsynced(&self, dir: &Path, data: &[u8]) -> io::Result<(PathBuf, File)> {
         let (tmp, mut file) = self.create_temp(dir)?;
         let written = file
             .write_all(data)
-            .and_then(|()| file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(FILE_MODE)))
-            .and_then(|()| sync_file(&file));
-        drop(file);
+            .and_then(|()| file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(FILE_MODE)));
         match written {
+            Ok(()) => Ok((tmp, file)),
+            Err(e) => {
+                drop(file);
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes `data` to a fresh temporary file in `dir` and fsyncs it; removes
+    /// the file again on failure.
+    fn write_temp(&self, dir: &Path, data: &[u8]) -> io::Result<PathBuf> {
+        let (tmp, file) = self.write_temp_unsynced(dir, data)?;
+        let synced = sync_file(&file);
+        drop(file);
+        match synced {
             Ok(()) => Ok(tmp),
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
@@ -260,6 +274,20 @@ impl crate::Appender for LocalAppender {
     }
 }
 
+/// Makes a written temporary file the object at `path`: fsyncs it, renames it over `path` and
+/// fsyncs `dir`; removes the temporary file if that fails before the rename.
+fn publish(tmp: &Path, file: File, path: &Path, dir: &Path) -> io::Result<()> {
+    let renamed = sync_file(&file).and_then(|()| {
+        drop(file);
+        fs::rename(tmp, path)
+    });
+    if let Err(e) = renamed {
+        let _ = fs::remove_file(tmp);
+        return Err(e);
+    }
+    sync_dir(dir)
+}
+
 fn sync_file(file: &File) -> io::Result<()> {
     match file.sync_all() {
         Err(e) if fsync_unsupported(&e) => Ok(()),
@@ -325,12 +353,8 @@ impl Backend for LocalBackend {
         let (key, path) = self.object(Op::Save, ft, name)?;
         let err = |e| BackendError::from_io(self.ctx(Op::Save, Some(ft), key.as_str()), e);
         let dir = path.parent().unwrap_or(&self.root);
-        let tmp = self.write_temp(dir, data).map_err(err)?;
-        if let Err(e) = fs::rename(&tmp, &path) {
-            let _ = fs::remove_file(&tmp);
-            return Err(err(e));
-        }
-        sync_dir(dir).map_err(err)
+        let (tmp, file) = self.write_temp_unsynced(dir, data).map_err(err)?;
+        publish(&tmp, file, &path, dir).map_err(err)
     }
 
     fn save_releasing(
@@ -346,29 +370,13 @@ impl Backend for LocalBackend {
         };
         let err = |e| BackendError::from_io(self.ctx(Op::Save, Some(ft), key.as_str()), e);
         let dir = path.parent().unwrap_or(&self.root);
-        let (tmp, mut file) = match self.create_temp(dir) {
+        let (tmp, file) = match self.write_temp_unsynced(dir, &data) {
             Ok(v) => v,
             Err(e) => return Err(Box::new((err(e), Some(data)))),
         };
-        let written = file
-            .write_all(&data)
-            .and_then(|()| file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(FILE_MODE)));
-        if let Err(e) = written {
-            drop(file);
-            let _ = fs::remove_file(&tmp);
-            return Err(Box::new((err(e), Some(data))));
-        }
         // In the page cache: the buffer is free while the disk catches up.
         release(data);
-        let durable = sync_file(&file).and_then(|()| {
-            drop(file);
-            fs::rename(&tmp, &path)
-        });
-        if let Err(e) = durable {
-            let _ = fs::remove_file(&tmp);
-            return Err(Box::new((err(e), None)));
-        }
-        sync_dir(dir).map_err(|e| Box::new((err(e), None)))
+        publish(&tmp, file, &path, dir).map_err(|e| Box::new((err(e), None)))
     }
 
     fn load(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {

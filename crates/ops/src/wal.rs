@@ -95,7 +95,7 @@ pub fn last_pushes(
     let prefixes: Vec<(String, &str)> = sources.iter().map(|s| (prefix(repo, s), *s)).collect();
     let mut newest: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
     let mut out: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> = std::collections::HashMap::new();
-    let mut open = Vec::new();
+    let mut segments = Vec::new();
     for (name, _) in repo.backend().list(FileType::Lifeboat).map_err(RepoError::from)? {
         if !name.starts_with("wal/") {
             continue;
@@ -107,17 +107,12 @@ pub fn last_pushes(
                 *e = name;
             }
         } else if let Some(seg) = crate::replica::parse(&name[p.len()..]) {
-            // A SQLite source's replication segment: its name says when it was shipped, except
-            // for one still appended to (read below).
-            if seg.layout == crate::replica::Layout::Open {
-                open.push((src, seg));
-                continue;
-            }
-            let e = out.entry(src.to_string()).or_insert(seg.shipped);
-            *e = (*e).max(seg.shipped);
+            segments.push((src, seg));
         }
     }
-    for (src, seg) in open {
+    // A SQLite source's replication segments: their names say when they were shipped, except
+    // for one still appended to (read for it).
+    for (src, seg) in segments {
         if let Some(seg) = crate::replica::resolve(repo, src, seg)? {
             let e = out.entry(src.to_string()).or_insert(seg.shipped);
             *e = (*e).max(seg.shipped);
