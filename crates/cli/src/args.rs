@@ -61,6 +61,14 @@ pub struct Global {
     /// write (used automatically then, with a notice). Commands that write refuse it
     #[arg(long, global = true)]
     pub no_lock: bool,
+    /// Read the repository without the local metadata cache (index files, snapshot files and
+    /// tree packs kept under the cache directory). check, repair, verify and drills never use it
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+    /// Directory of the metadata caches, one per repository id [default:
+    /// $XDG_CACHE_HOME/lifeboat, else ~/.cache/lifeboat]
+    #[arg(long, global = true, value_name = "DIR", env = "LIFEBOAT_CACHE_DIR")]
+    pub cache_dir: Option<std::path::PathBuf>,
     /// Read the repository as it was at this time (2026-11-20, "2026-11-20 14:30", RFC 3339, or
     /// a duration ago such as 6h): every object's version from then, read-only, no lock taken.
     /// For S3 buckets with versioning (Object Lock), after objects were deleted or overwritten

@@ -33,6 +33,9 @@ pub fn session(g: &Global) -> Session {
         retry_lock: g.retry_lock.clone(),
         as_of: g.as_of.clone(),
         no_lock: g.no_lock,
+        no_cache: g.no_cache,
+        cache_dir: g.cache_dir.clone(),
+        no_totals: !crate::output::interactive(g.json, g.quiet),
         ..Session::default()
     };
     if std::io::stdin().is_terminal() {

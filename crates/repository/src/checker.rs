@@ -83,6 +83,8 @@ fn finding(kind: &'static str, id: impl std::fmt::Display, message: impl Into<St
 
 /// Check `repo`.
 pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
+    // Damage must be found in the repository itself, never hidden by a cached copy.
+    repo.set_cache(None);
     let mut res = CheckResults::default();
     let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
 

@@ -6,6 +6,7 @@
 //! operation takes an options struct and returns its results as data.
 
 pub mod archiver;
+pub mod cache;
 pub mod checker;
 mod compress;
 pub mod copy;

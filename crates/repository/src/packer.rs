@@ -167,6 +167,8 @@ struct Shared {
     /// …and at most this many threads compress at once (as many as there are cores), so the
     /// buffers are few however many threads store.
     compressing: crate::util::Semaphore,
+    /// The metadata cache: tree packs are kept there as they are written.
+    cache: Option<Arc<crate::cache::Cache>>,
 }
 
 /// Deduplicates, compresses, encrypts and packs blobs from many threads, and stores full packs
@@ -203,6 +205,7 @@ impl BlobSaver {
             data_pack_done: std::sync::Condvar::new(),
             scratch: Mutex::new(Vec::new()),
             compressing: crate::util::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
+            cache: repo.cache(),
         });
         // Hand-over without a queue: at most one pack filling plus one per writer in memory.
         let (tx, rx) = bounded::<(FinishedPack, bool)>(0);
@@ -218,6 +221,9 @@ impl BlobSaver {
                             continue;
                         }
                         let FinishedPack { id, data, index } = pack;
+                        if let Some(c) = shared.cache.as_ref().filter(|_| !counted) {
+                            c.put(FileType::Pack, &id.to_hex(), &data);
+                        }
                         // The buffer goes back to the pool once written, before the fsync: the
                         // next pack may start filling it meanwhile.
                         let mut release = |buf: Vec<u8>| {

@@ -85,6 +85,8 @@ impl RepairIndexStats {
 
 /// Rebuild the index from pack headers. The caller must hold an exclusive lock.
 pub fn repair_index(repo: &Repository, opts: &RepairIndexOptions) -> Result<RepairIndexStats> {
+    // Damage must be found in the repository itself, never hidden by a cached copy.
+    repo.set_cache(None);
     let threads = if opts.threads == 0 { 4 } else { opts.threads };
     let mut stats = RepairIndexStats { dry_run: opts.dry_run, ..Default::default() };
     let stopped = || opts.interrupt.as_ref().is_some_and(|f| f.load(Ordering::Relaxed));
@@ -281,6 +283,8 @@ pub const REPAIRED_TAG: &str = "repaired";
 /// the tag [`REPAIRED_TAG`] and `original` pointing at the damaged snapshot, which is kept
 /// unless `forget` is set. Unchanged trees keep their ids. The caller holds an exclusive lock.
 pub fn repair_snapshots(repo: &Repository, opts: &RepairSnapshotsOptions) -> Result<RepairSnapshotsStats> {
+    // Damage must be found in the repository itself, never hidden by a cached copy.
+    repo.set_cache(None);
     let threads = if opts.threads == 0 { 4 } else { opts.threads };
     let mut stats = RepairSnapshotsStats { dry_run: opts.dry_run, ..Default::default() };
     let index = repo.index()?;
@@ -500,6 +504,8 @@ pub struct RepairPacksStats {
 /// damaged packs are deleted (in that order, so the repository is usable at every instant).
 /// Blobs that cannot be read are reported lost. The caller holds an exclusive lock.
 pub fn repair_packs(repo: &Repository, opts: &RepairPacksOptions) -> Result<RepairPacksStats> {
+    // Damage must be found in the repository itself, never hidden by a cached copy.
+    repo.set_cache(None);
     let threads = if opts.threads == 0 { 4 } else { opts.threads };
     let mut stats = RepairPacksStats { dry_run: opts.dry_run, ..Default::default() };
     let index_names: Vec<String> = repo.backend().list(FileType::Index)?.into_iter().map(|(n, _)| n).collect();

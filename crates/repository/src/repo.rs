@@ -8,6 +8,7 @@ use lifeboat_crypto::{derive_key, random_bytes, random_polynomial, sha256, KdfPa
 use lifeboat_format::key::MacKeyJson;
 use lifeboat_format::{BlobType, Config, Id, IndexFile, KeyFile, MasterKeyJson, Tree, UNPACKED_ZSTD_PREFIX};
 
+use crate::cache::Cache;
 use crate::compress::{compress, decompress};
 use crate::index::{BlobLocation, Index};
 use crate::{util, Compression, RepoError, Result};
@@ -36,6 +37,8 @@ pub struct Repository {
     config: Config,
     compression: Compression,
     index: OnceLock<Arc<Index>>,
+    /// The local metadata cache, when one is used (see [`crate::cache`]).
+    cache: std::sync::Mutex<Option<Arc<Cache>>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -122,7 +125,15 @@ impl Repository {
         let plain = serde_json::to_vec(&config).map_err(|e| RepoError::Invalid(e.to_string()))?;
         // The config is written last: a repository "exists" only once it is complete.
         backend.save(FileType::Config, "config", &key.encrypt(&plain))?;
-        Ok(Repository { backend, key, key_name, config, compression: Compression::Auto, index: OnceLock::new() })
+        Ok(Repository {
+            backend,
+            key,
+            key_name,
+            config,
+            compression: Compression::Auto,
+            index: OnceLock::new(),
+            cache: Default::default(),
+        })
     }
 
     /// Open an existing repository with `password`.
@@ -176,7 +187,15 @@ impl Repository {
         if !(1..=2).contains(&config.version) {
             return Err(RepoError::UnsupportedVersion { version: config.version });
         }
-        Ok(Repository { backend, key, key_name, config, compression: Compression::Auto, index: OnceLock::new() })
+        Ok(Repository {
+            backend,
+            key,
+            key_name,
+            config,
+            compression: Compression::Auto,
+            index: OnceLock::new(),
+            cache: Default::default(),
+        })
     }
 
     /// Set the compression used for new data.
@@ -209,12 +228,28 @@ impl Repository {
         &self.config
     }
 
+    /// Use `cache` for index files, snapshot files and tree packs (or none). `check`, `repair`
+    /// and drills turn it off: they must read the repository itself.
+    pub fn set_cache(&self, cache: Option<Arc<Cache>>) {
+        if let Ok(mut c) = self.cache.lock() {
+            *c = cache;
+        }
+    }
+
+    /// The metadata cache in use, if any.
+    pub fn cache(&self) -> Option<Arc<Cache>> {
+        self.cache.lock().ok().and_then(|c| c.clone())
+    }
+
     /// Encrypt, optionally compress, and store an unpacked file (index, snapshot, lock, lifeboat
     /// object); returns its id (SHA-256 of the stored bytes).
     pub fn save_unpacked(&self, ft: FileType, plaintext: &[u8]) -> Result<Id> {
         let data = self.encode_unpacked(plaintext);
         let id = Id(sha256(&data));
         self.backend.save(ft, &id.to_hex(), &data)?;
+        if let Some(c) = self.cache().filter(|_| matches!(ft, FileType::Index | FileType::Snapshot)) {
+            c.put(ft, &id.to_hex(), &data);
+        }
         Ok(id)
     }
 
@@ -271,6 +306,48 @@ impl Repository {
         self.decode_unpacked(&data).map_err(|reason| RepoError::corrupt(what(), reason))
     }
 
+    /// [`Repository::load_unpacked`] through the metadata cache, for an index or snapshot file
+    /// whose name a listing of the repository just returned (so the repository still has it): a
+    /// cached copy that matches its name and decodes is used, else the file is read from the
+    /// repository and cached.
+    pub fn load_unpacked_listed(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {
+        let Some(cache) = self.cache().filter(|_| matches!(ft, FileType::Index | FileType::Snapshot)) else {
+            return self.load_unpacked(ft, name);
+        };
+        if let Some(data) = cache.get(ft, name) {
+            match self.decode_unpacked(&data) {
+                Ok(plain) => return Ok(plain),
+                Err(_) => cache.discard(ft, name),
+            }
+        }
+        let data = self.backend.load(ft, name)?;
+        if Id(sha256(&data)).to_hex() != name {
+            return Err(RepoError::corrupt(
+                format!("{} {}", ft.as_str(), short(name)),
+                "content does not match its id (file damaged)",
+            ));
+        }
+        let plain = self.decode_unpacked(&data).map_err(|r| RepoError::corrupt(format!("{} {}", ft.as_str(), short(name)), r))?;
+        cache.put(ft, name, &data);
+        Ok(plain)
+    }
+
+    /// [`Repository::load_json`] through the metadata cache (see
+    /// [`Repository::load_unpacked_listed`]).
+    pub fn load_json_listed<T: serde::de::DeserializeOwned>(&self, ft: FileType, name: &str) -> Result<T> {
+        let plain = self.load_unpacked_listed(ft, name)?;
+        lifeboat_format::parse_json(ft.as_str(), &plain)
+            .map_err(|e| RepoError::corrupt(format!("{} {}", ft.as_str(), short(name)), e))
+    }
+
+    /// Delete cached files of type `ft` that a listing of the repository (`listed`) no longer
+    /// has.
+    pub fn cache_retain(&self, ft: FileType, listed: &std::collections::HashSet<String>) {
+        if let Some(c) = self.cache() {
+            c.retain(ft, listed);
+        }
+    }
+
     /// Decrypt and decompress an unpacked file's bytes.
     pub fn decode_unpacked(&self, data: &[u8]) -> std::result::Result<Vec<u8>, String> {
         let plain = self.key.decrypt(data).map_err(|e| e.to_string())?;
@@ -312,8 +389,9 @@ impl Repository {
 
     fn load_index(&self) -> Result<Index> {
         let names: Vec<String> = self.backend.list(FileType::Index)?.into_iter().map(|(n, _)| n).collect();
+        self.cache_retain(FileType::Index, &names.iter().cloned().collect());
         let files = crate::util::parallel_map(names, 4, |name| {
-            let file: IndexFile = self.load_json(FileType::Index, &name)?;
+            let file: IndexFile = self.load_json_listed(FileType::Index, &name)?;
             Ok((name, file))
         })?;
         let mut idx = Index::new();
@@ -323,6 +401,8 @@ impl Repository {
                 idx.files.push(id);
             }
         }
+        // Tree packs the index no longer names were pruned.
+        self.cache_retain(FileType::Pack, &idx.packs().iter().map(Id::to_hex).collect());
         Ok(idx)
     }
 
@@ -340,10 +420,40 @@ impl Repository {
         Ok(data)
     }
 
-    /// Load one blob by id.
+    /// Load one blob by id. Trees come through the metadata cache when one is used: their
+    /// whole pack is fetched once and kept.
     pub fn load_blob(&self, t: BlobType, id: &Id) -> Result<Vec<u8>> {
         let loc = self.index()?.get(t, id).ok_or(RepoError::BlobNotFound { id: *id, blob_type: t })?;
-        let stored = self.backend.load_range(FileType::Pack, &loc.pack.to_hex(), loc.offset as u64, loc.length)?;
+        let pack = loc.pack.to_hex();
+        if let Some(cache) = self.cache().filter(|_| t == BlobType::Tree) {
+            let cached = |cache: &Cache| {
+                let stored = cache.get_range(&pack, loc.offset as u64, loc.length)?;
+                let r = self.decode_blob(id, &loc, &stored);
+                if r.is_err() {
+                    cache.discard(FileType::Pack, &pack);
+                }
+                r.ok()
+            };
+            if let Some(data) = cached(&cache) {
+                return Ok(data);
+            }
+            let _fetching = cache.fetch_guard(&pack);
+            // Another thread may have fetched it meanwhile.
+            if let Some(data) = cached(&cache) {
+                return Ok(data);
+            }
+            // A pack is fetched whole once (trees are packed apart from data: it is a tree
+            // pack); a pack that does not match its name is not kept, and the blob is then
+            // read on its own so damage is reported as it would be without a cache.
+            if let Ok(whole) = self.backend.load(FileType::Pack, &pack) {
+                let (start, end) = (loc.offset as usize, loc.offset as usize + loc.length as usize);
+                if end <= whole.len() && Id(sha256(&whole)) == loc.pack {
+                    cache.put(FileType::Pack, &pack, &whole);
+                    return self.decode_blob(id, &loc, &whole[start..end]);
+                }
+            }
+        }
+        let stored = self.backend.load_range(FileType::Pack, &pack, loc.offset as u64, loc.length)?;
         self.decode_blob(id, &loc, &stored)
     }
 

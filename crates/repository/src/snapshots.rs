@@ -46,8 +46,9 @@ pub fn list(repo: &Repository) -> Result<(Vec<SnapshotEntry>, Unreadable)> {
             None => true,
         });
     }
+    repo.cache_retain(FileType::Snapshot, &names.iter().cloned().collect());
     let mut loaded = util::parallel_map(todo, 8, |name| {
-        let r = repo.load_json::<Snapshot>(FileType::Snapshot, &name);
+        let r = repo.load_json_listed::<Snapshot>(FileType::Snapshot, &name);
         Ok((name, r))
     })?;
     if let Some(Ok(mut cache)) = DECODED.get().map(|c| c.lock()) {

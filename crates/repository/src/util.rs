@@ -30,7 +30,21 @@ pub fn username() -> String {
     user_name(current_uid()).or_else(|| std::env::var("USER").ok()).unwrap_or_default()
 }
 
-fn lookup(file: &str, cache: &'static OnceLock<Mutex<HashMap<u32, Option<String>>>>, id: u32) -> Option<String> {
+fn lookup(file: &'static str, cache: &'static OnceLock<Mutex<HashMap<u32, Option<String>>>>, id: u32) -> Option<String> {
+    // A walk asks twice per file from several threads: each thread keeps its own answers, so
+    // they do not queue on the shared lock.
+    thread_local! {
+        static MINE: std::cell::RefCell<HashMap<(&'static str, u32), Option<String>>> = Default::default();
+    }
+    if let Some(hit) = MINE.with(|m| m.borrow().get(&(file, id)).cloned()) {
+        return hit;
+    }
+    let found = lookup_shared(file, cache, id);
+    MINE.with(|m| m.borrow_mut().insert((file, id), found.clone()));
+    found
+}
+
+fn lookup_shared(file: &str, cache: &'static OnceLock<Mutex<HashMap<u32, Option<String>>>>, id: u32) -> Option<String> {
     let cache = cache.get_or_init(|| Mutex::new(HashMap::new()));
     let mut guard = cache.lock().ok()?;
     guard

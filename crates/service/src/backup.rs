@@ -132,7 +132,7 @@ pub fn sources(
         let mut hook_runs = Vec::new();
         let result = hooks::run_named(&src.hooks, "before_backup", &env, &mut hook_runs)
             .map_err(|e| ServiceError::msg(format!("{e}; the backup did not run")))
-            .and_then(|()| one(&repo, &known, src, req, interrupt, observer));
+            .and_then(|()| one(&repo, &known, src, req, !session.no_totals, interrupt, observer));
         if interrupt.load(Ordering::Relaxed) {
             hooks::say(&mut run, &hook_runs);
             runs::end(&repo, run, RunOutcome::Failed, Some("interrupted".into()), observer.as_ref());
@@ -236,10 +236,16 @@ fn one(
     known: &[SnapshotEntry],
     src: &SourceConfig,
     req: &SourcesRequest,
+    totals: bool,
     interrupt: &Arc<AtomicBool>,
     observer: &Arc<Observer>,
 ) -> Result<BackupStats> {
-    let mut archive = |g: Generated| archive_generated(repo, known, src, req, g, interrupt, observer);
+    let mut archive = |mut g: Generated| {
+        if !totals {
+            g.scan = None;
+        }
+        archive_generated(repo, known, src, req, g, interrupt, observer)
+    };
     src.source.backup(&src.name, &mut archive)
 }
 
@@ -374,18 +380,23 @@ pub fn paths(
             "--as-of gives a read-only view of the past: back up into the live repository (without --as-of)",
         ));
     }
-    let repo = session.open()?;
-    let _lock = session.lock(&repo, false)?;
     let opts =
         FilesOptions { paths: req.paths.clone(), excludes: req.excludes.clone(), one_file_system: req.one_file_system };
+    // The walk starts at once: it reads metadata while the repository opens and the parent's
+    // trees load.
     let (paths, walker) = walk(&opts)?;
+    let walker = walker.read_ahead();
+    let repo = session.open()?;
+    let _lock = session.lock(&repo, false)?;
     let host = req.host.clone().unwrap_or_else(util::hostname);
     let parent = match (&req.parent, req.force) {
         (_, true) => None,
         (Some(p), false) => Some(snapshots::find(&repo, p, &Default::default())?.id),
         (None, false) => snapshots::find_parent(&repo, &host, &paths, None)?,
     };
-    scan_totals(opts, observer.clone());
+    if !session.no_totals {
+        scan_totals(opts, observer.clone());
+    }
     let run = runs::begin(&repo, session, RunKind::Backup, None, observer.as_ref());
     let bopts = BackupOptions {
         paths,
@@ -405,7 +416,7 @@ pub fn paths(
 /// restic's scanner does): the front end can then show a percentage and an ETA.
 fn scan_totals(opts: FilesOptions, observer: Arc<Observer>) {
     std::thread::spawn(move || {
-        let Ok((_, walker)) = walk(&opts) else { return };
+        let Ok(walker) = lifeboat_sources::files::walk_sizes(&opts) else { return };
         let (mut files, mut bytes) = (0u64, 0u64);
         for e in walker {
             if let Entry::File { node, .. } = e {

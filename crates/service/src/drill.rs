@@ -61,7 +61,7 @@ pub fn drill(
         None => cfg.select(&[], true)?,
     };
     let key = signing_key(req, &cfg)?;
-    let repo = session.open()?;
+    let repo = session.open_uncached()?;
     let _lock = session.lock(&repo, false)?;
     // A damaged snapshot file may be a source's newest: the drill stops instead of picking an older one.
     let all = snapshots::list_intact(&repo)?;

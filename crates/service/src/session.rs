@@ -80,6 +80,13 @@ pub struct Session {
     pub trigger: String,
     /// Take no lock (read-only commands on a repository this user cannot write).
     pub no_lock: bool,
+    /// Read the repository without the local metadata cache.
+    pub no_cache: bool,
+    /// Nobody shows a percentage of this run's progress (output is piped or JSON): a backup of
+    /// files skips the second walk that counts their total size.
+    pub no_totals: bool,
+    /// Where the metadata caches live (else `$XDG_CACHE_HOME/lifeboat`, `~/.cache/lifeboat`).
+    pub cache_dir: Option<PathBuf>,
     /// The config file once read (filled on first use).
     pub loaded: Loaded,
 }
@@ -289,7 +296,28 @@ impl Session {
         let pw = self.password(false)?;
         let mut repo = Repository::open(backend, &pw)?;
         repo.set_compression(self.compression()?);
+        repo.set_cache(self.cache(&repo.config().id));
         Ok(repo)
+    }
+
+    /// Open the repository to prove what it holds (drills, restore tests, probes): without the
+    /// metadata cache, so damage in the repository is never hidden by a good cached copy.
+    pub fn open_uncached(&self) -> Result<Repository> {
+        let repo = self.open()?;
+        repo.set_cache(None);
+        Ok(repo)
+    }
+
+    /// The metadata cache of repository `repo_id`, unless turned off (`--no-cache`), reading a
+    /// past view (`--as-of`: its listings are not the repository's), or no cache directory can
+    /// be made.
+    fn cache(&self, repo_id: &str) -> Option<Arc<lifeboat_repository::cache::Cache>> {
+        use lifeboat_repository::cache::Cache;
+        if self.no_cache || self.as_of.is_some() {
+            return None;
+        }
+        let base = self.cache_dir.clone().or_else(Cache::default_base)?;
+        Cache::open(&base, repo_id).map(Arc::new)
     }
 
     /// Lock the repository (shared, or exclusive for commands that delete), waiting up to

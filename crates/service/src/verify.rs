@@ -75,7 +75,7 @@ pub fn verify(
     observer: &Arc<Observer>,
     each: &mut dyn FnMut(&Verified),
 ) -> Result<VerifyReport> {
-    let repo = session.open()?;
+    let repo = session.open_uncached()?;
     let _lock = session.lock(&repo, false)?;
     let (snaps, damaged) = select(&repo, req)?;
     let cfg = session.config()?;

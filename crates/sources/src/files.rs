@@ -113,66 +113,96 @@ enum Item {
     Ready(PathBuf, Box<std::io::Result<(Node, u64)>>),
 }
 
+/// Metadata of a directory's entries, read on a pool thread: a slice of paths, and the results
+/// for it with the slice's first position.
+type StatJob = (usize, Vec<PathBuf>);
+type StatDone = (usize, Vec<std::io::Result<(Node, u64)>>);
+
 /// Reads metadata (stat, xattrs, link targets) of a directory's entries on a few threads, so a
-/// walk over a cold page cache is not one synchronous disk read per file.
+/// walk over a cold page cache is not one synchronous disk read per file. Entries go out in
+/// slices, not one by one: a hand-over per file cost more CPU than the stat it saved waiting.
 struct StatPool {
-    jobs: Option<crossbeam_channel::Sender<(usize, PathBuf)>>,
-    results: crossbeam_channel::Receiver<(usize, std::io::Result<(Node, u64)>)>,
+    jobs: Option<crossbeam_channel::Sender<StatJob>>,
+    results: crossbeam_channel::Receiver<StatDone>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    light: bool,
 }
 
 /// Directories with fewer entries are read inline: handing them out costs more than it saves.
 const POOL_MIN_ENTRIES: usize = 8;
+/// Entries per slice handed to a pool thread (fewer when that leaves threads idle).
+const POOL_SLICE: usize = 64;
 
-fn stat_node(p: &Path) -> std::io::Result<(Node, u64)> {
+/// Metadata of `p` as a node; `light` reads only what a size count needs (no extended
+/// attributes, user names or link targets).
+fn stat_node(p: &Path, light: bool) -> std::io::Result<(Node, u64)> {
     let m = std::fs::symlink_metadata(p)?;
+    if light {
+        let mut n = Node::from_raw_name(name_of(p), if m.is_dir() { NodeType::Dir } else { NodeType::File });
+        if m.is_file() {
+            n.size = m.len();
+        } else if !m.is_dir() {
+            n.node_type = NodeType::Fifo;
+        }
+        return Ok((n, m.dev()));
+    }
     Ok((node_from_metadata(name_of(p), p, &m), m.dev()))
 }
 
-fn stat_inline(paths: Vec<PathBuf>) -> Vec<Item> {
+fn stat_inline(paths: Vec<PathBuf>, light: bool) -> Vec<Item> {
     paths
         .into_iter()
         .map(|p| {
-            let r = stat_node(&p);
+            let r = stat_node(&p, light);
             Item::Ready(p, Box::new(r))
         })
         .collect()
 }
 
 impl StatPool {
-    fn new(threads: usize) -> Self {
-        let (jobs, job_rx) = crossbeam_channel::unbounded::<(usize, PathBuf)>();
-        let (res_tx, results) = crossbeam_channel::unbounded();
+    fn new(threads: usize, light: bool) -> Self {
+        let (jobs, job_rx) = crossbeam_channel::unbounded::<StatJob>();
+        let (res_tx, results) = crossbeam_channel::unbounded::<StatDone>();
         let threads = (0..threads)
             .map(|_| {
                 let (job_rx, res_tx) = (job_rx.clone(), res_tx.clone());
                 std::thread::spawn(move || {
-                    for (i, p) in job_rx {
-                        if res_tx.send((i, stat_node(&p))).is_err() {
+                    for (first, paths) in job_rx {
+                        let done = paths.iter().map(|p| stat_node(p, light)).collect();
+                        if res_tx.send((first, done)).is_err() {
                             return;
                         }
                     }
                 })
             })
             .collect();
-        StatPool { jobs: Some(jobs), results, threads }
+        StatPool { jobs: Some(jobs), results, threads, light }
     }
 
     /// Metadata of every path, in input order.
     fn stat_all(&self, paths: Vec<PathBuf>) -> Vec<Item> {
         let n = paths.len();
         let Some(jobs) = self.jobs.as_ref().filter(|_| n >= POOL_MIN_ENTRIES) else {
-            return stat_inline(paths);
+            return stat_inline(paths, self.light);
         };
-        for (i, p) in paths.iter().enumerate() {
-            if jobs.send((i, p.clone())).is_err() {
-                return stat_inline(paths);
+        let slice = n.div_ceil(self.threads.len().max(1)).clamp(1, POOL_SLICE);
+        let mut sent = 0;
+        for (k, part) in paths.chunks(slice).enumerate() {
+            if jobs.send((k * slice, part.to_vec())).is_err() {
+                break;
             }
+            sent += 1;
         }
         let mut got: Vec<Option<std::io::Result<(Node, u64)>>> = (0..n).map(|_| None).collect();
-        for _ in 0..n {
+        for _ in 0..sent {
             match self.results.recv() {
-                Ok((i, r)) => got[i] = Some(r),
+                Ok((first, done)) => {
+                    for (i, r) in done.into_iter().enumerate() {
+                        if let Some(slot) = got.get_mut(first + i) {
+                            *slot = Some(r);
+                        }
+                    }
+                }
                 Err(_) => break,
             }
         }
@@ -180,7 +210,7 @@ impl StatPool {
             .into_iter()
             .zip(got)
             .map(|(p, r)| {
-                let r = r.unwrap_or_else(|| stat_node(&p));
+                let r = r.unwrap_or_else(|| stat_node(&p, self.light));
                 Item::Ready(p, Box::new(r))
             })
             .collect()
@@ -208,6 +238,16 @@ pub struct Walker {
 
 /// Start walking; returns the normalised paths (for the snapshot) and the entry iterator.
 pub fn walk(opts: &FilesOptions) -> Result<(Vec<String>, Walker), SourceError> {
+    walk_with(opts, false)
+}
+
+/// A walk for counting files and bytes only (a backup's totals, for its progress): its nodes
+/// have a name, a type (directory, file, or other) and a file's size, and nothing else is read.
+pub fn walk_sizes(opts: &FilesOptions) -> Result<Walker, SourceError> {
+    walk_with(opts, true).map(|(_, w)| w)
+}
+
+fn walk_with(opts: &FilesOptions, light: bool) -> Result<(Vec<String>, Walker), SourceError> {
     let paths = normalize_paths(&opts.paths)?;
     let excludes = Excludes::new(&opts.excludes)?;
     let mut root = Trie::default();
@@ -225,7 +265,7 @@ pub fn walk(opts: &FilesOptions) -> Result<(Vec<String>, Walker), SourceError> {
     let items = trie_items(Path::new("/"), root);
     let walker = Walker {
         stack: vec![items.into_iter()],
-        pool: StatPool::new(8),
+        pool: StatPool::new(8, light),
         excludes,
         devices,
         one_file_system: opts.one_file_system,
@@ -336,7 +376,7 @@ impl Walker {
                 if self.excludes.is_excluded(&p) {
                     return None;
                 }
-                let r = stat_node(&p);
+                let r = stat_node(&p, self.pool.light);
                 self.visit_path(p, r)
             }
             Item::Ready(p, r) => self.visit_path(p, *r),
@@ -374,6 +414,53 @@ impl Walker {
                 Some(Entry::DirStart(node))
             }
             _ => Some(Entry::Special(node)),
+        }
+    }
+}
+
+/// Entries per batch handed from a read-ahead thread to the consumer.
+const READ_AHEAD_BATCH: usize = 256;
+/// Batches a read-ahead thread may be ahead by (8,192 entries, a few MiB).
+const READ_AHEAD_BATCHES: usize = 32;
+
+/// A walk running ahead of its consumer on a thread of its own (see [`Walker::read_ahead`]).
+pub struct ReadAhead {
+    batches: crossbeam_channel::Receiver<Vec<Entry>>,
+    current: std::vec::IntoIter<Entry>,
+}
+
+impl Walker {
+    /// Walk on a thread of its own, up to [`READ_AHEAD_BATCHES`] × [`READ_AHEAD_BATCH`] entries
+    /// ahead: a backup starts reading metadata while it opens the repository and loads the
+    /// parent's trees, and the directories it waits for over a cold cache overlap with its
+    /// own work. Dropping the iterator stops the thread.
+    pub fn read_ahead(self) -> ReadAhead {
+        let (tx, batches) = crossbeam_channel::bounded(READ_AHEAD_BATCHES);
+        std::thread::spawn(move || {
+            let mut batch = Vec::with_capacity(READ_AHEAD_BATCH);
+            for e in self {
+                batch.push(e);
+                if batch.len() == READ_AHEAD_BATCH
+                    && tx.send(std::mem::replace(&mut batch, Vec::with_capacity(READ_AHEAD_BATCH))).is_err()
+                {
+                    return;
+                }
+            }
+            let _ = tx.send(batch);
+        });
+        ReadAhead { batches, current: Vec::new().into_iter() }
+    }
+}
+
+impl Iterator for ReadAhead {
+    type Item = Entry;
+
+    fn next(&mut self) -> Option<Entry> {
+        loop {
+            if let Some(e) = self.current.next() {
+                return Some(e);
+            }
+            self.current = self.batches.recv().ok()?.into_iter();
         }
     }
 }

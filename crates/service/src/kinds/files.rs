@@ -70,7 +70,7 @@ impl Source for Files {
         archive(Generated {
             manifest: Some(json!({ "paths": paths, "excludes": self.exclude })),
             paths,
-            entries: Box::new(walker),
+            entries: Box::new(walker.read_ahead()),
             finish: None,
             excludes: self.exclude.clone(),
             chunk_sizes: None,
