@@ -22,9 +22,9 @@
 //! see a partial file. Nothing is fsynced: a file lost in a crash is fetched again.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use lifeboat_backend::FileType;
@@ -279,6 +279,7 @@ fn remove_unused(base: &Path, current: &str) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

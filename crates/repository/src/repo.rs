@@ -327,7 +327,9 @@ impl Repository {
                 "content does not match its id (file damaged)",
             ));
         }
-        let plain = self.decode_unpacked(&data).map_err(|r| RepoError::corrupt(format!("{} {}", ft.as_str(), short(name)), r))?;
+        let plain = self
+            .decode_unpacked(&data)
+            .map_err(|r| RepoError::corrupt(format!("{} {}", ft.as_str(), short(name)), r))?;
         cache.put(ft, name, &data);
         Ok(plain)
     }

@@ -30,7 +30,11 @@ pub fn username() -> String {
     user_name(current_uid()).or_else(|| std::env::var("USER").ok()).unwrap_or_default()
 }
 
-fn lookup(file: &'static str, cache: &'static OnceLock<Mutex<HashMap<u32, Option<String>>>>, id: u32) -> Option<String> {
+fn lookup(
+    file: &'static str,
+    cache: &'static OnceLock<Mutex<HashMap<u32, Option<String>>>>,
+    id: u32,
+) -> Option<String> {
     // A walk asks twice per file from several threads: each thread keeps its own answers, so
     // they do not queue on the shared lock.
     thread_local! {
