@@ -57,8 +57,11 @@ fn run_limited(cmd: &mut Command) -> Run {
 
 /// `lifeboat --repo REPO ARGS…` under the timeout guard.
 #[track_caller]
+/// Without the metadata cache: these tests damage files of the repository and look at what
+/// every command makes of them when no good copy is kept locally (with one, a command reads the
+/// good copy: tests/cache.rs).
 fn lbt(repo: &Path, args: &[&str]) -> Run {
-    run_limited(lifeboat(repo).args(args))
+    run_limited(lifeboat(repo).arg("--no-cache").args(args))
 }
 
 fn mkfifo(p: &Path) {

@@ -15,14 +15,16 @@ fn proc_status_id(field: &str) -> Option<u32> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Effective uid of this process (0 when unknown).
+/// Effective uid of this process (0 when unknown). Read once: a restore asks for every file.
 pub fn current_uid() -> u32 {
-    proc_status_id("Uid:").unwrap_or(0)
+    static UID: OnceLock<u32> = OnceLock::new();
+    *UID.get_or_init(|| proc_status_id("Uid:").unwrap_or(0))
 }
 
 /// Effective gid of this process (0 when unknown).
 pub fn current_gid() -> u32 {
-    proc_status_id("Gid:").unwrap_or(0)
+    static GID: OnceLock<u32> = OnceLock::new();
+    *GID.get_or_init(|| proc_status_id("Gid:").unwrap_or(0))
 }
 
 /// Name of the user running this process.
