@@ -5,9 +5,12 @@
 #   bench/restore.sh [CORPUS_DIR]
 #
 # The corpus is backed up once into a fresh local repository. Then, REPEAT times: `cp -a CORPUS
-# DST` and `lifeboat restore latest --target DST` (in alternating order, each into an empty
-# directory that is deleted afterwards, with `sync` before each so a previous run's dirty pages
-# are not written back inside the next run's time). Each run is timed with GNU time (wall,
+# DST` and `lifeboat restore latest --target DST` (in alternating order, each into a new
+# directory, with `sync` before each so a previous run's dirty pages are not written back inside
+# the next run's time). Copies are deleted only at the end: ext4 skips inodes freed in the last
+# minutes when it allocates new ones, so deleting 50,000 files between runs made the next run's
+# file creation up to 3x slower (whichever tool came next). For the same reason, do not run it
+# within minutes of deleting a big tree on the same file system. Each run is timed with GNU time (wall,
 # user+sys CPU, peak RSS), and the first restore is compared with `diff -r` and its sparse files
 # with `du`. The page cache is warm (the corpus and the repository are read once before);
 # DROP=1 drops it before each run instead (root only).
@@ -33,7 +36,7 @@ CORPUS=$(cd "$CORPUS" && pwd -P)
 export LIFEBOAT_PASSWORD=lifeboat-bench-password LC_ALL=C XDG_CACHE_HOME=$WORK/cache
 unset LIFEBOAT_REPOSITORY LIFEBOAT_CONFIG
 rm -rf "$WORK" && mkdir -p "$WORK"
-REPO=$WORK/repo DST=$WORK/dst
+REPO=$WORK/repo DST=$WORK/dst RUN=0
 
 drop() {
     sync
@@ -48,12 +51,13 @@ tar cf - "$CORPUS" "$REPO" 2>/dev/null | cat >/dev/null
 "$LIFEBOAT" --repo "$REPO" -q restore latest --target "$DST" ${THREADS:+--threads "$THREADS"} >/dev/null
 diff -r --no-dereference "$CORPUS" "$DST$CORPUS" >/dev/null || { echo "bench/restore.sh: the restore differs from the corpus" >&2; exit 1; }
 sparse_src=$(du -s "$CORPUS" | cut -f1) sparse_dst=$(du -s "$DST$CORPUS" | cut -f1)
-rm -rf "$DST"
 
 declare -a CP_W CP_C CP_R LB_W LB_C LB_R
-one() { # NAME CMD...: time one run into an empty $DST
+one() { # NAME CMD...: time one run into a new, empty $DST
     local name=$1
     shift
+    RUN=$((RUN + 1))
+    DST=$WORK/dst.$RUN
     drop
     /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" "$@" >/dev/null
     read -r w u s m <"$WORK/time"
@@ -64,18 +68,14 @@ one() { # NAME CMD...: time one run into an empty $DST
     cp) CP_W+=("$w") CP_C+=("$c") CP_R+=("$m") ;;
     lifeboat) LB_W+=("$w") LB_C+=("$c") LB_R+=("$m") ;;
     esac
-    rm -rf "$DST"
 }
+run_cp() { one cp cp -a "$CORPUS" "$WORK/dst.$((RUN + 1))"; }
+run_lb() { one lifeboat "$LIFEBOAT" --repo "$REPO" -q restore latest --target "$WORK/dst.$((RUN + 1))" ${THREADS:+--threads "$THREADS"}; }
 for i in $(seq 1 "$REPEAT"); do
     echo "==> round $i of $REPEAT" >&2
-    if ((i % 2)); then
-        one cp cp -a "$CORPUS" "$DST"
-        one lifeboat "$LIFEBOAT" --repo "$REPO" -q restore latest --target "$DST" ${THREADS:+--threads "$THREADS"}
-    else
-        one lifeboat "$LIFEBOAT" --repo "$REPO" -q restore latest --target "$DST" ${THREADS:+--threads "$THREADS"}
-        one cp cp -a "$CORPUS" "$DST"
-    fi
+    if ((i % 2)); then run_cp; run_lb; else run_lb; run_cp; fi
 done
+rm -rf "$WORK"/dst.*
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 cw=$(median "${CP_W[@]}") lw=$(median "${LB_W[@]}")
