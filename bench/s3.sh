@@ -8,14 +8,17 @@
 #
 #   LIFEBOAT_BIN=PATH        binary (default target/release/lifeboat)
 #   BENCH_WORK=DIR           scratch (default bench/work/s3; git ignores bench/work)
-#   BENCH_TOOLS="..."        subset of: lifeboat-s3 lifeboat-local restic-s3 (default all three)
+#   BENCH_TOOLS="..."        subset of: lifeboat-s3 lifeboat-local restic-s3 small (default all four)
+#   SMALL_FILES=20000        files of 1-8 KiB in the small-file restore comparison (tool "small")
+#
+# The metadata cache lives in BENCH_WORK/cache: the "--no-cache" rows show what it saves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 corpus=${1:-$(rustc --print sysroot)/lib}
 bin=${LIFEBOAT_BIN:-target/release/lifeboat}
 work=${BENCH_WORK:-bench/work/s3}
-tools=${BENCH_TOOLS:-lifeboat-s3 lifeboat-local restic-s3}
+tools=${BENCH_TOOLS:-lifeboat-s3 lifeboat-local restic-s3 small}
 [[ -x $bin ]] || { echo "bench/s3.sh: $bin missing: cargo build --release -p lifeboat" >&2; exit 1; }
 bash .ci/start-seaweedfs
 
@@ -23,6 +26,7 @@ export AWS_ACCESS_KEY_ID=lifeboat-test-key AWS_SECRET_ACCESS_KEY=lifeboat-test-s
 unset AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3 AWS_PROFILE AWS_SESSION_TOKEN
 rm -rf "$work" && mkdir -p "$work"
 printf 'bench\n' >"$work/password"
+export XDG_CACHE_HOME=$work/cache
 export LIFEBOAT_PASSWORD_FILE=$work/password RESTIC_PASSWORD_FILE=$work/password
 run_id=bench-$(date +%s)-$$
 
@@ -41,7 +45,7 @@ timed() { # label, command...: runs it, records wall seconds and MiB/s
     "$@" >"$work/$(echo "$label" | tr ' /' '__').log" 2>&1 || {
         echo "bench/s3.sh: '$label' failed: $*" >&2; tail -5 "$work/$(echo "$label" | tr ' /' '__').log" >&2; exit 1; }
     t1=$(date +%s.%N)
-    rows+=("$(awk -v l="$label" -v a="$t0" -v b="$t1" -v m="$mib" 'BEGIN { printf "| %s | %.1f | %.0f |", l, b - a, m / (b - a) }')")
+    rows+=("$(awk -v l="$label" -v a="$t0" -v b="$t1" -v m="$mib" 'BEGIN { printf "| %s | %.2f | %.0f |", l, b - a, m / (b - a) }')")
 }
 same() { diff -r --no-dereference "$corpus" "$1$corpus" >/dev/null || { echo "bench/s3.sh: restore $1 differs" >&2; exit 1; }; }
 
@@ -52,6 +56,11 @@ for tool in $tools; do
         $bin -r "$url" init -q
         timed "lifeboat, S3: backup" $bin -r "$url" backup -q "$corpus"
         timed "lifeboat, S3: backup again (unchanged)" $bin -r "$url" backup -q "$corpus"
+        timed "lifeboat, S3: backup again (unchanged), --no-cache" $bin -r "$url" --no-cache backup -q "$corpus"
+        timed "lifeboat, S3: snapshots" $bin -r "$url" snapshots -q
+        timed "lifeboat, S3: snapshots, --no-cache" $bin -r "$url" --no-cache snapshots -q
+        timed "lifeboat, S3: ls latest" $bin -r "$url" ls latest
+        timed "lifeboat, S3: ls latest, --no-cache" $bin -r "$url" --no-cache ls latest
         timed "lifeboat, S3: restore" $bin -r "$url" restore -q latest --target "$work/restore-lb-s3"
         same "$work/restore-lb-s3"
         timed "lifeboat, S3: check --read-data" $bin -r "$url" check -q --read-data
@@ -69,6 +78,30 @@ for tool in $tools; do
         timed "restic 0.14, S3: backup" env -u AWS_CA_BUNDLE restic --no-cache -q -r "$url" backup "$corpus"
         timed "restic 0.14, S3: restore" env -u AWS_CA_BUNDLE restic --no-cache -q -r "$url" restore latest --target "$work/restore-restic-s3"
         same "$work/restore-restic-s3"
+        ;;
+    small)
+        # Many small files: one S3 request per pack span against a local read.
+        small=$(realpath -m "$work/small")
+        mkdir -p "$small"
+        for d in $(seq 1 200); do
+            mkdir -p "$small/d$d"
+            for f in $(seq 1 $((${SMALL_FILES:-20000} / 200))); do
+                head -c $((1024 + (d * 7919 + f * 104729) % 7168)) /dev/urandom >"$small/d$d/f$f"
+            done
+        done
+        url=s3:http://127.0.0.1:8333/lifeboat-test/$run_id/small
+        $bin -r "$url" init -q && $bin -r "$url" backup -q "$small"
+        $bin -r "$work/repo-small" init -q && $bin -r "$work/repo-small" backup -q "$small"
+        saved=$corpus corpus=$small
+        mib=$(awk -v b="$(du -sb "$small" | cut -f1)" 'BEGIN { printf "%.1f", b / 1048576 }')
+        # Alternating, twice each (local, S3, S3, local): the first restore meets a colder disk.
+        timed "lifeboat, small files, local dir: restore (1)" $bin -r "$work/repo-small" restore -q latest --target "$work/restore-small-local1"
+        same "$work/restore-small-local1"
+        timed "lifeboat, small files, S3: restore (1)" $bin -r "$url" restore -q latest --target "$work/restore-small-s3-1"
+        same "$work/restore-small-s3-1"
+        timed "lifeboat, small files, S3: restore (2)" $bin -r "$url" restore -q latest --target "$work/restore-small-s3-2"
+        timed "lifeboat, small files, local dir: restore (2)" $bin -r "$work/repo-small" restore -q latest --target "$work/restore-small-local2"
+        corpus=$saved
         ;;
     *) echo "bench/s3.sh: unknown tool $tool" >&2; exit 1 ;;
     esac
