@@ -162,6 +162,9 @@ const SMALL_FILE: u64 = 512 * 1024;
 /// A batch of small files is handed over once it holds this many bytes.
 const BATCH_BYTES: u64 = 8 * 1024 * 1024;
 
+/// Blobs per index file (restic's full index files hold 50,000 too).
+const INDEX_FILE_BLOBS: usize = 50_000;
+
 /// Small files are handed to the workers in batches of this many, to keep channel traffic low.
 const BATCH_FILES: usize = 64;
 
@@ -263,7 +266,7 @@ where
         return Err(RepoError::Interrupted);
     }
     // Durability order: packs (stored by finish) → index → snapshot.
-    write_index(repo, packs, 50_000)?;
+    write_index(repo, packs, INDEX_FILE_BLOBS)?;
     let mut source = opts.source.clone();
     if let Some(hook) = &opts.finish {
         let manifest = hook().map_err(RepoError::SourceFailed)?;
@@ -482,6 +485,12 @@ impl<'a> Assembler<'a> {
             }
             while let Ok(r) = results.try_recv() {
                 self.results(r)?;
+            }
+            // Packs already durable get their index file now: the entries of a backup of
+            // millions of files are not all held until the end. (An index file naming packs of
+            // a backup that then fails is harmless: prune removes what no snapshot uses.)
+            if let Some(packs) = self.saver.take_written(INDEX_FILE_BLOBS) {
+                write_index(self.repo, packs, INDEX_FILE_BLOBS)?;
             }
         }
         self.send(&mut batch, &jobs)?;

@@ -107,7 +107,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
                         b
                     });
                 }
-                index.add_file(&f);
+                index.add_files_compact(std::slice::from_ref(&f));
                 if let Ok(id) = name.parse() {
                     index.files.push(id);
                 }
@@ -119,6 +119,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
             )),
         }
     }
+    index.sort();
     let index = repo.set_index(index);
 
     // 2. Packs: every indexed pack must exist with the size its index implies.

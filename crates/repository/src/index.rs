@@ -56,13 +56,45 @@ struct Entry {
     uncompressed_length: u32,
 }
 
+/// The blobs of one type: a table sorted by id (48 bytes per blob: what loading a repository's
+/// index builds, see [`Index::add_files_compact`]) and a map for blobs added one pack at a time
+/// afterwards. A blob is in one of the two, never both; the first location added wins.
+#[derive(Default)]
+struct Table {
+    sorted: Vec<(Id, Entry)>,
+    extra: IdMap<Entry>,
+}
+
+impl Table {
+    fn find(&self, id: &Id) -> Option<&Entry> {
+        match self.sorted.binary_search_by(|(k, _)| k.cmp(id)) {
+            Ok(i) => self.sorted.get(i).map(|(_, e)| e),
+            Err(_) => self.extra.get(id),
+        }
+    }
+
+    fn insert(&mut self, id: Id, e: Entry) {
+        if self.sorted.binary_search_by(|(k, _)| k.cmp(&id)).is_err() {
+            self.extra.entry(id).or_insert(e);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.sorted.len() + self.extra.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Id, &Entry)> {
+        self.sorted.iter().map(|(k, e)| (k, e)).chain(self.extra.iter())
+    }
+}
+
 /// The merged index of a repository.
 #[derive(Default)]
 pub struct Index {
     packs: Vec<Id>,
     pack_numbers: IdMap<u32>,
-    data: IdMap<Entry>,
-    tree: IdMap<Entry>,
+    data: Table,
+    tree: Table,
     /// Index files this index was loaded from.
     pub files: Vec<Id>,
 }
@@ -73,10 +105,65 @@ impl Index {
         Self::default()
     }
 
-    fn map(&self, t: BlobType) -> &IdMap<Entry> {
+    fn map(&self, t: BlobType) -> &Table {
         match t {
             BlobType::Data => &self.data,
             BlobType::Tree => &self.tree,
+        }
+    }
+
+    /// Add every pack of `files` into the sorted tables, for an index being loaded (nothing
+    /// looked up yet): a blob costs 48 bytes, not a hash map entry, and the same blob in two
+    /// files keeps its first location. Call it once per group of files and finish with
+    /// [`Index::sort`]; until then lookups miss the blobs added here.
+    pub fn add_files_compact(&mut self, files: &[IndexFile]) {
+        let blobs = |t: BlobType| {
+            files.iter().flat_map(|f| &f.packs).flat_map(|p| &p.blobs).filter(|b| b.blob_type == t).count()
+        };
+        self.data.sorted.reserve(blobs(BlobType::Data));
+        self.tree.sorted.reserve(blobs(BlobType::Tree));
+        for p in files.iter().flat_map(|f| &f.packs) {
+            let n = self.pack_number(&p.id);
+            for b in &p.blobs {
+                let e = Entry {
+                    pack: n,
+                    offset: b.offset,
+                    length: b.length,
+                    uncompressed_length: b.uncompressed_length.unwrap_or(0),
+                };
+                let table = match b.blob_type {
+                    BlobType::Data => &mut self.data,
+                    BlobType::Tree => &mut self.tree,
+                };
+                table.sorted.push((b.id, e));
+            }
+        }
+    }
+
+    /// Sort the tables filled by [`Index::add_files_compact`] (keeping each blob's first
+    /// location) and release their spare capacity.
+    pub fn sort(&mut self) {
+        for t in [&mut self.data, &mut self.tree] {
+            // Stable: of two locations of one blob, the first added stays first…
+            t.sorted.sort_by_key(|e| e.0);
+            // …and is the one kept.
+            t.sorted.dedup_by(|later, first| later.0 == first.0);
+            t.sorted.shrink_to_fit();
+            // Blobs added one at a time meanwhile that the table now has go.
+            let sorted = &t.sorted;
+            t.extra.retain(|id, _| sorted.binary_search_by(|(k, _)| k.cmp(id)).is_err());
+        }
+    }
+
+    fn pack_number(&mut self, id: &Id) -> u32 {
+        match self.pack_numbers.get(id) {
+            Some(n) => *n,
+            None => {
+                let n = self.packs.len() as u32;
+                self.packs.push(*id);
+                self.pack_numbers.insert(*id, n);
+                n
+            }
         }
     }
 
@@ -89,15 +176,7 @@ impl Index {
 
     /// Add one pack and its blobs.
     pub fn add_pack(&mut self, pack: &IndexPack) {
-        let n = match self.pack_numbers.get(&pack.id) {
-            Some(n) => *n,
-            None => {
-                let n = self.packs.len() as u32;
-                self.packs.push(pack.id);
-                self.pack_numbers.insert(pack.id, n);
-                n
-            }
-        };
+        let n = self.pack_number(&pack.id);
         for b in &pack.blobs {
             let e = Entry {
                 pack: n,
@@ -105,17 +184,17 @@ impl Index {
                 length: b.length,
                 uncompressed_length: b.uncompressed_length.unwrap_or(0),
             };
-            let map = match b.blob_type {
+            let table = match b.blob_type {
                 BlobType::Data => &mut self.data,
                 BlobType::Tree => &mut self.tree,
             };
-            map.entry(b.id).or_insert(e);
+            table.insert(b.id, e);
         }
     }
 
     /// Location of a blob.
     pub fn get(&self, t: BlobType, id: &Id) -> Option<BlobLocation> {
-        self.map(t).get(id).map(|e| BlobLocation {
+        self.map(t).find(id).map(|e| BlobLocation {
             pack: self.packs[e.pack as usize],
             offset: e.offset,
             length: e.length,
@@ -125,7 +204,7 @@ impl Index {
 
     /// Whether a blob is indexed.
     pub fn contains(&self, t: BlobType, id: &Id) -> bool {
-        self.map(t).contains_key(id)
+        self.map(t).find(id).is_some()
     }
 
     /// Number of blobs of a type.
@@ -135,7 +214,7 @@ impl Index {
 
     /// Whether there are no blobs at all.
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty() && self.tree.is_empty()
+        self.data.len() == 0 && self.tree.len() == 0
     }
 
     /// Whether a pack is referenced.
@@ -152,7 +231,7 @@ impl Index {
     pub fn blobs_by_pack(&self) -> IdMap<Vec<IndexBlob>> {
         let mut out: IdMap<Vec<IndexBlob>> = IdMap::default();
         for (t, map) in [(BlobType::Data, &self.data), (BlobType::Tree, &self.tree)] {
-            for (id, e) in map {
+            for (id, e) in map.iter() {
                 out.entry(self.packs[e.pack as usize]).or_default().push(IndexBlob {
                     id: *id,
                     blob_type: t,
@@ -170,6 +249,7 @@ impl Index {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -202,5 +282,58 @@ mod tests {
         assert_eq!((loc.pack, loc.offset, loc.data_length()), (Id([9; 32]), 40, 90));
         assert_eq!(idx.get(BlobType::Data, &Id([1; 32])).expect("data").data_length(), 8);
         assert_eq!(idx.blobs_by_pack()[&Id([9; 32])].len(), 2);
+    }
+
+    fn blob(id: u8, t: BlobType, offset: u32) -> IndexBlob {
+        IndexBlob { id: Id([id; 32]), blob_type: t, offset, length: 40, uncompressed_length: None }
+    }
+
+    #[test]
+    fn the_compact_tables_find_what_the_map_finds_and_keep_the_first_location() {
+        let files = vec![
+            IndexFile {
+                packs: vec![IndexPack {
+                    id: Id([200; 32]),
+                    blobs: vec![blob(5, BlobType::Data, 0), blob(3, BlobType::Data, 40), blob(7, BlobType::Tree, 80)],
+                }],
+                ..Default::default()
+            },
+            IndexFile {
+                packs: vec![IndexPack {
+                    id: Id([201; 32]),
+                    // Blob 3 again, in a later pack: the first location wins, as with add_pack.
+                    blobs: vec![blob(3, BlobType::Data, 0), blob(1, BlobType::Data, 40)],
+                }],
+                ..Default::default()
+            },
+        ];
+        let mut compact = Index::new();
+        compact.add_files_compact(&files[..1]);
+        compact.add_files_compact(&files[1..]);
+        compact.sort();
+        let mut mapped = Index::new();
+        for f in &files {
+            mapped.add_file(f);
+        }
+        for id in 0..=255u8 {
+            for t in [BlobType::Data, BlobType::Tree] {
+                assert_eq!(compact.get(t, &Id([id; 32])), mapped.get(t, &Id([id; 32])), "blob {id} {t:?}");
+            }
+        }
+        assert_eq!(compact.get(BlobType::Data, &Id([3; 32])).unwrap().pack, Id([200; 32]));
+        assert_eq!(compact.len(BlobType::Data), 3);
+        assert_eq!(compact.len(BlobType::Tree), 1);
+        assert_eq!(compact.packs(), mapped.packs());
+        // A pack added afterwards goes to the map beside the table; a blob the table has stays.
+        compact.add_pack(&IndexPack {
+            id: Id([202; 32]),
+            blobs: vec![blob(9, BlobType::Data, 0), blob(5, BlobType::Data, 40)],
+        });
+        assert!(compact.contains(BlobType::Data, &Id([9; 32])));
+        assert_eq!(compact.get(BlobType::Data, &Id([5; 32])).unwrap().pack, Id([200; 32]));
+        assert_eq!(compact.len(BlobType::Data), 4);
+        let by_pack = compact.blobs_by_pack();
+        assert_eq!(by_pack[&Id([202; 32])].len(), 1);
+        assert_eq!(by_pack[&Id([200; 32])].len(), 3);
     }
 }

@@ -153,6 +153,8 @@ struct Shared {
     claimed: [Mutex<IdSet>; 2],
     packers: [Mutex<Packer>; 2],
     written: Mutex<Vec<IndexPack>>,
+    /// Blobs in `written`.
+    written_blobs: std::sync::atomic::AtomicUsize,
     error: Mutex<Option<RepoError>>,
     stats: SaverStats,
     /// Data pack buffers handed back by the writers, reused for new packs: a backup allocates
@@ -198,6 +200,7 @@ impl BlobSaver {
             claimed: Default::default(),
             packers: Default::default(),
             written: Mutex::new(Vec::new()),
+            written_blobs: Default::default(),
             error: Mutex::new(None),
             stats: SaverStats::default(),
             buffers: Mutex::new(Vec::new()),
@@ -240,6 +243,7 @@ impl BlobSaver {
                             Ok(()) => {
                                 shared.stats.packs.fetch_add(1, Ordering::Relaxed);
                                 if let Ok(mut w) = shared.written.lock() {
+                                    shared.written_blobs.fetch_add(index.blobs.len(), Ordering::Relaxed);
                                     w.push(index);
                                 }
                             }
@@ -355,6 +359,19 @@ impl BlobSaver {
             return Err(RepoError::Invalid("storing a pack failed".into()));
         }
         Ok(())
+    }
+
+    /// The index entries of the packs written so far, once they hold at least `at_least` blobs
+    /// (taken out of the saver: [`BlobSaver::finish`] returns only the rest). A long backup
+    /// writes them as index files as it goes, so memory does not grow with every blob stored.
+    pub fn take_written(&self, at_least: usize) -> Option<Vec<IndexPack>> {
+        let sh = &self.shared;
+        if sh.written_blobs.load(Ordering::Relaxed) < at_least {
+            return None;
+        }
+        let taken = std::mem::take(&mut *sh.written.lock().ok()?);
+        sh.written_blobs.fetch_sub(taken.iter().map(|p| p.blobs.len()).sum(), Ordering::Relaxed);
+        Some(taken)
     }
 
     /// The first error a writer hit, if any (taken out of the saver).

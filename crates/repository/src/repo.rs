@@ -392,17 +392,19 @@ impl Repository {
     fn load_index(&self) -> Result<Index> {
         let names: Vec<String> = self.backend.list(FileType::Index)?.into_iter().map(|(n, _)| n).collect();
         self.cache_retain(FileType::Index, &names.iter().cloned().collect());
-        let files = crate::util::parallel_map(names, 4, |name| {
-            let file: IndexFile = self.load_json_listed(FileType::Index, &name)?;
-            Ok((name, file))
-        })?;
+        // A few files at a time: the parsed files (about 60 bytes a blob) are dropped as soon as
+        // their blobs are in the compact tables (48 bytes a blob).
         let mut idx = Index::new();
-        for (name, f) in &files {
-            idx.add_file(f);
-            if let Ok(id) = name.parse() {
-                idx.files.push(id);
-            }
+        for group in names.chunks(16) {
+            let files = crate::util::parallel_map(group.to_vec(), 4, |name| {
+                let file: IndexFile = self.load_json_listed(FileType::Index, &name)?;
+                Ok((name, file))
+            })?;
+            let (group_names, files): (Vec<String>, Vec<IndexFile>) = files.into_iter().unzip();
+            idx.add_files_compact(&files);
+            idx.files.extend(group_names.iter().filter_map(|n| n.parse::<Id>().ok()));
         }
+        idx.sort();
         // Tree packs the index no longer names were pruned.
         self.cache_retain(FileType::Pack, &idx.packs().iter().map(Id::to_hex).collect());
         Ok(idx)
