@@ -14,7 +14,9 @@
 # the peak RSS per indexed blob between the smallest and the largest size.
 #
 # Knobs: FILES="100000 1000000" TOOLS="lifeboat restic rustic" LIFEBOAT_BIN=path
-#        BENCH_WORK=dir (needs ~N x 1.5 KiB for the tree plus the same again per restore)
+#        BENCH_WORK=dir (needs ~N x 4 KiB for the tree plus the same again during a restore,
+#        and 2.1 x N free inodes: a default mkfs.ext4 of 30 GiB has 1.9 million, too few for
+#        N = 1,000,000; `mkfs.ext4 -N`)
 #        STEPS="backup1 backup2 snapshots restore check"
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

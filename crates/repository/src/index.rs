@@ -56,6 +56,12 @@ struct Entry {
     uncompressed_length: u32,
 }
 
+impl Entry {
+    fn of(pack: u32, b: &IndexBlob) -> Entry {
+        Entry { pack, offset: b.offset, length: b.length, uncompressed_length: b.uncompressed_length.unwrap_or(0) }
+    }
+}
+
 /// The blobs of one type: a table sorted by id (48 bytes per blob: what loading a repository's
 /// index builds, see [`Index::add_files_compact`]) and a map for blobs added one pack at a time
 /// afterwards. A blob is in one of the two, never both; the first location added wins.
@@ -125,17 +131,7 @@ impl Index {
         for p in files.iter().flat_map(|f| &f.packs) {
             let n = self.pack_number(&p.id);
             for b in &p.blobs {
-                let e = Entry {
-                    pack: n,
-                    offset: b.offset,
-                    length: b.length,
-                    uncompressed_length: b.uncompressed_length.unwrap_or(0),
-                };
-                let table = match b.blob_type {
-                    BlobType::Data => &mut self.data,
-                    BlobType::Tree => &mut self.tree,
-                };
-                table.sorted.push((b.id, e));
+                self.table(b.blob_type).sorted.push((b.id, Entry::of(n, b)));
             }
         }
     }
@@ -152,6 +148,13 @@ impl Index {
             // Blobs added one at a time meanwhile that the table now has go.
             let sorted = &t.sorted;
             t.extra.retain(|id, _| sorted.binary_search_by(|(k, _)| k.cmp(id)).is_err());
+        }
+    }
+
+    fn table(&mut self, t: BlobType) -> &mut Table {
+        match t {
+            BlobType::Data => &mut self.data,
+            BlobType::Tree => &mut self.tree,
         }
     }
 
@@ -178,17 +181,7 @@ impl Index {
     pub fn add_pack(&mut self, pack: &IndexPack) {
         let n = self.pack_number(&pack.id);
         for b in &pack.blobs {
-            let e = Entry {
-                pack: n,
-                offset: b.offset,
-                length: b.length,
-                uncompressed_length: b.uncompressed_length.unwrap_or(0),
-            };
-            let table = match b.blob_type {
-                BlobType::Data => &mut self.data,
-                BlobType::Tree => &mut self.tree,
-            };
-            table.insert(b.id, e);
+            self.table(b.blob_type).insert(b.id, Entry::of(n, b));
         }
     }
 

@@ -107,6 +107,18 @@ fn short(name: &str) -> &str {
 }
 
 impl Repository {
+    fn with(backend: Arc<dyn Backend>, key: Key, key_name: String, config: Config) -> Repository {
+        Repository {
+            backend,
+            key,
+            key_name,
+            config,
+            compression: Compression::Auto,
+            index: OnceLock::new(),
+            cache: Default::default(),
+        }
+    }
+
     /// Create a new repository (format version 2) protected by `password`.
     pub fn init(backend: Arc<dyn Backend>, password: &[u8], opts: &InitOptions) -> Result<Repository> {
         if backend.has_config()? {
@@ -125,15 +137,7 @@ impl Repository {
         let plain = serde_json::to_vec(&config).map_err(|e| RepoError::Invalid(e.to_string()))?;
         // The config is written last: a repository "exists" only once it is complete.
         backend.save(FileType::Config, "config", &key.encrypt(&plain))?;
-        Ok(Repository {
-            backend,
-            key,
-            key_name,
-            config,
-            compression: Compression::Auto,
-            index: OnceLock::new(),
-            cache: Default::default(),
-        })
+        Ok(Repository::with(backend, key, key_name, config))
     }
 
     /// Open an existing repository with `password`.
@@ -187,15 +191,7 @@ impl Repository {
         if !(1..=2).contains(&config.version) {
             return Err(RepoError::UnsupportedVersion { version: config.version });
         }
-        Ok(Repository {
-            backend,
-            key,
-            key_name,
-            config,
-            compression: Compression::Auto,
-            index: OnceLock::new(),
-            cache: Default::default(),
-        })
+        Ok(Repository::with(backend, key, key_name, config))
     }
 
     /// Set the compression used for new data.
