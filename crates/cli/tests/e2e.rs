@@ -1105,3 +1105,36 @@ fn a_closed_output_pipe_ends_quietly_without_a_panic() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!out.stderr.contains("panicked") && !out.stderr.contains("Broken pipe"), "{}", out.stderr);
 }
+
+// -------------------------------------------------------------------------------------------
+// Reading for a backup leaves access times alone
+
+#[test]
+fn a_backup_leaves_access_times_alone_and_an_unchanged_rebackup_stores_nothing() {
+    let tmp = tempdir();
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    for d in 0..4 {
+        fs::create_dir_all(src.join(format!("d{d}"))).unwrap();
+        for f in 0..5 {
+            write_random(&src.join(format!("d{d}/f{f}")), 1000 + f * 10, (d * 10 + f) as u64);
+        }
+    }
+    // Access times older than the modification times: any read would move them (relatime).
+    let files: Vec<PathBuf> =
+        (0..4).flat_map(|d| (0..5).map(move |f| (d, f))).map(|(d, f)| src.join(format!("d{d}/f{f}"))).collect();
+    for f in &files {
+        run(Command::new("touch").args(["-a", "-d", "2020-01-01 00:00:00"]).arg(f)).ok();
+    }
+    let before: Vec<i64> = files.iter().map(|f| fs::metadata(f).unwrap().atime()).collect();
+    init(&repo);
+    backup_json(&repo, &[s(&src)]);
+    let after: Vec<i64> = files.iter().map(|f| fs::metadata(f).unwrap().atime()).collect();
+    assert_eq!(before, after, "reading files for a backup changed their access times");
+    // So the next backup finds every node below src as it was: no tree of src or its five
+    // directories is stored again (the directories above it, /tmp and the like, may have
+    // changed meanwhile: at most one tree each).
+    let second = backup_json(&repo, &[s(&src)]);
+    assert_eq!(num(&second, "files_unmodified"), 20, "{second:#}");
+    let above = tmp.path().components().count() as u64;
+    assert!(num(&second, "tree_blobs") <= above, "an unchanged re-backup stored trees again: {second:#}");
+}

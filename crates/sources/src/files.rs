@@ -394,11 +394,10 @@ impl Walker {
                 let cross = self.one_file_system && !self.devices.contains(&dev);
                 let mut children = Vec::new();
                 if !cross {
-                    match std::fs::read_dir(&p) {
-                        Ok(rd) => {
+                    match read_dir_noatime(&p) {
+                        Ok(named) => {
                             // Same parent: sorting by name is enough (and much cheaper than paths).
-                            let mut named: Vec<_> =
-                                rd.filter_map(|e| e.ok().map(|e| (e.file_name(), e.path()))).collect();
+                            let mut named = named;
                             named.sort_unstable_by(|a, b| a.0.cmp(&b.0));
                             let mut names: Vec<PathBuf> = named.into_iter().map(|(_, p)| p).collect();
                             names.retain(|c| !self.excludes.is_excluded(c));
@@ -416,6 +415,38 @@ impl Walker {
             _ => Some(Entry::Special(node)),
         }
     }
+}
+
+/// The entries of directory `p` as (name, path), read without updating the directory's access
+/// time (`O_NOATIME`, as for files): a read must not change the directory's node, or the next
+/// backup would store its parent's tree again. Directories this user does not own are read the
+/// ordinary way (`O_NOATIME` is the owner's).
+fn read_dir_noatime(p: &Path) -> std::io::Result<Vec<(std::ffi::OsString, PathBuf)>> {
+    use nix::fcntl::OFlag;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOATIME | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW).bits())
+        .open(p);
+    let file = match opened {
+        Ok(f) => f,
+        Err(_) => {
+            return std::fs::read_dir(p)?.map(|e| e.map(|e| (e.file_name(), e.path()))).collect();
+        }
+    };
+    let mut dir = nix::dir::Dir::from_fd(std::os::fd::OwnedFd::from(file)).map_err(std::io::Error::from)?;
+    let mut out = Vec::new();
+    for e in dir.iter() {
+        let Ok(e) = e else { continue };
+        let name = e.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let name = std::ffi::OsStr::from_bytes(name).to_os_string();
+        out.push((name.clone(), p.join(name)));
+    }
+    Ok(out)
 }
 
 /// Entries per batch handed from a read-ahead thread to the consumer.
