@@ -56,13 +56,20 @@ fn source(dir: &Path) {
     }
 }
 
-#[test]
-fn the_cache_holds_index_snapshots_and_tree_packs_as_stored_and_no_cache_leaves_nothing() {
+/// A repository with one backup of [`source`] made with the cache at `<tmp>/cache`: (tmp, repo,
+/// src, cache).
+fn backed_up() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     let t = tempdir();
     let (repo, src, cache) = (t.path().join("repo"), t.path().join("src"), t.path().join("cache"));
     source(&src);
     init(&repo);
     lbc_cached(&repo, &cache, &["backup", "--json", s(&src)]).ok();
+    (t, repo, src, cache)
+}
+
+#[test]
+fn the_cache_holds_index_snapshots_and_tree_packs_as_stored_and_no_cache_leaves_nothing() {
+    let (t, repo, src, cache) = backed_up();
     let rc = repo_cache(&cache);
     assert!(cache.join("CACHEDIR.TAG").exists());
     assert_eq!(names(&rc.join("index")), listed(&repo, "index"), "index files are cached as written");
@@ -131,11 +138,7 @@ fn a_repository_changed_by_another_machine_is_read_right_through_a_stale_cache()
 
 #[test]
 fn a_damaged_cached_file_is_never_used_and_check_is_never_fooled_by_the_cache() {
-    let t = tempdir();
-    let (repo, src, cache) = (t.path().join("repo"), t.path().join("src"), t.path().join("cache"));
-    source(&src);
-    init(&repo);
-    lbc_cached(&repo, &cache, &["backup", "--json", s(&src)]).ok();
+    let (t, repo, src, cache) = backed_up();
     let rc = repo_cache(&cache);
 
     // Damage every cached file: commands read the repository instead, and replace the copies.
