@@ -16,7 +16,7 @@
 # DROP=1 drops it before each run instead (root only).
 #
 # Knobs: CORPUS=dir (default: a copy of the Rust toolchain, as bench/run.sh) REPEAT=5 DROP=0
-#        LIFEBOAT_BIN=path BENCH_WORK=dir THREADS= (lifeboat restore --threads)
+#        LIFEBOAT_BIN=path BENCH_WORK=dir
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH_DIR")
@@ -48,7 +48,7 @@ echo "==> corpus $CORPUS: $(du -sh --apparent-size "$CORPUS" | cut -f1) in $(fin
 "$LIFEBOAT" --repo "$REPO" -q backup "$CORPUS" >/dev/null
 # Warm both sides once (untimed), and check the restore is exact.
 tar cf - "$CORPUS" "$REPO" 2>/dev/null | cat >/dev/null
-"$LIFEBOAT" --repo "$REPO" -q restore latest --target "$DST" ${THREADS:+--threads "$THREADS"} >/dev/null
+"$LIFEBOAT" --repo "$REPO" -q restore latest --target "$DST" >/dev/null
 diff -r --no-dereference "$CORPUS" "$DST$CORPUS" >/dev/null || { echo "bench/restore.sh: the restore differs from the corpus" >&2; exit 1; }
 sparse_src=$(du -s "$CORPUS" | cut -f1) sparse_dst=$(du -s "$DST$CORPUS" | cut -f1)
 
@@ -70,7 +70,7 @@ one() { # NAME CMD...: time one run into a new, empty $DST
     esac
 }
 run_cp() { one cp cp -a "$CORPUS" "$WORK/dst.$((RUN + 1))"; }
-run_lb() { one lifeboat "$LIFEBOAT" --repo "$REPO" -q restore latest --target "$WORK/dst.$((RUN + 1))" ${THREADS:+--threads "$THREADS"}; }
+run_lb() { one lifeboat "$LIFEBOAT" --repo "$REPO" -q restore latest --target "$WORK/dst.$((RUN + 1))"; }
 for i in $(seq 1 "$REPEAT"); do
     echo "==> round $i of $REPEAT" >&2
     if ((i % 2)); then run_cp; run_lb; else run_lb; run_cp; fi

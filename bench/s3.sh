@@ -10,6 +10,7 @@
 #   BENCH_WORK=DIR           scratch (default bench/work/s3; git ignores bench/work)
 #   BENCH_TOOLS="..."        subset of: lifeboat-s3 lifeboat-local restic-s3 small (default all four)
 #   SMALL_FILES=20000        files of 1-8 KiB in the small-file restore comparison (tool "small")
+#   SMALL_REPEAT=5           restores of each kind, alternating (medians compared)
 #
 # The metadata cache lives in BENCH_WORK/cache: the "--no-cache" rows show what it saves.
 set -euo pipefail
@@ -94,13 +95,25 @@ for tool in $tools; do
         $bin -r "$work/repo-small" init -q && $bin -r "$work/repo-small" backup -q "$small"
         saved=$corpus corpus=$small
         mib=$(awk -v b="$(du -sb "$small" | cut -f1)" 'BEGIN { printf "%.1f", b / 1048576 }')
-        # Alternating, twice each (local, S3, S3, local): the first restore meets a colder disk.
-        timed "lifeboat, small files, local dir: restore (1)" $bin -r "$work/repo-small" restore -q latest --target "$work/restore-small-local1"
-        same "$work/restore-small-local1"
-        timed "lifeboat, small files, S3: restore (1)" $bin -r "$url" restore -q latest --target "$work/restore-small-s3-1"
+        # Alternating (local, S3, S3, local, ...), SMALL_REPEAT runs each; medians compared.
+        lw=() sw=()
+        for i in $(seq 1 "${SMALL_REPEAT:-5}"); do
+            order="local s3"; ((i % 2)) || order="s3 local"
+            for where in $order; do
+                if [[ $where == local ]]; then src_repo=$work/repo-small; else src_repo=$url; fi
+                t0=$(date +%s.%N)
+                $bin -r "$src_repo" restore -q latest --target "$work/restore-small-$where-$i" >/dev/null
+                t1=$(date +%s.%N)
+                w=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+                if [[ $where == local ]]; then lw+=("$w"); else sw+=("$w"); fi
+            done
+        done
         same "$work/restore-small-s3-1"
-        timed "lifeboat, small files, S3: restore (2)" $bin -r "$url" restore -q latest --target "$work/restore-small-s3-2"
-        timed "lifeboat, small files, local dir: restore (2)" $bin -r "$work/repo-small" restore -q latest --target "$work/restore-small-local2"
+        med() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+        lm=$(med "${lw[@]}") sm=$(med "${sw[@]}")
+        rows+=("$(awk -v a="$lm" -v m="$mib" 'BEGIN { printf "| lifeboat, small files, local dir: restore (median) | %.2f | %.0f |", a, m / a }')")
+        rows+=("$(awk -v a="$sm" -v m="$mib" 'BEGIN { printf "| lifeboat, small files, S3: restore (median) | %.2f | %.0f |", a, m / a }')")
+        echo "small files: local ${lw[*]} s; S3 ${sw[*]} s; S3 at $(awk -v a="$lm" -v b="$sm" 'BEGIN { printf "%.0f", 100 * a / b }') % of the local speed" >&2
         corpus=$saved
         ;;
     *) echo "bench/s3.sh: unknown tool $tool" >&2; exit 1 ;;
