@@ -65,8 +65,8 @@ pub struct Global {
     /// tree packs kept under the cache directory). check, repair, verify and drills never use it
     #[arg(long, global = true)]
     pub no_cache: bool,
-    /// Directory of the metadata caches, one per repository id [default:
-    /// $XDG_CACHE_HOME/lifeboat, else ~/.cache/lifeboat]
+    /// Directory of the metadata caches, one per repository id [default: $CACHE_DIRECTORY under
+    /// systemd, else $XDG_CACHE_HOME/lifeboat, else ~/.cache/lifeboat]
     #[arg(long, global = true, value_name = "DIR", env = "LIFEBOAT_CACHE_DIR")]
     pub cache_dir: Option<std::path::PathBuf>,
     /// Read the repository as it was at this time (2026-11-20, "2026-11-20 14:30", RFC 3339, or

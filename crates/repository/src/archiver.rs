@@ -349,18 +349,6 @@ fn file_worker(
     }
 }
 
-/// Open a file to back it up without updating its access time (`O_NOATIME`, as restic does):
-/// reading it must not change it, or the next backup would see a changed node and store every
-/// directory's tree again. `O_NOATIME` is allowed only to the file's owner (or with
-/// `CAP_FOWNER`); for anybody else's file the plain open is used.
-fn open_noatime(p: &std::path::Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new().read(true).custom_flags(nix::fcntl::OFlag::O_NOATIME.bits()).open(p) {
-        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EPERM as i32) => std::fs::File::open(p),
-        r => r,
-    }
-}
-
 /// Whether a file changed while it was read: its size when scanned, the bytes read and its size
 /// and modification time now must all agree. A snapshot of a file being written may hold a mix
 /// of old and new content, so this is reported (restic does too).
@@ -400,7 +388,7 @@ fn read_file(
     let fan_out = matches!(content, Content::Reader(_)) || expected >= SMALL_FILE;
     let _permit = fan_out.then(|| ctx.big_files.acquire());
     let mut reader: Box<dyn Read + Send> = match content {
-        Content::Path(p) => Box::new(open_noatime(&p).map_err(|e| e.to_string())?),
+        Content::Path(p) => Box::new(util::open_noatime(&p, nix::fcntl::OFlag::empty()).map_err(|e| e.to_string())?),
         Content::Reader(r) => r,
     };
     let mut ids = Vec::new();

@@ -183,11 +183,6 @@ impl Cache {
         self.fetching[stripe].lock().ok()
     }
 
-    /// Whether pack `name` is cached.
-    pub fn has_pack(&self, name: &str) -> bool {
-        self.path(FileType::Pack, name).is_some_and(|p| p.exists())
-    }
-
     /// Keep `data` as file `name`, if it matches its name (best effort).
     pub fn put(&self, ft: FileType, name: &str, data: &[u8]) {
         if ft == FileType::Pack && data.len() as u64 > MAX_CACHED_PACK {
@@ -334,7 +329,7 @@ mod tests {
         let pack: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
         let name = id_of(&pack);
         c.put(FileType::Pack, &name, &pack);
-        assert!(c.has_pack(&name));
+        assert!(c.dir().join("packs").join(&name).exists());
         assert_eq!(c.get_range(&name, 10, 5).unwrap(), pack[10..15].to_vec());
         assert_eq!(c.get_range(&name, 998, 5), None, "a range past the end is a miss");
     }

@@ -63,15 +63,21 @@ thread_local! {
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
 }
 
+/// The compressor in `slot`, made (again) when it is missing or for another level.
+fn context<'s>(
+    slot: &'s mut Option<(i32, zstd::bulk::Compressor<'static>)>,
+    level: i32,
+) -> Option<&'s mut zstd::bulk::Compressor<'static>> {
+    if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+        *slot = Some((level, zstd::bulk::Compressor::new(level).ok()?));
+    }
+    slot.as_mut().map(|(_, c)| c)
+}
+
 /// Compress `data` at `level`; `None` when the result would not be smaller.
 pub(crate) fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
     COMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
-            *slot = Some((level, zstd::bulk::Compressor::new(level).ok()?));
-        }
-        let (_, c) = slot.as_mut()?;
-        let out = c.compress(data).ok()?;
+        let out = context(&mut cell.borrow_mut(), level)?.compress(data).ok()?;
         (out.len() < data.len()).then_some(out)
     })
 }
@@ -89,13 +95,7 @@ impl Scratch {
     /// Compress `data` at `level` into `self.out` (cleared first); `false` when the result would
     /// not be smaller, in which case `out` holds nothing useful. Reuses `out`'s allocation.
     pub(crate) fn compress(&mut self, data: &[u8], level: i32) -> bool {
-        if self.ctx.as_ref().is_none_or(|(l, _)| *l != level) {
-            match zstd::bulk::Compressor::new(level) {
-                Ok(c) => self.ctx = Some((level, c)),
-                Err(_) => return false,
-            }
-        }
-        let Some((_, c)) = self.ctx.as_mut() else { return false };
+        let Some(c) = context(&mut self.ctx, level) else { return false };
         self.out.clear();
         self.out.reserve(zstd::zstd_safe::compress_bound(data.len()));
         matches!(c.compress_to_buffer(data, &mut self.out), Ok(n) if n < data.len())

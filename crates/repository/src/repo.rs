@@ -106,6 +106,16 @@ fn short(name: &str) -> &str {
     name.get(..8).unwrap_or(name)
 }
 
+/// How errors name unpacked file `name`: `index 1a2b3c4d`.
+fn file_label(ft: FileType, name: &str) -> String {
+    format!("{} {}", ft.as_str(), short(name))
+}
+
+/// Parse a decoded unpacked file as JSON, a failure naming the file.
+fn parse<T: serde::de::DeserializeOwned>(ft: FileType, name: &str, plain: &[u8]) -> Result<T> {
+    lifeboat_format::parse_json(ft.as_str(), plain).map_err(|e| RepoError::corrupt(file_label(ft, name), e))
+}
+
 impl Repository {
     fn with(backend: Arc<dyn Backend>, key: Key, key_name: String, config: Config) -> Repository {
         Repository {
@@ -294,12 +304,23 @@ impl Repository {
 
     /// Load, authenticate and decode an unpacked file stored under its id.
     pub fn load_unpacked(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {
+        let data = self.load_stored(ft, name)?;
+        self.decode_stored(ft, name, &data)
+    }
+
+    /// The stored bytes of unpacked file `name`, checked against its id (Lifeboat's own objects
+    /// are not named by their hash).
+    fn load_stored(&self, ft: FileType, name: &str) -> Result<Vec<u8>> {
         let data = self.backend.load(ft, name)?;
-        let what = || format!("{} {}", ft.as_str(), short(name));
         if ft != FileType::Lifeboat && Id(sha256(&data)).to_hex() != name {
-            return Err(RepoError::corrupt(what(), "content does not match its id (file damaged)"));
+            return Err(RepoError::corrupt(file_label(ft, name), "content does not match its id (file damaged)"));
         }
-        self.decode_unpacked(&data).map_err(|reason| RepoError::corrupt(what(), reason))
+        Ok(data)
+    }
+
+    /// [`Repository::decode_unpacked`], a failure naming the file.
+    fn decode_stored(&self, ft: FileType, name: &str, data: &[u8]) -> Result<Vec<u8>> {
+        self.decode_unpacked(data).map_err(|reason| RepoError::corrupt(file_label(ft, name), reason))
     }
 
     /// [`Repository::load_unpacked`] through the metadata cache, for an index or snapshot file
@@ -316,16 +337,8 @@ impl Repository {
                 Err(_) => cache.discard(ft, name),
             }
         }
-        let data = self.backend.load(ft, name)?;
-        if Id(sha256(&data)).to_hex() != name {
-            return Err(RepoError::corrupt(
-                format!("{} {}", ft.as_str(), short(name)),
-                "content does not match its id (file damaged)",
-            ));
-        }
-        let plain = self
-            .decode_unpacked(&data)
-            .map_err(|r| RepoError::corrupt(format!("{} {}", ft.as_str(), short(name)), r))?;
+        let data = self.load_stored(ft, name)?;
+        let plain = self.decode_stored(ft, name, &data)?;
         cache.put(ft, name, &data);
         Ok(plain)
     }
@@ -333,9 +346,7 @@ impl Repository {
     /// [`Repository::load_json`] through the metadata cache (see
     /// [`Repository::load_unpacked_listed`]).
     pub fn load_json_listed<T: serde::de::DeserializeOwned>(&self, ft: FileType, name: &str) -> Result<T> {
-        let plain = self.load_unpacked_listed(ft, name)?;
-        lifeboat_format::parse_json(ft.as_str(), &plain)
-            .map_err(|e| RepoError::corrupt(format!("{} {}", ft.as_str(), short(name)), e))
+        parse(ft, name, &self.load_unpacked_listed(ft, name)?)
     }
 
     /// Delete cached files of type `ft` that a listing of the repository (`listed`) no longer
@@ -359,9 +370,7 @@ impl Repository {
 
     /// Load and parse a JSON unpacked file.
     pub fn load_json<T: serde::de::DeserializeOwned>(&self, ft: FileType, name: &str) -> Result<T> {
-        let plain = self.load_unpacked(ft, name)?;
-        lifeboat_format::parse_json(ft.as_str(), &plain)
-            .map_err(|e| RepoError::corrupt(format!("{} {}", ft.as_str(), short(name)), e))
+        parse(ft, name, &self.load_unpacked(ft, name)?)
     }
 
     /// The master index, loaded from all index files on first use.

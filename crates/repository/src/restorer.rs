@@ -531,9 +531,14 @@ fn write_file(
     result
 }
 
-/// An unnamed file in `path`'s directory, or `None` where the file system cannot make one.
+/// An unnamed file in `path`'s directory, or `None` where the file system cannot make one or
+/// `/proc` (through which it gets its name) is not mounted.
 fn unnamed_file(path: &Path) -> Option<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
+    static PROC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if !*PROC.get_or_init(|| Path::new("/proc/self/fd").is_dir()) {
+        return None;
+    }
     let dir = path.parent()?;
     std::fs::OpenOptions::new().write(true).mode(0o600).custom_flags(nix::fcntl::OFlag::O_TMPFILE.bits()).open(dir).ok()
 }
@@ -858,14 +863,18 @@ fn apply_metadata_fd(f: &std::fs::File, path: &Path, node: &Node, warnings: &Mut
     }
     let mode = unix_permissions_from_go(node.mode);
     f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| RepoError::io(path, e))?;
-    let ft = |t: Option<chrono::DateTime<chrono::Utc>>| {
-        t.map(|t| FileTime::from_unix_time(t.timestamp(), t.timestamp_subsec_nanos()))
-    };
-    if let Some(m) = ft(node.mtime) {
-        filetime::set_file_handle_times(f, Some(ft(node.atime).unwrap_or(m)), Some(m))
-            .map_err(|e| RepoError::io(path, e))?;
+    if let Some((a, m)) = file_times(node) {
+        filetime::set_file_handle_times(f, Some(a), Some(m)).map_err(|e| RepoError::io(path, e))?;
     }
     Ok(())
+}
+
+/// A node's access and modification times (the access time defaults to the modification
+/// time), when it has them.
+fn file_times(node: &Node) -> Option<(FileTime, FileTime)> {
+    let ft = |t: chrono::DateTime<chrono::Utc>| FileTime::from_unix_time(t.timestamp(), t.timestamp_subsec_nanos());
+    let m = ft(node.mtime?);
+    Some((node.atime.map_or(m, ft), m))
 }
 
 fn apply_metadata(path: &Path, node: &Node, warnings: &Mutex<Vec<String>>) -> Result<()> {
@@ -886,11 +895,7 @@ fn apply_metadata(path: &Path, node: &Node, warnings: &Mutex<Vec<String>>) -> Re
         let mode = unix_permissions_from_go(node.mode);
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| RepoError::io(path, e))?;
     }
-    let ft = |t: Option<chrono::DateTime<chrono::Utc>>| {
-        t.map(|t| FileTime::from_unix_time(t.timestamp(), t.timestamp_subsec_nanos()))
-    };
-    if let Some(m) = ft(node.mtime) {
-        let a = ft(node.atime).unwrap_or(m);
+    if let Some((a, m)) = file_times(node) {
         // By path, never following a link and never opening the file: `filetime::set_file_times`
         // opens it, which blocks forever on a FIFO (and would open a device node).
         filetime::set_symlink_file_times(path, a, m).map_err(|e| RepoError::io(path, e))?;

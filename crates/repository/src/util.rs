@@ -27,6 +27,20 @@ pub fn current_gid() -> u32 {
     *GID.get_or_init(|| proc_status_id("Gid:").unwrap_or(0))
 }
 
+/// Open `p` for reading with `flags` added, without updating its access time (`O_NOATIME`, as
+/// restic does): what a backup reads must not change the node it records, or the next backup
+/// would find the file or directory changed and store its parent's tree again. The kernel allows
+/// `O_NOATIME` only to the owner (or with `CAP_FOWNER`): anybody else's file is opened without.
+pub fn open_noatime(p: &std::path::Path, flags: nix::fcntl::OFlag) -> std::io::Result<std::fs::File> {
+    use nix::fcntl::OFlag;
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = |f: OFlag| std::fs::OpenOptions::new().read(true).custom_flags(f.bits()).open(p);
+    match open(flags | OFlag::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EPERM as i32) => open(flags),
+        r => r,
+    }
+}
+
 /// Name of the user running this process.
 pub fn username() -> String {
     user_name(current_uid()).or_else(|| std::env::var("USER").ok()).unwrap_or_default()

@@ -85,7 +85,7 @@ pub struct Session {
     /// Nobody shows a percentage of this run's progress (output is piped or JSON): a backup of
     /// files skips the second walk that counts their total size.
     pub no_totals: bool,
-    /// Where the metadata caches live (else `$XDG_CACHE_HOME/lifeboat`, `~/.cache/lifeboat`).
+    /// Where the metadata caches live (else [`lifeboat_repository::cache::Cache::default_base`]).
     pub cache_dir: Option<PathBuf>,
     /// The config file once read (filled on first use).
     pub loaded: Loaded,

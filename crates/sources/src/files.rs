@@ -138,12 +138,16 @@ const POOL_SLICE: usize = 64;
 fn stat_node(p: &Path, light: bool) -> std::io::Result<(Node, u64)> {
     let m = std::fs::symlink_metadata(p)?;
     if light {
-        let mut n = Node::from_raw_name(name_of(p), if m.is_dir() { NodeType::Dir } else { NodeType::File });
-        if m.is_file() {
-            n.size = m.len();
-        } else if !m.is_dir() {
-            n.node_type = NodeType::Fifo;
-        }
+        // Only directories are walked into and only files counted: anything else is "other".
+        let t = if m.is_dir() {
+            NodeType::Dir
+        } else if m.is_file() {
+            NodeType::File
+        } else {
+            NodeType::Fifo
+        };
+        let mut n = Node::from_raw_name(name_of(p), t);
+        n.size = if m.is_file() { m.len() } else { 0 };
         return Ok((n, m.dev()));
     }
     Ok((node_from_metadata(name_of(p), p, &m), m.dev()))
@@ -395,9 +399,8 @@ impl Walker {
                 let mut children = Vec::new();
                 if !cross {
                     match read_dir_noatime(&p) {
-                        Ok(named) => {
+                        Ok(mut named) => {
                             // Same parent: sorting by name is enough (and much cheaper than paths).
-                            let mut named = named;
                             named.sort_unstable_by(|a, b| a.0.cmp(&b.0));
                             let mut names: Vec<PathBuf> = named.into_iter().map(|(_, p)| p).collect();
                             names.retain(|c| !self.excludes.is_excluded(c));
@@ -419,22 +422,12 @@ impl Walker {
 
 /// The entries of directory `p` as (name, path), read without updating the directory's access
 /// time (`O_NOATIME`, as for files): a read must not change the directory's node, or the next
-/// backup would store its parent's tree again. Directories this user does not own are read the
-/// ordinary way (`O_NOATIME` is the owner's).
+/// backup would store its parent's tree again (see `util::open_noatime`). Entries that cannot
+/// be read are left out, as `std::fs::read_dir` callers here always did.
 fn read_dir_noatime(p: &Path) -> std::io::Result<Vec<(std::ffi::OsString, PathBuf)>> {
     use nix::fcntl::OFlag;
     use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::OpenOptionsExt;
-    let opened = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((OFlag::O_NOATIME | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW).bits())
-        .open(p);
-    let file = match opened {
-        Ok(f) => f,
-        Err(_) => {
-            return std::fs::read_dir(p)?.map(|e| e.map(|e| (e.file_name(), e.path()))).collect();
-        }
-    };
+    let file = lifeboat_repository::util::open_noatime(p, OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW)?;
     let mut dir = nix::dir::Dir::from_fd(std::os::fd::OwnedFd::from(file)).map_err(std::io::Error::from)?;
     let mut out = Vec::new();
     for e in dir.iter() {
