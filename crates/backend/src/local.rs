@@ -37,6 +37,66 @@ fn mkdir_all_private(dir: &Path) -> io::Result<()> {
 /// Per-process counter making temporary names unique across threads.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Objects at least this big (packs) are written around the page cache (`O_DIRECT`) where the
+/// file system allows it: copying a pack into the page cache and writing it back cost more CPU
+/// than compressing it on a VM's disk (1.2 system seconds for 400 MB against 0.07 direct), the
+/// pack is synced before it is published anyway, and a backup does not push the machine's
+/// useful cached pages out with data nobody reads back soon.
+const DIRECT_MIN: usize = 1 << 20;
+/// Alignment of direct writes: buffer address, file offset and length (the largest logical
+/// block size in common use).
+const DIRECT_ALIGN: usize = 4096;
+/// Size of the aligned buffer each writing thread copies through.
+const DIRECT_PIECE: usize = 1 << 20;
+
+thread_local! {
+    static DIRECT_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Write `data` into the empty `file` from its start: the aligned bulk with `O_DIRECT`, the
+/// last partial block through the page cache. Falls back to writing through the page cache
+/// wherever the file system refuses direct I/O.
+fn write_direct(file: &mut File, data: &[u8]) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let bulk = data.len() / DIRECT_ALIGN * DIRECT_ALIGN;
+    let flags = fcntl(&*file, FcntlArg::F_GETFL).map(OFlag::from_bits_truncate);
+    let direct = match flags {
+        Ok(f) => fcntl(&*file, FcntlArg::F_SETFL(f | OFlag::O_DIRECT)).is_ok(),
+        Err(_) => false,
+    };
+    let mut done = 0;
+    if direct {
+        done = DIRECT_BUF.with(|cell| -> io::Result<usize> {
+            let mut buf = cell.borrow_mut();
+            if buf.len() < DIRECT_PIECE + DIRECT_ALIGN {
+                *buf = vec![0; DIRECT_PIECE + DIRECT_ALIGN];
+            }
+            let at = buf.as_ptr().align_offset(DIRECT_ALIGN);
+            let Some(aligned) = buf.get_mut(at..at + DIRECT_PIECE) else { return Ok(0) };
+            let mut done = 0;
+            while done < bulk {
+                let n = (bulk - done).min(DIRECT_PIECE);
+                aligned[..n].copy_from_slice(&data[done..done + n]);
+                match file.write_all(&aligned[..n]) {
+                    Ok(()) => done += n,
+                    // Refused after all (an alignment this file system does not take): what is
+                    // left goes through the page cache, from where the file ends now.
+                    Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EINVAL as i32) => {
+                        done = file.stream_position()? as usize;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(done)
+        })?;
+        if let Ok(f) = flags {
+            fcntl(&*file, FcntlArg::F_SETFL(f))?;
+        }
+    }
+    file.write_all(&data[done..])
+}
+
 /// A repository in a directory of the local file system.
 ///
 /// Saves are atomic and durable: data goes to a uniquely named temporary file
@@ -131,9 +191,9 @@ impl LocalBackend {
     /// file again on failure.
     fn write_temp_unsynced(&self, dir: &Path, data: &[u8]) -> io::Result<(PathBuf, File)> {
         let (tmp, mut file) = self.create_temp(dir)?;
-        let written = file
-            .write_all(data)
-            .and_then(|()| file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(FILE_MODE)));
+        let written = if data.len() >= DIRECT_MIN { write_direct(&mut file, data) } else { file.write_all(data) };
+        let written =
+            written.and_then(|()| file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(FILE_MODE)));
         match written {
             Ok(()) => Ok((tmp, file)),
             Err(e) => {
@@ -374,7 +434,7 @@ impl Backend for LocalBackend {
             Ok(v) => v,
             Err(e) => return Err(Box::new((err(e), Some(data)))),
         };
-        // In the page cache: the buffer is free while the disk catches up.
+        // Written (a pack on the disk, anything else in the page cache): the buffer is free.
         release(data);
         publish(&tmp, file, &path, dir).map_err(|e| Box::new((err(e), None)))
     }

@@ -95,29 +95,18 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
     // interrupted between writing its index and deleting the old one) would make a pack look
     // shorter than it is.
     let mut by_pack: IdMap<Vec<IndexBlob>> = IdMap::default();
+    // Without --read-data only each pack's blob count and implied size are needed: a few bytes
+    // a pack instead of a copy of every blob's entry.
+    let mut packs: IdMap<(usize, u64)> = IdMap::default();
     let names: Vec<String> = repo.backend().list(FileType::Index)?.into_iter().map(|(n, _)| n).collect();
-    let loaded = util::parallel_map(names, threads * 2, |n| Ok((repo.load_json::<IndexFile>(FileType::Index, &n), n)))?;
-    for (r, name) in loaded {
-        match r {
-            Ok(f) => {
-                for p in &f.packs {
-                    by_pack.entry(p.id).or_insert_with(|| {
-                        let mut b = p.blobs.clone();
-                        b.sort_by_key(|x| x.offset);
-                        b
-                    });
-                }
-                index.add_files_compact(std::slice::from_ref(&f));
-                if let Ok(id) = name.parse() {
-                    index.files.push(id);
-                }
-            }
-            Err(e) => res.errors.push(finding(
-                "index",
-                short(&name),
-                format!("cannot be read: {}; `lifeboat repair index` rebuilds the index from the packs", reason(&e)),
-            )),
-        }
+    // A group of files at a time: all of a big repository's index files at once would hold
+    // every blob's entry twice (parsed, and in the index).
+    let mut names = names.into_iter().peekable();
+    while names.peek().is_some() {
+        let group: Vec<String> = names.by_ref().take(16).collect();
+        let loaded =
+            util::parallel_map(group, threads * 2, |n| Ok((repo.load_json::<IndexFile>(FileType::Index, &n), n)))?;
+        check_index_files(loaded, &mut index, &mut packs, &mut by_pack, opts.read_data, &mut res);
     }
     index.sort();
     let index = repo.set_index(index);
@@ -126,7 +115,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
     let stored: IdMap<u64> =
         repo.backend().list(FileType::Pack)?.into_iter().filter_map(|(n, s)| Some((n.parse().ok()?, s))).collect();
     res.packs = stored.len();
-    for (pack, blobs) in &by_pack {
+    for (pack, &(blobs, expected)) in &packs {
         match stored.get(pack) {
             None => res.errors.push(finding(
                 "pack",
@@ -134,11 +123,10 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
                 format!(
                     "missing (the index lists {} blobs in it); `lifeboat repair index` drops it from the index, then \
                      `lifeboat repair snapshots` writes copies of the snapshots without what it held",
-                    blobs.len()
+                    blobs
                 ),
             )),
             Some(&size) => {
-                let expected = expected_size(blobs);
                 if size != expected {
                     res.errors.push(finding(
                         "pack",
@@ -149,7 +137,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
             }
         }
     }
-    for pack in stored.keys().filter(|p| !by_pack.contains_key(*p)) {
+    for pack in stored.keys().filter(|p| !packs.contains_key(*p)) {
         res.notices.push(finding(
             "pack",
             pack.short(),
@@ -257,6 +245,42 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
         res.bytes_read = bytes.load(Ordering::Relaxed);
     }
     Ok(res)
+}
+
+/// Add loaded index files to the index and the per-pack tables; name those that cannot be read.
+fn check_index_files(
+    loaded: Vec<(Result<IndexFile>, String)>,
+    index: &mut Index,
+    packs: &mut IdMap<(usize, u64)>,
+    by_pack: &mut IdMap<Vec<IndexBlob>>,
+    read_data: bool,
+    res: &mut CheckResults,
+) {
+    for (r, name) in loaded {
+        match r {
+            Ok(f) => {
+                for p in &f.packs {
+                    packs.entry(p.id).or_insert_with(|| (p.blobs.len(), expected_size(&p.blobs)));
+                    if read_data {
+                        by_pack.entry(p.id).or_insert_with(|| {
+                            let mut b = p.blobs.clone();
+                            b.sort_by_key(|x| x.offset);
+                            b
+                        });
+                    }
+                }
+                index.add_files_compact(std::slice::from_ref(&f));
+                if let Ok(id) = name.parse() {
+                    index.files.push(id);
+                }
+            }
+            Err(e) => res.errors.push(finding(
+                "index",
+                short(&name),
+                format!("cannot be read: {}; `lifeboat repair index` rebuilds the index from the packs", reason(&e)),
+            )),
+        }
+    }
 }
 
 /// 3. Snapshots and every tree they reach.

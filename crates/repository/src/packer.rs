@@ -12,7 +12,7 @@ use lifeboat_format::pack::encode_header;
 use lifeboat_format::{BlobType, Id, IndexBlob, IndexPack, PackHeaderEntry};
 
 use crate::compress::Scratch;
-use crate::index::{IdSet, Index};
+use crate::index::{CompactIdSet, Index};
 use crate::{RepoError, Repository, Result};
 
 /// Packs are cut once they reach this size (restic ≥ 0.17 uses 16 MiB as well).
@@ -150,7 +150,7 @@ struct Shared {
     key: Key,
     level: Option<i32>,
     index: Arc<Index>,
-    claimed: [Mutex<IdSet>; 2],
+    claimed: [Mutex<CompactIdSet>; 2],
     packers: [Mutex<Packer>; 2],
     written: Mutex<Vec<IndexPack>>,
     /// Blobs in `written`.

@@ -14,14 +14,13 @@
 //! 4. delete the old index files (the new index is complete, so readers never miss a blob);
 //! 5. delete the packs that are unused, repacked, or not indexed.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use lifeboat_backend::FileType;
 use lifeboat_format::{BlobType, Id, IndexBlob, IndexFile, IndexPack, NodeType};
 
-use crate::index::{IdMap, IdSet};
+use crate::index::{CompactIdSet, IdMap, IdSet};
 use crate::packer::{write_index, Packer, TARGET_PACK_SIZE};
 use crate::{util, RepoError, Repository, Result};
 
@@ -114,8 +113,8 @@ impl PruneStats {
 
 /// What the mark phase found: the blobs every snapshot uses.
 struct Used {
-    data: IdSet,
-    tree: IdSet,
+    data: CompactIdSet,
+    tree: CompactIdSet,
     snapshots: usize,
 }
 
@@ -226,9 +225,8 @@ fn load_index_files(repo: &Repository, threads: usize) -> Result<(Vec<String>, V
 /// Walk all snapshots' trees level by level, loading each tree once, in parallel.
 fn mark(repo: &Repository, files: &[IndexFile], opts: &PruneOptions) -> Result<Used> {
     let mut index = crate::index::Index::new();
-    for f in files {
-        index.add_file(f);
-    }
+    index.add_files_compact(files);
+    index.sort();
     let index = repo.set_index(index);
     let (snaps, bad) = crate::snapshots::list(repo)?;
     if let Some((name, e)) = bad.into_iter().next() {
@@ -237,7 +235,7 @@ fn mark(repo: &Repository, files: &[IndexFile], opts: &PruneOptions) -> Result<U
             name.get(..8).unwrap_or(&name)
         )));
     }
-    let mut used = Used { data: IdSet::default(), tree: IdSet::default(), snapshots: snaps.len() };
+    let mut used = Used { data: CompactIdSet::default(), tree: CompactIdSet::default(), snapshots: snaps.len() };
     let mut frontier: Vec<Id> = Vec::new();
     for s in &snaps {
         if used.tree.insert(s.snapshot.tree) {
@@ -296,7 +294,7 @@ fn decide(
     // A pack may be listed by several index files (a crash between writing an index and
     // deleting the one it replaces): the first listing is the pack's content.
     let mut seen_packs = IdSet::default();
-    let mut taken: HashSet<(BlobType, Id)> = HashSet::new();
+    let mut taken = [CompactIdSet::default(), CompactIdSet::default()];
     let mut plan = Plan { packs: Vec::new(), keep_copy: IdMap::default(), unindexed: Vec::new(), index_files };
     for pack in files.into_iter().flat_map(|f| f.packs) {
         if !seen_packs.insert(pack.id) {
@@ -308,8 +306,11 @@ fn decide(
                 pack.id.short()
             )));
         };
-        let keep: Vec<bool> =
-            pack.blobs.iter().map(|b| used.contains(b) && taken.insert((b.blob_type, b.id))).collect();
+        let keep: Vec<bool> = pack
+            .blobs
+            .iter()
+            .map(|b| used.contains(b) && taken[usize::from(b.blob_type == BlobType::Tree)].insert(b.id))
+            .collect();
         let used_bytes: u64 = pack.blobs.iter().zip(&keep).filter(|(_, k)| **k).map(|(b, _)| b.length as u64).sum();
         let n_used = keep.iter().filter(|k| **k).count();
         stats.used_blobs += n_used;

@@ -2,7 +2,9 @@
 //!
 //! Files are written beside their final name (`.name.lifeboat-tmp`) and renamed into place once
 //! complete, with metadata applied; so an interrupted restore never leaves a half-written file
-//! under its real name. Directory metadata is applied last, deepest first.
+//! under its real name. A directory's metadata is applied once everything below it is written,
+//! deepest first. The walk of the snapshot's trees runs one batch of entries ahead of the
+//! writing, so memory does not grow with the number of files.
 //!
 //! Damage does not stop a restore: a file whose data cannot be read intact (a blob missing from
 //! the index, a pack missing or short, a blob that fails decryption or its hash) is left out —
@@ -151,45 +153,56 @@ fn matches_include(path: &str, include: &[String]) -> (bool, bool) {
     (take, descend)
 }
 
+/// Entries handed from the walk of the snapshot's trees to the writers at once. The walk runs at
+/// most one batch ahead, so a restore's memory does not grow with the number of files: what it
+/// keeps for the whole run is the index, the hard-linked files' first paths and the failures.
+const BATCH: usize = 8192;
+
+/// What the walk of the selected entries reports, in order.
+enum Visit<'e> {
+    /// An entry to restore (or a directory on the way to one), before anything below it.
+    Enter(&'e WalkEntry),
+    /// A directory entered earlier, once everything below it has been entered.
+    Leave(&'e WalkEntry),
+    /// A directory whose tree cannot be read (it is restored empty).
+    Unreadable(FailedFile),
+}
+
+/// A slice of the walk: entries in walk order, and the directories whose whole subtree is in
+/// this batch or an earlier one (deepest first), whose metadata can be applied once the batch is
+/// written.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<WalkEntry>,
+    finished: Vec<WalkEntry>,
+    failed: Vec<FailedFile>,
+}
+
 /// Restore `tree` (the snapshot root) into `target`.
 pub fn restore(repo: &Repository, tree: &Id, target: &Path, opts: &RestoreOptions) -> Result<RestoreStats> {
     let index = repo.index()?;
-    let mut entries: Vec<WalkEntry> = Vec::new();
-    let mut failed: Vec<FailedFile> = Vec::new();
     let root = repo.load_tree(tree)?;
-    walk_tolerant(repo, &index, root, "", Path::new(""), &mut failed, &mut |e| {
-        let (take, descend) = matches_include(&e.path, &opts.include);
-        if take || (descend && e.node.node_type == NodeType::Dir) {
-            entries.push(e.clone());
-        }
-        descend
-    });
-    // Every include must name something in the snapshot: a typo must not "succeed" quietly
-    // (unless it lies below a directory whose tree is damaged: that one is named already).
-    for inc in &opts.include {
-        let inc = inc.trim_end_matches('/');
-        let below_damage = failed.iter().any(|f| inc == f.path || inc.starts_with(&format!("{}/", f.path)));
-        if !below_damage && !entries.iter().any(|e| e.path == inc || e.path.starts_with(&format!("{inc}/"))) {
-            return Err(RepoError::PathNotFound(inc.to_string()));
-        }
-    }
-    let mut stats = RestoreStats::default();
-    for e in &entries {
-        match e.node.node_type {
-            NodeType::File => {
-                stats.files += 1;
-                stats.bytes += e.node.size;
-            }
-            NodeType::Dir => stats.dirs += 1,
-            NodeType::Socket => {
-                stats.others += 1;
-                stats.sockets_skipped += 1;
-            }
-            _ => stats.others += 1,
-        }
+    if !opts.include.is_empty() {
+        check_includes(repo, &index, root.clone(), &opts.include)?;
     }
     if opts.dry_run {
-        impact(target, &entries, &mut stats);
+        let mut stats = RestoreStats {
+            target_not_empty: std::fs::read_dir(target).is_ok_and(|mut rd| rd.next().is_some()),
+            ..Default::default()
+        };
+        let mut failed = Vec::new();
+        walk_selected(repo, &index, root, "", Path::new(""), &opts.include, &mut |v| {
+            match v {
+                Visit::Enter(e) => {
+                    count(&mut stats, &e.node);
+                    impact(target, e, &mut stats);
+                }
+                Visit::Leave(_) => {}
+                Visit::Unreadable(f) => failed.push(f),
+            }
+            true
+        });
+        failed.sort_by(|a, b| a.path.cmp(&b.path));
         stats.files_failed = failed.len() as u64;
         stats.failed = failed;
         return Ok(stats);
@@ -198,114 +211,366 @@ pub fn restore(repo: &Repository, tree: &Id, target: &Path, opts: &RestoreOption
     // is left: files are written unnamed and linked in when complete (see `write_file`).
     let fresh = check_target(target, opts.overwrite)?;
     std::fs::create_dir_all(target).map_err(|e| RepoError::io(target, e))?;
-    let dest = |e: &WalkEntry| target.join(&e.raw);
-
-    // Directories first, so files have a place to go.
-    for e in entries.iter().filter(|e| e.node.node_type == NodeType::Dir) {
-        let p = dest(e);
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                // A file or symlink where the snapshot has a directory (only with --overwrite):
-                // replace it, and never follow a symlink out of the target.
-                std::fs::remove_file(&p).map_err(|err| RepoError::io(&p, err))?;
-                std::fs::create_dir(&p).map_err(|err| RepoError::io(&p, err))?;
-            }
-            Err(_) => std::fs::create_dir(&p).map_err(|err| RepoError::io(&p, err))?,
-        }
-        // Writable while we fill it; the final mode is applied at the end.
-        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700));
-    }
-
-    let warnings = Mutex::new(Vec::new());
-    let interrupt = opts.interrupt.clone().unwrap_or_default();
-    let progress = opts.progress.clone().unwrap_or_default();
-    // Hard links: the first path of an inode is written, later ones are linked to it.
-    let mut first_of_inode: HashMap<(u64, u64), (PathBuf, &str)> = HashMap::new();
-    let mut files = Vec::new();
-    let mut links = Vec::new();
-    for e in entries.iter().filter(|e| e.node.node_type == NodeType::File) {
-        let p = dest(e);
-        if e.node.links > 1 && e.node.inode != 0 {
-            if let Some((first, first_path)) = first_of_inode.get(&(e.node.device_id, e.node.inode)) {
-                links.push((first.clone(), *first_path, p, e.path.as_str()));
-                continue;
-            }
-            first_of_inode.insert((e.node.device_id, e.node.inode), (p.clone(), e.path.as_str()));
-        }
-        files.push(Item { dest: p, node: &e.node, path: &e.path });
-    }
-    // Big files first keeps both cores busy until the end.
-    let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
-    let verified = AtomicU64::new(0);
-    let failures = Mutex::new(failed);
-    let work = plan_work(&index, files);
-    util::parallel_map(work, threads + 1, |w| {
-        if interrupt.load(Ordering::Relaxed) {
-            return Err(RepoError::Interrupted);
-        }
-        let (done, damaged) = match w {
-            Work::File(item) => match restore_file(repo, &index, &item, &warnings, fresh)? {
-                None => (vec![item], Vec::new()),
-                Some(d) => (Vec::new(), vec![d.into_failed(item.path)]),
-            },
-            Work::Pack(pack, files) => restore_small_files(repo, &index, &pack, files, &warnings, fresh)?,
-        };
-        if let Ok(mut f) = failures.lock() {
-            f.extend(damaged);
-        }
-        for item in done {
-            if opts.verify {
-                verify_file(&index, &item.dest, item.node)?;
-                verified.fetch_add(1, Ordering::Relaxed);
-            }
-            progress.files.fetch_add(1, Ordering::Relaxed);
-            progress.bytes.fetch_add(item.node.size, Ordering::Relaxed);
-        }
-        Ok(())
-    })?;
-    stats.verified = verified.load(Ordering::Relaxed);
-    let mut failed = failures.into_inner().unwrap_or_default();
-    for (first, first_path, p, path) in links {
-        if failed.iter().any(|f| f.path == first_path) {
-            // The first path of the inode could not be restored: its links cannot be either.
-            failed.push(FailedFile {
-                path: path.to_string(),
-                blob: None,
-                pack: None,
-                reason: format!("hard link to {first_path}, which could not be restored"),
+    let writer = Writer {
+        repo,
+        index: &index,
+        target,
+        opts,
+        fresh,
+        threads: opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
+        interrupt: opts.interrupt.clone().unwrap_or_default(),
+        progress: opts.progress.clone().unwrap_or_default(),
+        warnings: Mutex::new(Vec::new()),
+        error: Mutex::new(None),
+    };
+    let mut out = Written::default();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(1);
+    std::thread::scope(|s| {
+        let index = &index;
+        s.spawn(move || {
+            let mut batch = Batch::default();
+            let mut stopped = false;
+            walk_selected(repo, index, root, "", Path::new(""), &opts.include, &mut |v| {
+                if stopped {
+                    return false;
+                }
+                match v {
+                    Visit::Enter(e) => batch.entries.push(e.clone()),
+                    Visit::Leave(e) => batch.finished.push(e.clone()),
+                    Visit::Unreadable(f) => batch.failed.push(f),
+                }
+                // The writer stopped (an error, an interrupt): so does the walk.
+                if batch.entries.len() >= BATCH && tx.send(std::mem::take(&mut batch)).is_err() {
+                    stopped = true;
+                }
+                !stopped
             });
-            continue;
-        }
-        replace_with(&p, |tmp| std::fs::hard_link(&first, tmp))?;
-    }
+            if !stopped {
+                let _ = tx.send(batch);
+            }
+        });
+        // `rx` is dropped when this returns, which stops the walk early on an error.
+        writer.run(rx, &mut out)
+    })?;
+    let mut stats = out.stats;
+    let mut failed = out.failed;
     failed.sort_by(|a, b| a.path.cmp(&b.path));
     stats.files_failed = failed.len() as u64;
     stats.failed = failed;
-    for e in entries.iter().filter(|e| !matches!(e.node.node_type, NodeType::File | NodeType::Dir)) {
-        restore_special(&dest(e), &e.node, &warnings)?;
-    }
-    // Directory metadata last, deepest first, so writing children does not change mtimes.
-    for e in entries.iter().rev().filter(|e| e.node.node_type == NodeType::Dir) {
-        apply_metadata(&dest(e), &e.node, &warnings)?;
-    }
-    stats.warnings = warnings.into_inner().unwrap_or_default();
+    stats.warnings = writer.warnings.into_inner().unwrap_or_default();
     Ok(stats)
 }
 
-/// What a restore would do to what is in the target already (for a dry run).
-fn impact(target: &Path, entries: &[WalkEntry], stats: &mut RestoreStats) {
-    stats.target_not_empty = std::fs::read_dir(target).is_ok_and(|mut rd| rd.next().is_some());
-    for e in entries {
-        let Ok(m) = std::fs::symlink_metadata(target.join(&e.raw)) else { continue };
-        match (e.node.node_type == NodeType::Dir, m.is_dir()) {
-            (true, true) => {}
-            (false, true) => stats.deleted += count_below(&target.join(&e.raw)),
-            _ => {
-                stats.replaced += 1;
-                if m.is_file() {
-                    stats.replaced_bytes += m.len();
+/// Every include must name something in the snapshot: a typo must not "succeed" quietly (unless
+/// it lies below a directory whose tree is damaged: that one is named already). Checked before
+/// anything is written; the walk goes only where an include not found yet may lie.
+fn check_includes(repo: &Repository, index: &Index, root: lifeboat_format::Tree, include: &[String]) -> Result<()> {
+    let include: Vec<&str> = include.iter().map(|i| i.trim_end_matches('/')).collect();
+    let mut found = vec![false; include.len()];
+    let mut unreadable = Vec::new();
+    walk_selected(repo, index, root, "", Path::new(""), &[], &mut |v| match v {
+        Visit::Enter(e) => {
+            let mut below = false;
+            for (inc, f) in include.iter().zip(found.iter_mut()) {
+                if e.path == *inc {
+                    *f = true;
+                } else if !*f && inc.starts_with(&format!("{}/", e.path)) {
+                    below = true;
                 }
+            }
+            below
+        }
+        Visit::Leave(_) => true,
+        Visit::Unreadable(f) => {
+            unreadable.push(f.path);
+            true
+        }
+    });
+    for (inc, f) in include.iter().zip(found) {
+        let below_damage = unreadable.iter().any(|p| inc == p || inc.starts_with(&format!("{p}/")));
+        if !f && !below_damage {
+            return Err(RepoError::PathNotFound(inc.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// Add one entry to the totals.
+fn count(stats: &mut RestoreStats, node: &Node) {
+    match node.node_type {
+        NodeType::File => {
+            stats.files += 1;
+            stats.bytes += node.size;
+        }
+        NodeType::Dir => stats.dirs += 1,
+        NodeType::Socket => {
+            stats.others += 1;
+            stats.sockets_skipped += 1;
+        }
+        _ => stats.others += 1,
+    }
+}
+
+/// Batches being written at once, at most: the writers go on with the next batch while the last
+/// files of one are still being written (no pause at batch ends), and memory stays bounded.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// A batch handed to the writer threads, until its last file is written.
+struct Pending {
+    batch: Batch,
+    /// Hard links to make once the batch is written: (first path, its snapshot path, link,
+    /// the link's snapshot path).
+    links: Vec<(PathBuf, String, PathBuf, String)>,
+    /// Work items not finished yet, plus one while they are still being handed out.
+    left: std::sync::atomic::AtomicUsize,
+    failed: Mutex<Vec<FailedFile>>,
+    verified: AtomicU64,
+}
+
+/// The writing side of a restore. The walk's batches come in order; each batch's directories
+/// are created, its files handed to the writer threads, and once all of a batch's files (and
+/// all earlier batches') are written, its hard links and special files are made and the
+/// metadata of the directories it completed applied (deepest first, so writing children does
+/// not change their times).
+struct Writer<'a> {
+    repo: &'a Repository,
+    index: &'a Index,
+    target: &'a Path,
+    opts: &'a RestoreOptions,
+    fresh: bool,
+    threads: usize,
+    interrupt: Arc<AtomicBool>,
+    progress: Arc<crate::archiver::Progress>,
+    warnings: Mutex<Vec<String>>,
+    /// The first error of a writer thread; everything stops.
+    error: Mutex<Option<RepoError>>,
+}
+
+/// What the restore's own thread keeps while the writers work.
+#[derive(Default)]
+struct Written {
+    /// Hard links: the first path of an inode is written, later ones are linked to it.
+    first_of_inode: HashMap<(u64, u64), (PathBuf, String)>,
+    failed: Vec<FailedFile>,
+    stats: RestoreStats,
+}
+
+impl Writer<'_> {
+    /// Write every batch the walk sends.
+    fn run(&self, batches: std::sync::mpsc::Receiver<Batch>, out: &mut Written) -> Result<()> {
+        let (work_tx, work_rx) = crossbeam_channel::bounded::<(Arc<Pending>, Work)>(self.threads * 4);
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<()>();
+        let this = self;
+        std::thread::scope(|s| {
+            for _ in 0..self.threads + 1 {
+                let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
+                s.spawn(move || {
+                    for (p, w) in work_rx {
+                        if !this.stopped() {
+                            if let Err(e) = this.work(&p, w) {
+                                if let Ok(mut slot) = this.error.lock() {
+                                    slot.get_or_insert(e);
+                                }
+                            }
+                        }
+                        if p.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                            let _ = done_tx.send(());
+                        }
+                    }
+                });
+            }
+            drop(work_rx);
+            let mut in_flight: std::collections::VecDeque<Arc<Pending>> = Default::default();
+            let mut result = Ok(());
+            for batch in batches.iter() {
+                if self.stopped() {
+                    break;
+                }
+                let (pending, work) = match self.start(batch, out) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                };
+                let pending = Arc::new(pending);
+                for w in work {
+                    pending.left.fetch_add(1, Ordering::AcqRel);
+                    if work_tx.send((pending.clone(), w)).is_err() {
+                        break;
+                    }
+                }
+                pending.left.fetch_sub(1, Ordering::AcqRel);
+                in_flight.push_back(pending);
+                if let Err(e) = self.finish_ready(&mut in_flight, &done_rx, BATCHES_IN_FLIGHT, out) {
+                    result = Err(e);
+                    break;
+                }
+            }
+            drop(work_tx);
+            // Dropping the walk's end stops it, if it is still going.
+            drop(batches);
+            result?;
+            self.finish_ready(&mut in_flight, &done_rx, 0, out)
+        })?;
+        match self.error.lock().ok().and_then(|mut e| e.take()) {
+            Some(e) => Err(e),
+            None if self.interrupt.load(Ordering::Relaxed) => Err(RepoError::Interrupted),
+            None => Ok(()),
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.interrupt.load(Ordering::Relaxed) || self.error.lock().map(|e| e.is_some()).unwrap_or(true)
+    }
+
+    /// Finish the written batches at the front of `in_flight`, waiting until at most `keep` are
+    /// left.
+    fn finish_ready(
+        &self,
+        in_flight: &mut std::collections::VecDeque<Arc<Pending>>,
+        done: &crossbeam_channel::Receiver<()>,
+        keep: usize,
+        out: &mut Written,
+    ) -> Result<()> {
+        loop {
+            match in_flight.front() {
+                Some(p) if p.left.load(Ordering::Acquire) == 0 => {
+                    if let Some(p) = in_flight.pop_front() {
+                        self.finish(p, out)?;
+                    }
+                }
+                Some(_) if in_flight.len() > keep && !self.stopped() => {
+                    // Woken each time a batch's last item is done.
+                    let _ = done.recv_timeout(std::time::Duration::from_millis(100));
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Take one batch: count it, create its directories, and plan its files' work.
+    fn start(&self, batch: Batch, out: &mut Written) -> Result<(Pending, Vec<Work>)> {
+        for e in &batch.entries {
+            count(&mut out.stats, &e.node);
+        }
+        // Directories first, so files have a place to go.
+        for e in batch.entries.iter().filter(|e| e.node.node_type == NodeType::Dir) {
+            let p = self.target.join(&e.raw);
+            match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    // A file or symlink where the snapshot has a directory (only with
+                    // --overwrite): replace it, and never follow a symlink out of the target.
+                    std::fs::remove_file(&p).map_err(|err| RepoError::io(&p, err))?;
+                    std::fs::create_dir(&p).map_err(|err| RepoError::io(&p, err))?;
+                }
+                Err(_) => std::fs::create_dir(&p).map_err(|err| RepoError::io(&p, err))?,
+            }
+            // Writable while we fill it; the final mode is applied when it is complete.
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700));
+        }
+        let mut files = Vec::new();
+        let mut links = Vec::new();
+        for (i, e) in batch.entries.iter().enumerate().filter(|(_, e)| e.node.node_type == NodeType::File) {
+            if e.node.links > 1 && e.node.inode != 0 {
+                let p = self.target.join(&e.raw);
+                if let Some((first, first_path)) = out.first_of_inode.get(&(e.node.device_id, e.node.inode)) {
+                    links.push((first.clone(), first_path.clone(), p, e.path.clone()));
+                    continue;
+                }
+                out.first_of_inode.insert((e.node.device_id, e.node.inode), (p, e.path.clone()));
+            }
+            files.push(i);
+        }
+        let work = plan_work(self.index, &batch.entries, files);
+        let pending = Pending {
+            batch,
+            links,
+            left: std::sync::atomic::AtomicUsize::new(1),
+            failed: Mutex::new(Vec::new()),
+            verified: AtomicU64::new(0),
+        };
+        Ok((pending, work))
+    }
+
+    /// One work item of a batch, on a writer thread.
+    fn work(&self, p: &Pending, w: Work) -> Result<()> {
+        let item = |i: usize| {
+            let e = &p.batch.entries[i];
+            Item { dest: self.target.join(&e.raw), node: &e.node, path: &e.path }
+        };
+        let (done, damaged) = match w {
+            Work::File(i) => {
+                let item = item(i);
+                match restore_file(self.repo, self.index, &item, &self.warnings, self.fresh)? {
+                    None => (vec![item], Vec::new()),
+                    Some(d) => (Vec::new(), vec![d.into_failed(item.path)]),
+                }
+            }
+            Work::Pack(pack, files) => {
+                let files = files.into_iter().map(item).collect();
+                restore_small_files(self.repo, self.index, &pack, files, &self.warnings, self.fresh)?
+            }
+        };
+        if !damaged.is_empty() {
+            if let Ok(mut f) = p.failed.lock() {
+                f.extend(damaged);
+            }
+        }
+        for item in done {
+            if self.opts.verify {
+                verify_file(self.index, &item.dest, item.node)?;
+                p.verified.fetch_add(1, Ordering::Relaxed);
+            }
+            self.progress.files.fetch_add(1, Ordering::Relaxed);
+            self.progress.bytes.fetch_add(item.node.size, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// A batch whose files (and every earlier batch's) are written: its hard links, special
+    /// files, and the metadata of the directories it completed.
+    fn finish(&self, p: Arc<Pending>, out: &mut Written) -> Result<()> {
+        // A writer thread may still hold its clone for a moment after its last item: read the
+        // batch through the shared reference.
+        out.stats.verified += p.verified.load(Ordering::Relaxed);
+        out.failed.extend(p.failed.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default());
+        out.failed.extend(p.batch.failed.iter().cloned());
+        for (first, first_path, link, path) in &p.links {
+            if out.failed.iter().any(|f| f.path == *first_path) {
+                // The first path of the inode could not be restored: its links cannot be either.
+                out.failed.push(FailedFile {
+                    path: path.clone(),
+                    blob: None,
+                    pack: None,
+                    reason: format!("hard link to {first_path}, which could not be restored"),
+                });
+                continue;
+            }
+            replace_with(link, |tmp| std::fs::hard_link(first, tmp))?;
+        }
+        let target = self.target;
+        for e in p.batch.entries.iter().filter(|e| !matches!(e.node.node_type, NodeType::File | NodeType::Dir)) {
+            restore_special(&target.join(&e.raw), &e.node, &self.warnings)?;
+        }
+        for e in &p.batch.finished {
+            apply_metadata(&target.join(&e.raw), &e.node, &self.warnings)?;
+        }
+        Ok(())
+    }
+}
+
+/// What restoring `e` would do to what is in the target already (for a dry run).
+fn impact(target: &Path, e: &WalkEntry, stats: &mut RestoreStats) {
+    let Ok(m) = std::fs::symlink_metadata(target.join(&e.raw)) else { return };
+    match (e.node.node_type == NodeType::Dir, m.is_dir()) {
+        (true, true) => {}
+        (false, true) => stats.deleted += count_below(&target.join(&e.raw)),
+        _ => {
+            stats.replaced += 1;
+            if m.is_file() {
+                stats.replaced_bytes += m.len();
             }
         }
     }
@@ -364,74 +629,88 @@ struct Item<'a> {
     path: &'a str,
 }
 
-/// A unit of restore work.
-enum Work<'a> {
+/// A unit of restore work, naming files by their place in the batch.
+enum Work {
     /// A file of several blobs, restored on its own (big files first).
-    File(Item<'a>),
+    File(usize),
     /// Files of at most one blob each, all in one pack: one read serves them all.
-    Pack(Id, Vec<Item<'a>>),
+    Pack(Id, Vec<usize>),
 }
 
 /// Group one-blob files by pack (restic's trick: read each pack once, not once per file) and
 /// order the work so big files start first. A file whose blob is in no index is restored on its
 /// own, which names it as failed.
-fn plan_work<'a>(index: &Index, files: Vec<Item<'a>>) -> Vec<Work<'a>> {
-    let mut by_pack: crate::index::IdMap<Vec<Item<'a>>> = Default::default();
+fn plan_work(index: &Index, entries: &[WalkEntry], files: Vec<usize>) -> Vec<Work> {
+    let mut by_pack: crate::index::IdMap<Vec<usize>> = Default::default();
     let mut big = Vec::new();
     let mut empty = Vec::new();
-    for item in files {
-        match item.node.content.as_deref().unwrap_or_default() {
-            [] => empty.push(item),
+    for i in files {
+        match entries[i].node.content.as_deref().unwrap_or_default() {
+            [] => empty.push(i),
             [one] => match index.get(BlobType::Data, one) {
-                Some(loc) => by_pack.entry(loc.pack).or_default().push(item),
-                None => big.push(item),
+                Some(loc) => by_pack.entry(loc.pack).or_default().push(i),
+                None => big.push(i),
             },
-            _ => big.push(item),
+            _ => big.push(i),
         }
     }
-    big.sort_by_key(|f| std::cmp::Reverse(f.node.size));
-    let mut work: Vec<Work<'a>> = big.into_iter().map(Work::File).collect();
+    big.sort_by_key(|&i| std::cmp::Reverse(entries[i].node.size));
+    let mut work: Vec<Work> = big.into_iter().map(Work::File).collect();
     work.extend(by_pack.into_iter().map(|(pack, files)| Work::Pack(pack, files)));
     work.extend(empty.into_iter().map(Work::File));
     work
 }
 
-/// Like [`crate::tree::walk`], but a directory whose tree cannot be read is still visited (it
-/// is created) and named in `failed` instead of stopping the walk.
-fn walk_tolerant(
+/// Walk the entries that `include` selects (all when it is empty) below `tree`, in order,
+/// telling `visit` each one, each directory again once everything below it is done, and each
+/// directory whose tree cannot be read (it is still visited, so it is created, and the walk goes
+/// on). `visit` returns whether to go down into an entered directory.
+fn walk_selected(
     repo: &Repository,
     index: &Index,
     tree: lifeboat_format::Tree,
     prefix: &str,
     raw_prefix: &Path,
-    failed: &mut Vec<FailedFile>,
-    visit: &mut dyn FnMut(&WalkEntry) -> bool,
+    include: &[String],
+    visit: &mut dyn FnMut(Visit<'_>) -> bool,
 ) {
     use std::os::unix::ffi::OsStrExt;
     for node in tree.nodes {
         let bytes = node.name_bytes();
         let path = format!("{}/{}", prefix.trim_end_matches('/'), String::from_utf8_lossy(&bytes));
-        let raw = raw_prefix.join(std::ffi::OsStr::from_bytes(&bytes));
-        let subtree = node.subtree.filter(|_| node.node_type == NodeType::Dir);
-        let entry = WalkEntry { path, raw, node };
-        if !visit(&entry) {
+        let (take, descend) = matches_include(&path, include);
+        let is_dir = node.node_type == NodeType::Dir;
+        if !(take || descend && is_dir) {
             continue;
         }
-        let Some(sub) = subtree else { continue };
-        match repo.load_tree(&sub) {
-            Ok(t) => walk_tolerant(repo, index, t, &entry.path, &entry.raw, failed, visit),
-            Err(e) => failed.push(FailedFile {
-                path: entry.path.clone(),
-                blob: Some(sub),
-                pack: index.get(BlobType::Tree, &sub).map(|l| l.pack),
-                reason: format!(
-                    "directory contents cannot be read ({}); the directory is restored empty",
-                    match e {
-                        RepoError::Corrupt { reason, .. } => reason,
-                        e => e.to_string(),
-                    }
-                ),
-            }),
+        let raw = raw_prefix.join(std::ffi::OsStr::from_bytes(&bytes));
+        let subtree = node.subtree.filter(|_| is_dir);
+        let entry = WalkEntry { path, raw, node };
+        if !visit(Visit::Enter(&entry)) || !descend {
+            continue;
+        }
+        if let Some(sub) = subtree {
+            match repo.load_tree(&sub) {
+                Ok(t) => walk_selected(repo, index, t, &entry.path, &entry.raw, include, visit),
+                Err(e) => {
+                    let failed = FailedFile {
+                        path: entry.path.clone(),
+                        blob: Some(sub),
+                        pack: index.get(BlobType::Tree, &sub).map(|l| l.pack),
+                        reason: format!(
+                            "directory contents cannot be read ({}); the directory is restored empty",
+                            match e {
+                                RepoError::Corrupt { reason, .. } => reason,
+                                e => e.to_string(),
+                            }
+                        ),
+                    };
+                    visit(Visit::Unreadable(failed));
+                }
+            }
+        }
+        if is_dir {
+            visit(Visit::Leave(&entry));
         }
     }
 }
