@@ -8,7 +8,8 @@
 # For each size N it generates a tree of N files (100 per directory, 1,000 directories per
 # level; 64-1,087 bytes of random data each, so every file is its own blob: N data blobs and a
 # tree per directory), then for each tool, in a fresh repository: first backup, unchanged
-# re-backup, `snapshots`, full restore, check (metadata only: `check` without reading data).
+# re-backup, `snapshots`, full restore, check (metadata only: `check` without reading data),
+# forget --keep-last 1 --prune.
 # Each step is timed with GNU time (wall, CPU, peak RSS). The tree is deleted after its size is
 # done (it is generated, not stored). It prints one markdown table per size and, at the end,
 # the peak RSS per indexed blob between the smallest and the largest size.
@@ -17,14 +18,14 @@
 #        BENCH_WORK=dir (needs ~N x 4 KiB for the tree plus the same again during a restore,
 #        and 2.1 x N free inodes: a default mkfs.ext4 of 30 GiB has 1.9 million, too few for
 #        N = 1,000,000; `mkfs.ext4 -N`)
-#        STEPS="backup1 backup2 snapshots restore check"
+#        STEPS="backup1 backup2 snapshots restore check prune"
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH_DIR")
 WORK=${BENCH_WORK:-$BENCH_DIR/work/scale}
 FILES=${FILES:-100000 1000000}
 TOOLS=${TOOLS:-lifeboat restic rustic}
-STEPS=${STEPS:-backup1 backup2 snapshots restore check}
+STEPS=${STEPS:-backup1 backup2 snapshots restore check prune}
 LIFEBOAT=${LIFEBOAT_BIN:-$ROOT/target/release/lifeboat}
 [[ -x $LIFEBOAT ]] || { echo "bench/scale.sh: $LIFEBOAT missing: cargo build --release -p lifeboat" >&2; exit 1; }
 [[ -x /usr/bin/time ]] || { echo "bench/scale.sh: GNU time is needed (apt-get install time)" >&2; exit 1; }
@@ -104,6 +105,9 @@ for n in $FILES; do
             rm -rf "$target"
         fi
         has check && step "$tool" "$n" check "${cmd[@]}" check
+        # forget + prune: the two snapshots share every blob, so this times the mark phase over
+        # the whole repository (every tree read, every blob looked up) and deletes nothing.
+        has prune && step "$tool" "$n" prune "${cmd[@]}" forget --keep-last 1 --prune
         RES[$tool:$n:size]=$(du -sh "$repo" | cut -f1)
         rm -rf "$repo"
     done
@@ -128,7 +132,7 @@ if [[ $lo != "$hi" ]]; then
     echo
     echo "Growth of peak RSS per file (= per data blob) from $lo to $hi files:"
     for tool in $TOOLS; do
-        for s in backup1 backup2 restore check; do
+        for s in backup1 backup2 restore check prune; do
             a=${RES[$tool:$lo:$s:rss]:-} b=${RES[$tool:$hi:$s:rss]:-}
             [[ -n $a && -n $b ]] || continue
             awk -v t="$tool" -v s="$s" -v a="$a" -v b="$b" -v lo="$lo" -v hi="$hi" \

@@ -98,12 +98,10 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
     // Without --read-data only each pack's blob count and implied size are needed: a few bytes
     // a pack instead of a copy of every blob's entry.
     let mut packs: IdMap<(usize, u64)> = IdMap::default();
-    let names: Vec<String> = repo.backend().list(FileType::Index)?.into_iter().map(|(n, _)| n).collect();
-    // A group of files at a time: all of a big repository's index files at once would hold
-    // every blob's entry twice (parsed, and in the index).
-    let mut names = names.into_iter().peekable();
-    while names.peek().is_some() {
-        let group: Vec<String> = names.by_ref().take(16).collect();
+    let listed = repo.backend().list(FileType::Index)?;
+    // A group of files at a time (as the repository loads its index): all of a big repository's
+    // index files at once would hold every blob's entry twice (parsed, and in the index).
+    for group in crate::repo::groups(&listed, 16, 8 << 20) {
         let loaded =
             util::parallel_map(group, threads * 2, |n| Ok((repo.load_json::<IndexFile>(FileType::Index, &n), n)))?;
         check_index_files(loaded, &mut index, &mut packs, &mut by_pack, opts.read_data, &mut res);

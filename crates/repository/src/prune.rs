@@ -222,6 +222,9 @@ fn load_index_files(repo: &Repository, threads: usize) -> Result<(Vec<String>, V
     Ok((names, files))
 }
 
+/// Trees the mark phase loads and holds at once.
+const MARK_TREES_AT_ONCE: usize = 256;
+
 /// Walk all snapshots' trees level by level, loading each tree once, in parallel.
 fn mark(repo: &Repository, files: &[IndexFile], opts: &PruneOptions) -> Result<Used> {
     let mut index = crate::index::Index::new();
@@ -249,19 +252,24 @@ fn mark(repo: &Repository, files: &[IndexFile], opts: &PruneOptions) -> Result<U
                 return Err(missing(BlobType::Tree, id));
             }
         }
-        let trees = util::parallel_map(std::mem::take(&mut frontier), opts.threads, |id| repo.load_tree(&id))?;
-        for t in trees {
-            for node in t.nodes {
-                if node.node_type == NodeType::Dir {
-                    if let Some(sub) = node.subtree {
-                        if used.tree.insert(sub) {
-                            frontier.push(sub);
+        // A few hundred trees at a time: a whole level of a wide tree at once (10,000
+        // directories of 100 files) held every node of it in memory.
+        let level = std::mem::take(&mut frontier);
+        for part in level.chunks(MARK_TREES_AT_ONCE) {
+            let trees = util::parallel_map(part.to_vec(), opts.threads, |id| repo.load_tree(&id))?;
+            for t in trees {
+                for node in t.nodes {
+                    if node.node_type == NodeType::Dir {
+                        if let Some(sub) = node.subtree {
+                            if used.tree.insert(sub) {
+                                frontier.push(sub);
+                            }
                         }
                     }
-                }
-                for id in node.content.unwrap_or_default() {
-                    if used.data.insert(id) && !index.contains(BlobType::Data, &id) {
-                        return Err(missing(BlobType::Data, &id));
+                    for id in node.content.unwrap_or_default() {
+                        if used.data.insert(id) && !index.contains(BlobType::Data, &id) {
+                            return Err(missing(BlobType::Data, &id));
+                        }
                     }
                 }
             }

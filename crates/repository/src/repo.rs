@@ -395,12 +395,13 @@ impl Repository {
     }
 
     fn load_index(&self) -> Result<Index> {
-        let names: Vec<String> = self.backend.list(FileType::Index)?.into_iter().map(|(n, _)| n).collect();
-        self.cache_retain(FileType::Index, &names.iter().cloned().collect());
+        let listed = self.backend.list(FileType::Index)?;
+        self.cache_retain(FileType::Index, &listed.iter().map(|(n, _)| n.clone()).collect());
         // A few files at a time: the parsed files (about 60 bytes a blob) are dropped as soon as
-        // their blobs are in the compact tables (48 bytes a blob).
+        // their blobs are in the compact tables (48 bytes a blob). A group is up to 16 files or
+        // 8 MiB stored (four of the 50,000-blob files a big backup writes).
         let mut idx = Index::new();
-        for group in names.chunks(16) {
+        for group in groups(&listed, 16, 8 << 20) {
             let files = crate::util::parallel_map(group.to_vec(), 4, |name| {
                 let file: IndexFile = self.load_json_listed(FileType::Index, &name)?;
                 Ok((name, file))
@@ -470,5 +471,43 @@ impl Repository {
     pub fn load_tree(&self, id: &Id) -> Result<Tree> {
         let data = self.load_blob(BlobType::Tree, id)?;
         lifeboat_format::parse_json("tree", &data).map_err(|e| RepoError::corrupt(format!("tree {}", id.short()), e))
+    }
+}
+
+/// The names of `listed` (name, stored size) in order, in groups of at most `files` files and,
+/// unless one file alone is bigger, `bytes` stored bytes.
+pub(crate) fn groups(listed: &[(String, u64)], files: usize, bytes: u64) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let mut size = 0;
+    for (name, len) in listed {
+        match out.last_mut() {
+            Some(g) if g.len() < files && size + len <= bytes => {
+                g.push(name.clone());
+                size += len;
+            }
+            _ => {
+                out.push(vec![name.clone()]);
+                size = *len;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::groups;
+
+    #[test]
+    fn index_files_are_loaded_in_groups_bounded_by_count_and_stored_size() {
+        let listed: Vec<(String, u64)> = (0..40).map(|i| (format!("f{i}"), if i < 20 { 1 } else { 3 << 20 })).collect();
+        let g = groups(&listed, 16, 8 << 20);
+        // 20 small files: 16, then 4 with two of the 20 big ones (8 MiB at most), then 9 pairs.
+        let sizes: Vec<usize> = g.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![16, 6, 2, 2, 2, 2, 2, 2, 2, 2, 2]);
+        assert_eq!(g.concat(), listed.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>());
+        // A file bigger than the limit still gets a group of its own.
+        assert_eq!(groups(&[("huge".into(), 100 << 20), ("next".into(), 1)], 16, 8 << 20).len(), 2);
+        assert!(groups(&[], 16, 8).is_empty());
     }
 }
