@@ -368,9 +368,7 @@ impl Writer<'_> {
                     for (p, w) in work_rx {
                         if !this.stopped() {
                             if let Err(e) = this.work(&p, w) {
-                                if let Ok(mut slot) = this.error.lock() {
-                                    slot.get_or_insert(e);
-                                }
+                                this.fail(e);
                             }
                         }
                         if p.left.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -381,7 +379,6 @@ impl Writer<'_> {
             }
             drop(work_rx);
             let mut in_flight: std::collections::VecDeque<Arc<Pending>> = Default::default();
-            let mut result = Ok(());
             for batch in batches.iter() {
                 if self.stopped() {
                     break;
@@ -389,7 +386,7 @@ impl Writer<'_> {
                 let (pending, work) = match self.start(batch, out) {
                     Ok(p) => p,
                     Err(e) => {
-                        result = Err(e);
+                        self.fail(e);
                         break;
                     }
                 };
@@ -403,20 +400,28 @@ impl Writer<'_> {
                 pending.left.fetch_sub(1, Ordering::AcqRel);
                 in_flight.push_back(pending);
                 if let Err(e) = self.finish_ready(&mut in_flight, &done_rx, BATCHES_IN_FLIGHT, out) {
-                    result = Err(e);
+                    self.fail(e);
                     break;
                 }
             }
             drop(work_tx);
             // Dropping the walk's end stops it, if it is still going.
             drop(batches);
-            result?;
-            self.finish_ready(&mut in_flight, &done_rx, 0, out)
-        })?;
+            if let Err(e) = self.finish_ready(&mut in_flight, &done_rx, 0, out) {
+                self.fail(e);
+            }
+        });
         match self.error.lock().ok().and_then(|mut e| e.take()) {
             Some(e) => Err(e),
             None if self.interrupt.load(Ordering::Relaxed) => Err(RepoError::Interrupted),
             None => Ok(()),
+        }
+    }
+
+    /// Keep the first error; every thread stops at its next item.
+    fn fail(&self, e: RepoError) {
+        if let Ok(mut slot) = self.error.lock() {
+            slot.get_or_insert(e);
         }
     }
 
@@ -434,13 +439,18 @@ impl Writer<'_> {
         out: &mut Written,
     ) -> Result<()> {
         loop {
+            // Stopped (an error, an interrupt): unfinished batches stay so; their files may not
+            // have been written, so no links or directory metadata are made for them.
+            if self.stopped() {
+                return Ok(());
+            }
             match in_flight.front() {
                 Some(p) if p.left.load(Ordering::Acquire) == 0 => {
                     if let Some(p) = in_flight.pop_front() {
                         self.finish(p, out)?;
                     }
                 }
-                Some(_) if in_flight.len() > keep && !self.stopped() => {
+                Some(_) if in_flight.len() > keep => {
                     // Woken each time a batch's last item is done.
                     let _ = done.recv_timeout(std::time::Duration::from_millis(100));
                 }
