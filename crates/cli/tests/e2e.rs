@@ -1138,3 +1138,53 @@ fn a_backup_leaves_access_times_alone_and_an_unchanged_rebackup_stores_nothing()
     let above = tmp.path().components().count() as u64;
     assert!(num(&second, "tree_blobs") <= above, "an unchanged re-backup stored trees again: {second:#}");
 }
+
+#[test]
+fn an_interrupted_restore_leaves_only_whole_files_and_a_rerun_completes_it() {
+    // Restores stream in batches with writer threads working ahead: an interrupt must still
+    // stop every thread, exit 130 with one line, and leave no file under its name that is not
+    // whole. A second restore with --overwrite then gives the full tree.
+    let tmp = tempdir();
+    let (repo, src, target) = (tmp.path().join("repo"), tmp.path().join("src"), tmp.path().join("target"));
+    let mut n = 0u32;
+    for d in 0..300 {
+        let dir = src.join(format!("d{d:03}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..100 {
+            n += 1;
+            fs::write(dir.join(format!("f{f:02}")), format!("file {n} {}", "x".repeat((n % 3000) as usize))).unwrap();
+        }
+    }
+    init(&repo);
+    lb(&repo, &["backup", s(&src)]).ok();
+    let child = lifeboat(&repo)
+        .args(["restore", "latest", "--target", s(&target)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let restored = target.join(src.strip_prefix("/").unwrap());
+    let started = wait_for(Duration::from_secs(30), || restored.join("d000").is_dir().then_some(()));
+    assert!(started.is_some(), "the restore never created its first directory");
+    signal(child.id(), "INT");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "the restore finished before the interrupt: make the tree bigger");
+    assert_eq!(out.status.code(), Some(130), "stderr: {stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line expected: {stderr}");
+    let partial = walk_files(&restored);
+    assert!(partial.len() < 30_000, "an interrupted restore wrote everything ({})", partial.len());
+    for f in &partial {
+        let name = f.file_name().unwrap().to_string_lossy();
+        assert!(!name.contains("lifeboat-tmp"), "a temporary was left: {}", f.display());
+        let orig = src.join(f.strip_prefix(&restored).unwrap());
+        assert_eq!(fs::read(f).unwrap(), fs::read(&orig).unwrap(), "{} is not whole", f.display());
+    }
+    lb(&repo, &["restore", "latest", "--target", s(&target), "--overwrite"]).ok();
+    let full = walk_files(&restored);
+    assert_eq!(full.len(), 30_000);
+    for f in &full {
+        let orig = src.join(f.strip_prefix(&restored).unwrap());
+        assert_eq!(fs::read(f).unwrap(), fs::read(&orig).unwrap(), "{}", f.display());
+    }
+}
