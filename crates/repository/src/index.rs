@@ -179,19 +179,43 @@ impl Index {
     /// files keeps its first location. Call it once per group of files and finish with
     /// [`Index::sort`]; until then lookups miss the blobs added here.
     pub fn add_files_compact(&mut self, files: &[IndexFile]) {
-        let blobs = |t: BlobType| {
-            files.iter().flat_map(|f| &f.packs).flat_map(|p| &p.blobs).filter(|b| b.blob_type == t).count()
-        };
+        let packs: Vec<&IndexPack> = files.iter().flat_map(|f| &f.packs).collect();
+        self.add_packs_compact(&packs);
+    }
+
+    fn add_packs_compact(&mut self, packs: &[&IndexPack]) {
+        let blobs = |t: BlobType| packs.iter().flat_map(|p| &p.blobs).filter(|b| b.blob_type == t).count();
         // Exactly: a doubling `reserve` could hold twice the table until `sort` (growing a block
         // this large moves its pages, not its bytes).
         self.data.sorted.reserve_exact(blobs(BlobType::Data));
         self.tree.sorted.reserve_exact(blobs(BlobType::Tree));
-        for p in files.iter().flat_map(|f| &f.packs) {
+        for p in packs {
             let n = self.pack_number(&p.id);
             for b in &p.blobs {
                 self.table(b.blob_type).sorted.push((b.id, Entry::of(n, b)));
             }
         }
+    }
+
+    /// Like [`Index::add_files_compact`], but a pack listed again (by a later index file, or a
+    /// second time in one) is skipped: its first listing is its content, as prune sees it. A
+    /// blob then sorts first at the first pack (in listing order) that has it.
+    pub fn add_first_listings_compact(&mut self, files: &[IndexFile]) {
+        let mut listed = IdSet::default();
+        let packs: Vec<&IndexPack> = files.iter().flat_map(|f| &f.packs).filter(|p| listed.insert(p.id)).collect();
+        self.add_packs_compact(&packs);
+    }
+
+    /// Where `id` sits in the sorted table of its type: a number below
+    /// [`Index::sorted_len`], for marking blobs in a bitmap. `None` when it is not there (not
+    /// indexed, or added one pack at a time after the tables were sorted).
+    pub fn position(&self, t: BlobType, id: &Id) -> Option<usize> {
+        self.map(t).sorted.binary_search_by(|(k, _)| k.cmp(id)).ok()
+    }
+
+    /// Number of blobs of a type in the sorted table.
+    pub fn sorted_len(&self, t: BlobType) -> usize {
+        self.map(t).sorted.len()
     }
 
     /// Sort the tables filled by [`Index::add_files_compact`] (keeping each blob's first
@@ -305,6 +329,36 @@ impl Index {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_listings_skip_a_pack_listed_again_and_positions_are_dense() {
+        let files = vec![
+            IndexFile {
+                packs: vec![IndexPack { id: Id([200; 32]), blobs: vec![blob(5, BlobType::Data, 0)] }],
+                ..Default::default()
+            },
+            IndexFile {
+                packs: vec![
+                    // Pack 200 again, with another content: its first listing counts.
+                    IndexPack { id: Id([200; 32]), blobs: vec![blob(6, BlobType::Data, 0)] },
+                    IndexPack {
+                        id: Id([201; 32]),
+                        blobs: vec![blob(5, BlobType::Data, 0), blob(7, BlobType::Tree, 40)],
+                    },
+                ],
+                ..Default::default()
+            },
+        ];
+        let mut idx = Index::new();
+        idx.add_first_listings_compact(&files);
+        idx.sort();
+        assert!(!idx.contains(BlobType::Data, &Id([6; 32])), "a second listing is not content");
+        assert_eq!(idx.get(BlobType::Data, &Id([5; 32])).unwrap().pack, Id([200; 32]), "the first pack's copy");
+        assert_eq!(idx.sorted_len(BlobType::Data), 1);
+        assert_eq!(idx.position(BlobType::Data, &Id([5; 32])), Some(0));
+        assert_eq!(idx.position(BlobType::Tree, &Id([7; 32])), Some(0));
+        assert_eq!(idx.position(BlobType::Data, &Id([7; 32])), None);
+    }
 
     #[test]
     fn the_compact_id_set_keeps_every_id_once_and_finds_exactly_those() {

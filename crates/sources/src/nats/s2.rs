@@ -187,27 +187,11 @@ pub fn decode_block(src: &[u8], dst: &mut Vec<u8>) -> Result<(), String> {
     Ok(())
 }
 
-const fn crc_table() -> [u32; 256] {
-    let mut t = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 { 0x82f6_3b78 ^ (c >> 1) } else { c >> 1 };
-            k += 1;
-        }
-        t[i] = c;
-        i += 1;
-    }
-    t
-}
-
-static CRC_TABLE: [u32; 256] = crc_table();
-
-/// CRC-32C (Castagnoli).
+/// CRC-32C (Castagnoli), with the CPU's CRC32 instruction where it has one (the `crc32c`
+/// crate): a table lookup per byte held a 200 MB stream snapshot for 0.3 s on each of backup
+/// and restore.
 pub fn crc32c(data: &[u8]) -> u32 {
-    !data.iter().fold(!0u32, |c, b| CRC_TABLE[((c ^ u32::from(*b)) & 0xff) as usize] ^ (c >> 8))
+    crc32c::crc32c(data)
 }
 
 /// The masked CRC-32C Snappy framing stores.
@@ -245,6 +229,40 @@ pub fn frame_uncompressed(data: &[u8]) -> Vec<u8> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    const fn crc_table() -> [u32; 256] {
+        let mut t = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 { 0x82f6_3b78 ^ (c >> 1) } else { c >> 1 };
+                k += 1;
+            }
+            t[i] = c;
+            i += 1;
+        }
+        t
+    }
+
+    static CRC_TABLE: [u32; 256] = crc_table();
+
+    /// The byte-at-a-time definition, to check the fast one against.
+    fn crc32c_bytewise(data: &[u8]) -> u32 {
+        !data.iter().fold(!0u32, |c, b| CRC_TABLE[((c ^ u32::from(*b)) & 0xff) as usize] ^ (c >> 8))
+    }
+
+    #[test]
+    fn crc32c_matches_the_bytewise_definition_at_every_length_and_alignment() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+        for start in 0..9 {
+            for len in [0, 1, 7, 8, 9, 63, 64, 65, 1000, 4096, 4990] {
+                let piece = &data[start..start + len];
+                assert_eq!(crc32c(piece), crc32c_bytewise(piece), "start {start} len {len}");
+            }
+        }
+    }
 
     fn decode_all(stream: &[u8], piece: usize) -> Result<Vec<u8>, String> {
         let mut d = Decoder::default();
