@@ -442,12 +442,22 @@ impl Drop for BlobSaver {
 
 /// Write index entries as index files (at most `per_file` blobs each); returns their ids.
 pub fn write_index(repo: &Repository, packs: Vec<IndexPack>, per_file: usize) -> Result<Vec<Id>> {
+    write_index_of(repo, packs.into_iter().map(std::borrow::Cow::Owned), per_file)
+}
+
+/// [`write_index`] from borrowed entries: only one file's worth is copied at a time (prune
+/// rewrites the entries of every pack it keeps without holding a second copy of them all).
+pub fn write_index_of<'p>(
+    repo: &Repository,
+    packs: impl IntoIterator<Item = std::borrow::Cow<'p, IndexPack>>,
+    per_file: usize,
+) -> Result<Vec<Id>> {
     let mut ids = Vec::new();
     let mut current = lifeboat_format::IndexFile::default();
     let mut count = 0;
     for p in packs {
         count += p.blobs.len();
-        current.packs.push(p);
+        current.packs.push(p.into_owned());
         if count >= per_file {
             ids.push(save_index_file(repo, &current)?);
             current.packs.clear();

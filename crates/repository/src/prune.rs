@@ -21,7 +21,7 @@ use lifeboat_backend::FileType;
 use lifeboat_format::{BlobType, Id, IndexBlob, IndexFile, IndexPack, NodeType};
 
 use crate::index::{CompactIdSet, IdMap, IdSet, Index};
-use crate::packer::{write_index, Packer, TARGET_PACK_SIZE};
+use crate::packer::{write_index_of, Packer, TARGET_PACK_SIZE};
 use crate::{util, RepoError, Repository, Result};
 
 /// How prune decides and acts.
@@ -473,15 +473,18 @@ fn repack(repo: &Repository, plan: &Plan, opts: &PruneOptions, stats: &mut Prune
 
 /// Write one index for everything that stays, then remove the index files it replaces.
 fn rewrite_index(repo: &Repository, plan: &Plan, new_packs: Vec<IndexPack>, stats: &mut PruneStats) -> Result<()> {
-    let mut packs: Vec<IndexPack> = plan.packs.iter().filter(|p| p.2 == Fate::Keep).map(|p| p.0.clone()).collect();
-    stats.packs_after = packs.len() + new_packs.len();
-    stats.bytes_after = plan.packs.iter().filter(|p| p.2 == Fate::Keep).map(|p| p.1).sum::<u64>() + stats.bytes_written;
-    packs.extend(new_packs);
+    let kept = || plan.packs.iter().filter(|p| p.2 == Fate::Keep);
+    stats.packs_after = kept().count() + new_packs.len();
+    stats.bytes_after = kept().map(|p| p.1).sum::<u64>() + stats.bytes_written;
     let unchanged = plan.unindexed.is_empty() && plan.packs.iter().all(|p| p.2 == Fate::Keep);
     if unchanged && plan.index_files.len() <= 1 {
         return Ok(());
     }
-    let written = write_index(repo, packs, INDEX_BLOBS_PER_FILE)?;
+    let written = write_index_of(
+        repo,
+        kept().map(|p| std::borrow::Cow::Borrowed(&p.0)).chain(new_packs.into_iter().map(std::borrow::Cow::Owned)),
+        INDEX_BLOBS_PER_FILE,
+    )?;
     stats.index_files_written = written.len();
     let new: IdSet = written.into_iter().collect();
     // An old file with identical content has the same name: it is part of the new index.
