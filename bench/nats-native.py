@@ -40,6 +40,8 @@ import sys
 import tempfile
 import time
 
+from benchlib import free_port, size_of, timed
+
 BIN = os.path.realpath(os.environ.get("LIFEBOAT_BIN", "target/release/lifeboat"))
 MSGS = int(os.environ.get("MSGS", "1000000"))
 RUNS = int(os.environ.get("RUNS", "3"))
@@ -182,56 +184,6 @@ def restore(port, stream, snap, info):
             return
 
 
-def stop_group(p):
-    """SIGTERM to the process group of `p`, SIGKILL 10 s later, until none of it is left."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(p.pid, sig)
-        except ProcessLookupError:
-            break
-        for _ in range(100):
-            p.poll()
-            try:
-                os.killpg(p.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
-            continue
-        break
-    p.wait()
-
-
-def timed(args, env=None, work="."):
-    """Run `args`; returns (wall s, cpu s, peak RSS MiB) from GNU time."""
-    out = os.path.join(work, "time.txt")
-    # Its own process group: when the bench is stopped, the whole tree goes (GNU time does not
-    # pass signals on, and a tool left running would write into the scratch directory).
-    p = subprocess.Popen(["/usr/bin/time", "-o", out, "-f", "%e %U %S %M", *args], env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        _, err = p.communicate()
-    except BaseException:
-        stop_group(p)
-        raise
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(args)} failed: {err.strip()}")
-    e, u, s, m = open(out).read().split()[-4:]
-    return float(e), float(u) + float(s), int(m) / 1024
-
-
-def size_of(path):
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def publish(c, n):
     stream = STREAM.lower().encode()
     buf = []
@@ -300,17 +252,17 @@ def bench(work, procs):
                     f'url = "nats://127.0.0.1:{port}"\nstreams = ["{STREAM}"]\n')
         shutil.rmtree(repo, ignore_errors=True)
         subprocess.run([BIN, "--config", cfg, "init", "-q"], env=env, check=True, stdout=subprocess.DEVNULL)
-        t["lifeboat"].append(timed([BIN, "--config", cfg, "backup", "events", "-q"], env, work))
+        t["lifeboat"].append(timed([BIN, "--config", cfg, "backup", "events", "-q"], env))
         sizes.setdefault("lifeboat", size_of(repo))
-        t["snapshot"].append(timed([*me, "snapshot", str(port), STREAM, snap, info], None, work))
+        t["snapshot"].append(timed([*me, "snapshot", str(port), STREAM, snap, info]))
         sizes.setdefault("snapshot", size_of(snap))
         check(c.api(f"STREAM.DELETE.{STREAM}"), "stream delete")
         t["lifeboat-restore"].append(timed([BIN, "--config", cfg, "restore", "latest", "--source", "events",
                                             "--target", f"nats://127.0.0.1:{port}", "--force", "--confirm", "events", "-q"],
-                                           env, work))
+                                           env))
         verify("lifeboat restore")
         check(c.api(f"STREAM.DELETE.{STREAM}"), "stream delete")
-        t["restore"].append(timed([*me, "restore", str(port), STREAM, snap, info], None, work))
+        t["restore"].append(timed([*me, "restore", str(port), STREAM, snap, info]))
         verify("the restore API")
         shutil.rmtree(repo)
     subprocess.run(["zstd", "-3", "-q", "-f", snap, "-o", snap + ".zst"], check=True)

@@ -37,6 +37,8 @@ import sys
 import tempfile
 import time
 
+from benchlib import free_port, size_of, timed
+
 BIN = os.path.realpath(os.environ.get("LIFEBOAT_BIN", "target/release/lifeboat"))
 KEYS = int(os.environ.get("KEYS", "1000000"))
 RUNS = int(os.environ.get("RUNS", "3"))
@@ -92,56 +94,6 @@ class Redis:
 
     def info(self, section):
         return dict(l.split(":", 1) for l in self.cmd("INFO", section).splitlines() if ":" in l)
-
-
-def stop_group(p):
-    """SIGTERM to the process group of `p`, SIGKILL 10 s later, until none of it is left."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(p.pid, sig)
-        except ProcessLookupError:
-            break
-        for _ in range(100):
-            p.poll()
-            try:
-                os.killpg(p.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
-            continue
-        break
-    p.wait()
-
-
-def timed(args, env=None):
-    """Run `args`; returns (wall s, cpu s, peak RSS MiB) from GNU time."""
-    out = os.path.join(WORK, "time.txt")
-    # Its own process group: when the bench is stopped, the whole tree goes (GNU time does not
-    # pass signals on, and a tool left running would write into the scratch directory).
-    p = subprocess.Popen(["/usr/bin/time", "-o", out, "-f", "%e %U %S %M", *args], env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        _, err = p.communicate()
-    except BaseException:
-        stop_group(p)
-        raise
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(args)} failed: {err.strip()}")
-    e, u, s, m = open(out).read().split()[-4:]
-    return float(e), float(u) + float(s), int(m) / 1024
-
-
-def size_of(path):
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(port, d):

@@ -27,21 +27,12 @@ import subprocess
 import sys
 import tempfile
 
+from benchlib import timed
+
 BIN = os.path.realpath(os.environ.get("LIFEBOAT_BIN", "target/release/lifeboat"))
 SIZE_MB = int(os.environ.get("SIZE_MB", "1000"))
 RUNS = int(os.environ.get("RUNS", "3"))
 WORK = os.environ.get("BENCH_WORK") or tempfile.mkdtemp(prefix="lifeboat-sqlite-native-")
-
-
-def timed(args, env=None):
-    """Run `args`; returns (wall s, cpu s, peak RSS MiB) from GNU time."""
-    out = os.path.join(WORK, "time.txt")
-    r = subprocess.run(["/usr/bin/time", "-o", out, "-f", "%e %U %S %M", *args], env=env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if r.returncode != 0:
-        sys.exit(f"{' '.join(args)} failed: {r.stderr.strip()}")
-    e, u, s, m = open(out).read().split()[-4:]
-    return float(e), float(u) + float(s), int(m) / 1024
 
 
 def make_db(db):
