@@ -61,3 +61,14 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def run(bench, cleanup):
+    """Run `bench`, then `cleanup` whatever happens; SIGTERM and SIGHUP end it the same way
+    (exit 128 + the signal), so servers and scratch directories never outlive the run."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda n, _f: sys.exit(128 + n))
+    try:
+        bench()
+    finally:
+        cleanup()

@@ -38,13 +38,13 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+import benchlib
 from benchlib import free_port, size_of, timed
 
 BIN = os.path.realpath(os.environ.get("LIFEBOAT_BIN", "target/release/lifeboat"))
@@ -303,12 +303,7 @@ def cleanup():
 
 
 def main():
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda n, _f: sys.exit(128 + n))
-    try:
-        bench()
-    finally:
-        cleanup()
+    benchlib.run(bench, cleanup)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ the raw timings go to stderr as JSON.
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -37,6 +36,7 @@ import sys
 import tempfile
 import time
 
+import benchlib
 from benchlib import free_port, size_of, timed
 
 BIN = os.path.realpath(os.environ.get("LIFEBOAT_BIN", "target/release/lifeboat"))
@@ -292,12 +292,7 @@ def cleanup():
 
 
 def main():
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda n, _f: sys.exit(128 + n))
-    try:
-        bench()
-    finally:
-        cleanup()
+    benchlib.run(bench, cleanup)
 
 
 if __name__ == "__main__":
