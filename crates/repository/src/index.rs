@@ -116,6 +116,16 @@ impl Entry {
     fn of(pack: u32, b: &IndexBlob) -> Entry {
         Entry { pack, offset: b.offset, length: b.length, uncompressed_length: b.uncompressed_length.unwrap_or(0) }
     }
+
+    fn blob(&self, id: Id, blob_type: BlobType) -> IndexBlob {
+        IndexBlob {
+            id,
+            blob_type,
+            offset: self.offset,
+            length: self.length,
+            uncompressed_length: (self.uncompressed_length != 0).then_some(self.uncompressed_length),
+        }
+    }
 }
 
 /// The blobs of one type: a table sorted by id (48 bytes per blob: what loading a repository's
@@ -200,10 +210,18 @@ impl Index {
     /// Like [`Index::add_files_compact`], but a pack listed again (by a later index file, or a
     /// second time in one) is skipped: its first listing is its content, as prune sees it. A
     /// blob then sorts first at the first pack (in listing order) that has it.
-    pub fn add_first_listings_compact(&mut self, files: &[IndexFile]) {
+    ///
+    /// Called once per group of files, a pack an earlier group listed is skipped too. Returns
+    /// the packs added, in the order they are numbered.
+    pub fn add_first_listings_compact<'f>(&mut self, files: &'f [IndexFile]) -> Vec<&'f IndexPack> {
         let mut listed = IdSet::default();
-        let packs: Vec<&IndexPack> = files.iter().flat_map(|f| &f.packs).filter(|p| listed.insert(p.id)).collect();
+        let packs: Vec<&IndexPack> = files
+            .iter()
+            .flat_map(|f| &f.packs)
+            .filter(|p| !self.pack_numbers.contains_key(&p.id) && listed.insert(p.id))
+            .collect();
         self.add_packs_compact(&packs);
+        packs
     }
 
     /// Where `id` sits in the sorted table of its type: a number below
@@ -304,18 +322,29 @@ impl Index {
         &self.packs
     }
 
+    /// The number a pack has in this index (its place in [`Index::packs`]).
+    pub fn pack_index(&self, id: &Id) -> Option<usize> {
+        self.pack_numbers.get(id).map(|n| *n as usize)
+    }
+
+    /// The blob at `position` of a type's sorted table (see [`Index::position`]), with the
+    /// number of its pack (see [`Index::pack_index`]).
+    pub fn sorted_blob(&self, t: BlobType, position: usize) -> Option<(usize, IndexBlob)> {
+        self.map(t).sorted.get(position).map(|(id, e)| (e.pack as usize, e.blob(*id, t)))
+    }
+
+    /// Every blob of a type's sorted table in order (so the n-th is at position n), with the
+    /// number of its pack.
+    pub fn sorted_blobs(&self, t: BlobType) -> impl Iterator<Item = (usize, IndexBlob)> + '_ {
+        self.map(t).sorted.iter().map(move |(id, e)| (e.pack as usize, e.blob(*id, t)))
+    }
+
     /// Blobs grouped per pack, sorted by offset (used by check and prune).
     pub fn blobs_by_pack(&self) -> IdMap<Vec<IndexBlob>> {
         let mut out: IdMap<Vec<IndexBlob>> = IdMap::default();
         for (t, map) in [(BlobType::Data, &self.data), (BlobType::Tree, &self.tree)] {
             for (id, e) in map.iter() {
-                out.entry(self.packs[e.pack as usize]).or_default().push(IndexBlob {
-                    id: *id,
-                    blob_type: t,
-                    offset: e.offset,
-                    length: e.length,
-                    uncompressed_length: (e.uncompressed_length != 0).then_some(e.uncompressed_length),
-                });
+                out.entry(self.packs[e.pack as usize]).or_default().push(e.blob(*id, t));
             }
         }
         for v in out.values_mut() {
@@ -350,8 +379,23 @@ mod tests {
             },
         ];
         let mut idx = Index::new();
-        idx.add_first_listings_compact(&files);
+        let added: Vec<Id> = idx.add_first_listings_compact(&files).iter().map(|p| p.id).collect();
+        assert_eq!(added, vec![Id([200; 32]), Id([201; 32])]);
+        // A later group listing pack 200 once more adds nothing.
+        let again = vec![IndexFile {
+            packs: vec![IndexPack { id: Id([200; 32]), blobs: vec![blob(8, BlobType::Data, 0)] }],
+            ..Default::default()
+        }];
+        assert!(idx.add_first_listings_compact(&again).is_empty());
         idx.sort();
+        assert!(!idx.contains(BlobType::Data, &Id([8; 32])), "a listing in a later group is not content");
+        assert_eq!(idx.pack_index(&Id([201; 32])), Some(1));
+        let tree = idx.sorted_blob(BlobType::Tree, 0).unwrap();
+        assert_eq!((tree.0, tree.1.id, tree.1.offset), (1, Id([7; 32]), 40));
+        assert_eq!(
+            idx.sorted_blobs(BlobType::Data).map(|(p, b)| (p, b.id)).collect::<Vec<_>>(),
+            vec![(0, Id([5; 32]))]
+        );
         assert!(!idx.contains(BlobType::Data, &Id([6; 32])), "a second listing is not content");
         assert_eq!(idx.get(BlobType::Data, &Id([5; 32])).unwrap().pack, Id([200; 32]), "the first pack's copy");
         assert_eq!(idx.sorted_len(BlobType::Data), 1);

@@ -442,32 +442,48 @@ impl Drop for BlobSaver {
 
 /// Write index entries as index files (at most `per_file` blobs each); returns their ids.
 pub fn write_index(repo: &Repository, packs: Vec<IndexPack>, per_file: usize) -> Result<Vec<Id>> {
-    write_index_of(repo, packs.into_iter().map(std::borrow::Cow::Owned), per_file)
+    let mut w = IndexWriter::new(per_file);
+    for p in packs {
+        w.push(repo, p)?;
+    }
+    w.finish(repo)
 }
 
-/// [`write_index`] from borrowed entries: only one file's worth is copied at a time (prune
-/// rewrites the entries of every pack it keeps without holding a second copy of them all).
-pub fn write_index_of<'p>(
-    repo: &Repository,
-    packs: impl IntoIterator<Item = std::borrow::Cow<'p, IndexPack>>,
+/// Writes index entries as they come, as index files of at most `per_file` blobs: only one
+/// file's worth is held at a time (prune rewrites the entries of every pack it keeps while it
+/// reads them again, without holding them all).
+pub struct IndexWriter {
+    current: lifeboat_format::IndexFile,
+    count: usize,
     per_file: usize,
-) -> Result<Vec<Id>> {
-    let mut ids = Vec::new();
-    let mut current = lifeboat_format::IndexFile::default();
-    let mut count = 0;
-    for p in packs {
-        count += p.blobs.len();
-        current.packs.push(p.into_owned());
-        if count >= per_file {
-            ids.push(save_index_file(repo, &current)?);
-            current.packs.clear();
-            count = 0;
+    written: Vec<Id>,
+}
+
+impl IndexWriter {
+    /// A writer of files of at most `per_file` blobs (a pack is never split).
+    pub fn new(per_file: usize) -> Self {
+        IndexWriter { current: lifeboat_format::IndexFile::default(), count: 0, per_file, written: Vec::new() }
+    }
+
+    /// Add one pack's entries; writes a file when it is full.
+    pub fn push(&mut self, repo: &Repository, pack: IndexPack) -> Result<()> {
+        self.count += pack.blobs.len();
+        self.current.packs.push(pack);
+        if self.count >= self.per_file {
+            self.written.push(save_index_file(repo, &self.current)?);
+            self.current.packs.clear();
+            self.count = 0;
         }
+        Ok(())
     }
-    if !current.packs.is_empty() {
-        ids.push(save_index_file(repo, &current)?);
+
+    /// Write what is left; returns the ids of every file written.
+    pub fn finish(mut self, repo: &Repository) -> Result<Vec<Id>> {
+        if !self.current.packs.is_empty() {
+            self.written.push(save_index_file(repo, &self.current)?);
+        }
+        Ok(self.written)
     }
-    Ok(ids)
 }
 
 fn save_index_file(repo: &Repository, f: &lifeboat_format::IndexFile) -> Result<Id> {

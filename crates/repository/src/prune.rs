@@ -18,10 +18,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use lifeboat_backend::FileType;
-use lifeboat_format::{BlobType, Id, IndexBlob, IndexFile, IndexPack, NodeType};
+use lifeboat_format::{BlobType, Id, IndexFile, IndexPack, NodeType};
 
 use crate::index::{CompactIdSet, IdMap, IdSet, Index};
-use crate::packer::{write_index_of, Packer, TARGET_PACK_SIZE};
+use crate::packer::{IndexWriter, Packer, TARGET_PACK_SIZE};
 use crate::{util, RepoError, Repository, Result};
 
 /// How prune decides and acts.
@@ -111,7 +111,9 @@ impl PruneStats {
     }
 }
 
-/// What the mark phase found: the blobs every snapshot uses, and the index it found them in.
+/// What the mark phase found: the blobs every snapshot uses, as marks over the index's sorted
+/// tables, and that index (each pack's first listing, so a blob's location in it is the one copy
+/// prune keeps).
 struct Used {
     data: Marks,
     tree: Marks,
@@ -120,17 +122,11 @@ struct Used {
 }
 
 impl Used {
-    fn contains(&self, b: &IndexBlob) -> bool {
-        match b.blob_type {
-            BlobType::Data => self.data.contains(&self.index, BlobType::Data, &b.id),
-            BlobType::Tree => self.tree.contains(&self.index, BlobType::Tree, &b.id),
+    fn marks(&self, t: BlobType) -> &Marks {
+        match t {
+            BlobType::Data => &self.data,
+            BlobType::Tree => &self.tree,
         }
-    }
-
-    /// Whether this is the copy of the blob prune keeps: the index's location of it, which is
-    /// the first pack (in listing order) that has it.
-    fn first_copy(&self, pack: &Id, b: &IndexBlob) -> bool {
-        self.index.get(b.blob_type, &b.id).is_some_and(|l| l.pack == *pack && l.offset == b.offset)
     }
 }
 
@@ -161,11 +157,9 @@ impl Marks {
         new
     }
 
-    fn contains(&self, index: &Index, t: BlobType, id: &Id) -> bool {
-        match index.position(t, id) {
-            Some(i) => self.bits.get(i / 64).is_some_and(|w| w >> (i % 64) & 1 == 1),
-            None => self.other.contains(id),
-        }
+    /// Whether the blob at `position` of the index's sorted table is marked.
+    fn at(&self, position: usize) -> bool {
+        self.bits.get(position / 64).is_some_and(|w| w >> (position % 64) & 1 == 1)
     }
 
     fn len(&self) -> usize {
@@ -181,16 +175,38 @@ enum Fate {
     Repack,
 }
 
+/// One indexed pack as prune sees it: its first listing.
+struct PackPlan {
+    id: Id,
+    /// Stored size.
+    size: u64,
+    /// Blob copies its listing has (duplicates included).
+    blobs: usize,
+    /// Of those, the copies prune keeps: the index's location of a used blob.
+    used: usize,
+    /// Their stored bytes.
+    used_bytes: u64,
+    fate: Fate,
+}
+
 /// The decided plan.
 struct Plan {
-    /// Every indexed pack, its blobs (from the index files, duplicates included) and stored size.
-    packs: Vec<(IndexPack, u64, Fate)>,
-    /// Blob copies to keep, per pack: the first copy of each used blob.
-    keep_copy: IdMap<Vec<bool>>,
+    /// Every indexed pack, numbered as in the index.
+    packs: Vec<PackPlan>,
+    /// The blobs to copy out of the packs to repack: (pack number, type, position in the
+    /// index's sorted table), grouped by pack. A dozen bytes a blob, where the packs' listings
+    /// took sixty.
+    copies: Vec<(usize, BlobType, usize)>,
     /// Packs stored but not indexed.
     unindexed: Vec<(String, u64)>,
-    /// Index files to replace.
-    index_files: Vec<String>,
+    /// Index files to replace (name, stored size), in the order they were read.
+    index_files: Vec<(String, u64)>,
+}
+
+impl Plan {
+    fn kept(&self) -> impl Iterator<Item = &PackPlan> {
+        self.packs.iter().filter(|p| p.fate == Fate::Keep)
+    }
 }
 
 fn interrupted(opts: &PruneOptions) -> Result<()> {
@@ -204,20 +220,26 @@ fn interrupted(opts: &PruneOptions) -> Result<()> {
 pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneStats> {
     let started = std::time::SystemTime::now();
     let mut stats = PruneStats { dry_run: opts.dry_run, ..PruneStats::default() };
-    let (index_files, files) = load_index_files(repo, opts.threads)?;
-    let used = mark(repo, &files, opts)?;
+    let index_files = repo.backend().list(FileType::Index)?;
+    let (index, listed) = load_index(repo, &index_files, opts.threads)?;
+    // Prune's own index: the numbers in `listed` are its packs'. The repository's index (for
+    // loading trees) is this one unless one was loaded before.
+    let index = Arc::new(index);
+    repo.set_index_shared(index.clone());
+    let used = mark(repo, index, opts)?;
     stats.snapshots = used.snapshots;
     stats.trees = used.tree.len();
     interrupted(opts)?;
-    let plan = decide(repo, files, index_files, &used, opts, &mut stats)?;
+    let plan = decide(repo, index_files, &listed, &used, opts, &mut stats)?;
+    drop(listed);
     let temps = stale_temporaries(repo, started, &mut stats)?;
     if opts.dry_run {
         return Ok(stats);
     }
     interrupted(opts)?;
-    let new_packs = repack(repo, &plan, opts, &mut stats)?;
+    let new_packs = repack(repo, &plan, &used.index, opts, &mut stats)?;
     interrupted(opts)?;
-    rewrite_index(repo, &plan, new_packs, &mut stats)?;
+    rewrite_index(repo, &plan, &used.index, new_packs, opts, &mut stats)?;
     delete_obsolete(repo, &plan)?;
     for t in &temps {
         repo.backend().remove_temporary(&t.name)?;
@@ -261,24 +283,45 @@ fn stale_temporaries(
     Ok(old)
 }
 
-/// Read every index file; an unreadable one aborts (prune must know every pack's content).
-fn load_index_files(repo: &Repository, threads: usize) -> Result<(Vec<String>, Vec<IndexFile>)> {
-    let names: Vec<String> = repo.backend().list(FileType::Index)?.into_iter().map(|(n, _)| n).collect();
-    let files = util::parallel_map(names.clone(), threads * 2, |n| repo.load_json::<IndexFile>(FileType::Index, &n))?;
-    Ok((names, files))
+/// Index files read and parsed at once: at most this many…
+const INDEX_FILES_AT_ONCE: usize = 16;
+/// …and this many stored bytes (four of the 50,000-blob files a big backup writes).
+const INDEX_BYTES_AT_ONCE: u64 = 8 << 20;
+
+/// Read the index files (`listed`: name and stored size) a group at a time, in order, and call
+/// `each` with every group; an unreadable file aborts (prune must know every pack's content).
+fn for_index_groups(
+    repo: &Repository,
+    listed: &[(String, u64)],
+    threads: usize,
+    mut each: impl FnMut(Vec<IndexFile>) -> Result<()>,
+) -> Result<()> {
+    for group in crate::repo::groups(listed, INDEX_FILES_AT_ONCE, INDEX_BYTES_AT_ONCE) {
+        each(util::parallel_map(group, threads.max(1), |n| repo.load_json_listed::<IndexFile>(FileType::Index, &n))?)?;
+    }
+    Ok(())
+}
+
+/// Load the index from each pack's first listing (as `decide` and `rewrite_index` read them
+/// again, so a blob's location in it is the copy prune keeps); returns it with the number of
+/// blob copies each pack's listing has, by pack number. The parsed files are dropped group by
+/// group: only the compact tables (48 bytes a blob) stay.
+fn load_index(repo: &Repository, listed: &[(String, u64)], threads: usize) -> Result<(Index, Vec<usize>)> {
+    let mut index = Index::new();
+    let mut blobs = Vec::new();
+    for_index_groups(repo, listed, threads, |files| {
+        blobs.extend(index.add_first_listings_compact(&files).iter().map(|p| p.blobs.len()));
+        Ok(())
+    })?;
+    index.sort();
+    Ok((index, blobs))
 }
 
 /// Trees the mark phase loads and holds at once.
 const MARK_TREES_AT_ONCE: usize = 256;
 
 /// Walk all snapshots' trees level by level, loading each tree once, in parallel.
-fn mark(repo: &Repository, files: &[IndexFile], opts: &PruneOptions) -> Result<Used> {
-    // Each pack as its first listing has it (as `decide` reads them), so the index's location of
-    // a blob is the copy `decide` keeps.
-    let mut index = crate::index::Index::new();
-    index.add_first_listings_compact(files);
-    index.sort();
-    let index = repo.set_index(index);
+fn mark(repo: &Repository, index: Arc<Index>, opts: &PruneOptions) -> Result<Used> {
     let (snaps, bad) = crate::snapshots::list(repo)?;
     if let Some((name, e)) = bad.into_iter().next() {
         return Err(RepoError::Invalid(format!(
@@ -338,84 +381,99 @@ fn missing(t: BlobType, id: &Id) -> RepoError {
     ))
 }
 
-/// Choose each pack's fate.
+/// Choose each pack's fate from the marks: a used blob's copy is the index's location of it,
+/// so each pack's used share is counted from the index's tables alone.
 fn decide(
     repo: &Repository,
-    files: Vec<IndexFile>,
-    index_files: Vec<String>,
+    index_files: Vec<(String, u64)>,
+    listed: &[usize],
     used: &Used,
     opts: &PruneOptions,
     stats: &mut PruneStats,
 ) -> Result<Plan> {
+    let index = &used.index;
     let stored: Vec<(String, u64)> = repo.backend().list(FileType::Pack)?;
     let sizes: IdMap<u64> = stored.iter().filter_map(|(n, s)| Some((n.parse().ok()?, *s))).collect();
     stats.packs_before = stored.len();
     stats.bytes_before = stored.iter().map(|(_, s)| s).sum();
 
-    // A pack may be listed by several index files (a crash between writing an index and
-    // deleting the one it replaces): the first listing is the pack's content.
-    let mut seen_packs = IdSet::default();
-    let mut plan = Plan { packs: Vec::new(), keep_copy: IdMap::default(), unindexed: Vec::new(), index_files };
-    for pack in files.into_iter().flat_map(|f| f.packs) {
-        if !seen_packs.insert(pack.id) {
-            continue;
-        }
-        let Some(&size) = sizes.get(&pack.id) else {
+    let mut packs = Vec::with_capacity(index.packs().len());
+    for (id, &blobs) in index.packs().iter().zip(listed) {
+        let Some(&size) = sizes.get(id) else {
             return Err(RepoError::Invalid(format!(
                 "pack {} is in the index but missing from the repository; nothing was deleted — run `lifeboat check`",
-                pack.id.short()
+                id.short()
             )));
         };
-        let keep: Vec<bool> = pack.blobs.iter().map(|b| used.contains(b) && used.first_copy(&pack.id, b)).collect();
-        let used_bytes: u64 = pack.blobs.iter().zip(&keep).filter(|(_, k)| **k).map(|(b, _)| b.length as u64).sum();
-        let n_used = keep.iter().filter(|k| **k).count();
-        stats.used_blobs += n_used;
-        stats.used_bytes += used_bytes;
-        stats.unused_blobs += keep.len() - n_used;
-        let fate = if n_used == 0 {
+        packs.push(PackPlan { id: *id, size, blobs, used: 0, used_bytes: 0, fate: Fate::Keep });
+    }
+    for t in [BlobType::Data, BlobType::Tree] {
+        let marks = used.marks(t);
+        for (position, (pack, b)) in index.sorted_blobs(t).enumerate() {
+            if marks.at(position) {
+                let p = packs.get_mut(pack).ok_or_else(|| RepoError::Invalid("index names an unknown pack".into()))?;
+                p.used += 1;
+                p.used_bytes += u64::from(b.length);
+            }
+        }
+    }
+    for p in &mut packs {
+        stats.used_blobs += p.used;
+        stats.used_bytes += p.used_bytes;
+        stats.unused_blobs += p.blobs.saturating_sub(p.used);
+        p.fate = if p.used == 0 {
             stats.packs_unused += 1;
-            stats.bytes_unused += size;
+            stats.bytes_unused += p.size;
             Fate::Delete
-        } else if n_used == keep.len() {
+        } else if p.used >= p.blobs {
             Fate::Keep
-        } else if (used_bytes as f64) < opts.repack_below * size as f64 {
+        } else if (p.used_bytes as f64) < opts.repack_below * p.size as f64 {
             stats.packs_repacked += 1;
-            stats.bytes_repacked += size;
-            stats.blobs_copied += n_used;
+            stats.bytes_repacked += p.size;
+            stats.blobs_copied += p.used;
             Fate::Repack
         } else {
             stats.packs_partly_used_kept += 1;
-            stats.bytes_unused_kept += size.saturating_sub(used_bytes);
+            stats.bytes_unused_kept += p.size.saturating_sub(p.used_bytes);
             Fate::Keep
         };
-        plan.keep_copy.insert(pack.id, keep);
-        plan.packs.push((pack, size, fate));
     }
-    for (name, size) in stored {
-        if name.parse::<Id>().map(|id| !seen_packs.contains(&id)).unwrap_or(true) {
-            stats.packs_unindexed += 1;
-            stats.bytes_unindexed += size;
-            plan.unindexed.push((name, size));
+    let mut copies = Vec::with_capacity(stats.blobs_copied);
+    if stats.packs_repacked > 0 {
+        for t in [BlobType::Data, BlobType::Tree] {
+            let marks = used.marks(t);
+            for (position, (pack, _)) in index.sorted_blobs(t).enumerate() {
+                if marks.at(position) && packs.get(pack).is_some_and(|p| p.fate == Fate::Repack) {
+                    copies.push((pack, t, position));
+                }
+            }
         }
+        copies.sort_unstable_by_key(|c| c.0);
     }
+    let unindexed: Vec<(String, u64)> = stored
+        .into_iter()
+        .filter(|(name, _)| name.parse::<Id>().map(|id| index.pack_index(&id).is_none()).unwrap_or(true))
+        .collect();
+    stats.packs_unindexed = unindexed.len();
+    stats.bytes_unindexed = unindexed.iter().map(|(_, s)| s).sum();
+    let plan = Plan { packs, copies, unindexed, index_files };
     // Estimate the result for the dry run: repacked blobs land in new packs of their own size.
-    let kept: u64 = plan.packs.iter().filter(|p| p.2 == Fate::Keep).map(|p| p.1).sum();
-    let copied: u64 =
-        plan.packs.iter().filter(|p| p.2 == Fate::Repack).map(|(p, _, _)| used_bytes_of(p, &plan.keep_copy)).sum();
+    let kept: u64 = plan.kept().map(|p| p.size).sum();
+    let copied: u64 = plan.packs.iter().filter(|p| p.fate == Fate::Repack).map(|p| p.used_bytes).sum();
     stats.bytes_after = kept + copied;
-    stats.packs_after =
-        plan.packs.iter().filter(|p| p.2 == Fate::Keep).count() + (copied as usize).div_ceil(TARGET_PACK_SIZE);
+    stats.packs_after = plan.kept().count() + (copied as usize).div_ceil(TARGET_PACK_SIZE);
     Ok(plan)
 }
 
-fn used_bytes_of(p: &IndexPack, keep: &IdMap<Vec<bool>>) -> u64 {
-    let k = keep.get(&p.id).map(Vec::as_slice).unwrap_or_default();
-    p.blobs.iter().zip(k).filter(|(_, k)| **k).map(|(b, _)| b.length as u64).sum()
-}
-
 /// Copy the used blobs of the packs to repack into new packs; returns the new packs' entries.
-fn repack(repo: &Repository, plan: &Plan, opts: &PruneOptions, stats: &mut PruneStats) -> Result<Vec<IndexPack>> {
-    let work: Vec<&(IndexPack, u64, Fate)> = plan.packs.iter().filter(|p| p.2 == Fate::Repack).collect();
+fn repack(
+    repo: &Repository,
+    plan: &Plan,
+    index: &Index,
+    opts: &PruneOptions,
+    stats: &mut PruneStats,
+) -> Result<Vec<IndexPack>> {
+    let work: Vec<&[(usize, BlobType, usize)]> = plan.copies.chunk_by(|a, b| a.0 == b.0).collect();
     if work.is_empty() {
         return Ok(Vec::new());
     }
@@ -431,16 +489,19 @@ fn repack(repo: &Repository, plan: &Plan, opts: &PruneOptions, stats: &mut Prune
         written.lock().map_err(|_| RepoError::Invalid("repack writer panicked".into()))?.push(f.index);
         Ok(())
     };
-    util::parallel_map(work, opts.threads.min(4), |(pack, _, _)| {
+    util::parallel_map(work, opts.threads.min(4), |copies| {
         interrupted(opts)?;
-        let keep = plan.keep_copy.get(&pack.id).map(Vec::as_slice).unwrap_or_default();
-        let data = repo.backend().load(FileType::Pack, &pack.id.to_hex())?;
-        for (b, _) in pack.blobs.iter().zip(keep).filter(|(_, k)| **k) {
-            let stored = data.get(b.offset as usize..b.offset as usize + b.length as usize).ok_or_else(|| {
-                RepoError::corrupt(format!("pack {}", pack.id.short()), "shorter than its index says")
-            })?;
+        let pack = copies.first().and_then(|c| plan.packs.get(c.0)).map(|p| p.id).unwrap_or_default();
+        let data = repo.backend().load(FileType::Pack, &pack.to_hex())?;
+        for &(_, t, position) in copies {
+            let (_, b) = index
+                .sorted_blob(t, position)
+                .ok_or_else(|| RepoError::Invalid("a blob to repack is not in the index".into()))?;
+            let stored = data
+                .get(b.offset as usize..b.offset as usize + b.length as usize)
+                .ok_or_else(|| RepoError::corrupt(format!("pack {}", pack.short()), "shorter than its index says"))?;
             let loc = crate::index::BlobLocation {
-                pack: pack.id,
+                pack,
                 offset: b.offset,
                 length: b.length,
                 uncompressed_length: b.uncompressed_length,
@@ -471,26 +532,49 @@ fn repack(repo: &Repository, plan: &Plan, opts: &PruneOptions, stats: &mut Prune
     Ok(written)
 }
 
-/// Write one index for everything that stays, then remove the index files it replaces.
-fn rewrite_index(repo: &Repository, plan: &Plan, new_packs: Vec<IndexPack>, stats: &mut PruneStats) -> Result<()> {
-    let kept = || plan.packs.iter().filter(|p| p.2 == Fate::Keep);
-    stats.packs_after = kept().count() + new_packs.len();
-    stats.bytes_after = kept().map(|p| p.1).sum::<u64>() + stats.bytes_written;
-    let unchanged = plan.unindexed.is_empty() && plan.packs.iter().all(|p| p.2 == Fate::Keep);
+/// Write one index for everything that stays, then remove the index files it replaces. The
+/// kept packs' listings are read again from the old index files, a group at a time, and written
+/// out as they come.
+fn rewrite_index(
+    repo: &Repository,
+    plan: &Plan,
+    index: &Index,
+    new_packs: Vec<IndexPack>,
+    opts: &PruneOptions,
+    stats: &mut PruneStats,
+) -> Result<()> {
+    stats.packs_after = plan.kept().count() + new_packs.len();
+    stats.bytes_after = plan.kept().map(|p| p.size).sum::<u64>() + stats.bytes_written;
+    let unchanged = plan.unindexed.is_empty() && plan.packs.iter().all(|p| p.fate == Fate::Keep);
     if unchanged && plan.index_files.len() <= 1 {
         return Ok(());
     }
-    let written = write_index_of(
-        repo,
-        kept().map(|p| std::borrow::Cow::Borrowed(&p.0)).chain(new_packs.into_iter().map(std::borrow::Cow::Owned)),
-        INDEX_BLOBS_PER_FILE,
-    )?;
+    let mut out = IndexWriter::new(INDEX_BLOBS_PER_FILE);
+    let mut first = vec![true; plan.packs.len()];
+    for_index_groups(repo, &plan.index_files, opts.threads, |files| {
+        for pack in files.into_iter().flat_map(|f| f.packs) {
+            // The first listing of a pack is its content (as `load_index` read it).
+            let Some(n) = index.pack_index(&pack.id).filter(|&n| first.get(n).copied().unwrap_or(false)) else {
+                continue;
+            };
+            first[n] = false;
+            if plan.packs[n].fate == Fate::Keep {
+                out.push(repo, pack)?;
+            }
+        }
+        Ok(())
+    })?;
+    for p in new_packs {
+        out.push(repo, p)?;
+    }
+    let written = out.finish(repo)?;
     stats.index_files_written = written.len();
     let new: IdSet = written.into_iter().collect();
     // An old file with identical content has the same name: it is part of the new index.
     let old: Vec<String> = plan
         .index_files
         .iter()
+        .map(|(n, _)| n)
         .filter(|n| !n.parse::<Id>().map(|id| new.contains(&id)).unwrap_or(false))
         .cloned()
         .collect();
@@ -507,8 +591,8 @@ fn delete_obsolete(repo: &Repository, plan: &Plan) -> Result<()> {
     let doomed: Vec<String> = plan
         .packs
         .iter()
-        .filter(|p| p.2 != Fate::Keep)
-        .map(|p| p.0.id.to_hex())
+        .filter(|p| p.fate != Fate::Keep)
+        .map(|p| p.id.to_hex())
         .chain(plan.unindexed.iter().map(|(n, _)| n.clone()))
         .collect();
     repo.backend().remove_many(FileType::Pack, &doomed)?;

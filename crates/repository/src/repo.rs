@@ -382,6 +382,12 @@ impl Repository {
         Ok(self.index.get_or_init(|| idx).clone())
     }
 
+    /// Use a shared index as the master index unless one is loaded already (prune keeps its
+    /// own handle on the index it built).
+    pub fn set_index_shared(&self, index: Arc<Index>) {
+        let _ = self.index.set(index);
+    }
+
     /// Install an index built elsewhere (the checker builds one that skips damaged files).
     pub fn set_index(&self, index: Index) -> Arc<Index> {
         let idx = Arc::new(index);
