@@ -278,20 +278,21 @@ pg1-socket-path={WORK}
     print(size_row("`pg_dump -Fc` file", "dump"))
     print(size_row("`pg_dump -Fc --compress=0 \\| zstd -3`", "dump-zstd"))
     print(size_row("pgBackRest repository (full backup + its WAL)", "pgbr"))
-    dm = {k: tuple(statistics.median(r[i] for r in v) for i in range(3)) for k, v in day.items()}
+    if HOURS > 0:
+        dm = {k: tuple(statistics.median(r[i] for r in v) for i in range(3)) for k, v in day.items()}
 
-    def day_row(label, k):
-        a = dm[k]
-        return (f"| {label} | +{growth[k] / 1e6:.1f} MB | {growth[k] / growth['lifeboat']:.2f}× | "
-                f"{a[0]:.2f} s ({a[1]:.1f} CPU s, {a[2]:.0f} MiB) |")
+        def day_row(label, k):
+            a = dm[k]
+            return (f"| {label} | +{growth[k] / 1e6:.1f} MB | {growth[k] / growth['lifeboat']:.2f}× | "
+                    f"{a[0]:.2f} s ({a[1]:.1f} CPU s, {a[2]:.0f} MiB) |")
 
-    print(f"\nA day: {HOURS} round{'s' if HOURS != 1 else ''} of `pgbench -c 2 -j 2 -T {SECS}` ({tx:,} transactions in all; database "
-          f"{db_size / 1e6:.0f} → {db_size_after / 1e6:.0f} MB), each followed by one backup per tool.\n")
-    print("| | growth after the day | vs Lifeboat | median backup of a round |")
-    print("|---|---:|---:|---:|")
-    print(day_row("Lifeboat repository", "lifeboat"))
-    print(day_row("pgBackRest repository (incr backups + WAL archive)", "pgbr"))
-    print(day_row(f"a `pg_dump -Fc` file per round (sum of {HOURS})", "dump"))
+        print(f"\nA day: {HOURS} round{'s' if HOURS != 1 else ''} of `pgbench -c 2 -j 2 -T {SECS}` ({tx:,} transactions in all; database "
+              f"{db_size / 1e6:.0f} → {db_size_after / 1e6:.0f} MB), each followed by one backup per tool.\n")
+        print("| | growth after the day | vs Lifeboat | median backup of a round |")
+        print("|---|---:|---:|---:|")
+        print(day_row("Lifeboat repository", "lifeboat"))
+        print(day_row("pgBackRest repository (incr backups + WAL archive)", "pgbr"))
+        print(day_row(f"a `pg_dump -Fc` file per round (sum of {HOURS})", "dump"))
     print(json.dumps({"runs": t, "day": day, "sizes": sizes, "growth": growth, "transactions": tx}),
           file=sys.stderr)
 

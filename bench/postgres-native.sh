@@ -10,7 +10,7 @@
 #   SCALE=50            pgbench scale (100,000 accounts each)
 #   FILLER=md5          replace pgbench's blank filler with hex text first (default: pgbench's)
 #   RUNS=3              runs per tool, alternating
-#   HOURS=24            rounds of traffic + backups for the repository growth ("a day")
+#   HOURS=24            rounds of traffic + backups for the repository growth ("a day"; 0: none)
 #   SECS_PER_HOUR=10    pgbench -T of each round (-c 2 -j 2)
 #   PG_BIN=DIR          PostgreSQL programs (default /usr/lib/postgresql/15/bin)
 #   BENCH_WORK=DIR      where the scratch directory goes (default /tmp); it is removed at the end

@@ -158,6 +158,49 @@ fn a_failing_before_backup_stops_the_backup_with_its_stderr_and_on_failure_runs(
     assert!(msgs.contains("database is locked by pid 42") && msgs.contains("hook on_failure alarm.sh: ok"), "{msgs}");
 }
 
+/// The repository opens while the first source starts; a repository that cannot be opened is
+/// still the error reported (exit 12 for a wrong password), whatever the source did meanwhile,
+/// and a `before_backup` hook never runs for a backup that cannot be stored.
+#[test]
+fn a_wrong_password_is_the_error_and_runs_no_hook_even_when_the_source_fails_too() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    write_random(&data.join("a.bin"), 1000, 3);
+    let marker = dir.path().join("hook-ran");
+    let hook = script(dir.path(), "before.sh", &format!("touch {}", marker.display()));
+    let body = format!(
+        "[[source]]\nname = \"broken\"\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"echo nothing to see >&2; exit 7\"]\n\n\
+         [[source]]\nname = \"docs\"\nkind = \"files\"\npaths = [\"{}\"]\nbefore_backup = [\"{hook}\"]\n",
+        data.display()
+    );
+    let (cfg, _) = setup(dir.path(), &body);
+    let wrong =
+        |args: &[&str]| run(bare().env("LIFEBOAT_PASSWORD", "not the password").arg("--config").arg(&cfg).args(args));
+    for args in [&["backup", "--all"][..], &["backup", "broken"], &["backup", "docs"]] {
+        let r = wrong(args).code(12);
+        let line = r.one_error_line();
+        assert!(line.contains("wrong password"), "{args:?}: {line}");
+        assert!(
+            !line.contains("nothing to see") && !line.contains("exit"),
+            "{args:?}: the source's error hid it: {line}"
+        );
+        assert!(!marker.exists(), "{args:?}: before_backup ran for a repository that could not be opened");
+    }
+    // With the right password the same config backs up the files and reports the command's failure.
+    let r = lbs(&cfg, &["backup", "--all", "--json"]).code(1);
+    let out = r.json();
+    assert_eq!(out[0]["ok"], false, "{out:#}");
+    assert_eq!(out[1]["ok"], true, "{out:#}");
+    assert!(marker.exists(), "before_backup ran once the repository was open");
+    let runs = lbc(&cfg, &["runs", "--json"]).ok().json();
+    let outcomes: Vec<_> =
+        runs.as_array().unwrap().iter().map(|r| (r["source"].clone(), r["outcome"].clone())).collect();
+    assert_eq!(outcomes.len(), 2, "one run per source, none for the refused attempts: {runs:#}");
+    assert!(outcomes.contains(&(serde_json::json!("broken"), serde_json::json!("failed"))), "{runs:#}");
+    assert!(outcomes.contains(&(serde_json::json!("docs"), serde_json::json!("ok"))), "{runs:#}");
+}
+
 #[test]
 fn a_hook_that_hangs_is_killed_with_its_process_group_and_fails_the_run() {
     let dir = tempdir();

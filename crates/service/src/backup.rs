@@ -103,6 +103,11 @@ impl SourcesReport {
 }
 
 /// Back up `selected` sources of `cfg`, each into its own snapshot.
+///
+/// The repository opens (key derivation, lock, snapshot listing) on a thread while the first
+/// source starts: `pg_dump` connecting, Redis writing its RDB. A source with a `before_backup`
+/// hook, and every source under `--retry-lock`, waits for the repository first, so a hook never
+/// runs and a source never waits on a lock for a backup that cannot be stored.
 pub fn sources(
     session: &Session,
     cfg: &Config,
@@ -111,80 +116,183 @@ pub fn sources(
     interrupt: &Arc<AtomicBool>,
     observer: &Arc<Observer>,
 ) -> Result<SourcesReport> {
-    let repo = session.open()?;
-    let _lock = session.lock(&repo, false)?;
-    // Listed once for every source's parent lookup (each listing decrypts every snapshot).
-    let (known, _) = snapshots::list(&repo)?;
-    let mut report = SourcesReport::default();
-    let mut new = Vec::new();
-    for src in selected {
-        let started = Instant::now();
-        observer(&Event::Started {
-            step: "backup",
-            source: src.name.clone(),
-            kind: src.kind().into(),
-            detail: String::new(),
-        });
-        let mut run = runs::begin(&repo, session, RunKind::Backup, Some(&src.name), observer.as_ref());
-        // The source's hooks around it: a failing before_backup skips the backup; a failing
-        // after_backup fails the run but keeps the snapshot; on_failure runs when it failed.
-        let mut env = HookEnv::new(&src.name, "backup");
-        let mut hook_runs = Vec::new();
-        let result = hooks::run_named(&src.hooks, "before_backup", &env, &mut hook_runs)
-            .map_err(|e| ServiceError::msg(format!("{e}; the backup did not run")))
-            .and_then(|()| one(&repo, &known, src, req, !session.no_totals, interrupt, observer));
-        if interrupt.load(Ordering::Relaxed) {
-            hooks::say(&mut run, &hook_runs);
-            runs::end(&repo, run, RunOutcome::Failed, Some("interrupted".into()), observer.as_ref());
-            return Err(RepoError::Interrupted.into());
-        }
-        let mut after_error = None;
-        if let Ok(stats) = &result {
-            env.snapshot = Some(stats.snapshot_id.to_hex());
-            if let Err(e) = hooks::run_named(&src.hooks, "after_backup", &env, &mut hook_runs) {
-                after_error = Some(format!("{e} (snapshot {} was saved)", stats.snapshot_id.short()));
+    std::thread::scope(|scope| {
+        let opening = Opening::start(scope, session);
+        let mut report = SourcesReport::default();
+        let mut new = Vec::new();
+        for src in selected {
+            let started = Instant::now();
+            observer(&Event::Started {
+                step: "backup",
+                source: src.name.clone(),
+                kind: src.kind().into(),
+                detail: String::new(),
+            });
+            let mut run = Run::start(RunKind::Backup, Some(src.name.clone()), &session.trigger);
+            let mut run_saved = false;
+            if src.hooks.before_backup.is_some() || session.retry_lock.is_some() || opening.is_done() {
+                runs::save(&opening.get()?.repo, &run, observer.as_ref());
+                run_saved = true;
             }
+            // The source's hooks around it: a failing before_backup skips the backup; a failing
+            // after_backup fails the run but keeps the snapshot; on_failure runs when it failed.
+            let mut env = HookEnv::new(&src.name, "backup");
+            let mut hook_runs = Vec::new();
+            let result = hooks::run_named(&src.hooks, "before_backup", &env, &mut hook_runs)
+                .map_err(|e| ServiceError::msg(format!("{e}; the backup did not run")))
+                .and_then(|()| {
+                    // Called by the source once it has something to store: from here on the
+                    // repository is needed, and the run is recorded as running.
+                    let mut archive = |mut g: Generated| {
+                        // Why it could not be opened is told once the source has stopped.
+                        let Some(opened) = opening.wait() else {
+                            return Err(ServiceError::msg("the repository could not be opened"));
+                        };
+                        if !run_saved {
+                            runs::save(&opened.repo, &run, observer.as_ref());
+                            run_saved = true;
+                        }
+                        if session.no_totals {
+                            g.scan = None;
+                        }
+                        archive_generated(&opened.repo, &opened.known, src, req, g, interrupt, observer)
+                    };
+                    src.source.backup(&src.name, &mut archive)
+                });
+            // A source that failed before storing anything still needs the repository, to
+            // record its run; and when the repository cannot be opened, that is the error.
+            let opened = opening.get()?;
+            let repo = &opened.repo;
+            if !run_saved {
+                runs::save(repo, &run, observer.as_ref());
+            }
+            if interrupt.load(Ordering::Relaxed) {
+                hooks::say(&mut run, &hook_runs);
+                runs::end(repo, run, RunOutcome::Failed, Some("interrupted".into()), observer.as_ref());
+                return Err(RepoError::Interrupted.into());
+            }
+            let mut after_error = None;
+            if let Ok(stats) = &result {
+                env.snapshot = Some(stats.snapshot_id.to_hex());
+                if let Err(e) = hooks::run_named(&src.hooks, "after_backup", &env, &mut hook_runs) {
+                    after_error = Some(format!("{e} (snapshot {} was saved)", stats.snapshot_id.short()));
+                }
+            }
+            let failure = match (&result, &after_error) {
+                (Err(e), _) => Some(one_line(e)),
+                (Ok(_), Some(e)) => Some(e.clone()),
+                _ => None,
+            };
+            if let Some(f) = &failure {
+                hooks::on_failure(&src.hooks, &env, f, &mut hook_runs);
+            }
+            hooks::say(&mut run, &hook_runs);
+            record(repo, session, run, &result, after_error.as_deref(), observer.as_ref());
+            let seconds = started.elapsed().as_secs_f64();
+            let detail = match (&result, &failure) {
+                (_, Some(f)) => f.clone(),
+                (Ok(s), None) => format!("snapshot {}", s.snapshot_id.short()),
+                (Err(e), None) => one_line(e),
+            };
+            let ok = failure.is_none();
+            observer(&Event::Finished { step: "backup", source: src.name.clone(), ok, seconds, detail });
+            if let Ok(stats) = &result {
+                new.push(SnapshotEntry { id: stats.snapshot_id, snapshot: stats.snapshot.clone() });
+            }
+            report.sources.push(SourceBackup {
+                source: src.name.clone(),
+                kind: src.kind(),
+                result: match after_error {
+                    Some(e) => Err(e),
+                    None => result.map_err(|e| one_line(&e)),
+                },
+                seconds,
+                copied_to: Vec::new(),
+                hooks: hook_runs,
+            });
         }
-        let failure = match (&result, &after_error) {
-            (Err(e), _) => Some(one_line(e)),
-            (Ok(_), Some(e)) => Some(e.clone()),
+        // Even with nothing selected, a repository that cannot be opened is an error.
+        let Opened { mut repo, lock, .. } = opening.finish()?;
+        if !new.is_empty() && cfg.copies.iter().any(|c| c.after_backup) {
+            // The index cached at the start does not know the blobs just written.
+            repo.reset_index();
+            copy_after_backup(session, cfg, &repo, &new, &mut report, interrupt, observer.as_ref());
+        }
+        drop(lock);
+        Ok(report)
+    })
+}
+
+/// The repository a backup of sources writes to: open, locked, its snapshots listed once for
+/// every source's parent lookup (each listing decrypts every snapshot).
+struct Opened {
+    /// The repository.
+    repo: Repository,
+    /// Its shared lock, held until the backups (and the copies after them) are done.
+    lock: Option<lifeboat_repository::lock::LockGuard>,
+    /// Its snapshots when it was opened.
+    known: Vec<SnapshotEntry>,
+}
+
+/// A repository opening on its own thread, waited for where it is first needed.
+struct Opening<'scope> {
+    /// The thread, until joined.
+    thread: std::cell::RefCell<Option<std::thread::ScopedJoinHandle<'scope, Result<Opened>>>>,
+    /// What it gave: the repository, or (once) why it could not be opened.
+    done: std::cell::OnceCell<std::result::Result<Opened, std::cell::Cell<Option<ServiceError>>>>,
+}
+
+impl<'scope> Opening<'scope> {
+    /// Start opening the repository of `session` on a thread of `scope`.
+    fn start<'env>(scope: &'scope std::thread::Scope<'scope, 'env>, session: &'env Session) -> Self {
+        let thread = scope.spawn(move || -> Result<Opened> {
+            let repo = session.open()?;
+            let lock = session.lock(&repo, false)?;
+            let (known, _) = snapshots::list(&repo)?;
+            Ok(Opened { repo, lock, known })
+        });
+        Opening { thread: std::cell::RefCell::new(Some(thread)), done: std::cell::OnceCell::new() }
+    }
+
+    /// Whether the thread has been waited for.
+    fn is_done(&self) -> bool {
+        self.done.get().is_some()
+    }
+
+    /// The opened repository, waiting for it; `None` when it could not be opened.
+    fn wait(&self) -> Option<&Opened> {
+        let done = self.done.get_or_init(|| {
+            let joined = self.thread.borrow_mut().take().map(|t| t.join());
+            match joined {
+                Some(Ok(Ok(opened))) => Ok(opened),
+                Some(Ok(Err(e))) => Err(std::cell::Cell::new(Some(e))),
+                _ => Err(std::cell::Cell::new(Some(ServiceError::msg("opening the repository failed unexpectedly")))),
+            }
+        });
+        done.as_ref().ok()
+    }
+
+    /// The opened repository, waiting for it, or why it could not be opened (the error itself
+    /// to the first caller that asks, a one-line reminder of it after that).
+    fn get(&self) -> Result<&Opened> {
+        if let Some(opened) = self.wait() {
+            return Ok(opened);
+        }
+        let error = match self.done.get() {
+            Some(Err(e)) => e.take(),
             _ => None,
         };
-        if let Some(f) = &failure {
-            hooks::on_failure(&src.hooks, &env, f, &mut hook_runs);
-        }
-        hooks::say(&mut run, &hook_runs);
-        record(&repo, session, run, &result, after_error.as_deref(), observer.as_ref());
-        let seconds = started.elapsed().as_secs_f64();
-        let detail = match (&result, &failure) {
-            (_, Some(f)) => f.clone(),
-            (Ok(s), None) => format!("snapshot {}", s.snapshot_id.short()),
-            (Err(e), None) => one_line(e),
-        };
-        let ok = failure.is_none();
-        observer(&Event::Finished { step: "backup", source: src.name.clone(), ok, seconds, detail });
-        if let Ok(stats) = &result {
-            new.push(SnapshotEntry { id: stats.snapshot_id, snapshot: stats.snapshot.clone() });
-        }
-        report.sources.push(SourceBackup {
-            source: src.name.clone(),
-            kind: src.kind(),
-            result: match after_error {
-                Some(e) => Err(e),
-                None => result.map_err(|e| one_line(&e)),
-            },
-            seconds,
-            copied_to: Vec::new(),
-            hooks: hook_runs,
-        });
+        Err(error.unwrap_or_else(|| ServiceError::msg("the repository could not be opened")))
     }
-    if !new.is_empty() && cfg.copies.iter().any(|c| c.after_backup) {
-        // The index cached at the start does not know the blobs just written.
-        let mut repo = repo;
-        repo.reset_index();
-        copy_after_backup(session, cfg, &repo, &new, &mut report, interrupt, observer.as_ref());
+
+    /// The opened repository, owned.
+    fn finish(self) -> Result<Opened> {
+        self.get()?;
+        match self.done.into_inner() {
+            Some(Ok(opened)) => Ok(opened),
+            _ => Err(ServiceError::msg("the repository could not be opened")),
+        }
     }
-    Ok(report)
 }
 
 /// Record how a backup run ended, in the run history and the audit log.
@@ -228,25 +336,6 @@ fn record(
             runs::end(repo, run, RunOutcome::Failed, Some(one_line(e)), o);
         }
     }
-}
-
-/// Back up one source into its own snapshot.
-fn one(
-    repo: &Repository,
-    known: &[SnapshotEntry],
-    src: &SourceConfig,
-    req: &SourcesRequest,
-    totals: bool,
-    interrupt: &Arc<AtomicBool>,
-    observer: &Arc<Observer>,
-) -> Result<BackupStats> {
-    let mut archive = |mut g: Generated| {
-        if !totals {
-            g.scan = None;
-        }
-        archive_generated(repo, known, src, req, g, interrupt, observer)
-    };
-    src.source.backup(&src.name, &mut archive)
 }
 
 /// Store what a source generated as its snapshot.

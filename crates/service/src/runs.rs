@@ -32,7 +32,8 @@ pub fn end(repo: &Repository, mut run: Run, outcome: RunOutcome, error: Option<S
     run
 }
 
-fn save(repo: &Repository, run: &Run, o: &Observer) {
+/// Record `run` as it stands (a warning, not an error, when it cannot be written).
+pub fn save(repo: &Repository, run: &Run, o: &Observer) {
     if let Err(e) = records::record_run(repo, run) {
         o(&Event::Warning { message: format!("the run could not be recorded in the repository: {}", one_line(&e)) });
     }

@@ -279,12 +279,14 @@ struct Snapshot {
 }
 
 /// Export a snapshot and count rows in it.
-fn export(conn: &Connection, database: &str, opts: &DumpOptions) -> Result<Snapshot, SourceError> {
+/// Export a snapshot in a new session. Its row counts are taken here only when `count` (the
+/// custom format counts them while `pg_dump` runs).
+fn export(conn: &Connection, database: &str, opts: &DumpOptions, count: bool) -> Result<Snapshot, SourceError> {
     let mut s = Session::open(conn, database)?;
     let snap = s.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSELECT pg_export_snapshot();")?;
     let id = snap.first().cloned().ok_or_else(|| db_err(&s.target, "no snapshot id"))?;
     let info = s.query("SHOW server_version;\nSELECT pg_current_wal_lsn();")?;
-    let tables = counts(&mut s)?;
+    let tables = if count { counts(&mut s)? } else { BTreeMap::new() };
     let file = match opts.format {
         Format::Custom => format!("{database}.pgdump"),
         Format::Directory => format!("{database}.dir"),
@@ -306,7 +308,7 @@ fn export(conn: &Connection, database: &str, opts: &DumpOptions) -> Result<Snaps
 /// Export a snapshot, count rows in it, and start `pg_dump` on it (the directory format runs
 /// to completion here; the custom format streams while the backup reads it).
 pub fn start(conn: &Connection, database: &str, opts: &DumpOptions) -> Result<Started, SourceError> {
-    let mut snap = export(conn, database, opts)?;
+    let mut snap = export(conn, database, opts, opts.format == Format::Directory)?;
     let now = Utc::now();
     let mut entries = Vec::new();
     if opts.globals {
@@ -333,9 +335,14 @@ pub fn start(conn: &Connection, database: &str, opts: &DumpOptions) -> Result<St
 }
 
 /// Start `pg_dump --format=custom` on the snapshot; its stdout is the entry's content.
+///
+/// The snapshot's session counts each table's rows meanwhile (in the same snapshot, so the
+/// counts are those of the dump), instead of before `pg_dump` starts: a `count(*)` of 5 million
+/// rows is a quarter of a second the dump no longer waits for. The finish hook returns the
+/// manifest with the counts.
 fn stream_custom(
     conn: &Connection,
-    session: Session,
+    mut session: Session,
     snapshot: &str,
     manifest: &Manifest,
 ) -> Result<(Entry, ManifestHook), SourceError> {
@@ -350,17 +357,25 @@ fn stream_custom(
     let node = crate::artifact::node(&manifest.file, 0o600, Utc::now());
     let entry = Entry::File { node, content: Content::Reader(Box::new(stdout)) };
     let target = session.target.clone();
-    let state = Mutex::new(Some((dump, session)));
+    let counting = std::thread::spawn(move || {
+        let tables = counts(&mut session);
+        (session, tables)
+    });
+    let state = Mutex::new(Some((dump, counting)));
+    let manifest = manifest.clone();
     let finish: ManifestHook = Arc::new(move || {
-        let Some((mut dump, session)) = state.lock().ok().and_then(|mut g| g.take()) else {
+        let Some((mut dump, counting)) = state.lock().ok().and_then(|mut g| g.take()) else {
             return Err(format!("{target}: already finished"));
         };
         let status = dump.wait().map_err(|e| format!("{target}: pg_dump: {e}"))?;
+        let (session, tables) = counting.join().map_err(|_| format!("{target}: counting rows failed unexpectedly"))?;
         session.close();
         if !status.success() {
             return Err(format!("{target}: pg_dump failed ({status}): {}", last_line(&dump_err)));
         }
-        Ok(None)
+        let tables = tables.map_err(|e| format!("counting rows: {e}"))?;
+        let manifest = Manifest { tables, ..manifest.clone() };
+        serde_json::to_value(&manifest).map(Some).map_err(|e| format!("{target}: manifest: {e}"))
     });
     Ok((entry, finish))
 }
