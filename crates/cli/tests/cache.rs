@@ -136,6 +136,66 @@ fn a_repository_changed_by_another_machine_is_read_right_through_a_stale_cache()
     rs(&repo, &["check", "--read-data"]).ok();
 }
 
+/// The parent of snapshot `id`, from `snapshots --json` (no cache: the repository's word).
+fn parent_of(repo: &Path, id: &str) -> Option<String> {
+    let all = run(lifeboat(repo).args(["--no-cache", "snapshots", "--json"])).ok().json();
+    let snap = all.as_array().unwrap().iter().find(|s| s["id"] == id).unwrap_or_else(|| panic!("{id} listed"));
+    snap["parent"].as_str().map(String::from)
+}
+
+fn backup_id(repo: &Path, cache: &Path, src: &Path) -> String {
+    lbc_cached(repo, cache, &["backup", "--json", s(src)]).ok().json()["snapshot_id"].as_str().unwrap().to_string()
+}
+
+/// A backup finds its parent through the cache's file of snapshot briefs, which is encrypted,
+/// learns the snapshots other machines make, drops the ones they forget, and is rebuilt when
+/// damaged: the parent is always the newest snapshot of the same host and paths.
+#[test]
+fn the_parent_is_found_through_the_caches_briefs_which_follow_the_repository() {
+    let t = tempdir();
+    let (repo, src, elsewhere) = (t.path().join("repo"), t.path().join("src"), t.path().join("elsewhere"));
+    let (mine, theirs) = (t.path().join("mine"), t.path().join("theirs"));
+    source(&src);
+    source(&elsewhere);
+    init(&repo);
+    let a = backup_id(&repo, &mine, &src);
+    assert_eq!(parent_of(&repo, &a), None);
+    // Other paths are not a parent.
+    let other = backup_id(&repo, &mine, &elsewhere);
+    assert_eq!(parent_of(&repo, &other), None);
+    // That lookup read the first snapshot and kept its brief.
+    let briefs = repo_cache(&mine).join("snapshot-briefs");
+    let stored = fs::read(&briefs).unwrap();
+    let path_text = src.to_string_lossy().into_owned();
+    assert!(
+        !stored.windows(path_text.len()).any(|w| w == path_text.as_bytes()),
+        "the briefs are encrypted: no path in clear"
+    );
+    // Another machine (its own cache) backs up the same paths: that is now the newest.
+    write_text(&src.join("d0/b.txt"), 3000, "b");
+    let b = backup_id(&repo, &theirs, &src);
+    assert_eq!(parent_of(&repo, &b).as_deref(), Some(a.as_str()));
+    write_text(&src.join("d0/c.txt"), 3000, "c");
+    let c = backup_id(&repo, &mine, &src);
+    assert_eq!(parent_of(&repo, &c).as_deref(), Some(b.as_str()), "the other machine's snapshot is learned");
+    // The other machine forgets both: the parent goes back to the first.
+    lbc_cached(&repo, &theirs, &["forget", &b, &c]).ok();
+    let d = backup_id(&repo, &mine, &src);
+    assert_eq!(parent_of(&repo, &d).as_deref(), Some(a.as_str()), "forgotten snapshots are dropped from the briefs");
+    // A damaged file of briefs is read as empty and written again.
+    fs::write(&briefs, b"not an encrypted file").unwrap();
+    let e = backup_id(&repo, &mine, &src);
+    assert_eq!(parent_of(&repo, &e).as_deref(), Some(d.as_str()));
+    assert_ne!(fs::read(&briefs).unwrap(), b"not an encrypted file", "the briefs are rebuilt");
+    // The same answers without the cache.
+    write_text(&src.join("d0/f.txt"), 3000, "f");
+    let f = run(lifeboat(&repo).args(["--no-cache", "backup", "--json", s(&src)])).ok().json();
+    let f = f["snapshot_id"].as_str().unwrap().to_string();
+    assert_eq!(parent_of(&repo, &f).as_deref(), Some(e.as_str()));
+    let g = backup_id(&repo, &mine, &src);
+    assert_eq!(parent_of(&repo, &g).as_deref(), Some(f.as_str()), "a snapshot made without the cache is learned");
+}
+
 #[test]
 fn a_damaged_cached_file_is_never_used_and_check_is_never_fooled_by_the_cache() {
     let (t, repo, src, cache) = backed_up();

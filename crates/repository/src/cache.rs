@@ -1,5 +1,6 @@
 //! A local cache of a repository's metadata: index files, snapshot files and tree packs, kept
-//! exactly as stored (encrypted), under one directory per repository id.
+//! exactly as stored (encrypted), under one directory per repository id, and a few files of its
+//! own derived from them (encrypted with the repository's key, [`OWN_FILES`]).
 //!
 //! What a backup, `snapshots`, `ls` or a restore reads before it touches data — the index, the
 //! snapshots and the trees — is small and never changes under its name (every file is named by
@@ -66,6 +67,10 @@ pub struct Cache {
     /// Cached packs kept open, by name.
     open: std::sync::Mutex<HashMap<String, Arc<std::fs::File>>>,
 }
+
+/// The cache's own files, beside its copies of the repository's: `snapshot-briefs` holds what a
+/// parent lookup needs of each snapshot (see `snapshots::briefs`).
+pub const OWN_FILES: &[&str] = &["snapshot-briefs"];
 
 /// Cached packs kept open at most.
 const OPEN_PACKS: usize = 64;
@@ -194,6 +199,23 @@ impl Cache {
         }
         if write_atomic(&path, data).is_ok() {
             self.stats.stored.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The cache's own file `name` (one of [`OWN_FILES`]): something derived from the
+    /// repository's files, encrypted with its key by the caller, which must authenticate it and
+    /// treat a missing or damaged file as empty.
+    pub fn get_own(&self, name: &str) -> Option<Vec<u8>> {
+        if !OWN_FILES.contains(&name) {
+            return None;
+        }
+        std::fs::read(self.dir.join(name)).ok()
+    }
+
+    /// Replace the cache's own file `name` (one of [`OWN_FILES`]) with `data` (best effort).
+    pub fn put_own(&self, name: &str, data: &[u8]) {
+        if OWN_FILES.contains(&name) {
+            let _ = write_atomic(&self.dir.join(name), data);
         }
     }
 

@@ -168,21 +168,99 @@ pub fn find(repo: &Repository, reference: &str, filter: &Filter) -> Result<Snaps
 
 /// The newest snapshot with the same host and paths (the parent for change detection).
 pub fn find_parent(repo: &Repository, host: &str, paths: &[String], source: Option<&str>) -> Result<Option<Id>> {
-    let (all, _) = list(repo)?;
-    Ok(parent_in(&all, host, paths, source))
+    Ok(parent_in(&briefs(repo)?, host, paths, source))
 }
 
 /// [`find_parent`] over snapshots already loaded (a run over many sources lists them once).
-pub fn parent_in(all: &[SnapshotEntry], host: &str, paths: &[String], source: Option<&str>) -> Option<Id> {
+pub fn parent_in(all: &[Brief], host: &str, paths: &[String], source: Option<&str>) -> Option<Id> {
     let mut sorted_paths = paths.to_vec();
     sorted_paths.sort();
-    all.iter()
-        .rfind(|e| {
-            let mut p = e.snapshot.paths.clone();
-            p.sort();
-            e.snapshot.hostname == host
-                && p == sorted_paths
-                && e.snapshot.source.as_ref().map(|s| s.name.as_str()) == source
-        })
-        .map(|e| e.id)
+    all.iter().rfind(|b| b.hostname == host && b.paths == sorted_paths && b.source.as_deref() == source).map(|b| b.id)
+}
+
+/// What a parent lookup needs of a snapshot.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Brief {
+    /// Snapshot id.
+    pub id: Id,
+    /// Its time.
+    pub time: chrono::DateTime<chrono::Utc>,
+    /// Its host.
+    pub hostname: String,
+    /// Its paths, sorted.
+    pub paths: Vec<String>,
+    /// The config source it is of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Whether it is a repaired copy of another.
+    #[serde(default)]
+    pub repaired: bool,
+}
+
+impl Brief {
+    /// The brief of snapshot `s` stored as `id`.
+    pub fn of(id: Id, s: &Snapshot) -> Brief {
+        let mut paths = s.paths.clone();
+        paths.sort();
+        Brief {
+            id,
+            time: s.time,
+            hostname: s.hostname.clone(),
+            paths,
+            source: s.source.as_ref().map(|src| src.name.clone()),
+            repaired: s.original.is_some(),
+        }
+    }
+}
+
+/// The metadata cache's file of briefs (see [`briefs`]).
+const BRIEFS: &str = "snapshot-briefs";
+
+/// Every readable snapshot's [`Brief`], oldest first (the order of [`list`]).
+///
+/// With the metadata cache, the briefs of snapshots read before are kept in one file of the
+/// cache, encrypted with the repository's key: a parent lookup among 10,000 snapshots lists the
+/// snapshot names, reads that file and decrypts only the snapshots it does not know yet, instead
+/// of all 10,000. The repository stays the authority: a brief is used only while the listing
+/// has its snapshot, and it is made from a snapshot file that was authenticated. A file that is
+/// missing, damaged or of another key counts as empty. Without the cache, every snapshot is
+/// read, as [`list`] does.
+pub fn briefs(repo: &Repository) -> Result<Vec<Brief>> {
+    let Some(cache) = repo.cache() else {
+        let (all, _) = list(repo)?;
+        return Ok(all.iter().map(|e| Brief::of(e.id, &e.snapshot)).collect());
+    };
+    let names: Vec<String> = repo.backend().list(FileType::Snapshot)?.into_iter().map(|(n, _)| n).collect();
+    let kept: Vec<Brief> = cache
+        .get_own(BRIEFS)
+        .and_then(|stored| repo.decode_unpacked(&stored).ok())
+        .and_then(|plain| serde_json::from_slice(&plain).ok())
+        .unwrap_or_default();
+    let known_before = kept.len();
+    let mut by_id: std::collections::HashMap<Id, Brief> = kept.into_iter().map(|b| (b.id, b)).collect();
+    let listed: std::collections::HashSet<Id> = names.iter().filter_map(|n| n.parse().ok()).collect();
+    by_id.retain(|id, _| listed.contains(id));
+    let mut changed = by_id.len() != known_before;
+    let todo: Vec<String> =
+        names.into_iter().filter(|n| n.parse::<Id>().map_or(true, |id| !by_id.contains_key(&id))).collect();
+    let loaded = util::parallel_map(todo, 8, |name| {
+        let r = repo.load_json_listed::<Snapshot>(FileType::Snapshot, &name);
+        Ok((name, r))
+    })?;
+    // A snapshot that cannot be read is left out, as `list` leaves it out of its entries; it is
+    // tried again next time.
+    for (name, r) in loaded {
+        if let (Ok(s), Ok(id)) = (r, name.parse::<Id>()) {
+            by_id.insert(id, Brief::of(id, &s));
+            changed = true;
+        }
+    }
+    let mut all: Vec<Brief> = by_id.into_values().collect();
+    all.sort_by(|a, b| a.time.cmp(&b.time).then(a.repaired.cmp(&b.repaired)).then(a.id.cmp(&b.id)));
+    if changed {
+        if let Ok(plain) = serde_json::to_vec(&all) {
+            cache.put_own(BRIEFS, &repo.encode_unpacked(&plain));
+        }
+    }
+    Ok(all)
 }

@@ -224,14 +224,14 @@ pub fn sources(
 }
 
 /// The repository a backup of sources writes to: open, locked, its snapshots listed once for
-/// every source's parent lookup (each listing decrypts every snapshot).
+/// every source's parent lookup.
 struct Opened {
     /// The repository.
     repo: Repository,
     /// Its shared lock, held until the backups (and the copies after them) are done.
     lock: Option<lifeboat_repository::lock::LockGuard>,
-    /// Its snapshots when it was opened.
-    known: Vec<SnapshotEntry>,
+    /// Its snapshots when it was opened (what a parent lookup needs of them).
+    known: Vec<snapshots::Brief>,
 }
 
 /// A repository opening on its own thread, waited for where it is first needed.
@@ -248,7 +248,7 @@ impl<'scope> Opening<'scope> {
         let thread = scope.spawn(move || -> Result<Opened> {
             let repo = session.open()?;
             let lock = session.lock(&repo, false)?;
-            let (known, _) = snapshots::list(&repo)?;
+            let known = snapshots::briefs(&repo)?;
             Ok(Opened { repo, lock, known })
         });
         Opening { thread: std::cell::RefCell::new(Some(thread)), done: std::cell::OnceCell::new() }
@@ -341,7 +341,7 @@ fn record(
 /// Store what a source generated as its snapshot.
 fn archive_generated(
     repo: &Repository,
-    known: &[SnapshotEntry],
+    known: &[snapshots::Brief],
     src: &SourceConfig,
     req: &SourcesRequest,
     g: Generated,
