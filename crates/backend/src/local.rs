@@ -261,7 +261,14 @@ fn read_dir_entries(dir: &Path) -> io::Result<Vec<(String, fs::Metadata)>> {
         if name.starts_with('.') {
             continue;
         }
-        match fs::metadata(entry.path()) {
+        // Relative to the open directory (no walk of the whole path per entry: at 25,000
+        // entries that walk was a fifth of an unchanged backup's time); a symbolic link is
+        // followed, as a path's metadata would be.
+        let meta = match entry.metadata() {
+            Ok(m) if m.file_type().is_symlink() => fs::metadata(entry.path()),
+            other => other,
+        };
+        match meta {
             Ok(meta) => out.push((name, meta)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),

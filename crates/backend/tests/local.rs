@@ -59,6 +59,25 @@ fn objects_land_at_restic_paths() {
     assert_eq!(read(&format!("lifeboat/verifications/{id}")), b"lifeboat");
 }
 
+/// A listing gives each file's size; a file that is a symbolic link (a repository assembled by
+/// hand, a snapshot linked in from elsewhere) is listed with its target's size, and a dangling
+/// link is left out.
+#[test]
+fn listings_give_sizes_and_follow_symbolic_links() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = LocalBackend::new(root.path().join("repo"));
+    b.create().expect("create");
+    let (a, linked, dangling) = ("aa".repeat(32), "bb".repeat(32), "cc".repeat(32));
+    b.save(FileType::Snapshot, &a, &[7u8; 1234]).expect("save");
+    let elsewhere = root.path().join("elsewhere");
+    fs::write(&elsewhere, [1u8; 4321]).expect("write");
+    std::os::unix::fs::symlink(&elsewhere, root.path().join("repo/snapshots").join(&linked)).expect("link");
+    std::os::unix::fs::symlink(root.path().join("gone"), root.path().join("repo/snapshots").join(&dangling))
+        .expect("link");
+    let listed = b.list(FileType::Snapshot).expect("list");
+    assert_eq!(listed, vec![(a, 1234), (linked, 4321)]);
+}
+
 #[test]
 fn save_creates_missing_dirs_lazily() {
     let root = tempfile::tempdir().expect("tempdir");
