@@ -25,7 +25,7 @@ import sys
 import time
 
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -152,8 +152,11 @@ def audit(d, name, out, prefix="dashboard-"):
 
 
 def wait(d, seconds, cond, what):
+    # The page reloads itself: between two polls a row can be gone, stale, or parsed only in
+    # part (fewer cells than it will have), which is "not yet", not a failure.
+    ignored = [StaleElementReferenceException, NoSuchElementException, IndexError]
     try:
-        return WebDriverWait(d, seconds, poll_frequency=0.2, ignored_exceptions=[StaleElementReferenceException]).until(cond)
+        return WebDriverWait(d, seconds, poll_frequency=0.2, ignored_exceptions=ignored).until(cond)
     except TimeoutException:
         check(False, f"{what} within {seconds} s")
 
