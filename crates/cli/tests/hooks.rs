@@ -182,7 +182,7 @@ fn a_wrong_password_is_the_error_and_runs_no_hook_even_when_the_source_fails_too
         let line = r.one_error_line();
         assert!(line.contains("wrong password"), "{args:?}: {line}");
         assert!(
-            !line.contains("nothing to see") && !line.contains("exit"),
+            !line.contains("nothing to see") && !line.contains("exit status 7"),
             "{args:?}: the source's error hid it: {line}"
         );
         assert!(!marker.exists(), "{args:?}: before_backup ran for a repository that could not be opened");
@@ -191,6 +191,7 @@ fn a_wrong_password_is_the_error_and_runs_no_hook_even_when_the_source_fails_too
     let r = lbs(&cfg, &["backup", "--all", "--json"]).code(1);
     let out = r.json();
     assert_eq!(out[0]["ok"], false, "{out:#}");
+    assert!(out[0]["error"].as_str().unwrap().contains("exit status 7"), "the source's own error reads so: {out:#}");
     assert_eq!(out[1]["ok"], true, "{out:#}");
     assert!(marker.exists(), "before_backup ran once the repository was open");
     let runs = lbc(&cfg, &["runs", "--json"]).ok().json();

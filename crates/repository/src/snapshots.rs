@@ -70,15 +70,15 @@ pub fn list(repo: &Repository) -> Result<(Vec<SnapshotEntry>, Unreadable)> {
             (Ok(_), Err(e)) => bad.push((name.clone(), RepoError::corrupt(format!("snapshot {name}"), e))),
         }
     }
-    // A repaired copy has its original's time: it sorts after it, so `latest` is the copy.
-    ok.sort_by(|a, b| {
-        a.snapshot
-            .time
-            .cmp(&b.snapshot.time)
-            .then(a.snapshot.original.is_some().cmp(&b.snapshot.original.is_some()))
-            .then(a.id.cmp(&b.id))
-    });
+    ok.sort_by_key(|e| order(e.snapshot.time, e.snapshot.original.is_some(), e.id));
     Ok((ok, bad))
+}
+
+/// The order of snapshots, oldest first, for [`list`] and [`briefs`] alike: by time, then a
+/// repaired copy (which has its original's time) after its original, so `latest` is the copy,
+/// then by id.
+fn order(time: chrono::DateTime<chrono::Utc>, repaired: bool, id: Id) -> (chrono::DateTime<chrono::Utc>, bool, Id) {
+    (time, repaired, id)
 }
 
 /// Every snapshot, oldest first, or the first damaged snapshot file as
@@ -231,6 +231,8 @@ pub fn briefs(repo: &Repository) -> Result<Vec<Brief>> {
         return Ok(all.iter().map(|e| Brief::of(e.id, &e.snapshot)).collect());
     };
     let names: Vec<String> = repo.backend().list(FileType::Snapshot)?.into_iter().map(|(n, _)| n).collect();
+    // Cached copies of snapshots another machine forgot go, as `list` has them go.
+    repo.cache_retain(FileType::Snapshot, &names.iter().cloned().collect());
     let kept: Vec<Brief> = cache
         .get_own(BRIEFS)
         .and_then(|stored| repo.decode_unpacked(&stored).ok())
@@ -256,7 +258,7 @@ pub fn briefs(repo: &Repository) -> Result<Vec<Brief>> {
         }
     }
     let mut all: Vec<Brief> = by_id.into_values().collect();
-    all.sort_by(|a, b| a.time.cmp(&b.time).then(a.repaired.cmp(&b.repaired)).then(a.id.cmp(&b.id)));
+    all.sort_by_key(|b| order(b.time, b.repaired, b.id));
     if changed {
         if let Ok(plain) = serde_json::to_vec(&all) {
             cache.put_own(BRIEFS, &repo.encode_unpacked(&plain));

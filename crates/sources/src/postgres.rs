@@ -278,7 +278,6 @@ struct Snapshot {
     manifest: Manifest,
 }
 
-/// Export a snapshot and count rows in it.
 /// Export a snapshot in a new session. Its row counts are taken here only when `count` (the
 /// custom format counts them while `pg_dump` runs).
 fn export(conn: &Connection, database: &str, opts: &DumpOptions, count: bool) -> Result<Snapshot, SourceError> {
@@ -305,8 +304,9 @@ fn export(conn: &Connection, database: &str, opts: &DumpOptions, count: bool) ->
     Ok(Snapshot { session: s, id, manifest })
 }
 
-/// Export a snapshot, count rows in it, and start `pg_dump` on it (the directory format runs
-/// to completion here; the custom format streams while the backup reads it).
+/// Export a snapshot and start `pg_dump` on it (the directory format counts rows first and runs
+/// to completion here; the custom format streams while the backup reads it and counts rows
+/// meanwhile).
 pub fn start(conn: &Connection, database: &str, opts: &DumpOptions) -> Result<Started, SourceError> {
     let mut snap = export(conn, database, opts, opts.format == Format::Directory)?;
     let now = Utc::now();
