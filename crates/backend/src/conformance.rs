@@ -37,6 +37,7 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("concurrent_saves", concurrent_saves),
     ("racing_saves_leave_one_version", racing_saves_leave_one_version),
     ("lifeboat_nested_names", lifeboat_nested_names),
+    ("prefix_listings", prefix_listings),
     ("interrupted_save_is_invisible", interrupted_save_is_invisible),
     ("invalid_names", invalid_names),
     ("remove_many", remove_many),
@@ -333,6 +334,31 @@ pub fn lifeboat_nested_names(b: &dyn Backend) {
     assert_eq!(ok(b.list(FileType::Lifeboat), "list").len(), names.len() - 1);
     // Nested objects are not confused with other types.
     assert_eq!(ok(b.list(FileType::Index), "list index"), vec![]);
+}
+
+/// A prefix listing is the whole listing filtered by the prefix and sorted: a folder and what is
+/// below it, a folder whose name only begins like the prefix's is left out, a prefix that ends
+/// inside a name, one below an object, one that names nothing, and other types.
+pub fn prefix_listings(b: &dyn Backend) {
+    created(b);
+    let names = ["audit/0002", "audit/0001", "audit2/x", "auditx", "runs/a/1", "runs/a/2", "runs/b", "top"];
+    for (i, name) in names.iter().enumerate() {
+        ok(b.save(FileType::Lifeboat, name, &content(i + 1, 0)), "save nested");
+    }
+    ok(b.save(FileType::Snapshot, &hex_name(1), &content(3, 0)), "save snapshot");
+    ok(b.save(FileType::Snapshot, &hex_name(2), &content(4, 0)), "save snapshot");
+    let all = sorted(ok(b.list(FileType::Lifeboat), "list"));
+    for prefix in ["audit/", "audit", "audit/000", "runs/", "runs/a/", "runs/a/1", "runs/a", "top", "top/", "none/", ""]
+    {
+        let want: Vec<(String, u64)> = all.iter().filter(|(n, _)| n.starts_with(prefix)).cloned().collect();
+        assert_eq!(ok(b.list_prefix(FileType::Lifeboat, prefix), "list_prefix"), want, "prefix {prefix:?}");
+    }
+    assert_eq!(ok(b.list_prefix(FileType::Lifeboat, "audit/"), "list_prefix").len(), 2);
+    let snaps = sorted(ok(b.list(FileType::Snapshot), "list snapshots"));
+    assert_eq!(ok(b.list_prefix(FileType::Snapshot, ""), "list_prefix snapshots"), snaps);
+    let one = &hex_name(1)[..hex_name(1).len() - 1];
+    let want: Vec<(String, u64)> = snaps.iter().filter(|(n, _)| n.starts_with(one)).cloned().collect();
+    assert_eq!(ok(b.list_prefix(FileType::Snapshot, one), "list_prefix snapshots"), want);
 }
 
 /// What an interrupted save leaves behind is never visible: not listed, not

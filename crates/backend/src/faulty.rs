@@ -346,6 +346,10 @@ impl<B: Backend> Backend for FaultyBackend<B> {
         self.inner.list(ft)
     }
 
+    fn list_prefix(&self, ft: FileType, prefix: &str) -> Result<Vec<(String, u64)>> {
+        self.inner.list_prefix(ft, prefix)
+    }
+
     fn remove(&self, ft: FileType, name: &str) -> Result<()> {
         if self.decide(Kind::Remove, ft).kill {
             kill_current_process();

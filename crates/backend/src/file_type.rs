@@ -91,6 +91,21 @@ impl FileType {
         }
     }
 
+    /// The folder of a [`Backend::list_prefix`](crate::Backend::list_prefix) prefix of
+    /// this type: what precedes its last `/`, with the `/` (`"runs/"` of `"runs/2026"`,
+    /// `""` of `"audit"`). `None` when the type has no folders below its own or a
+    /// component of the folder is not a valid name (then the whole type is listed).
+    pub fn prefix_folder(self, prefix: &str) -> Option<&str> {
+        if self != FileType::Lifeboat {
+            return None;
+        }
+        let folder = prefix.rfind('/').map_or("", |i| &prefix[..=i]);
+        match folder.strip_suffix('/') {
+            None => Some(folder),
+            Some(path) => path.split('/').try_for_each(validate_component).ok().map(|()| folder),
+        }
+    }
+
     /// Returns the object's key: its `/`-separated path relative to the
     /// repository root (e.g. `data/ab/abcdef…`, `lifeboat/verifications/x`),
     /// the same for every backend. Fails (with a reason) if the name is invalid.

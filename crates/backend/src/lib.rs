@@ -154,6 +154,20 @@ pub trait Backend: Send + Sync {
     /// unspecified (the local backend sorts by name).
     fn list(&self, ft: FileType) -> Result<Vec<(String, u64)>>;
 
+    /// Lists the objects of a type whose names begin with `prefix`, as
+    /// [`Backend::list`] names them, sorted by name.
+    ///
+    /// For [`FileType::Lifeboat`] the stores list only the folder the prefix is
+    /// in (`runs/` of `runs/2026`): the audit chain, the run records and each
+    /// source's WAL archive are read without listing the others, which grow with
+    /// every backup. The default filters the whole listing.
+    fn list_prefix(&self, ft: FileType, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let mut out = self.list(ft)?;
+        out.retain(|(name, _)| name.starts_with(prefix));
+        out.sort();
+        Ok(out)
+    }
+
     /// Deletes an object. Deleting a missing object is a not-found error.
     fn remove(&self, ft: FileType, name: &str) -> Result<()>;
 
@@ -254,6 +268,9 @@ macro_rules! delegate_backend {
             }
             fn list(&self, ft: FileType) -> Result<Vec<(String, u64)>> {
                 (**self).list(ft)
+            }
+            fn list_prefix(&self, ft: FileType, prefix: &str) -> Result<Vec<(String, u64)>> {
+                (**self).list_prefix(ft, prefix)
             }
             fn remove(&self, ft: FileType, name: &str) -> Result<()> {
                 (**self).remove(ft, name)

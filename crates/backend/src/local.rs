@@ -514,6 +514,26 @@ impl Backend for LocalBackend {
         Ok(out)
     }
 
+    fn list_prefix(&self, ft: FileType, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let Some(folder) = ft.prefix_folder(prefix) else {
+            let mut out = self.list(ft)?;
+            out.retain(|(name, _)| name.starts_with(prefix));
+            return Ok(out);
+        };
+        let key = format!("lifeboat/{folder}");
+        let err = |e| BackendError::from_io(self.ctx(Op::List, Some(ft), key.as_str()), e);
+        let mut out = Vec::new();
+        match self.list_tree(&self.root.join(&key), &mut out, folder) {
+            Ok(()) => {}
+            // A prefix below an object names no folder: nothing is listed under it.
+            Err(e) if e.kind() == io::ErrorKind::NotADirectory => {}
+            Err(e) => return Err(err(e)),
+        }
+        out.retain(|(name, _)| name.starts_with(prefix));
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
     fn remove(&self, ft: FileType, name: &str) -> Result<()> {
         let (key, path) = self.object(Op::Remove, ft, name)?;
         let err = |e| BackendError::from_io(self.ctx(Op::Remove, Some(ft), key.as_str()), e);

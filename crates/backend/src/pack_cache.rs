@@ -209,6 +209,10 @@ impl<B: Backend> Backend for PackCache<B> {
         self.inner.list(ft)
     }
 
+    fn list_prefix(&self, ft: FileType, prefix: &str) -> Result<Vec<(String, u64)>> {
+        self.inner.list_prefix(ft, prefix)
+    }
+
     fn remove(&self, ft: FileType, name: &str) -> Result<()> {
         if ft == FileType::Pack {
             self.lock().forget(name);

@@ -193,6 +193,10 @@ impl<B: Backend> Backend for RetryBackend<B> {
         self.run(|_| self.inner.list(ft))
     }
 
+    fn list_prefix(&self, ft: FileType, prefix: &str) -> Result<Vec<(String, u64)>> {
+        self.run(|_| self.inner.list_prefix(ft, prefix))
+    }
+
     fn remove(&self, ft: FileType, name: &str) -> Result<()> {
         self.run(|attempt| match self.inner.remove(ft, name) {
             Err(e) if attempt > 1 && e.is_not_found() => Ok(()),

@@ -821,6 +821,23 @@ impl Backend for S3Backend {
         Ok(out)
     }
 
+    fn list_prefix(&self, ft: FileType, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let Some(folder) = ft.prefix_folder(prefix) else {
+            let mut out = self.list(ft)?;
+            out.retain(|(name, _)| name.starts_with(prefix));
+            return Ok(out);
+        };
+        let mut out = Vec::new();
+        for (path, size) in self.list_dir(ft, &format!("lifeboat/{folder}"), true)? {
+            let name = path.strip_prefix("lifeboat/").unwrap_or_default();
+            if name.starts_with(prefix) && ft.validate_name(name).is_ok() {
+                out.push((name.to_owned(), size));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     fn remove(&self, ft: FileType, name: &str) -> Result<()> {
         let key = self.key(Op::Remove, ft, name)?;
         self.writable(Op::Remove, Some(ft), &key)?;

@@ -77,6 +77,36 @@ fn every_run_is_recorded_and_a_failed_backup_leaves_a_record_with_its_error() {
     let h = lbc(&cfg, &["health", "--json", "--source", "status"]).json();
     let text = h.to_string();
     assert!(text.contains("last backup run failed"), "{h:#}");
+    // Health reads the newest runs only (16 at first), until each source has a finished one:
+    // once both sources ran again, the first two runs' records are not read (damaged, they would
+    // fail the read).
+    for _ in 0..16 {
+        lbc(&cfg, &["backup", "docs", "-q"]).ok();
+    }
+    lbc(&cfg, &["backup", "status", "-q"]).code(1);
+    let runs_dir = tmp.path().join("repo/lifeboat/runs");
+    let mut names: Vec<String> =
+        fs::read_dir(&runs_dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    // A run's id is its start time and a random tag: `20261205T084546.261672Z-d4996057`.
+    let ids: Vec<String> = names.iter().map(|n| n[..n.find("Z-").unwrap() + 10].to_string()).collect();
+    let mut oldest = ids.clone();
+    oldest.dedup();
+    oldest.truncate(2);
+    for n in names.iter().filter(|n| oldest.iter().any(|id| n.starts_with(id.as_str()))) {
+        fs::write(runs_dir.join(n), b"damaged").unwrap();
+    }
+    let listed = lbc(&cfg, &["runs", "--json"]);
+    assert_ne!(listed.code, 0, "the whole history is read by `runs`: {listed:?}");
+    listed.one_error_line();
+    let h = lbc(&cfg, &["health", "--json"]);
+    assert!((1..=2).contains(&h.code), "health grades the sources: {h:?}");
+    let h = h.json();
+    let text = h.to_string();
+    assert!(text.contains("last backup run failed"), "{h:#}");
+    let rows = h["sources"].as_array().unwrap();
+    let docs = rows.iter().find(|r| r["name"] == "docs").unwrap();
+    assert!(!docs.to_string().contains("last backup run failed"), "{docs:#}");
 }
 
 #[test]

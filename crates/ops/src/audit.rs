@@ -152,7 +152,7 @@ type Chained = Vec<(u64, String)>;
 fn names(repo: &Repository) -> Result<(Chained, Vec<String>), OpsError> {
     let mut chained = Vec::new();
     let mut legacy = Vec::new();
-    for (name, _) in repo.backend().list(FileType::Lifeboat).map_err(backend_err)? {
+    for (name, _) in repo.backend().list_prefix(FileType::Lifeboat, PREFIX).map_err(backend_err)? {
         if let Some((seq, _)) = chained_name(&name) {
             chained.push((seq, name));
         } else if name.starts_with(PREFIX) {

@@ -153,7 +153,7 @@ pub fn samples(repo: &Repository, probe: &str, since: Option<DateTime<Utc>>) -> 
 /// The newest sample of each probe that has any, by probe name.
 pub fn latest(repo: &Repository) -> Result<Vec<Sample>, OpsError> {
     let mut newest: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
-    for (n, _) in repo.backend().list(FileType::Lifeboat).map_err(RepoError::from)? {
+    for (n, _) in repo.backend().list_prefix(FileType::Lifeboat, "probes/").map_err(RepoError::from)? {
         let Some(rest) = n.strip_prefix("probes/") else { continue };
         let Some((probe, _)) = rest.split_once('/') else { continue };
         let e = newest.entry(probe.to_string()).or_default();

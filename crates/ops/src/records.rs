@@ -142,11 +142,11 @@ pub(crate) fn stamp(time: DateTime<Utc>) -> String {
 pub fn names(repo: &Repository, prefix: &str) -> Result<Vec<String>, OpsError> {
     let mut names: Vec<String> = repo
         .backend()
-        .list(FileType::Lifeboat)
+        .list_prefix(FileType::Lifeboat, prefix)
         .map_err(RepoError::from)?
         .into_iter()
         .map(|(n, _)| n)
-        .filter(|n| n.starts_with(prefix) && n.ends_with(".json"))
+        .filter(|n| n.ends_with(".json"))
         .collect();
     names.sort();
     Ok(names)
@@ -389,7 +389,7 @@ struct RunName {
 fn run_ids(repo: &Repository, since: Option<DateTime<Utc>>) -> Result<Vec<RunName>, OpsError> {
     let cutoff = since.map(|t| t.format("%Y%m%dT%H%M%S").to_string());
     let mut ids: std::collections::BTreeMap<String, RunName> = std::collections::BTreeMap::new();
-    for (name, _) in repo.backend().list(FileType::Lifeboat).map_err(RepoError::from)? {
+    for (name, _) in repo.backend().list_prefix(FileType::Lifeboat, "runs/").map_err(RepoError::from)? {
         let Some(rest) = name.strip_prefix("runs/") else { continue };
         let (id, tag, ended) = match rest.strip_suffix(".start.json") {
             Some(id) => (id, None, false),
@@ -475,8 +475,8 @@ pub fn recent_runs(
         run_ids(repo, None)?.into_iter().filter(|r| r.tag.as_ref().is_none_or(|t| tags.contains(t))).collect();
     ids.reverse();
     let mut out = Vec::new();
-    // Batches double (64, 128, … 4096): a short history costs one small read, a long one few.
-    let (mut at, mut size) = (0, 64);
+    // Batches double (16, 32, … 4096): a short history costs one small read, a long one few.
+    let (mut at, mut size) = (0, 16);
     while at < ids.len() {
         let end = (at + size).min(ids.len());
         let mut got = load_runs(repo, &ids[at..end])?;

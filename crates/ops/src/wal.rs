@@ -96,7 +96,7 @@ pub fn last_pushes(
     let mut newest: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
     let mut out: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> = std::collections::HashMap::new();
     let mut segments = Vec::new();
-    for (name, _) in repo.backend().list(FileType::Lifeboat).map_err(RepoError::from)? {
+    for (name, _) in repo.backend().list_prefix(FileType::Lifeboat, "wal/").map_err(RepoError::from)? {
         if !name.starts_with("wal/") {
             continue;
         }
@@ -150,7 +150,7 @@ pub fn list(repo: &Repository, source: &str) -> Result<Vec<(String, u64)>, OpsEr
     let p = prefix(repo, source);
     let mut v: Vec<(String, u64)> = repo
         .backend()
-        .list(FileType::Lifeboat)
+        .list_prefix(FileType::Lifeboat, &p)
         .map_err(RepoError::from)?
         .into_iter()
         .filter_map(|(n, size)| n.strip_prefix(&p).map(|s| (s.to_string(), size)))

@@ -59,9 +59,8 @@ pub fn health(session: &Session, names: &[String], th: &Thresholds) -> Result<Re
     let (snaps, _) = snapshots::list(&repo)?;
     let verifications = records::verifications(&repo)?;
     let drills = records::drills(&repo)?;
-    let filter = crate::runs::RunFilter { kind: Some(RunKind::Backup), ..Default::default() };
-    let backups = crate::runs::list_in(&repo, &filter)?;
     let names: Vec<&str> = selected.iter().map(|s| s.name.as_str()).collect();
+    let backups = last_backup_runs(&repo, &names)?;
     let wal = lifeboat_ops::wal::last_pushes(&repo, &names)?;
     let records =
         Records { snapshots: &snaps, verifications: &verifications, drills: &drills, runs: &backups, wal: Some(&wal) };
@@ -87,6 +86,26 @@ pub fn health(session: &Session, names: &[String], th: &Thresholds) -> Result<Re
         report.probes = latest;
     }
     Ok(report)
+}
+
+/// The newest backup runs, read newest first until every source in `names` has a finished one
+/// (what [`assess`] grades): a status check costs a few records, not the whole run history.
+fn last_backup_runs(repo: &lifeboat_repository::Repository, names: &[&str]) -> Result<Vec<Run>> {
+    let mut missing: std::collections::HashSet<&str> = names.iter().copied().collect();
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tags = names.iter().map(|n| records::run_tag(repo, RunKind::Backup, Some(n))).collect();
+    let mut runs = records::recent_runs(repo, &tags, |r| {
+        if r.kind == RunKind::Backup && r.finished.is_some() {
+            if let Some(s) = r.source.as_deref() {
+                missing.remove(s);
+            }
+        }
+        !missing.is_empty()
+    })?;
+    runs.retain(|r| r.kind == RunKind::Backup);
+    Ok(runs)
 }
 
 /// The records a health report is graded from (all oldest first).

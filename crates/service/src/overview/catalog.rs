@@ -116,15 +116,15 @@ impl Catalog {
     /// Runs, verifications and drill summaries under `lifeboat/` (records are never rewritten,
     /// except a run's start record that its end record supersedes).
     fn load_records(&mut self, repo: &Repository) -> Result<bool> {
-        let mut names: Vec<String> = repo
-            .backend()
-            .list(FileType::Lifeboat)
-            .map_err(RepoError::from)?
-            .into_iter()
-            .map(|(n, _)| n)
-            .filter(|n| n.ends_with(".json") && !self.seen_records.contains(n))
-            .filter(|n| n.starts_with("runs/") || n.starts_with("verify/") || n.starts_with("drills/"))
-            .collect();
+        // Only these folders are listed: `wal/` and `audit/` grow far faster.
+        let mut names = Vec::new();
+        for folder in ["runs/", "verify/", "drills/"] {
+            for (n, _) in repo.backend().list_prefix(FileType::Lifeboat, folder).map_err(RepoError::from)? {
+                if n.ends_with(".json") && !self.seen_records.contains(&n) {
+                    names.push(n);
+                }
+            }
+        }
         // A run's start record sorts before its end record: the end wins.
         names.sort();
         let mut changed = false;
