@@ -297,6 +297,19 @@ macro_rules! delegate_backend {
     };
 }
 
+/// The `lifeboat/` objects among `keys` (paths from the repository's root, as an object store
+/// lists a folder) whose names begin with `prefix`, named as [`Backend::list`] names them and
+/// sorted: an object store's [`Backend::list_prefix`].
+pub(crate) fn lifeboat_named(keys: Vec<(String, u64)>, prefix: &str) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = keys
+        .into_iter()
+        .filter_map(|(path, size)| Some((path.strip_prefix("lifeboat/")?.to_owned(), size)))
+        .filter(|(name, _)| name.starts_with(prefix) && FileType::Lifeboat.validate_name(name).is_ok())
+        .collect();
+    out.sort();
+    out
+}
+
 /// A [`Backend::save_releasing`] that failed: the error, and the buffer when it was not
 /// released yet.
 pub type Unsaved = Box<(BackendError, Option<Vec<u8>>)>;

@@ -827,15 +827,7 @@ impl Backend for S3Backend {
             out.retain(|(name, _)| name.starts_with(prefix));
             return Ok(out);
         };
-        let mut out = Vec::new();
-        for (path, size) in self.list_dir(ft, &format!("lifeboat/{folder}"), true)? {
-            let name = path.strip_prefix("lifeboat/").unwrap_or_default();
-            if name.starts_with(prefix) && ft.validate_name(name).is_ok() {
-                out.push((name.to_owned(), size));
-            }
-        }
-        out.sort();
-        Ok(out)
+        Ok(crate::lifeboat_named(self.list_dir(ft, &format!("lifeboat/{folder}"), true)?, prefix))
     }
 
     fn remove(&self, ft: FileType, name: &str) -> Result<()> {
