@@ -162,10 +162,7 @@ pub trait Backend: Send + Sync {
     /// source's WAL archive are read without listing the others, which grow with
     /// every backup. The default filters the whole listing.
     fn list_prefix(&self, ft: FileType, prefix: &str) -> Result<Vec<(String, u64)>> {
-        let mut out = self.list(ft)?;
-        out.retain(|(name, _)| name.starts_with(prefix));
-        out.sort();
-        Ok(out)
+        Ok(starting_with(self.list(ft)?, prefix))
     }
 
     /// Deletes an object. Deleting a missing object is a not-found error.
@@ -301,13 +298,20 @@ macro_rules! delegate_backend {
 /// lists a folder) whose names begin with `prefix`, named as [`Backend::list`] names them and
 /// sorted: an object store's [`Backend::list_prefix`].
 pub(crate) fn lifeboat_named(keys: Vec<(String, u64)>, prefix: &str) -> Vec<(String, u64)> {
-    let mut out: Vec<(String, u64)> = keys
+    let named = keys
         .into_iter()
         .filter_map(|(path, size)| Some((path.strip_prefix("lifeboat/")?.to_owned(), size)))
-        .filter(|(name, _)| name.starts_with(prefix) && FileType::Lifeboat.validate_name(name).is_ok())
+        .filter(|(name, _)| FileType::Lifeboat.validate_name(name).is_ok())
         .collect();
-    out.sort();
-    out
+    starting_with(named, prefix)
+}
+
+/// The `(name, size)` pairs of `listed` whose names begin with `prefix`, sorted: every
+/// [`Backend::list_prefix`] ends here.
+pub(crate) fn starting_with(mut listed: Vec<(String, u64)>, prefix: &str) -> Vec<(String, u64)> {
+    listed.retain(|(name, _)| name.starts_with(prefix));
+    listed.sort();
+    listed
 }
 
 /// A [`Backend::save_releasing`] that failed: the error, and the buffer when it was not

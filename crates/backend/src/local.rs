@@ -516,9 +516,7 @@ impl Backend for LocalBackend {
 
     fn list_prefix(&self, ft: FileType, prefix: &str) -> Result<Vec<(String, u64)>> {
         let Some(folder) = ft.prefix_folder(prefix) else {
-            let mut out = self.list(ft)?;
-            out.retain(|(name, _)| name.starts_with(prefix));
-            return Ok(out);
+            return Ok(crate::starting_with(self.list(ft)?, prefix));
         };
         let key = format!("lifeboat/{folder}");
         let err = |e| BackendError::from_io(self.ctx(Op::List, Some(ft), key.as_str()), e);
@@ -529,9 +527,7 @@ impl Backend for LocalBackend {
             Err(e) if e.kind() == io::ErrorKind::NotADirectory => {}
             Err(e) => return Err(err(e)),
         }
-        out.retain(|(name, _)| name.starts_with(prefix));
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
+        Ok(crate::starting_with(out, prefix))
     }
 
     fn remove(&self, ft: FileType, name: &str) -> Result<()> {

@@ -348,9 +348,7 @@ impl Backend for OpendalBackend {
 
     fn list_prefix(&self, ft: FileType, prefix: &str) -> Result<Vec<(String, u64)>> {
         let Some(folder) = ft.prefix_folder(prefix) else {
-            let mut out = self.list(ft)?;
-            out.retain(|(name, _)| name.starts_with(prefix));
-            return Ok(out);
+            return Ok(crate::starting_with(self.list(ft)?, prefix));
         };
         Ok(crate::lifeboat_named(self.list_dir(ft, &format!("lifeboat/{folder}"), true)?, prefix))
     }

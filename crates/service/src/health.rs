@@ -88,15 +88,16 @@ pub fn health(session: &Session, names: &[String], th: &Thresholds) -> Result<Re
     Ok(report)
 }
 
-/// The newest backup runs, read newest first until every source in `names` has a finished one
-/// (what [`assess`] grades): a status check costs a few records, not the whole run history.
+/// The newest runs, read newest first until every source in `names` has a finished backup run
+/// (what [`assess`] grades; it keeps only backup runs): a status check costs a few records, not
+/// the whole run history.
 fn last_backup_runs(repo: &lifeboat_repository::Repository, names: &[&str]) -> Result<Vec<Run>> {
     let mut missing: std::collections::HashSet<&str> = names.iter().copied().collect();
     if missing.is_empty() {
         return Ok(Vec::new());
     }
     let tags = names.iter().map(|n| records::run_tag(repo, RunKind::Backup, Some(n))).collect();
-    let mut runs = records::recent_runs(repo, &tags, |r| {
+    let runs = records::recent_runs(repo, &tags, |r| {
         if r.kind == RunKind::Backup && r.finished.is_some() {
             if let Some(s) = r.source.as_deref() {
                 missing.remove(s);
@@ -104,7 +105,6 @@ fn last_backup_runs(repo: &lifeboat_repository::Repository, names: &[&str]) -> R
         }
         !missing.is_empty()
     })?;
-    runs.retain(|r| r.kind == RunKind::Backup);
     Ok(runs)
 }
 
