@@ -19,6 +19,8 @@
 #        and 2.1 x N free inodes: a default mkfs.ext4 of 30 GiB has 1.9 million, too few for
 #        N = 1,000,000; `mkfs.ext4 -N`)
 #        STEPS="backup1 backup2 snapshots restore check prune"
+#        DROP_CACHES=1 (as root: empty the page, inode and dentry caches before each tool's
+#        first step, so that every tool starts from the same cold state)
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH_DIR")
@@ -89,6 +91,10 @@ for n in $FILES; do
             cmd=(rustic --repository "$repo" --cache-dir "$WORK/cache-rustic") ;;
         esac
         rm -rf "$WORK/cache-$tool"
+        if [[ ${DROP_CACHES:-0} == 1 ]]; then
+            sync
+            echo 3 >/proc/sys/vm/drop_caches
+        fi
         echo "==> $tool, $n files" >&2
         case $tool in
         restic) "${cmd[@]}" init --repository-version 2 >/dev/null ;;
