@@ -122,7 +122,7 @@ fn health_is_critical_past_the_rpo_or_without_any_backup() {
     let t = health(&cfg, &[]).code(2).stdout;
     let lines: Vec<&str> = t.lines().collect();
     assert_eq!(lines.len(), 5, "{t}");
-    assert!(lines[3].starts_with("free space: ") && lines[3].contains("ok, threshold 10 %"), "{t}");
+    assert!(lines[3].starts_with("free space: ") && lines[3].contains("ok, threshold 0 %"), "{t}");
     assert!(
         lines[1].starts_with("ledger") && lines[1].contains("CRITICAL") && lines[1].contains("older than the RPO"),
         "{t}"
