@@ -30,6 +30,9 @@ TOOLS=${TOOLS:-lifeboat restic rustic}
 STEPS=${STEPS:-backup1 backup2 snapshots restore check prune}
 LIFEBOAT=${LIFEBOAT_BIN:-$ROOT/target/release/lifeboat}
 [[ -x $LIFEBOAT ]] || { echo "bench/scale.sh: $LIFEBOAT missing: cargo build --release -p lifeboat" >&2; exit 1; }
+if [[ ${DROP_CACHES:-0} == 1 && ! -w /proc/sys/vm/drop_caches ]]; then
+    echo "bench/scale.sh: DROP_CACHES=1 needs root (it writes /proc/sys/vm/drop_caches)" >&2; exit 1
+fi
 [[ -x /usr/bin/time ]] || { echo "bench/scale.sh: GNU time is needed (apt-get install time)" >&2; exit 1; }
 export LIFEBOAT_PASSWORD=lifeboat-bench-password RESTIC_PASSWORD=lifeboat-bench-password RUSTIC_PASSWORD=lifeboat-bench-password LC_ALL=C
 unset LIFEBOAT_REPOSITORY RESTIC_REPOSITORY LIFEBOAT_CONFIG

@@ -13,23 +13,38 @@ pub use lifeboat_service::session::DEFAULT_CONFIG;
 use clap::Parser;
 
 /// glibc gives busy threads their own malloc arena and keeps freed memory there; with a dozen
-/// pipeline threads passing multi-MiB chunks and packs around, peak RSS was 1.8x the live heap.
-/// One arena keeps it at the live heap (measured: 255 MB -> 123 MB on 1.2 GB of files) at no
-/// measurable speed cost. Environment tuning (MALLOC_ARENA_MAX) still wins if a user sets it.
+/// pipeline threads passing multi-MiB chunks and packs around, a backup's peak RSS was 1.8x the
+/// live heap. One arena keeps it at the live heap (measured: 255 MB -> 123 MB on 1.2 GB of
+/// files; a second arena still adds 16-25 MB there, docs/benchmarks.md). The commands that
+/// parse trees on every core (check, prune, restore) allocate small objects from all threads at
+/// once instead: one arena made them wait on its lock (check of a million files 1.46 s with an
+/// arena per core, 2.2-3.0 s with one, same peak RSS), so they get one per core. Environment
+/// tuning (MALLOC_ARENA_MAX) still wins if a user sets it. Called before any other thread
+/// exists.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
-fn limit_malloc_arenas() {
+fn limit_malloc_arenas(command: &args::Command) {
+    use args::Command;
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only adjusts allocator tuning; it is called first thing in main,
-        // before any other thread exists, and takes no pointers.
+        let arenas = match command {
+            Command::Check(_)
+            | Command::Prune(_)
+            | Command::Forget(_)
+            | Command::ApplyRetention(_)
+            | Command::Restore(_) => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            _ => 1,
+        };
+        let arenas = libc::c_int::try_from(arenas).unwrap_or(1);
+        // SAFETY: mallopt only adjusts allocator tuning; it is called in main before any other
+        // thread exists, and takes no pointers.
         unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 1);
+            libc::mallopt(libc::M_ARENA_MAX, arenas);
         }
     }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas() {}
+fn limit_malloc_arenas(_command: &args::Command) {}
 
 /// Restore the default SIGPIPE action: Rust ignores SIGPIPE, so `lifeboat snapshots | head`
 /// would make the next `println!` panic on the closed pipe; like other Unix tools (and ripgrep),
@@ -49,7 +64,6 @@ fn default_sigpipe() {}
 
 fn main() {
     default_sigpipe();
-    limit_malloc_arenas();
     for var in lifeboat_service::session::unset_empty_variables() {
         eprintln!("note: {var} is set but empty; treating it as unset");
     }
@@ -83,6 +97,7 @@ fn main() {
             std::process::exit(exit::USAGE);
         }
     };
+    limit_malloc_arenas(&cli.command);
     let interrupt = context::install_interrupt_handler();
     let code = match cmd::run(cli, interrupt) {
         Ok(code) => code,

@@ -755,20 +755,15 @@ impl Daemon {
     fn check_space(&mut self) {
         let Ok(url) = self.session.repo_url() else { return };
         let Ok(path) = lifeboat_service::session::local_path(&url) else { return };
-        let Ok(st) = nix::sys::statvfs::statvfs(path) else { return };
-        // The statvfs field types differ between platforms (u64 on Linux x86_64, u32 elsewhere).
-        #[allow(clippy::unnecessary_cast)]
-        let (free, total) = {
-            let block = st.fragment_size() as u64;
-            (st.blocks_available() as u64 * block, st.blocks() as u64 * block)
+        let Ok(space) = lifeboat_service::storage::FreeSpace::measure(path, self.cfg.jobs.storage_low_percent()) else {
+            return;
         };
+        let (free, total, pct) = (space.free_bytes, space.total_bytes, space.threshold_percent);
         if let Ok(mut s) = self.state.lock() {
             s.free = Some((free, total));
         }
-        let pct = self.cfg.jobs.storage_low_percent.unwrap_or(10);
-        let low = total > 0 && free.saturating_mul(100) < total.saturating_mul(u64::from(pct));
-        if low {
-            let share = free as f64 * 100.0 / total as f64;
+        if space.low {
+            let share = space.free_percent;
             self.alert(Alert::new(
                 "storage_low",
                 None,

@@ -8,8 +8,42 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::FormatError;
 
 /// The SHA-256 id of a blob (of its plaintext) or of a stored file (of its bytes as stored).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Id(pub [u8; 32]);
+
+impl Id {
+    /// Bytes `8 i .. 8 i + 8` as a big-endian number: comparing these in order is comparing the
+    /// bytes in order.
+    #[inline]
+    fn word(&self, i: usize) -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&self.0[i * 8..i * 8 + 8]);
+        u64::from_be_bytes(w)
+    }
+}
+
+/// Byte order (as the derived order of the array), compared as four 64-bit words: the derived
+/// order called `memcmp` for each comparison, which was a fifth of `check`'s CPU (sorting and
+/// searching the index of a million blobs).
+impl Ord for Id {
+    #[inline]
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        for i in 0..4 {
+            match self.word(i).cmp(&other.word(i)) {
+                std::cmp::Ordering::Equal => {}
+                unequal => return unequal,
+            }
+        }
+        std::cmp::Ordering::Equal
+    }
+}
+
+impl PartialOrd for Id {
+    #[inline]
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Id {
     /// Wrap a raw digest.
@@ -112,6 +146,16 @@ mod tests {
             prop_assert_eq!(parsed, id);
             let json = serde_json::to_string(&id).expect("json");
             prop_assert_eq!(serde_json::from_str::<Id>(&json).expect("json back"), id);
+        }
+
+        #[test]
+        fn order_is_byte_order(a in any::<[u8; 32]>(), b in any::<[u8; 32]>(), shared in 0usize..32) {
+            // Ids sharing a prefix of any length, so every word decides some cases.
+            let mut b = b;
+            b[..shared].copy_from_slice(&a[..shared]);
+            prop_assert_eq!(Id(a).cmp(&Id(b)), a.as_slice().cmp(b.as_slice()));
+            prop_assert_eq!(Id(a).cmp(&Id(a)), std::cmp::Ordering::Equal);
+            prop_assert_eq!(Id(a).partial_cmp(&Id(b)), Some(a.as_slice().cmp(b.as_slice())));
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use lifeboat_backend::FileType;
 use lifeboat_crypto::sha256;
 use lifeboat_format::pack::{decode_header, ENTRY_SIZE_COMPRESSED, ENTRY_SIZE_PLAIN};
-use lifeboat_format::{BlobType, Id, IndexBlob, IndexFile, NodeType, Snapshot};
+use lifeboat_format::{BlobType, Id, IndexBlob, IndexFile, NodeType};
 
 use crate::index::{IdMap, IdSet, Index};
 use crate::{util, RepoError, Repository, Result};
@@ -204,7 +204,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckResults> {
             })?;
             Ok(found.into_inner().unwrap_or_default())
         });
-        let trees = check_snapshots(repo, &index);
+        let trees = check_snapshots(repo, &index, threads, &interrupt);
         (trees, data.join())
     });
     let mut trees = trees?;
@@ -281,8 +281,13 @@ fn check_index_files(
     }
 }
 
-/// 3. Snapshots and every tree they reach.
-fn check_snapshots(repo: &Repository, index: &Index) -> Result<CheckResults> {
+/// Trees loaded and checked at once by the walk (each thread takes the next one).
+const TREES_AT_ONCE: usize = 256;
+
+/// Step 3 of a check, the snapshots and every tree they reach: walk every snapshot's trees, each tree once, level by level: the trees of a level are
+/// loaded and checked on `threads` threads, a few hundred at a time, and the findings are taken
+/// in the level's order, so a check reports the same findings in the same order every run.
+fn check_snapshots(repo: &Repository, index: &Index, threads: usize, interrupt: &AtomicBool) -> Result<CheckResults> {
     let mut res = CheckResults::default();
     let (snaps, bad) = crate::snapshots::list(repo)?;
     for (name, e) in bad {
@@ -290,8 +295,36 @@ fn check_snapshots(repo: &Repository, index: &Index) -> Result<CheckResults> {
     }
     res.snapshots = snaps.len();
     let mut seen = IdSet::default();
+    // The trees of the next level: id, path, and the snapshot reaching it first.
+    let mut frontier: Vec<(Id, String, Id)> = Vec::new();
     for s in &snaps {
-        check_tree(repo, index, s.id, &s.snapshot, &mut seen, &mut res);
+        if seen.insert(s.snapshot.tree) {
+            frontier.push((s.snapshot.tree, String::from("/"), s.id));
+        }
+    }
+    while !frontier.is_empty() {
+        let level = std::mem::take(&mut frontier);
+        let mut level = level.into_iter();
+        loop {
+            let part: Vec<(Id, String, Id)> = level.by_ref().take(TREES_AT_ONCE).collect();
+            if part.is_empty() {
+                break;
+            }
+            if interrupt.load(Ordering::Relaxed) {
+                return Err(RepoError::Interrupted);
+            }
+            let checked = util::parallel_map(part, threads, |(tree_id, path, snap_id)| {
+                Ok(check_tree(repo, index, tree_id, &path, snap_id))
+            })?;
+            for (mut findings, subtrees) in checked {
+                res.errors.append(&mut findings);
+                for (sub, path, snap_id) in subtrees {
+                    if seen.insert(sub) {
+                        frontier.push((sub, path, snap_id));
+                    }
+                }
+            }
+        }
     }
     res.trees = seen.len();
     Ok(res)
@@ -318,63 +351,71 @@ fn expected_size(blobs: &[IndexBlob]) -> u64 {
     data + header + 32 + 4
 }
 
+/// Check one tree: that the index has it, that it reads, and that every file's blobs are
+/// indexed. Returns the findings and the directories below it (id, path, snapshot).
+#[allow(clippy::type_complexity)]
 fn check_tree(
     repo: &Repository,
     index: &Index,
+    tree_id: Id,
+    path: &str,
     snap_id: Id,
-    snap: &Snapshot,
-    seen: &mut IdSet,
-    res: &mut CheckResults,
-) {
-    let mut stack = vec![(snap.tree, String::from("/"))];
-    while let Some((tree_id, path)) = stack.pop() {
-        if !seen.insert(tree_id) {
-            continue;
-        }
-        if !index.contains(BlobType::Tree, &tree_id) {
-            res.errors.push(finding(
+) -> (Vec<Finding>, Vec<(Id, String, Id)>) {
+    let mut errors = Vec::new();
+    let mut subtrees = Vec::new();
+    if !index.contains(BlobType::Tree, &tree_id) {
+        errors.push(finding(
+            "tree",
+            tree_id.short(),
+            format!("missing from the index (snapshot {}, path {path})", snap_id.short()),
+        ));
+        return (errors, subtrees);
+    }
+    let tree = match repo.load_tree(&tree_id) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(finding(
                 "tree",
                 tree_id.short(),
-                format!("missing from the index (snapshot {}, path {path})", snap_id.short()),
+                format!("cannot be read (snapshot {}, path {path}): {}", snap_id.short(), reason(&e)),
             ));
-            continue;
+            return (errors, subtrees);
         }
-        let tree = match repo.load_tree(&tree_id) {
-            Ok(t) => t,
-            Err(e) => {
-                res.errors.push(finding(
+    };
+    // The path of a node, made only when it is reported or walked into.
+    let node_path = |name: &str| format!("{}/{}", path.trim_end_matches('/'), name);
+    for node in &tree.nodes {
+        match node.node_type {
+            NodeType::File => match &node.content {
+                None => errors.push(finding(
                     "tree",
                     tree_id.short(),
-                    format!("cannot be read (snapshot {}, path {path}): {}", snap_id.short(), reason(&e)),
-                ));
-                continue;
-            }
-        };
-        for node in &tree.nodes {
-            let p = format!("{}/{}", path.trim_end_matches('/'), node.name);
-            match node.node_type {
-                NodeType::File => match &node.content {
-                    None => res.errors.push(finding("tree", tree_id.short(), format!("file {p} has no content list"))),
-                    Some(content) => {
-                        for id in content {
-                            if !index.contains(BlobType::Data, id) {
-                                res.errors.push(finding(
-                                    "blob",
-                                    id.short(),
-                                    format!("missing: data of {p} in snapshot {}", snap_id.short()),
-                                ));
-                            }
+                    format!("file {} has no content list", node_path(&node.name)),
+                )),
+                Some(content) => {
+                    for id in content {
+                        if !index.contains(BlobType::Data, id) {
+                            errors.push(finding(
+                                "blob",
+                                id.short(),
+                                format!("missing: data of {} in snapshot {}", node_path(&node.name), snap_id.short()),
+                            ));
                         }
                     }
-                },
-                NodeType::Dir => match node.subtree {
-                    Some(sub) => stack.push((sub, p)),
-                    None => res.errors.push(finding("tree", tree_id.short(), format!("directory {p} has no subtree"))),
-                },
-                _ => {}
-            }
+                }
+            },
+            NodeType::Dir => match node.subtree {
+                Some(sub) => subtrees.push((sub, node_path(&node.name), snap_id)),
+                None => errors.push(finding(
+                    "tree",
+                    tree_id.short(),
+                    format!("directory {} has no subtree", node_path(&node.name)),
+                )),
+            },
+            _ => {}
         }
     }
+    (errors, subtrees)
 }
 
 fn read_pack(repo: &Repository, pack: &Id, blobs: &[IndexBlob], bytes: &AtomicU64) -> Vec<Finding> {

@@ -298,7 +298,7 @@ impl Index {
             // In place (a stable sort would take half the table again): packs are numbered in
             // the order they are added, with all their blobs, so of two locations of one blob
             // the first added has the lower pack number: it sorts first…
-            t.sorted.sort_unstable_by_key(|(id, e)| (*id, e.pack));
+            t.sorted.sort_unstable_by(|(a, ea), (b, eb)| a.cmp(b).then(ea.pack.cmp(&eb.pack)));
             // …and is the one kept.
             t.sorted.dedup_by(|later, first| later.0 == first.0);
             t.sorted.shrink_to_fit();

@@ -25,7 +25,7 @@ pub mod hooks;
 pub mod probe;
 pub mod schedule;
 
-pub use daemon::{JobSpec, JobTable, JobsSection, NotifySection, ServerSection, Zone};
+pub use daemon::{JobSpec, JobTable, JobsSection, NotifySection, ServerSection, Zone, DEFAULT_STORAGE_LOW_PERCENT};
 pub use hooks::{Healthcheck, Hook, Hooks};
 pub use probe::ProbeSection;
 pub use schedule::Schedule;

@@ -50,34 +50,45 @@ impl FreeSpace {
             self.threshold_percent
         )
     }
+
+    /// Free space of the file system holding `path`, against `threshold_percent`.
+    pub fn measure(path: &str, threshold_percent: u8) -> Result<FreeSpace> {
+        let st = nix::sys::statvfs::statvfs(path)
+            .map_err(|e| ServiceError::io(format!("cannot read the free space of {path}"), std::io::Error::from(e)))?;
+        // The statvfs field types differ between platforms (u64 on Linux x86_64, u32 elsewhere).
+        #[allow(clippy::unnecessary_cast)]
+        let (free, total) = {
+            let block = st.fragment_size() as u64;
+            (st.blocks_available() as u64 * block, st.blocks() as u64 * block)
+        };
+        Ok(FreeSpace::of(path, free, total, threshold_percent))
+    }
+
+    /// The verdict on `free_bytes` of `total_bytes` against `threshold_percent`.
+    pub fn of(path: &str, free_bytes: u64, total_bytes: u64, threshold_percent: u8) -> FreeSpace {
+        FreeSpace {
+            path: path.to_string(),
+            free_bytes,
+            total_bytes,
+            free_percent: if total_bytes == 0 { 100.0 } else { free_bytes as f64 * 100.0 / total_bytes as f64 },
+            threshold_percent,
+            low: total_bytes > 0
+                && free_bytes.saturating_mul(100) < total_bytes.saturating_mul(u64::from(threshold_percent)),
+        }
+    }
 }
 
 /// The free space of a local repository's file system (`None` for remote stores: a bucket
-/// has no size).
+/// has no size), against the config's `[jobs] storage_low_percent`.
 pub fn free_space(session: &Session) -> Result<Option<FreeSpace>> {
     let url = session.repo_url()?;
     if lifeboat_backend::is_remote_url(&url) {
         return Ok(None);
     }
     let path = crate::session::local_path(&url)?;
-    let st = nix::sys::statvfs::statvfs(path)
-        .map_err(|e| ServiceError::io(format!("cannot read the free space of {path}"), std::io::Error::from(e)))?;
-    // The statvfs field types differ between platforms (u64 on Linux x86_64, u32 elsewhere).
-    #[allow(clippy::unnecessary_cast)]
-    let (free, total) = {
-        let block = st.fragment_size() as u64;
-        (st.blocks_available() as u64 * block, st.blocks() as u64 * block)
-    };
-    let threshold = session.config()?.and_then(|c| c.jobs.storage_low_percent).unwrap_or(10);
-    let free_percent = if total == 0 { 100.0 } else { free as f64 * 100.0 / total as f64 };
-    Ok(Some(FreeSpace {
-        path: path.to_string(),
-        free_bytes: free,
-        total_bytes: total,
-        free_percent,
-        threshold_percent: threshold,
-        low: total > 0 && free.saturating_mul(100) < total.saturating_mul(u64::from(threshold)),
-    }))
+    let threshold =
+        session.config()?.map_or(crate::config::DEFAULT_STORAGE_LOW_PERCENT, |c| c.jobs.storage_low_percent());
+    FreeSpace::measure(path, threshold).map(Some)
 }
 
 /// `storage usage`: what the repository holds, and the free space where it lives.
@@ -445,4 +456,36 @@ pub fn usage_lines(u: &lifeboat_ops::usage::Usage) -> Vec<String> {
         out.push(format!("{:<10} {:>9} {:>12}", d.day, d.snapshots, crate::human::size(d.added_bytes)));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FreeSpace;
+    use crate::config::JobsSection;
+
+    #[test]
+    fn free_space_is_low_below_the_threshold_and_the_default_threshold_is_ten_percent() {
+        // The default applies when `[jobs] storage_low_percent` is not set.
+        let threshold = JobsSection::default().storage_low_percent();
+        assert_eq!(threshold, 10);
+        let gib = 1 << 30;
+        let low = FreeSpace::of("/srv/backup", 9 * gib, 100 * gib, threshold);
+        assert!(low.low);
+        assert!((low.free_percent - 9.0).abs() < 1e-9);
+        assert!(
+            low.line().contains("(9.0 %) on /srv/backup; LOW: below 10 % ([jobs] storage_low_percent)"),
+            "{}",
+            low.line()
+        );
+        // Exactly at the threshold is not low; 0 % never is; an empty total is not judged.
+        let ok = FreeSpace::of("/srv/backup", 10 * gib, 100 * gib, threshold);
+        assert!(!ok.low);
+        assert!(ok.line().contains("(10.0 %) on /srv/backup; ok, threshold 10 %"), "{}", ok.line());
+        assert!(!FreeSpace::of("/", 0, 100 * gib, 0).low);
+        assert!(!FreeSpace::of("/", 0, 0, 10).low);
+        // A value from the config replaces the default.
+        let jobs = JobsSection { storage_low_percent: Some(25), ..JobsSection::default() };
+        assert_eq!(jobs.storage_low_percent(), 25);
+        assert!(FreeSpace::of("/", 20 * gib, 100 * gib, jobs.storage_low_percent()).low);
+    }
 }

@@ -45,6 +45,9 @@ impl JobSpec {
     }
 }
 
+/// `[jobs] storage_low_percent` when unset: `storage_low` below 10 % free.
+pub const DEFAULT_STORAGE_LOW_PERCENT: u8 = 10;
+
 /// `[jobs]`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,6 +127,12 @@ impl JobsSection {
     /// The shutdown grace period (default 60 s).
     pub fn grace(&self) -> Duration {
         self.grace.as_deref().and_then(|j| lifeboat_ops::duration::parse(j).ok()).unwrap_or(Duration::from_secs(60))
+    }
+
+    /// Below this share of free space (percent) a local repository's storage is low (default
+    /// [`DEFAULT_STORAGE_LOW_PERCENT`]).
+    pub fn storage_low_percent(&self) -> u8 {
+        self.storage_low_percent.unwrap_or(DEFAULT_STORAGE_LOW_PERCENT)
     }
 
     /// The concurrency limit (default 2).
