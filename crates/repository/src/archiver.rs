@@ -182,7 +182,7 @@ where
 {
     let start = Instant::now();
     let started_at = Utc::now();
-    let index = repo.index()?;
+    let index = repo.backup_index()?;
     let parent_tree = match opts.parent {
         Some(id) => {
             let snap: Snapshot = repo.load_json(FileType::Snapshot, &id.to_hex())?;

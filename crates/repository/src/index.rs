@@ -131,19 +131,24 @@ impl Entry {
 /// The blobs of one type: a table sorted by id (48 bytes per blob: what loading a repository's
 /// index builds, see [`Index::add_files_compact`]) and a map for blobs added one pack at a time
 /// afterwards. A blob is in one of the two, never both; the first location added wins.
-#[derive(Default)]
-struct Table {
-    sorted: Vec<(Id, Entry)>,
+struct Table<E = Entry> {
+    sorted: Vec<(Id, E)>,
     /// Where each run of ids sharing their first `prefix_bits` bits starts in `sorted` (one
     /// more entry at the end: its length), so a lookup searches about eight entries, not the
     /// whole table: each step of a search over tens of MB is a cache miss, and `check` spent a
     /// quarter of its time there. Built by [`Index::sort`]; empty while `sorted` is filled.
     starts: Vec<u32>,
     prefix_bits: u32,
-    extra: IdMap<Entry>,
+    extra: IdMap<E>,
 }
 
-impl Table {
+impl<E> Default for Table<E> {
+    fn default() -> Self {
+        Table { sorted: Vec::new(), starts: Vec::new(), prefix_bits: 0, extra: IdMap::default() }
+    }
+}
+
+impl<E: Copy> Table<E> {
     /// The first `bits` bits of an id (ids are SHA-256 digests: evenly spread).
     fn prefix(id: &Id, bits: u32) -> usize {
         if bits == 0 {
@@ -188,14 +193,14 @@ impl Table {
         }
     }
 
-    fn find(&self, id: &Id) -> Option<&Entry> {
+    fn find(&self, id: &Id) -> Option<&E> {
         match self.search(id) {
             Ok(i) => self.sorted.get(i).map(|(_, e)| e),
             Err(_) => self.extra.get(id),
         }
     }
 
-    fn insert(&mut self, id: Id, e: Entry) {
+    fn insert(&mut self, id: Id, e: E) {
         if self.search(&id).is_err() {
             self.extra.entry(id).or_insert(e);
         }
@@ -205,7 +210,22 @@ impl Table {
         self.sorted.len() + self.extra.len()
     }
 
-    fn iter(&self) -> impl Iterator<Item = (&Id, &Entry)> {
+    /// Sort by id (ties by `tie`), keep the first of each id, and release spare capacity.
+    fn sort_by(&mut self, tie: impl Fn(&E, &E) -> std::cmp::Ordering) {
+        self.sorted.sort_unstable_by(|(a, ea), (b, eb)| a.cmp(b).then_with(|| tie(ea, eb)));
+        // The first of equal ids is the one kept.
+        self.sorted.dedup_by(|later, first| later.0 == first.0);
+        self.sorted.shrink_to_fit();
+        self.build_starts();
+        // Blobs added one at a time meanwhile that the table now has go.
+        let table = &*self;
+        let gone: Vec<Id> = table.extra.keys().filter(|id| table.search(id).is_ok()).copied().collect();
+        for id in gone {
+            self.extra.remove(&id);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Id, &E)> {
         self.sorted.iter().map(|(k, e)| (k, e)).chain(self.extra.iter())
     }
 }
@@ -216,6 +236,9 @@ pub struct Index {
     packs: Vec<Id>,
     pack_numbers: IdMap<u32>,
     data: Table,
+    /// The data blobs without their locations, for an index loaded for a backup (see
+    /// [`Index::for_backup`]): 32 bytes a blob instead of 48, and `data` stays empty.
+    data_ids: Option<Table<()>>,
     tree: Table,
     /// Index files this index was loaded from.
     pub files: Vec<Id>,
@@ -225,6 +248,18 @@ impl Index {
     /// An empty index.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty index for a backup, which asks only whether a data blob is stored, never where:
+    /// data blobs are kept as their ids alone (32 bytes a blob, not 48: at ten million files a
+    /// re-backup's largest table). [`Index::get`] finds no data blob in it; trees are complete.
+    pub fn for_backup() -> Self {
+        Index { data_ids: Some(Table::default()), ..Self::default() }
+    }
+
+    /// Whether [`Index::get`] locates data blobs (false for [`Index::for_backup`]).
+    pub fn locates_data(&self) -> bool {
+        self.data_ids.is_none()
     }
 
     fn map(&self, t: BlobType) -> &Table {
@@ -247,17 +282,27 @@ impl Index {
         let blobs = |t: BlobType| packs.iter().flat_map(|p| &p.blobs).filter(|b| b.blob_type == t).count();
         // Exactly: a doubling `reserve` could hold twice the table until `sort` (growing a block
         // this large moves its pages, not its bytes).
-        self.data.sorted.reserve_exact(blobs(BlobType::Data));
+        match &mut self.data_ids {
+            Some(ids) => ids.sorted.reserve_exact(blobs(BlobType::Data)),
+            None => self.data.sorted.reserve_exact(blobs(BlobType::Data)),
+        }
         self.tree.sorted.reserve_exact(blobs(BlobType::Tree));
         // Until `sort`, the tables are not in order: no runs to narrow a search to.
         for t in [&mut self.data, &mut self.tree] {
             t.starts = Vec::new();
             t.prefix_bits = 0;
         }
+        if let Some(ids) = &mut self.data_ids {
+            ids.starts = Vec::new();
+            ids.prefix_bits = 0;
+        }
         for p in packs {
             let n = self.pack_number(&p.id);
             for b in &p.blobs {
-                self.table(b.blob_type).sorted.push((b.id, Entry::of(n, b)));
+                match (b.blob_type, &mut self.data_ids) {
+                    (BlobType::Data, Some(ids)) => ids.sorted.push((b.id, ())),
+                    (t, _) => self.table(t).sorted.push((b.id, Entry::of(n, b))),
+                }
             }
         }
     }
@@ -297,18 +342,11 @@ impl Index {
         for t in [&mut self.data, &mut self.tree] {
             // In place (a stable sort would take half the table again): packs are numbered in
             // the order they are added, with all their blobs, so of two locations of one blob
-            // the first added has the lower pack number: it sorts first…
-            t.sorted.sort_unstable_by(|(a, ea), (b, eb)| a.cmp(b).then(ea.pack.cmp(&eb.pack)));
-            // …and is the one kept.
-            t.sorted.dedup_by(|later, first| later.0 == first.0);
-            t.sorted.shrink_to_fit();
-            t.build_starts();
-            // Blobs added one at a time meanwhile that the table now has go.
-            let table = &*t;
-            let gone: Vec<Id> = table.extra.keys().filter(|id| table.search(id).is_ok()).copied().collect();
-            for id in gone {
-                t.extra.remove(&id);
-            }
+            // the first added has the lower pack number: it sorts first and is kept.
+            t.sort_by(|a, b| a.pack.cmp(&b.pack));
+        }
+        if let Some(ids) = &mut self.data_ids {
+            ids.sort_by(|_, _| std::cmp::Ordering::Equal);
         }
     }
 
@@ -342,11 +380,14 @@ impl Index {
     pub fn add_pack(&mut self, pack: &IndexPack) {
         let n = self.pack_number(&pack.id);
         for b in &pack.blobs {
-            self.table(b.blob_type).insert(b.id, Entry::of(n, b));
+            match (b.blob_type, &mut self.data_ids) {
+                (BlobType::Data, Some(ids)) => ids.insert(b.id, ()),
+                (t, _) => self.table(t).insert(b.id, Entry::of(n, b)),
+            }
         }
     }
 
-    /// Location of a blob.
+    /// Location of a blob (never of a data blob in an index [`Index::for_backup`]).
     pub fn get(&self, t: BlobType, id: &Id) -> Option<BlobLocation> {
         self.map(t).find(id).map(|e| BlobLocation {
             pack: self.packs[e.pack as usize],
@@ -358,17 +399,23 @@ impl Index {
 
     /// Whether a blob is indexed.
     pub fn contains(&self, t: BlobType, id: &Id) -> bool {
-        self.map(t).find(id).is_some()
+        match (t, &self.data_ids) {
+            (BlobType::Data, Some(ids)) => ids.find(id).is_some(),
+            _ => self.map(t).find(id).is_some(),
+        }
     }
 
     /// Number of blobs of a type.
     pub fn len(&self, t: BlobType) -> usize {
-        self.map(t).len()
+        match (t, &self.data_ids) {
+            (BlobType::Data, Some(ids)) => ids.len(),
+            _ => self.map(t).len(),
+        }
     }
 
     /// Whether there are no blobs at all.
     pub fn is_empty(&self) -> bool {
-        self.data.len() == 0 && self.tree.len() == 0
+        self.len(BlobType::Data) == 0 && self.tree.len() == 0
     }
 
     /// Whether a pack is referenced.
@@ -616,5 +663,61 @@ mod tests {
         let by_pack = compact.blobs_by_pack();
         assert_eq!(by_pack[&Id([202; 32])].len(), 1);
         assert_eq!(by_pack[&Id([200; 32])].len(), 3);
+    }
+
+    #[test]
+    fn a_backup_index_knows_the_same_blobs_and_locates_only_trees() {
+        // Many blobs (the sorted table's runs are built from 64 on) in several packs, some
+        // data blobs listed twice, and a tree.
+        let id = |n: u32| {
+            let mut b = [0u8; 32];
+            b[..4].copy_from_slice(&n.wrapping_mul(2_654_435_761).to_be_bytes());
+            b[31] = 1;
+            Id(b)
+        };
+        let files: Vec<IndexFile> = (0..4u32)
+            .map(|f| IndexFile {
+                packs: vec![IndexPack {
+                    id: Id([100 + f as u8; 32]),
+                    blobs: (f * 300..f * 300 + 400)
+                        .map(|n| IndexBlob {
+                            id: id(n),
+                            blob_type: if n % 50 == 0 { BlobType::Tree } else { BlobType::Data },
+                            offset: n,
+                            length: 40,
+                            uncompressed_length: None,
+                        })
+                        .collect(),
+                }],
+                ..Default::default()
+            })
+            .collect();
+        let mut full = Index::new();
+        let mut light = Index::for_backup();
+        for idx in [&mut full, &mut light] {
+            idx.add_files_compact(&files[..2]);
+            idx.add_files_compact(&files[2..]);
+            idx.sort();
+        }
+        assert!(full.locates_data());
+        assert!(!light.locates_data());
+        for n in 0..1_400 {
+            for t in [BlobType::Data, BlobType::Tree] {
+                assert_eq!(light.contains(t, &id(n)), full.contains(t, &id(n)), "blob {n} {t:?}");
+            }
+            assert_eq!(light.get(BlobType::Tree, &id(n)), full.get(BlobType::Tree, &id(n)));
+            assert_eq!(light.get(BlobType::Data, &id(n)), None);
+        }
+        assert!(full.contains(BlobType::Data, &id(1_299)) && !full.contains(BlobType::Data, &id(1_300)));
+        for t in [BlobType::Data, BlobType::Tree] {
+            assert_eq!(light.len(t), full.len(t));
+        }
+        assert_eq!(light.len(BlobType::Data), 1_300 - 26);
+        // A pack added one at a time (what a backup writes) is found in both.
+        let late = IndexPack { id: Id([7; 32]), blobs: vec![blob(3, BlobType::Data, 0), blob(4, BlobType::Tree, 40)] };
+        light.add_pack(&late);
+        assert!(light.contains(BlobType::Data, &Id([3; 32])));
+        assert!(light.get(BlobType::Tree, &Id([4; 32])).is_some());
+        assert!(!light.is_empty() && Index::for_backup().is_empty());
     }
 }

@@ -37,6 +37,9 @@ pub struct Repository {
     config: Config,
     compression: Compression,
     index: OnceLock<Arc<Index>>,
+    /// The index a backup loads when the master index is not loaded: data blobs without their
+    /// locations (see [`Index::for_backup`]).
+    backup_index: OnceLock<Arc<Index>>,
     /// The local metadata cache, when one is used (see [`crate::cache`]).
     cache: std::sync::Mutex<Option<Arc<Cache>>>,
 }
@@ -125,6 +128,7 @@ impl Repository {
             config,
             compression: Compression::Auto,
             index: OnceLock::new(),
+            backup_index: OnceLock::new(),
             cache: Default::default(),
         }
     }
@@ -382,6 +386,29 @@ impl Repository {
         Ok(self.index.get_or_init(|| idx).clone())
     }
 
+    /// The index a backup dedups against: the master index when it is loaded already, else one
+    /// loaded [`Index::for_backup`] (a third less memory: it knows which data blobs are stored,
+    /// not where). Tree blobs load through it too, so a backup never loads both.
+    pub fn backup_index(&self) -> Result<Arc<Index>> {
+        if let Some(i) = self.index.get() {
+            return Ok(i.clone());
+        }
+        if let Some(i) = self.backup_index.get() {
+            return Ok(i.clone());
+        }
+        let idx = Arc::new(self.load_index_into(Index::for_backup())?);
+        Ok(self.backup_index.get_or_init(|| idx).clone())
+    }
+
+    /// The index tree blobs are looked up in: the master index, or a backup's when only that
+    /// one is loaded (both have every tree).
+    fn tree_index(&self) -> Result<Arc<Index>> {
+        match (self.index.get(), self.backup_index.get()) {
+            (Some(i), _) | (None, Some(i)) => Ok(i.clone()),
+            (None, None) => self.index(),
+        }
+    }
+
     /// Use a shared index as the master index unless one is loaded already (prune keeps its
     /// own handle on the index it built).
     pub fn set_index_shared(&self, index: Arc<Index>) {
@@ -398,15 +425,20 @@ impl Repository {
     /// Drop the cached index (after writing new index files).
     pub fn reset_index(&mut self) {
         self.index = OnceLock::new();
+        self.backup_index = OnceLock::new();
     }
 
     fn load_index(&self) -> Result<Index> {
+        self.load_index_into(Index::new())
+    }
+
+    /// Load every index file into `idx` (empty: [`Index::new`] or [`Index::for_backup`]).
+    fn load_index_into(&self, mut idx: Index) -> Result<Index> {
         let listed = self.backend.list(FileType::Index)?;
         self.cache_retain(FileType::Index, &listed.iter().map(|(n, _)| n.clone()).collect());
         // A few files at a time: the parsed files (about 60 bytes a blob) are dropped as soon as
         // their blobs are in the compact tables (48 bytes a blob). A group is up to 16 files or
         // 8 MiB stored (four of the 50,000-blob files a big backup writes).
-        let mut idx = Index::new();
         for group in groups(&listed, 16, 8 << 20) {
             let files = crate::util::parallel_map(group.to_vec(), 4, |name| {
                 let file: IndexFile = self.load_json_listed(FileType::Index, &name)?;
@@ -439,7 +471,11 @@ impl Repository {
     /// Load one blob by id. Trees come through the metadata cache when one is used: their
     /// whole pack is fetched once and kept.
     pub fn load_blob(&self, t: BlobType, id: &Id) -> Result<Vec<u8>> {
-        let loc = self.index()?.get(t, id).ok_or(RepoError::BlobNotFound { id: *id, blob_type: t })?;
+        let index = match t {
+            BlobType::Tree => self.tree_index()?,
+            BlobType::Data => self.index()?,
+        };
+        let loc = index.get(t, id).ok_or(RepoError::BlobNotFound { id: *id, blob_type: t })?;
         let pack = loc.pack.to_hex();
         if let Some(cache) = self.cache().filter(|_| t == BlobType::Tree) {
             let cached = |cache: &Cache| {
