@@ -11,17 +11,6 @@ use crate::FormatError;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Id(pub [u8; 32]);
 
-impl Id {
-    /// Bytes `8 i .. 8 i + 8` as a big-endian number: comparing these in order is comparing the
-    /// bytes in order.
-    #[inline]
-    fn word(&self, i: usize) -> u64 {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&self.0[i * 8..i * 8 + 8]);
-        u64::from_be_bytes(w)
-    }
-}
-
 /// Byte order (as the derived order of the array), compared as four 64-bit words: the derived
 /// order called `memcmp` for each comparison, which was a fifth of `check`'s CPU (sorting and
 /// searching the index of a million blobs).
@@ -65,6 +54,15 @@ impl Id {
     /// Whether this is the all-zero id (never a real object).
     pub fn is_null(&self) -> bool {
         self.0 == [0; 32]
+    }
+
+    /// Bytes `8 i .. 8 i + 8` as a big-endian number: comparing these in order is comparing the
+    /// bytes in order.
+    #[inline]
+    fn word(&self, i: usize) -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&self.0[i * 8..i * 8 + 8]);
+        u64::from_be_bytes(w)
     }
 }
 

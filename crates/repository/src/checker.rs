@@ -284,9 +284,13 @@ fn check_index_files(
 /// Trees loaded and checked at once by the walk (each thread takes the next one).
 const TREES_AT_ONCE: usize = 256;
 
-/// Step 3 of a check, the snapshots and every tree they reach: walk every snapshot's trees, each tree once, level by level: the trees of a level are
-/// loaded and checked on `threads` threads, a few hundred at a time, and the findings are taken
-/// in the level's order, so a check reports the same findings in the same order every run.
+/// A tree the walk will check: its id, its path, and the snapshot that reached it first.
+type TreeToCheck = (Id, String, Id);
+
+/// Step 3 of a check, the snapshots and every tree they reach. Each tree is checked once, level
+/// by level: a level's trees are loaded and checked on `threads` threads, a few hundred at a
+/// time, and the findings are taken in the level's order, so a check reports the same findings
+/// in the same order every run.
 fn check_snapshots(repo: &Repository, index: &Index, threads: usize, interrupt: &AtomicBool) -> Result<CheckResults> {
     let mut res = CheckResults::default();
     let (snaps, bad) = crate::snapshots::list(repo)?;
@@ -295,8 +299,8 @@ fn check_snapshots(repo: &Repository, index: &Index, threads: usize, interrupt: 
     }
     res.snapshots = snaps.len();
     let mut seen = IdSet::default();
-    // The trees of the next level: id, path, and the snapshot reaching it first.
-    let mut frontier: Vec<(Id, String, Id)> = Vec::new();
+    // The trees of the next level.
+    let mut frontier: Vec<TreeToCheck> = Vec::new();
     for s in &snaps {
         if seen.insert(s.snapshot.tree) {
             frontier.push((s.snapshot.tree, String::from("/"), s.id));
@@ -306,7 +310,7 @@ fn check_snapshots(repo: &Repository, index: &Index, threads: usize, interrupt: 
         let level = std::mem::take(&mut frontier);
         let mut level = level.into_iter();
         loop {
-            let part: Vec<(Id, String, Id)> = level.by_ref().take(TREES_AT_ONCE).collect();
+            let part: Vec<TreeToCheck> = level.by_ref().take(TREES_AT_ONCE).collect();
             if part.is_empty() {
                 break;
             }
@@ -352,15 +356,14 @@ fn expected_size(blobs: &[IndexBlob]) -> u64 {
 }
 
 /// Check one tree: that the index has it, that it reads, and that every file's blobs are
-/// indexed. Returns the findings and the directories below it (id, path, snapshot).
-#[allow(clippy::type_complexity)]
+/// indexed. Returns the findings and the directories below it.
 fn check_tree(
     repo: &Repository,
     index: &Index,
     tree_id: Id,
     path: &str,
     snap_id: Id,
-) -> (Vec<Finding>, Vec<(Id, String, Id)>) {
+) -> (Vec<Finding>, Vec<TreeToCheck>) {
     let mut errors = Vec::new();
     let mut subtrees = Vec::new();
     if !index.contains(BlobType::Tree, &tree_id) {

@@ -128,9 +128,10 @@ impl Entry {
     }
 }
 
-/// The blobs of one type: a table sorted by id (48 bytes per blob: what loading a repository's
-/// index builds, see [`Index::add_files_compact`]) and a map for blobs added one pack at a time
-/// afterwards. A blob is in one of the two, never both; the first location added wins.
+/// The blobs of one type: a table sorted by id (48 bytes per blob with its location `E =
+/// Entry`, 32 with none, `E = ()`: what loading a repository's index builds, see
+/// [`Index::add_files_compact`]) and a map for blobs added one pack at a time afterwards. A blob
+/// is in one of the two, never both; the first location added wins.
 struct Table<E = Entry> {
     sorted: Vec<(Id, E)>,
     /// Where each run of ids sharing their first `prefix_bits` bits starts in `sorted` (one
@@ -210,6 +211,15 @@ impl<E: Copy> Table<E> {
         self.sorted.len() + self.extra.len()
     }
 
+    /// Make room for `n` more blobs to be pushed unsorted (exactly: a doubling `reserve` could
+    /// hold twice the table until it is sorted; growing a block this large moves its pages, not
+    /// its bytes). Until [`Table::sort_by`] there are no runs to narrow a search to.
+    fn reserve_unsorted(&mut self, n: usize) {
+        self.sorted.reserve_exact(n);
+        self.starts = Vec::new();
+        self.prefix_bits = 0;
+    }
+
     /// Sort by id (ties by `tie`), keep the first of each id, and release spare capacity.
     fn sort_by(&mut self, tie: impl Fn(&E, &E) -> std::cmp::Ordering) {
         self.sorted.sort_unstable_by(|(a, ea), (b, eb)| a.cmp(b).then_with(|| tie(ea, eb)));
@@ -280,22 +290,11 @@ impl Index {
 
     fn add_packs_compact(&mut self, packs: &[&IndexPack]) {
         let blobs = |t: BlobType| packs.iter().flat_map(|p| &p.blobs).filter(|b| b.blob_type == t).count();
-        // Exactly: a doubling `reserve` could hold twice the table until `sort` (growing a block
-        // this large moves its pages, not its bytes).
         match &mut self.data_ids {
-            Some(ids) => ids.sorted.reserve_exact(blobs(BlobType::Data)),
-            None => self.data.sorted.reserve_exact(blobs(BlobType::Data)),
+            Some(ids) => ids.reserve_unsorted(blobs(BlobType::Data)),
+            None => self.data.reserve_unsorted(blobs(BlobType::Data)),
         }
-        self.tree.sorted.reserve_exact(blobs(BlobType::Tree));
-        // Until `sort`, the tables are not in order: no runs to narrow a search to.
-        for t in [&mut self.data, &mut self.tree] {
-            t.starts = Vec::new();
-            t.prefix_bits = 0;
-        }
-        if let Some(ids) = &mut self.data_ids {
-            ids.starts = Vec::new();
-            ids.prefix_bits = 0;
-        }
+        self.tree.reserve_unsorted(blobs(BlobType::Tree));
         for p in packs {
             let n = self.pack_number(&p.id);
             for b in &p.blobs {
