@@ -149,7 +149,8 @@ impl<R: Read> Chunker<R> {
     #[must_use]
     pub fn with_size_hint(mut self, len: u64) -> Self {
         let want = usize::try_from(len).unwrap_or(usize::MAX).saturating_add(1);
-        self.first = want.clamp(INITIAL_BUFFER, self.capacity);
+        // Not `clamp`: with a maximum chunk under 32 KiB the capacity is below INITIAL_BUFFER.
+        self.first = want.max(INITIAL_BUFFER).min(self.capacity);
         self
     }
 
@@ -251,6 +252,18 @@ mod tests {
 
     fn chunk_all(data: &[u8], params: ChunkerParams) -> Vec<Vec<u8>> {
         Chunker::new(data, params).collect::<io::Result<Vec<_>>>().unwrap()
+    }
+
+    #[test]
+    fn a_size_hint_with_chunks_smaller_than_the_first_buffer_is_taken() {
+        let data = pseudo_random(100_000, 3);
+        let params = ChunkerParams { min: 4096, avg: 8192, max: 16384, ..ChunkerParams::restic_sizes(0) };
+        let plain = chunk_all(&data, params);
+        for hint in [0, 1000, 100_000, 1 << 30] {
+            let hinted: Vec<Vec<u8>> =
+                Chunker::new(&data[..], params).with_size_hint(hint).map(|c| c.unwrap()).collect();
+            assert_eq!(hinted, plain, "hint {hint}");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use filetime::FileTime;
@@ -25,7 +25,7 @@ use lifeboat_crypto::sha256;
 use lifeboat_format::mode::unix_permissions_from_go;
 use lifeboat_format::{BlobType, Id, Node, NodeType};
 
-use crate::index::Index;
+use crate::index::{BlobLocation, Index};
 use crate::tree::WalkEntry;
 use crate::{util, RepoError, Repository, Result};
 
@@ -211,17 +211,19 @@ pub fn restore(repo: &Repository, tree: &Id, target: &Path, opts: &RestoreOption
     // is left: files are written unnamed and linked in when complete (see `write_file`).
     let fresh = check_target(target, opts.overwrite)?;
     std::fs::create_dir_all(target).map_err(|e| RepoError::io(target, e))?;
+    let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
     let writer = Writer {
         repo,
         index: &index,
         target,
         opts,
         fresh,
-        threads: opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
+        threads,
         interrupt: opts.interrupt.clone().unwrap_or_default(),
         progress: opts.progress.clone().unwrap_or_default(),
         warnings: Mutex::new(Vec::new()),
         error: Mutex::new(None),
+        spare_decoders: AtomicUsize::new(threads.saturating_sub(1)),
     };
     let mut out = Written::default();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(1);
@@ -322,7 +324,7 @@ struct Pending {
     /// the link's snapshot path).
     links: Vec<(PathBuf, String, PathBuf, String)>,
     /// Work items not finished yet, plus one while they are still being handed out.
-    left: std::sync::atomic::AtomicUsize,
+    left: AtomicUsize,
     failed: Mutex<Vec<FailedFile>>,
     verified: AtomicU64,
 }
@@ -344,6 +346,8 @@ struct Writer<'a> {
     warnings: Mutex<Vec<String>>,
     /// The first error of a writer thread; everything stops.
     error: Mutex<Option<RepoError>>,
+    /// Decoding threads a large file may take beside its writer's own (see [`restore_file`]).
+    spare_decoders: AtomicUsize,
 }
 
 /// What the restore's own thread keeps while the writers work.
@@ -513,7 +517,7 @@ impl Writer<'_> {
         let (done, damaged) = match w {
             Work::File(i) => {
                 let item = item(i);
-                match restore_file(self.repo, self.index, &item, &self.warnings, self.fresh)? {
+                match restore_file(self.repo, self.index, &item, &self.warnings, self.fresh, &self.spare_decoders)? {
                     None => (vec![item], Vec::new()),
                     Some(d) => (Vec::new(), vec![d.into_failed(item.path)]),
                 }
@@ -756,7 +760,7 @@ fn restore_small_files<'a>(
         Ok(buf) => buf,
         Err(e) if is_damage(&e) => {
             for (_, _, _, item) in located {
-                match restore_file(repo, index, &item, warnings, fresh)? {
+                match restore_file(repo, index, &item, warnings, fresh, &AtomicUsize::new(0))? {
                     None => done.push(item),
                     Some(d) => failed.push(d.into_failed(item.path)),
                 }
@@ -848,17 +852,31 @@ fn link_unnamed(f: &std::fs::File, path: &Path) -> Result<()> {
 
 /// Restore one file; `Ok(Some(damage))` when its data cannot be read intact (then nothing is
 /// left at its name or its temporary).
+///
+/// A file of more than a few blobs is decoded on a thread beside the one writing it, plus as
+/// many of the `spare` decoding threads as are free (given back when it is written): one large
+/// file (a model's weights, a database) is decoded on every core, while many files written at
+/// once do not start more threads than the cores can run.
 fn restore_file(
     repo: &Repository,
     index: &Index,
     item: &Item<'_>,
     warnings: &Mutex<Vec<String>>,
     fresh: bool,
+    spare: &AtomicUsize,
 ) -> Result<Option<Damage>> {
+    let blobs = item.node.content.as_ref().map_or(0, Vec::len);
+    let extra = if blobs > DECODE_BESIDE {
+        spare.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n - n.min(blobs))).map_or(0, |n| n.min(blobs))
+    } else {
+        0
+    };
     let mut damage = None;
     let r = write_file(&item.dest, item.node, warnings, fresh, |f, tmp| {
         let mut w = Sparse::new(f);
-        match copy_blobs(repo, index, item.node, &mut w) {
+        let copied = copy_blobs(repo, index, item.node, &mut w, 1 + extra);
+        spare.fetch_add(extra, Ordering::AcqRel);
+        match copied {
             Ok(Ok(_)) => {}
             Ok(Err(d)) => {
                 damage = Some(d);
@@ -938,24 +956,31 @@ impl Write for Sparse<'_> {
 }
 
 /// Stream a file node's content into `w`, checking every blob; returns the bytes written.
-/// Runs of blobs stored next to each other in one pack are read with one request.
+/// Runs of blobs stored next to each other in one pack are read with one request, and the blobs
+/// are decoded on every core while this thread writes them in order (the source restores: a
+/// database file or dump is one large file, and decoding is most of the work).
 pub fn copy_content(repo: &Repository, index: &Index, node: &Node, w: &mut dyn Write) -> Result<u64> {
-    copy_blobs(repo, index, node, w)?.map_err(|d| d.error)
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    copy_blobs(repo, index, node, w, cores)?.map_err(|d| d.error)
 }
 
-/// [`copy_content`], telling damage (the inner error: a blob that cannot be read intact) from
-/// failures that stop everything (the outer one: the output cannot be written, the storage
-/// cannot be reached).
+/// A file with more blobs than this is decoded on threads of its own while it is written.
+const DECODE_BESIDE: usize = 4;
+
+/// [`copy_content`] with `decoders` decoding threads, telling damage (the inner error: a blob
+/// that cannot be read intact) from failures that stop everything (the outer one: the output
+/// cannot be written, the storage cannot be reached).
 ///
-/// Two stages for a file of more than a few blobs: a thread reads and decodes (decrypts,
-/// decompresses, checks the hash of) the blobs while this one writes those before them, so a
-/// large file is restored at the pace of the slower stage rather than the sum of both. A few
-/// decoded blobs wait at most.
+/// A file of more than a few blobs is restored in stages: one thread reads runs of blobs from
+/// their packs, `decoders` threads decode (decrypt, decompress, check the hash of) them, and this
+/// one writes them in order; a large file goes at the pace of the slowest stage rather than the
+/// sum of all. At most `2 × decoders + 2` blobs are between reading and writing.
 fn copy_blobs(
     repo: &Repository,
     index: &Index,
     node: &Node,
     w: &mut dyn Write,
+    decoders: usize,
 ) -> Result<std::result::Result<u64, Damage>> {
     let content = node.content.as_deref().unwrap_or_default();
     // Write one decoded blob: its length, or where the file stops.
@@ -970,37 +995,70 @@ fn copy_blobs(
         }
     };
     let mut written = 0u64;
-    if content.len() <= 4 {
+    if content.len() <= DECODE_BESIDE {
         let mut stop = None;
-        each_blob(repo, index, content, &mut |d| match write(d) {
-            Ok(Ok(n)) => {
-                written += n;
-                true
-            }
-            other => {
-                stop = Some(other);
-                false
+        each_stored(repo, index, content, &mut |stored| {
+            let (d, go) = stored.decode(repo);
+            match write(d) {
+                Ok(Ok(n)) => {
+                    written += n;
+                    go
+                }
+                other => {
+                    stop = Some(other);
+                    false
+                }
             }
         });
-        match stop {
+        return match stop {
             Some(Err(e)) => Err(e),
             Some(Ok(Err(d))) => Ok(Err(d)),
             _ => Ok(Ok(written)),
-        }
-    } else {
-        std::thread::scope(|s| {
-            let (tx, rx) = crossbeam_channel::bounded::<Decoded>(4);
-            // Sending fails once the writer stopped (its output failed): nothing more to read.
-            s.spawn(move || each_blob(repo, index, content, &mut |d| tx.send(d).is_ok()));
-            for d in rx {
-                match write(d)? {
-                    Ok(n) => written += n,
-                    Err(d) => return Ok(Err(d)),
-                }
-            }
-            Ok(Ok(written))
-        })
+        };
     }
+    let decoders = decoders.max(1);
+    let window = 2 * decoders + 2;
+    std::thread::scope(|s| {
+        let (jobs, queue) = crossbeam_channel::bounded::<(Stored, crossbeam_channel::Sender<Decoded>)>(window);
+        // Each blob's place in the file: a one-slot channel its decoder answers on, queued in
+        // order; the bound on the queue bounds what is in flight.
+        let (order, slots) = crossbeam_channel::bounded::<crossbeam_channel::Receiver<Decoded>>(window);
+        // Sending fails once the writer stopped (its output failed, a blob was damaged): nothing
+        // more to read.
+        s.spawn(move || {
+            each_stored(repo, index, content, &mut |stored| {
+                let (answer, slot) = crossbeam_channel::bounded(1);
+                if order.send(slot).is_err() {
+                    return false;
+                }
+                match stored {
+                    Stored::Stop(d) => {
+                        let _ = answer.send(d);
+                        false
+                    }
+                    blob => jobs.send((blob, answer)).is_ok(),
+                }
+            })
+        });
+        for _ in 0..decoders {
+            let queue = queue.clone();
+            s.spawn(move || {
+                for (blob, answer) in queue {
+                    let _ = answer.send(blob.decode(repo).0);
+                }
+            });
+        }
+        drop(queue);
+        for slot in slots {
+            let d =
+                slot.recv().unwrap_or_else(|_| Decoded::Failed(RepoError::Invalid("a decoding thread stopped".into())));
+            match write(d)? {
+                Ok(n) => written += n,
+                Err(d) => return Ok(Err(d)),
+            }
+        }
+        Ok(Ok(written))
+    })
 }
 
 /// A blob of a file, read and decoded, or why the file cannot be read on.
@@ -1013,16 +1071,39 @@ enum Decoded {
     Failed(RepoError),
 }
 
-/// Hand each blob of `content`, decoded, to `f` in order, until `f` returns `false` or a blob
-/// cannot be had (handed over last). Blobs stored next to each other in one pack (up to 32 MiB)
-/// are read with one request.
-fn each_blob(repo: &Repository, index: &Index, content: &[Id], f: &mut dyn FnMut(Decoded) -> bool) {
+/// A blob of a file as read from its pack, not decoded yet, or why the file cannot be read on.
+enum Stored {
+    /// The blob at `at` in `run` (the bytes of a run of blobs read with one request).
+    Blob { id: Id, loc: BlobLocation, run: Arc<Vec<u8>>, at: usize },
+    /// Where the file stops (handed over last).
+    Stop(Decoded),
+}
+
+impl Stored {
+    /// The blob decoded, and whether the file can go on after it.
+    fn decode(self, repo: &Repository) -> (Decoded, bool) {
+        match self {
+            Stored::Blob { id, loc, run, at } => {
+                match repo.decode_blob(&id, &loc, &run[at..at + loc.length as usize]) {
+                    Ok(d) => (Decoded::Data(d), true),
+                    Err(error) => (Decoded::Damage(Damage { blob: id, pack: Some(loc.pack), error }), false),
+                }
+            }
+            Stored::Stop(d) => (d, false),
+        }
+    }
+}
+
+/// Hand each blob of `content`, as stored, to `f` in order, until `f` returns `false` or a blob
+/// cannot be had (handed over last, as [`Stored::Stop`]). Blobs stored next to each other in one
+/// pack (up to 32 MiB) are read with one request.
+fn each_stored(repo: &Repository, index: &Index, content: &[Id], f: &mut dyn FnMut(Stored) -> bool) {
     let missing = |id: &Id| {
-        Decoded::Damage(Damage {
+        Stored::Stop(Decoded::Damage(Damage {
             blob: *id,
             pack: None,
             error: RepoError::BlobNotFound { id: *id, blob_type: BlobType::Data },
-        })
+        }))
     };
     let mut i = 0;
     while i < content.len() {
@@ -1042,14 +1123,14 @@ fn each_blob(repo: &Repository, index: &Index, content: &[Id], f: &mut dyn FnMut
             }
         }
         let len = (end - first.offset as u64) as u32;
-        let buf = match repo.backend().load_range(FileType::Pack, &first.pack.to_hex(), first.offset as u64, len) {
-            Ok(b) => b,
+        let run = match repo.backend().load_range(FileType::Pack, &first.pack.to_hex(), first.offset as u64, len) {
+            Ok(b) => Arc::new(b),
             Err(e) if is_damage(&e) => {
-                f(Decoded::Damage(Damage { blob: content[i], pack: Some(first.pack), error: e.into() }));
+                f(Stored::Stop(Decoded::Damage(Damage { blob: content[i], pack: Some(first.pack), error: e.into() })));
                 return;
             }
             Err(e) => {
-                f(Decoded::Failed(e.into()));
+                f(Stored::Stop(Decoded::Failed(e.into())));
                 return;
             }
         };
@@ -1059,14 +1140,7 @@ fn each_blob(repo: &Repository, index: &Index, content: &[Id], f: &mut dyn FnMut
                 return;
             };
             let at = (loc.offset - first.offset) as usize;
-            let go = match repo.decode_blob(id, &loc, &buf[at..at + loc.length as usize]) {
-                Ok(d) => f(Decoded::Data(d)),
-                Err(error) => {
-                    f(Decoded::Damage(Damage { blob: *id, pack: Some(loc.pack), error }));
-                    return;
-                }
-            };
-            if !go {
+            if !f(Stored::Blob { id: *id, loc, run: Arc::clone(&run), at }) {
                 return;
             }
         }
@@ -1190,4 +1264,120 @@ fn apply_metadata(path: &Path, node: &Node, warnings: &Mutex<Vec<String>>) -> Re
         filetime::set_symlink_file_times(path, a, m).map_err(|e| RepoError::io(path, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use lifeboat_backend::LocalBackend;
+
+    use super::*;
+    use crate::archiver::{backup, BackupOptions, Content, Entry};
+    use crate::InitOptions;
+
+    fn pseudo_random(len: usize, mut x: u64) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    /// `data` backed up as one file in chunks of 4–16 KiB: the repository and the file's node.
+    fn stored(dir: &Path, data: &[u8]) -> (Repository, Node) {
+        let backend = Arc::new(LocalBackend::new(dir));
+        let opts = InitOptions { kdf: lifeboat_crypto::KdfParams { n: 1024, r: 8, p: 1 }, chunker_polynomial: None };
+        let mut repo = Repository::init(backend, b"pw", &opts).unwrap();
+        let node = Node::from_raw_name(b"big", NodeType::File);
+        let entries =
+            vec![Entry::File { node, content: Content::Reader(Box::new(std::io::Cursor::new(data.to_vec()))) }];
+        let opts = BackupOptions {
+            paths: vec!["/big".into()],
+            tags: vec![],
+            hostname: None,
+            excludes: vec![],
+            parent: None,
+            time: None,
+            source: None,
+            threads: None,
+            interrupt: None,
+            progress: None,
+            chunk_sizes: Some((4096, 8192, 16384)),
+            finish: None,
+        };
+        let stats = backup(&repo, entries.into_iter(), &opts).unwrap();
+        repo.reset_index();
+        let node = repo.load_tree(&stats.snapshot.tree).unwrap().nodes.remove(0);
+        (repo, node)
+    }
+
+    /// A writer that fails once it has taken `limit` bytes.
+    struct FailsAfter {
+        taken: Vec<u8>,
+        limit: usize,
+    }
+
+    impl Write for FailsAfter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.taken.len() + buf.len() > self.limit {
+                return Err(std::io::Error::other("disk full"));
+            }
+            self.taken.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_file_decoded_on_several_threads_is_written_in_order_and_stops_at_damage_or_a_failed_write() {
+        let dir = tempfile::tempdir().unwrap();
+        // Half random, half text: compressed and uncompressed blobs.
+        let mut data = pseudo_random(600_000, 7);
+        data.extend("a line of text that compresses well\n".repeat(20_000).bytes());
+        let (repo, node) = stored(dir.path(), &data);
+        let index = repo.index().unwrap();
+        let content = node.content.clone().unwrap();
+        assert!(content.len() > 40, "{} blobs", content.len());
+        for decoders in [1, 2, 3, 8] {
+            let mut out = Vec::new();
+            let Ok(Ok(n)) = copy_blobs(&repo, &index, &node, &mut out, decoders) else { panic!("{decoders} decoders") };
+            assert_eq!((n, out.len()), (data.len() as u64, data.len()), "{decoders} decoders");
+            assert!(out == data, "{decoders} decoders: the bytes differ");
+        }
+
+        // The output fails part way: the error comes back (no thread is left waiting).
+        let mut w = FailsAfter { taken: Vec::new(), limit: data.len() / 3 };
+        let Err(e) = copy_blobs(&repo, &index, &node, &mut w, 3) else { panic!("the failed write was not reported") };
+        assert!(e.to_string().contains("disk full"), "{e}");
+        assert!(w.taken.len() <= data.len() / 3 && data.starts_with(&w.taken));
+
+        // A damaged blob in the middle: everything before it is written, nothing after it, and
+        // the damage names that blob.
+        let bad = content[content.len() / 2];
+        let loc = index.get(BlobType::Data, &bad).unwrap();
+        let pack = dir.path().join("data").join(&loc.pack.to_hex()[..2]).join(loc.pack.to_hex());
+        let mut bytes = std::fs::read(&pack).unwrap();
+        bytes[loc.offset as usize + loc.length as usize / 2] ^= 1;
+        std::fs::write(&pack, bytes).unwrap();
+        let before: u64 = content[..content.len() / 2]
+            .iter()
+            .map(|id| index.get(BlobType::Data, id).unwrap().data_length() as u64)
+            .sum();
+        for decoders in [1, 3] {
+            let mut out = Vec::new();
+            let Ok(Err(damage)) = copy_blobs(&repo, &index, &node, &mut out, decoders) else {
+                panic!("no damage found")
+            };
+            assert_eq!(damage.blob, bad, "{decoders} decoders");
+            assert_eq!(out.len() as u64, before, "{decoders} decoders");
+            assert!(data.starts_with(&out));
+            let e = copy_content(&repo, &index, &node, &mut Vec::new()).unwrap_err().to_string();
+            assert!(e.contains(&bad.short()), "{e}");
+        }
+    }
 }
