@@ -60,8 +60,12 @@ impl ChunkerParams {
     }
 }
 
-/// Size of the first read buffer; it doubles up to twice the maximum chunk size.
-const INITIAL_BUFFER: usize = 64 * 1024;
+/// Bytes asked of the reader at a time once a chunk has its minimum size, at most: what is read
+/// past a cut is copied to the next chunk's buffer, so this bounds the copying (an eighth of the
+/// average chunk, at least 16 KiB).
+fn read_step(avg: usize) -> usize {
+    (avg / 8).max(16 * 1024)
+}
 
 /// Splits a reader into content-defined chunks.
 ///
@@ -71,9 +75,10 @@ const INITIAL_BUFFER: usize = 64 * 1024;
 /// never on how the reader splits its reads. After an I/O error (other than
 /// [`io::ErrorKind::Interrupted`], which is retried) the iterator ends.
 ///
-/// The reader is read in large blocks into an internal buffer of up to twice
-/// the maximum chunk size; wrap it in a `BufReader` only if its reads are
-/// expensive for other reasons.
+/// Each chunk is read into a buffer of its own, which is handed out as the chunk: the data is
+/// not copied, except the few bytes read past a cut (they begin the next chunk). The gear hash
+/// is scanned as the bytes arrive and resumes where it stopped, with the same cut points as
+/// FastCDC's `cut_gear` over the whole input (`tests::cuts_match_cut_gear_over_the_whole_input`).
 pub struct Chunker<R: Read> {
     reader: R,
     min: usize,
@@ -83,14 +88,18 @@ pub struct Chunker<R: Read> {
     mask_l: u64,
     gear: Cow<'static, [u64]>,
     gear_ls: Cow<'static, [u64]>,
-    /// Read buffer; `buf[start..end]` is data not yet returned as chunks.
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    /// Largest size `buf` grows to.
+    /// The chunk being read: the bytes since the last cut.
+    cur: Vec<u8>,
+    /// The next byte pair to scan is `cur[2 * pair..]` (0 until the scan starts at `min`), and
+    /// `hash` is the gear hash of what was scanned.
+    pair: usize,
+    hash: u64,
+    /// See [`read_step`].
+    step: usize,
+    /// Capacity of a new chunk's buffer.
     capacity: usize,
-    /// Size of the first allocation (a size hint avoids doubling past a known input length).
-    first: usize,
+    /// Capacity of the first chunk's buffer (a size hint makes it the input's length).
+    first: Option<usize>,
     eof: bool,
     done: bool,
 }
@@ -101,7 +110,7 @@ impl<R: Read> std::fmt::Debug for Chunker<R> {
             .field("min", &self.min)
             .field("avg", &self.avg)
             .field("max", &self.max)
-            .field("buffered", &(self.end - self.start))
+            .field("buffered", &self.cur.len())
             .field("eof", &self.eof)
             .finish_non_exhaustive()
     }
@@ -121,6 +130,7 @@ impl<R: Read> Chunker<R> {
         let avg = even(to_usize(params.avg).clamp(v2020::AVERAGE_MIN, v2020::AVERAGE_MAX).clamp(min, max));
         let (mask_s, mask_l) = v2020::select_masks(avg, Normalization::Level1);
         let (gear, gear_ls) = v2020::get_gear_with_seed(params.seed);
+        let step = read_step(avg);
         Chunker {
             reader,
             min,
@@ -130,56 +140,106 @@ impl<R: Read> Chunker<R> {
             mask_l,
             gear,
             gear_ls,
-            buf: Vec::new(),
-            start: 0,
-            end: 0,
-            // Room for a maximal chunk and 2 MiB more: the pending tail (< max) moves to the
-            // front every 2 MiB or more read (a few tenths of a byte copied per byte read
-            // beyond what 2 × max costs), and two big files chunked at once hold 20 MiB, not 32.
-            capacity: max + (2 << 20).min(max),
-            first: INITIAL_BUFFER,
+            cur: Vec::new(),
+            pair: 0,
+            hash: 0,
+            step,
+            // Most chunks end before twice the average; a longer one grows its buffer.
+            capacity: (2 * avg).max(min + step).min(max),
+            first: None,
             eof: false,
             done: false,
         }
     }
 
-    /// Tell the chunker how long the input probably is (e.g. a file's size): inputs shorter than
-    /// the buffer limit are then read into one allocation of exactly that size, instead of a
-    /// buffer grown by doubling. A wrong hint only costs a reallocation.
+    /// Tell the chunker how long the input probably is (e.g. a file's size): an input shorter
+    /// than a chunk buffer is then read into one allocation of exactly its size. A wrong hint
+    /// only costs a reallocation.
     #[must_use]
     pub fn with_size_hint(mut self, len: u64) -> Self {
         let want = usize::try_from(len).unwrap_or(usize::MAX).saturating_add(1);
-        // Not `clamp`: with a maximum chunk under 32 KiB the capacity is below INITIAL_BUFFER.
-        self.first = want.max(INITIAL_BUFFER).min(self.capacity);
+        self.first = Some(want.min(self.capacity));
         self
     }
 
-    /// Reads until at least `max` bytes are buffered or the reader is exhausted,
-    /// so that cut points never depend on read sizes.
-    fn fill(&mut self) -> io::Result<()> {
-        while !self.eof && self.end - self.start < self.max {
-            if self.end == self.buf.len() {
-                if self.buf.len() < self.capacity {
-                    let grown = if self.buf.is_empty() {
-                        self.first
-                    } else {
-                        (self.buf.len() * 2).max(INITIAL_BUFFER).min(self.capacity)
-                    };
-                    self.buf.resize(grown, 0);
-                } else {
-                    // Full at capacity with < max pending means start > max:
-                    // move the pending tail (< max bytes) to the front.
-                    self.buf.copy_within(self.start..self.end, 0);
-                    self.end -= self.start;
-                    self.start = 0;
-                }
+    /// Scan the unscanned byte pairs of `cur` (up to `max`); the length of the chunk when a cut
+    /// point is among them. The same tests in the same order as `v2020::cut_gear`: pairs from
+    /// `min`, the small masks below `avg` and the large ones from there.
+    fn scan(&mut self) -> Option<usize> {
+        let limit = self.cur.len().min(self.max);
+        let src = &self.cur[..limit];
+        let (gear, gear_ls) = (&*self.gear, &*self.gear_ls);
+        let (mask_s, mask_l) = (self.mask_s, self.mask_l);
+        let (mask_s_ls, mask_l_ls) = (mask_s << 1, mask_l << 1);
+        let end = limit / 2;
+        let mut index = self.pair.max(self.min / 2);
+        let mut hash = self.hash;
+        while index < end.min(self.avg / 2) {
+            let a = index * 2;
+            hash = (hash << 2).wrapping_add(gear_ls[src[a] as usize]);
+            if hash & mask_s_ls == 0 {
+                return Some(a);
             }
-            match self.reader.read(&mut self.buf[self.end..]) {
-                Ok(0) => self.eof = true,
-                Ok(n) => self.end += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+            hash = hash.wrapping_add(gear[src[a + 1] as usize]);
+            if hash & mask_s == 0 {
+                return Some(a + 1);
             }
+            index += 1;
+        }
+        while index < end {
+            let a = index * 2;
+            hash = (hash << 2).wrapping_add(gear_ls[src[a] as usize]);
+            if hash & mask_l_ls == 0 {
+                return Some(a);
+            }
+            hash = hash.wrapping_add(gear[src[a + 1] as usize]);
+            if hash & mask_l == 0 {
+                return Some(a + 1);
+            }
+            index += 1;
+        }
+        self.pair = index;
+        self.hash = hash;
+        None
+    }
+
+    /// Hand out the first `len` bytes of `cur` as a chunk; the rest begins the next one.
+    fn cut(&mut self, len: usize) -> Vec<u8> {
+        let mut next = Vec::new();
+        if len < self.cur.len() {
+            next = Vec::with_capacity(self.capacity.max(self.cur.len() - len));
+            next.extend_from_slice(&self.cur[len..]);
+        }
+        let mut chunk = std::mem::replace(&mut self.cur, next);
+        chunk.truncate(len);
+        // A chunk buffer much larger than its chunk gives the rest back (in place).
+        if chunk.capacity() - len > len / 8 {
+            chunk.shrink_to_fit();
+        }
+        (self.pair, self.hash) = (0, 0);
+        chunk
+    }
+
+    /// Read up to the next scan point (`min` plus a step, then a step at a time, never past
+    /// `max`); at the end of the input, sets `eof`.
+    fn read_some(&mut self) -> io::Result<()> {
+        let len = self.cur.len();
+        let want = if len < self.min { self.min - len + self.step } else { self.step }.min(self.max - len);
+        if self.cur.capacity() == 0 {
+            let first = self.first.take().unwrap_or(self.capacity);
+            self.cur.reserve_exact(first);
+        } else if self.cur.capacity() == len {
+            // A long chunk: double the buffer (up to `max`) rather than grow it a step at a time.
+            let grown = (self.cur.capacity() * 2).clamp(len + want, self.max);
+            self.cur.reserve_exact(grown - len);
+        }
+        // What fits: a buffer sized by a hint is filled before it grows.
+        let ask = want.min(self.cur.capacity() - len);
+        // `read_to_end` reads into the spare capacity without zeroing it first (where the
+        // reader can: files) and retries `Interrupted`.
+        let n = (&mut self.reader).take(ask as u64).read_to_end(&mut self.cur)?;
+        if n < ask {
+            self.eof = true;
         }
         Ok(())
     }
@@ -192,34 +252,30 @@ impl<R: Read> Iterator for Chunker<R> {
         if self.done {
             return None;
         }
-        if let Err(e) = self.fill() {
-            self.done = true;
-            return Some(Err(e));
+        loop {
+            if self.cur.len() > self.min {
+                if let Some(len) = self.scan() {
+                    return Some(Ok(self.cut(len)));
+                }
+            }
+            if self.cur.len() >= self.max {
+                return Some(Ok(self.cut(self.max)));
+            }
+            if self.eof {
+                self.done = self.cur.is_empty();
+                if self.done {
+                    // Release the buffer early; the iterator is finished.
+                    self.cur = Vec::new();
+                    return None;
+                }
+                let len = self.cur.len();
+                return Some(Ok(self.cut(len)));
+            }
+            if let Err(e) = self.read_some() {
+                self.done = true;
+                return Some(Err(e));
+            }
         }
-        let pending = &self.buf[self.start..self.end];
-        if pending.is_empty() {
-            self.done = true;
-            // Release the buffer early; the iterator is finished.
-            self.buf = Vec::new();
-            return None;
-        }
-        let (_hash, len) = v2020::cut_gear(
-            pending,
-            self.min,
-            self.avg,
-            self.max,
-            self.mask_s,
-            self.mask_l,
-            self.mask_s << 1,
-            self.mask_l << 1,
-            &self.gear,
-            &self.gear_ls,
-        );
-        // cut_gear returns 1..=max for non-empty input; guard anyway.
-        let len = len.clamp(1, pending.len());
-        let chunk = pending[..len].to_vec();
-        self.start += len;
-        Some(Ok(chunk))
     }
 }
 
@@ -252,6 +308,80 @@ mod tests {
 
     fn chunk_all(data: &[u8], params: ChunkerParams) -> Vec<Vec<u8>> {
         Chunker::new(data, params).collect::<io::Result<Vec<_>>>().unwrap()
+    }
+
+    /// The chunks FastCDC's `cut_gear` makes of the whole input in memory (what the chunker did
+    /// before it scanned as it read).
+    fn reference_chunks(data: &[u8], params: ChunkerParams) -> Vec<usize> {
+        let c = Chunker::new(&[][..], params);
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < data.len() {
+            let (_, len) = v2020::cut_gear(
+                &data[at..],
+                c.min,
+                c.avg,
+                c.max,
+                c.mask_s,
+                c.mask_l,
+                c.mask_s << 1,
+                c.mask_l << 1,
+                &c.gear,
+                &c.gear_ls,
+            );
+            out.push(len);
+            at += len;
+        }
+        out
+    }
+
+    /// A reader handing out the sizes of `steps` in turn.
+    struct Steps<'a> {
+        data: &'a [u8],
+        steps: Vec<usize>,
+        at: usize,
+    }
+
+    impl Read for Steps<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let step = self.steps[self.at % self.steps.len()];
+            self.at += 1;
+            let n = step.max(1).min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn cuts_match_cut_gear_over_the_whole_input(
+            len in 0usize..400_000,
+            seed in proptest::prelude::any::<u64>(),
+            min in 64u32..20_000,
+            avg in 256u32..40_000,
+            max in 1024u32..80_000,
+            zeros in proptest::prelude::any::<bool>(),
+            hint in proptest::option::of(0u64..500_000),
+            steps in proptest::collection::vec(1usize..70_000, 1..6),
+        ) {
+            let mut data = pseudo_random(len, seed);
+            if zeros {
+                // Long runs without a cut point: chunks at the maximum.
+                let mid = len / 3;
+                data[mid..(mid + len / 3).min(len)].fill(0);
+            }
+            let params = ChunkerParams { min, avg, max, seed };
+            let want = reference_chunks(&data, params);
+            let mut chunker = Chunker::new(Steps { data: &data, steps, at: 0 }, params);
+            if let Some(h) = hint {
+                chunker = chunker.with_size_hint(h);
+            }
+            let got: Vec<Vec<u8>> = chunker.collect::<io::Result<_>>().unwrap();
+            proptest::prop_assert_eq!(lengths(&got), want);
+            proptest::prop_assert!(got.concat() == data);
+        }
     }
 
     #[test]

@@ -204,7 +204,7 @@ where
 
     let stop = AtomicBool::new(false);
     // One file chunked per two cores: its chunks are compressed by every blob worker, and each
-    // costs a buffer of up to 10 MiB.
+    // holds the chunk being read (up to the maximum chunk size, 8 MiB; most end within 2 MiB).
     let big_files = util::Semaphore::new((threads / 2).max(1));
     let outcome = std::thread::scope(|s| {
         let (job_tx, job_rx) = bounded::<Vec<FileJob>>(threads * 2);
@@ -301,8 +301,8 @@ where
 #[derive(Clone, Copy)]
 struct WorkerCtx<'a> {
     saver: &'a BlobSaver,
-    /// Files that go through the chunker hold a buffer (up to their size, at most the maximum
-    /// chunk size plus 2 MiB): one is chunked per two cores (the many small files still read in
+    /// Files that go through the chunker hold the chunk being read (up to their size, at most
+    /// the maximum chunk size): one is chunked per two cores (the many small files still read in
     /// parallel), which bounds memory.
     big_files: &'a util::Semaphore,
     params: ChunkerParams,
