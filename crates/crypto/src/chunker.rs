@@ -16,7 +16,6 @@ mod polynomial;
 pub use polynomial::{is_irreducible, random_polynomial};
 
 use fastcdc::v2020::{self, Normalization};
-use std::borrow::Cow;
 use std::io::{self, Read};
 use std::iter::FusedIterator;
 
@@ -86,8 +85,9 @@ pub struct Chunker<R: Read> {
     max: usize,
     mask_s: u64,
     mask_l: u64,
-    gear: Cow<'static, [u64]>,
-    gear_ls: Cow<'static, [u64]>,
+    /// The gear tables as arrays: indexed by a byte, the lookups need no bounds check.
+    gear: Box<[u64; 256]>,
+    gear_ls: Box<[u64; 256]>,
     /// The chunk being read: the bytes since the last cut.
     cur: Vec<u8>,
     /// The next byte pair to scan is `cur[2 * pair..]` (0 until the scan starts at `min`), and
@@ -116,6 +116,16 @@ impl<R: Read> std::fmt::Debug for Chunker<R> {
     }
 }
 
+/// A gear table as an array (`fastcdc` makes them 256 entries long; a shorter one would be
+/// padded with zeros, a longer one cut).
+fn table(t: &[u64]) -> Box<[u64; 256]> {
+    let mut a = Box::new([0u64; 256]);
+    for (d, s) in a.iter_mut().zip(t) {
+        *d = *s;
+    }
+    a
+}
+
 /// Rounds down to an even number (FastCDC scans byte pairs).
 fn even(n: usize) -> usize {
     n & !1
@@ -130,6 +140,7 @@ impl<R: Read> Chunker<R> {
         let avg = even(to_usize(params.avg).clamp(v2020::AVERAGE_MIN, v2020::AVERAGE_MAX).clamp(min, max));
         let (mask_s, mask_l) = v2020::select_masks(avg, Normalization::Level1);
         let (gear, gear_ls) = v2020::get_gear_with_seed(params.seed);
+        let (gear, gear_ls) = (table(&gear), table(&gear_ls));
         let step = read_step(avg);
         Chunker {
             reader,
@@ -326,8 +337,8 @@ mod tests {
                 c.mask_l,
                 c.mask_s << 1,
                 c.mask_l << 1,
-                &c.gear,
-                &c.gear_ls,
+                &c.gear[..],
+                &c.gear_ls[..],
             );
             out.push(len);
             at += len;
