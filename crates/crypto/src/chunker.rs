@@ -126,6 +126,34 @@ fn table(t: &[u64]) -> Box<[u64; 256]> {
     a
 }
 
+/// FastCDC's gear loop over the byte pairs `from.0 .. to` of `src`, `from.1` the hash so far:
+/// `Ok(chunk length)` at the first cut point (`mask` tests the pair's second byte, `mask << 1` its
+/// first), else `Err((to, hash))` to resume from.
+#[inline(always)]
+fn scan_pairs(
+    src: &[u8],
+    gear: &[u64; 256],
+    gear_ls: &[u64; 256],
+    (mut index, mut hash): (usize, u64),
+    to: usize,
+    mask: u64,
+) -> Result<usize, (usize, u64)> {
+    let mask_ls = mask << 1;
+    while index < to {
+        let a = index * 2;
+        hash = (hash << 2).wrapping_add(gear_ls[src[a] as usize]);
+        if hash & mask_ls == 0 {
+            return Ok(a);
+        }
+        hash = hash.wrapping_add(gear[src[a + 1] as usize]);
+        if hash & mask == 0 {
+            return Ok(a + 1);
+        }
+        index += 1;
+    }
+    Err((index, hash))
+}
+
 /// Rounds down to an even number (FastCDC scans byte pairs).
 fn even(n: usize) -> usize {
     n & !1
@@ -180,37 +208,15 @@ impl<R: Read> Chunker<R> {
         let limit = self.cur.len().min(self.max);
         let src = &self.cur[..limit];
         let (gear, gear_ls) = (&*self.gear, &*self.gear_ls);
-        let (mask_s, mask_l) = (self.mask_s, self.mask_l);
-        let (mask_s_ls, mask_l_ls) = (mask_s << 1, mask_l << 1);
         let end = limit / 2;
-        let mut index = self.pair.max(self.min / 2);
-        let mut hash = self.hash;
-        while index < end.min(self.avg / 2) {
-            let a = index * 2;
-            hash = (hash << 2).wrapping_add(gear_ls[src[a] as usize]);
-            if hash & mask_s_ls == 0 {
-                return Some(a);
-            }
-            hash = hash.wrapping_add(gear[src[a + 1] as usize]);
-            if hash & mask_s == 0 {
-                return Some(a + 1);
-            }
-            index += 1;
+        let mut at = (self.pair.max(self.min / 2), self.hash);
+        for (to, mask) in [(end.min(self.avg / 2), self.mask_s), (end, self.mask_l)] {
+            at = match scan_pairs(src, gear, gear_ls, at, to, mask) {
+                Ok(cut) => return Some(cut),
+                Err(at) => at,
+            };
         }
-        while index < end {
-            let a = index * 2;
-            hash = (hash << 2).wrapping_add(gear_ls[src[a] as usize]);
-            if hash & mask_l_ls == 0 {
-                return Some(a);
-            }
-            hash = hash.wrapping_add(gear[src[a + 1] as usize]);
-            if hash & mask_l == 0 {
-                return Some(a + 1);
-            }
-            index += 1;
-        }
-        self.pair = index;
-        self.hash = hash;
+        (self.pair, self.hash) = at;
         None
     }
 
