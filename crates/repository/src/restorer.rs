@@ -866,8 +866,9 @@ fn restore_file(
     spare: &AtomicUsize,
 ) -> Result<Option<Damage>> {
     let blobs = item.node.content.as_ref().map_or(0, Vec::len);
+    let want = blobs.min(MAX_DECODERS - 1);
     let extra = if blobs > DECODE_BESIDE {
-        spare.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n - n.min(blobs))).map_or(0, |n| n.min(blobs))
+        spare.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n - n.min(want))).map_or(0, |n| n.min(want))
     } else {
         0
     };
@@ -967,6 +968,11 @@ pub fn copy_content(repo: &Repository, index: &Index, node: &Node, w: &mut dyn W
 /// A file with more blobs than this is decoded on threads of its own while it is written.
 const DECODE_BESIDE: usize = 4;
 
+/// Decoding threads for one file, at most: what is in flight grows with them (up to
+/// `2 × 8 + 2` blobs, each at most the maximum chunk size), and a few cores already decode
+/// faster than a disk writes.
+const MAX_DECODERS: usize = 8;
+
 /// [`copy_content`] with `decoders` decoding threads, telling damage (the inner error: a blob
 /// that cannot be read intact) from failures that stop everything (the outer one: the output
 /// cannot be written, the storage cannot be reached).
@@ -974,7 +980,8 @@ const DECODE_BESIDE: usize = 4;
 /// A file of more than a few blobs is restored in stages: one thread reads runs of blobs from
 /// their packs, `decoders` threads decode (decrypt, decompress, check the hash of) them, and this
 /// one writes them in order; a large file goes at the pace of the slowest stage rather than the
-/// sum of all. At most `2 × decoders + 2` blobs are between reading and writing.
+/// sum of all. At most `2 × decoders + 2` blobs are between reading and writing (decoders at
+/// most [`MAX_DECODERS`]).
 fn copy_blobs(
     repo: &Repository,
     index: &Index,
@@ -1016,7 +1023,7 @@ fn copy_blobs(
             _ => Ok(Ok(written)),
         };
     }
-    let decoders = decoders.max(1);
+    let decoders = decoders.clamp(1, MAX_DECODERS);
     let window = 2 * decoders + 2;
     std::thread::scope(|s| {
         let (jobs, queue) = crossbeam_channel::bounded::<(Stored, crossbeam_channel::Sender<Decoded>)>(window);
