@@ -866,18 +866,12 @@ fn restore_file(
     spare: &AtomicUsize,
 ) -> Result<Option<Damage>> {
     let blobs = item.node.content.as_ref().map_or(0, Vec::len);
-    let want = blobs.min(MAX_DECODERS - 1);
-    let extra = if blobs > DECODE_BESIDE {
-        spare.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n - n.min(want))).map_or(0, |n| n.min(want))
-    } else {
-        0
-    };
+    // Given back when the file is done, also when it could not even be created.
+    let extra = SpareDecoders::take(spare, if blobs > DECODE_BESIDE { blobs.min(MAX_DECODERS - 1) } else { 0 });
     let mut damage = None;
     let r = write_file(&item.dest, item.node, warnings, fresh, |f, tmp| {
         let mut w = Sparse::new(f);
-        let copied = copy_blobs(repo, index, item.node, &mut w, 1 + extra);
-        spare.fetch_add(extra, Ordering::AcqRel);
-        match copied {
+        match copy_blobs(repo, index, item.node, &mut w, 1 + extra.n) {
             Ok(Ok(_)) => {}
             Ok(Err(d)) => {
                 damage = Some(d);
@@ -891,6 +885,26 @@ fn restore_file(
     match damage {
         Some(d) => Ok(Some(d)),
         None => r.map(|()| None),
+    }
+}
+
+/// Decoding threads taken from a restore's spare ones for one file; given back when dropped.
+struct SpareDecoders<'a> {
+    from: &'a AtomicUsize,
+    n: usize,
+}
+
+impl<'a> SpareDecoders<'a> {
+    /// Up to `want` of the spare decoders in `from` (as many as are free).
+    fn take(from: &'a AtomicUsize, want: usize) -> Self {
+        let free = from.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n - n.min(want)));
+        SpareDecoders { from, n: free.map_or(0, |n| n.min(want)) }
+    }
+}
+
+impl Drop for SpareDecoders<'_> {
+    fn drop(&mut self) {
+        self.from.fetch_add(self.n, Ordering::AcqRel);
     }
 }
 
@@ -958,8 +972,9 @@ impl Write for Sparse<'_> {
 
 /// Stream a file node's content into `w`, checking every blob; returns the bytes written.
 /// Runs of blobs stored next to each other in one pack are read with one request, and the blobs
-/// are decoded on every core while this thread writes them in order (the source restores: a
-/// database file or dump is one large file, and decoding is most of the work).
+/// are decoded on every core (at most [`MAX_DECODERS`]) while this thread writes them in order
+/// (the source restores: a database file or dump is one large file, and decoding is most of the
+/// work).
 pub fn copy_content(repo: &Repository, index: &Index, node: &Node, w: &mut dyn Write) -> Result<u64> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     copy_blobs(repo, index, node, w, cores)?.map_err(|d| d.error)
@@ -1338,6 +1353,19 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn spare_decoders_are_shared_out_as_far_as_they_go_and_come_back_when_dropped() {
+        let spare = AtomicUsize::new(3);
+        let a = SpareDecoders::take(&spare, 5);
+        let b = SpareDecoders::take(&spare, 2);
+        assert_eq!((a.n, b.n, spare.load(Ordering::Relaxed)), (3, 0, 0));
+        drop(a);
+        let c = SpareDecoders::take(&spare, 2);
+        assert_eq!((c.n, spare.load(Ordering::Relaxed)), (2, 1));
+        drop((b, c));
+        assert_eq!(spare.load(Ordering::Relaxed), 3);
     }
 
     #[test]
